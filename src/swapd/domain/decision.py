@@ -1,0 +1,139 @@
+"""R6: whether a rider may take charged packs now, and which ones. Pure: the caller resolves facts."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swapd.domain.packs import Pack, PackStatus
+from swapd.domain.plans import Plan
+from swapd.domain.riders import Rider, RiderStatus
+from swapd.domain.stations import Station
+
+
+class RefusalReason(enum.StrEnum):
+    """Why a swap is refused; each maps to an OCPP authorization status or reason code."""
+
+    UNKNOWN_TOKEN = "unknown_token"
+    UNKNOWN_PACK = "unknown_pack"
+    PACK_NOT_ASSIGNED = "pack_not_assigned"
+    PACK_HELD_BY_OTHER = "pack_held_by_other"
+    RIDER_BLOCKED = "rider_blocked"
+    NO_CREDIT = "no_credit"
+    PACK_DAMAGED = "pack_damaged"
+    PACK_SOH_LOW = "pack_soh_low"
+    NO_CHARGED_PACK = "no_charged_pack"
+    VEHICLE_FULL = "vehicle_full"
+    STATION_DISABLED = "station_disabled"
+
+
+REFUSAL_TEXT = {
+    RefusalReason.UNKNOWN_TOKEN: "Card or account not recognised",
+    RefusalReason.UNKNOWN_PACK: "This battery is not from our network",
+    RefusalReason.PACK_NOT_ASSIGNED: "This battery is not rented to anyone",
+    RefusalReason.PACK_HELD_BY_OTHER: "This battery is rented to someone else",
+    RefusalReason.RIDER_BLOCKED: "Account blocked: please contact support",
+    RefusalReason.NO_CREDIT: "Not enough allowance: please top up",
+    RefusalReason.PACK_DAMAGED: "Battery damaged: please contact support",
+    RefusalReason.PACK_SOH_LOW: "Battery worn out: please contact support",
+    RefusalReason.NO_CHARGED_PACK: "No charged battery available here now",
+    RefusalReason.VEHICLE_FULL: "You already hold as many batteries as your vehicle takes",
+    RefusalReason.STATION_DISABLED: "Station out of service",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A charged pack offered to the rider, with the hold it places on the allowance."""
+
+    pack: Pack
+    hold_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    accepted: bool
+    reason: RefusalReason | None
+    offers: tuple[Offer, ...] = ()
+    required_units: int = 0
+    available_units: int = 0
+
+    @property
+    def text(self) -> str:
+        return "Accepted" if self.reason is None else REFUSAL_TEXT[self.reason]
+
+
+def refuse(reason: RefusalReason, *, available_units: int = 0, required_units: int = 0) -> Decision:
+    return Decision(False, reason, (), required_units, available_units)
+
+
+def is_charged(pack: Pack, station: Station) -> bool:
+    return (
+        pack.status is PackStatus.IN_SLOT
+        and pack.reserved_swap_id is None
+        and pack.soc_bp >= station.charged_soc_bp
+        and pack.soh_bp >= station.min_soh_bp
+    )
+
+
+def check_returned_pack(pack: Pack | None, station: Station) -> RefusalReason | None:
+    """R3 preconditions on a pack presented as the rider's key."""
+    if pack is None:
+        return RefusalReason.UNKNOWN_PACK
+    if pack.status in (PackStatus.QUARANTINED, PackStatus.RETIRED):
+        return RefusalReason.PACK_DAMAGED
+    if pack.status is not PackStatus.WITH_RIDER:
+        return RefusalReason.PACK_NOT_ASSIGNED
+    if pack.soh_bp < station.min_soh_bp:
+        return RefusalReason.PACK_SOH_LOW
+    return None
+
+
+def decide(
+    *,
+    station: Station,
+    rider: Rider,
+    plan: Plan,
+    available_units: int,
+    held_count: int,
+    returning: Sequence[Pack],
+    stock: Sequence[Pack],
+    wanted: int | None = None,
+) -> Decision:
+    """Pick the charged packs for a rider, or refuse with the reason the station shows.
+
+    ``available_units`` is the allowance after holds. The holds of packs being returned stay
+    counted until their return is metered: the decision is made before the station reports the
+    returned pack's SoC, so it must assume the worst (the whole hold is used).
+    """
+    if not station.enabled:
+        return refuse(RefusalReason.STATION_DISABLED)
+    if rider.status is RiderStatus.BLOCKED:
+        return refuse(RefusalReason.RIDER_BLOCKED)
+    if wanted is None:
+        wanted = len(returning) or (held_count or rider.vehicle_packs)
+    if held_count - len(returning) + wanted > rider.vehicle_packs or wanted <= 0:
+        return refuse(RefusalReason.VEHICLE_FULL)
+    models = {p.model_code for p in returning}
+    candidates = sorted(
+        (p for p in stock if is_charged(p, station) and (not models or p.model_code in models)),
+        key=lambda p: (-p.soc_bp, -p.soh_bp, p.slot_no or 0),
+    )
+    if len(candidates) < wanted:
+        return refuse(RefusalReason.NO_CHARGED_PACK, available_units=available_units)
+    chosen = candidates[:wanted]
+    required = [plan.requirement_for(p) for p in chosen]
+    total_required = sum(required)
+    if total_required > available_units and not plan.allows_overage:
+        return refuse(
+            RefusalReason.NO_CREDIT, available_units=available_units, required_units=total_required
+        )
+    # Overage plans hold what the allowance still covers; the rest is billed as overage.
+    offers = []
+    left = available_units
+    for pack, need in zip(chosen, required, strict=True):
+        hold = min(need, max(left, 0))
+        left -= hold
+        offers.append(Offer(pack, hold))
+    return Decision(True, None, tuple(offers), total_required, available_units)

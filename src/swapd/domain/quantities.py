@@ -1,0 +1,126 @@
+"""Integer quantities and the exact rounding rules the billing method uses.
+
+Money is in ISO 4217 minor units, energy in Wh, time in seconds, deliveries as counts.
+State of charge and state of health travel as basis points of a percent (``bp``:
+98.0 % == 9800 bp) so that metering stays exact integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal, InvalidOperation
+
+from swapd.domain.errors import InvalidInput
+
+PERCENT_BP = 10_000  # 100.00 % in basis points
+
+
+class Unit(enum.StrEnum):
+    """The unit an allowance is counted in. Its value is also the ledger name of that unit."""
+
+    ENERGY_WH = "Wh"
+    TIME_S = "s"
+    DELIVERIES = "count"
+
+
+# ISO 4217 minor-unit exponents for the currencies swap networks bill in today.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "KRW": 0,
+    "JPY": 0,
+    "VND": 0,
+    "IDR": 2,
+    "TWD": 2,
+    "CNY": 2,
+    "INR": 2,
+    "THB": 2,
+    "PHP": 2,
+    "MYR": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "KES": 2,
+    "NGN": 2,
+    "RWF": 0,
+    "UGX": 0,
+    "BHD": 3,
+    "KWD": 3,
+}
+
+
+def currency_exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        known = ", ".join(sorted(CURRENCY_EXPONENTS))
+        raise InvalidInput(f"unknown currency {currency!r}; known: {known}") from None
+
+
+def format_money(amount_minor: int, currency: str) -> str:
+    exponent = currency_exponent(currency)
+    if exponent == 0:
+        return f"{amount_minor:,} {currency}"
+    sign = "-" if amount_minor < 0 else ""
+    whole, frac = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{whole:,}.{frac:0{exponent}d} {currency}"
+
+
+def round_half_even(numerator: int, denominator: int) -> int:
+    """numerator/denominator rounded to the nearest integer, ties to even (banker's rounding)."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        return quotient + 1
+    return quotient
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    return -((-numerator) // denominator)
+
+
+def percent_to_bp(value: object, field: str) -> int:
+    """Parse a percentage (int, str or Decimal; 0-100, at most two decimals) into basis points.
+
+    Floats are accepted only when they are an exact decimal with two places (98.0, 95.25),
+    because a BMS reports SoC as JSON numbers and those arrive as floats.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a number between 0 and 100, got {value!r}")
+    try:
+        if isinstance(value, float):
+            number = Decimal(repr(value))
+        elif isinstance(value, int | str | Decimal):
+            number = Decimal(str(value).strip())
+        else:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise InvalidInput(f"{field} must be a number between 0 and 100, got {value!r}") from None
+    if not number.is_finite() or number < 0 or number > 100:
+        raise InvalidInput(f"{field} must be between 0 and 100, got {value}")
+    scaled = number * 100
+    if scaled != scaled.to_integral_value():
+        raise InvalidInput(f"{field} has more than two decimals: {value}")
+    return int(scaled)
+
+
+def bp_to_percent(value_bp: int) -> str:
+    whole, frac = divmod(value_bp, 100)
+    return f"{whole}.{frac:02d}".rstrip("0").rstrip(".") if frac else f"{whole}.0"
+
+
+def require_positive_int(value: object, field: str) -> int:
+    """Amounts must be integers > 0; bools, floats and strings are refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise InvalidInput(f"{field} must be a positive integer, got {value}")
+    return value
+
+
+def require_non_negative_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{field} must be a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,42 @@
+"""Riders and the tokens that identify them at a station."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from swapd.domain.errors import InvalidInput
+
+
+class RiderStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Rider:
+    id: str
+    plan_id: str
+    status: RiderStatus = RiderStatus.ACTIVE
+    vehicle_packs: int = 1  # how many packs the rider's vehicle takes: the most they may hold
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vehicle_packs <= 8:
+            raise InvalidInput(f"a vehicle takes 1..8 packs, got {self.vehicle_packs}")
+
+
+class TokenType(enum.StrEnum):
+    """How the station identified whoever stands in front of it (OCPP IdTokenEnumType + ours)."""
+
+    BATTERY_SERIAL = "BatterySerial"  # the profile's one extension: the pack is the key
+    RFID = "ISO14443"
+    RFID_15693 = "ISO15693"
+    APP = "Central"  # a swap the server itself started for a rider (S02); value = rider id
+    OPERATOR = "Operator"  # staff card: restock and withdraw without billing
+    NO_AUTHORIZATION = "NoAuthorization"
+
+
+@dataclass(frozen=True, slots=True)
+class IdToken:
+    type: TokenType
+    value: str

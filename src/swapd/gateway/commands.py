@@ -1,0 +1,198 @@
+"""Commands for stations, delivered by whichever server process holds the station's socket.
+
+A command is a row in ``station_commands``. Every server process polls for pending commands of
+the stations connected to it; on PostgreSQL a NOTIFY wakes them at once. A process claims a row
+with a conditional UPDATE, so exactly one process sends it, and writes the station's answer back
+for the requester (a CLI command, the HTTP API) to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+import structlog
+
+from swapd.domain.errors import NotFound
+from swapd.store import schema as t
+from swapd.store.database import Database, Tx
+
+log = structlog.get_logger(__name__)
+CHANNEL = "swapd_commands"
+POLL_INTERVAL_S = 0.25
+
+
+class CommandState:
+    PENDING = "pending"
+    SENT = "sent"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+def enqueue(
+    db: Database, station_id: str, action: str, payload: dict[str, Any], *, timeout_s: float
+) -> int:
+    def work(tx: Tx) -> int:
+        if tx.repo.station(station_id) is None:
+            raise NotFound(f"unknown station {station_id}")
+        command_id = tx.repo.execute(
+            sa.insert(t.station_commands)
+            .values(
+                station_id=station_id,
+                action=action,
+                payload=payload,
+                state=CommandState.PENDING,
+                created_at=tx.now,
+                expires_at=tx.now + timedelta(seconds=timeout_s),
+                updated_at=tx.now,
+            )
+            .returning(t.station_commands.c.id)
+        ).scalar_one()
+        if tx.repo.conn.dialect.name == "postgresql":
+            tx.repo.execute(
+                sa.text("SELECT pg_notify(:channel, :station)").bindparams(
+                    channel=CHANNEL, station=station_id
+                )
+            )
+        return int(command_id)
+
+    return db.write(work)
+
+
+def wait_for(
+    db: Database, command_id: int, *, timeout_s: float
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Block until the command is answered, failed or expired: (state, response, error)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = db.read(
+            lambda tx: tx.repo.execute(
+                sa.select(t.station_commands).where(t.station_commands.c.id == command_id)
+            ).one()
+        )
+        if row.state in (CommandState.ANSWERED, CommandState.FAILED, CommandState.EXPIRED):
+            return row.state, row.response, row.error
+        if time.monotonic() >= deadline:
+            _expire(db, command_id)
+            return CommandState.EXPIRED, None, "the station did not answer in time"
+        time.sleep(0.05)
+
+
+def _expire(db: Database, command_id: int) -> None:
+    def work(tx: Tx) -> None:
+        tx.repo.execute(
+            sa.update(t.station_commands)
+            .where(
+                t.station_commands.c.id == command_id,
+                t.station_commands.c.state.in_([CommandState.PENDING, CommandState.SENT]),
+            )
+            .values(state=CommandState.EXPIRED, updated_at=tx.now)
+        )
+
+    db.write(work)
+
+
+def claim(db: Database, station_ids: list[str]) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """Take the pending, unexpired commands of these stations: (id, station, action, payload)."""
+    if not station_ids:
+        return []
+
+    def work(tx: Tx) -> list[tuple[int, str, str, dict[str, Any]]]:
+        c = t.station_commands.c
+        rows = tx.repo.execute(
+            sa.select(c.id, c.station_id, c.action, c.payload, c.expires_at)
+            .where(c.station_id.in_(station_ids), c.state == CommandState.PENDING)
+            .order_by(c.id)
+            .limit(100)
+        ).all()
+        claimed = []
+        for row in rows:
+            state = CommandState.SENT if row.expires_at > tx.now else CommandState.EXPIRED
+            result = tx.repo.execute(
+                sa.update(t.station_commands)
+                .where(c.id == row.id, c.state == CommandState.PENDING)
+                .values(state=state, updated_at=tx.now)
+            )
+            if result.rowcount == 1 and state == CommandState.SENT:
+                claimed.append((int(row.id), row.station_id, row.action, row.payload))
+        return claimed
+
+    return db.write(work)
+
+
+def finish(db: Database, command_id: int, *, response: dict[str, Any] | None, error: str | None) -> None:
+    def work(tx: Tx) -> None:
+        tx.repo.execute(
+            sa.update(t.station_commands)
+            .where(t.station_commands.c.id == command_id)
+            .values(
+                state=CommandState.FAILED if error else CommandState.ANSWERED,
+                response=response,
+                error=None if error is None else error[:300],
+                updated_at=tx.now,
+            )
+        )
+
+    db.write(work)
+
+
+Sender = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def dispatch_forever(db: Database, connected: Callable[[], list[str]], send: Sender) -> None:
+    """The per-process loop that delivers commands to the stations connected here."""
+    wake = asyncio.Event()
+    in_flight: set[asyncio.Task[None]] = set()  # delivering: kept referenced until done
+    listener = None
+    if db.dialect == "postgresql":
+        listener = asyncio.create_task(_listen(db, wake))
+    try:
+        while True:
+            try:
+                batch = await asyncio.to_thread(claim, db, connected())
+            except Exception:
+                log.exception("command_claim_failed")
+                batch = []
+            for command_id, station_id, action, payload in batch:
+                task = asyncio.create_task(_deliver(db, command_id, station_id, action, payload, send))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=POLL_INTERVAL_S)
+            wake.clear()
+    finally:
+        if listener is not None:
+            listener.cancel()
+
+
+async def _deliver(
+    db: Database, command_id: int, station_id: str, action: str, payload: dict[str, Any], send: Sender
+) -> None:
+    try:
+        response = await send(station_id, action, payload)
+        await asyncio.to_thread(finish, db, command_id, response=response, error=None)
+    except Exception as error:
+        log.warning("command_failed", command=command_id, station=station_id, error=repr(error))
+        await asyncio.to_thread(finish, db, command_id, response=None, error=repr(error))
+
+
+async def _listen(db: Database, wake: asyncio.Event) -> None:
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                await connection.execute(f"LISTEN {CHANNEL}")
+                async for _ in connection.notifies():
+                    wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("command_listen_reconnect")
+            await asyncio.sleep(1)

@@ -1,0 +1,251 @@
+"""The ``swapd serve`` process: OCPP over WebSocket at /ocpp/{station_id}, /healthz and /metrics.
+
+Security profiles 1 and 2: HTTP Basic auth on the upgrade request (username = the station id in
+the URL), inside TLS when a certificate is given. Unknown station: 404; wrong password: 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+import uvicorn
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from ocpp.v21 import call as call21
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.websockets import WebSocketDisconnect
+
+from swapd import __version__
+from swapd.gateway import commands
+from swapd.gateway.metrics import GatewayMetrics
+from swapd.gateway.session import Station21, Station201
+from swapd.security import verify_password
+from swapd.services import stations, swaps
+from swapd.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+SUBPROTOCOLS = ("ocpp2.1", "ocpp2.0.1")
+MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get a CALLERROR
+OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
+OFFER_SWEEP_INTERVAL_S = 30
+MAX_VERIFIED_CACHE = 100_000
+
+
+class StarletteConnection:
+    """What ``ocpp``'s ChargePoint needs of a socket, over Starlette's WebSocket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def recv(self) -> str:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            # OCPP-J is text frames only: a binary frame is garbage, and there is no id to answer.
+            await self.close(1003, "OCPP-J uses text frames")
+            raise WebSocketDisconnect(1003)
+        return str(text)
+
+    async def send(self, message: str) -> None:
+        await self._ws.send_text(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            await self._ws.close(code, reason)
+
+
+@dataclass
+class Gateway:
+    db: Database
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    sessions: dict[str, Station21 | Station201] = field(default_factory=dict)
+
+    # Stations reconnect often and all at once after an outage; scrypt per connection would then
+    # cost minutes of CPU. A password verified once is remembered as a SHA-256 digest (in memory
+    # only) for as long as the stored hash does not change.
+    verified: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+    async def verify(self, station_id: str, password: str, stored_hash: str) -> bool:
+        digest = hashlib.sha256(password.encode()).digest()
+        known = self.verified.get((station_id, stored_hash))
+        if known is not None and hmac.compare_digest(known, digest):
+            return True
+        if not await asyncio.to_thread(verify_password, password, stored_hash):
+            return False
+        if len(self.verified) >= MAX_VERIFIED_CACHE:
+            self.verified.clear()
+        self.verified[(station_id, stored_hash)] = digest
+        return True
+
+    def connected(self) -> list[str]:
+        return list(self.sessions)
+
+    async def send_command(
+        self, station_id: str, action: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        session = self.sessions.get(station_id)
+        if session is None:
+            raise ConnectionError(f"station {station_id} is not connected here")
+        if action != "RequestBatterySwap" or not isinstance(session, Station21):
+            raise ValueError(f"unsupported command {action} for this station")
+        response = await session.call(
+            call21.RequestBatterySwap(id_token=payload["id_token"], request_id=payload["request_id"]),
+            suppress=False,
+        )
+        return {"status": response.status}
+
+
+async def _expire_offers_forever(db: Database) -> None:
+    """Offers nobody took (the rider walked away, the station lost the event) must not hold
+    packs and allowance forever."""
+    while True:
+        await asyncio.sleep(OFFER_SWEEP_INTERVAL_S)
+        try:
+            expired = await asyncio.to_thread(swaps.expire_stale_offers, db, older_than_s=OFFER_TTL_S)
+            if expired:
+                log.info("offers_expired", swaps=expired)
+        except Exception:
+            log.exception("offer_sweep_failed")
+
+
+def _credentials(websocket: WebSocket) -> tuple[str, str] | None:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
+    gw = gateway or Gateway(db)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(commands.dispatch_forever(db, gw.connected, gw.send_command)),
+            asyncio.create_task(_expire_offers_forever(db)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
+    app.state.gateway = gw
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        def ping() -> None:
+            with db.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+
+        try:
+            await asyncio.to_thread(ping)
+        except sa.exc.SQLAlchemyError as error:
+            return JSONResponse(
+                {"status": "unavailable", "database": str(error).splitlines()[0]}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "version": __version__, "stations": len(gw.sessions)})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/ocpp/{station_id}")
+    async def ocpp(websocket: WebSocket, station_id: str) -> None:
+        await _serve_station(gw, websocket, station_id)
+
+    return app
+
+
+async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
+    headers = {"WWW-Authenticate": 'Basic realm="swapd"'} if status == 401 else None
+    await websocket.send_denial_response(PlainTextResponse(reason, status_code=status, headers=headers))
+
+
+async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> None:
+    offered = websocket.scope.get("subprotocols", [])
+    subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
+    access = await asyncio.to_thread(stations.access, gw.db, station_id)
+    if access is None:
+        await _deny(websocket, 404, f"unknown station {station_id}")
+        return
+    credentials = _credentials(websocket)
+    if credentials is None or credentials[0] != station_id or access.password_hash is None:
+        await _deny(websocket, 401, "Basic auth with the station id as username is required")
+        return
+    if not await gw.verify(station_id, credentials[1], access.password_hash):
+        log.warning("station_auth_failed", station=station_id)
+        await _deny(websocket, 401, "wrong password")
+        return
+    if not access.enabled:
+        await _deny(websocket, 403, f"station {station_id} is disabled")
+        return
+    if subprotocol is None:
+        await _deny(websocket, 400, "subprotocol ocpp2.1 or ocpp2.0.1 required")
+        return
+    booted = await asyncio.to_thread(stations.is_booted, gw.db, station_id)
+    await websocket.accept(subprotocol=subprotocol)
+    connection = StarletteConnection(websocket)
+    kind = Station21 if subprotocol == "ocpp2.1" else Station201
+    session = kind(station_id, connection, gw.db, gw.metrics, booted=booted)
+    previous = gw.sessions.get(station_id)
+    if previous is not None:
+        # A station that reconnects replaces its old socket; only one may speak for it.
+        await previous._connection.close(1000, "replaced by a new connection")
+    gw.sessions[station_id] = session
+    gw.metrics.connected.inc()
+    log.info("station_connected", station=station_id, subprotocol=subprotocol)
+    try:
+        await session.start()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if gw.sessions.get(station_id) is session:
+            del gw.sessions[station_id]
+        gw.metrics.connected.dec()
+        log.info("station_disconnected", station=station_id)
+
+
+def serve(
+    db: Database,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    config = uvicorn.Config(
+        create_app(db),
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        log_config=None,
+        access_log=False,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,401 @@
+"""One connected station: an ``ocpp`` ChargePoint with one handler per action it may send.
+
+The handlers translate wire payloads into service calls and back; the services run in worker
+threads because they block on the database. Everything a station repeats is idempotent in the
+services, so a retransmit after a reconnect gets the first answer again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Protocol, TypeVar
+
+import structlog
+from ocpp import v21, v201
+from ocpp.exceptions import (
+    GenericError,
+    OCPPError,
+    PropertyConstraintViolationError,
+)
+from ocpp.messages import Call, CallError, MessageType, validate_payload
+from ocpp.routing import on
+from ocpp.v21.enums import Action as Action21
+from ocpp.v201.enums import Action as Action201
+
+from swapd.domain.decision import RefusalReason
+from swapd.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from swapd.domain.quantities import bp_to_percent, format_money
+from swapd.domain.riders import IdToken, TokenType
+from swapd.domain.stations import SlotState
+from swapd.gateway.codes import REASON_CODE, status_for
+from swapd.gateway.metrics import GatewayMetrics
+from swapd.gateway.replies import STATION_ACTIONS_21, STATION_ACTIONS_201, minimal_reply
+from swapd.services import catalog, queries, stations, swaps
+from swapd.services.swaps import AuthorizeResult, BatteryReading
+from swapd.store.database import Database
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+MAX_MESSAGE_BYTES = 64 * 1024  # far above any swap message; larger frames are refused
+HEARTBEAT_INTERVAL_S = 300
+
+_SLOT_STATES = {
+    "Available": SlotState.AVAILABLE,
+    "Occupied": SlotState.OCCUPIED,
+    "Reserved": SlotState.OCCUPIED,
+    "Unavailable": SlotState.UNAVAILABLE,
+    "Faulted": SlotState.UNAVAILABLE,
+}
+_RFID_TYPES = {"ISO14443": TokenType.RFID, "ISO15693": TokenType.RFID_15693}
+
+
+class Connection(Protocol):
+    async def recv(self) -> str: ...
+    async def send(self, message: str) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _percent(value: Any, field: str) -> Decimal:
+    """BMS readings may carry any number of decimals; the ledger keeps two (basis points)."""
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    except ArithmeticError:
+        raise PropertyConstraintViolationError(description=f"{field} is not a number") from None
+
+
+def _get(data: dict[str, Any], *names: str) -> Any:
+    """A key of a nested payload object; the ocpp package snake-cases keys inconsistently."""
+    for name in names:
+        if name in data:
+            return data[name]
+    return None
+
+
+def token_from_wire(station_id: str, id_token: dict[str, Any]) -> IdToken:
+    value = str(id_token.get("id_token", ""))
+    kind = str(id_token.get("type", ""))
+    if kind == "BatterySerial":
+        return IdToken(TokenType.BATTERY_SERIAL, value)
+    if kind == "Central":
+        # The station's own Central token is the operator's; any other is a swap we started.
+        return IdToken(TokenType.OPERATOR if value == station_id else TokenType.APP, value)
+    if kind == "NoAuthorization":
+        return IdToken(TokenType.NO_AUTHORIZATION, value)
+    return IdToken(_RFID_TYPES.get(kind, TokenType.RFID), value)
+
+
+def readings_from_wire(battery_data: list[dict[str, Any]]) -> list[BatteryReading]:
+    readings = []
+    for item in battery_data:
+        readings.append(
+            BatteryReading.parse(
+                _get(item, "evse_id"),
+                _get(item, "serial_number"),
+                _percent(_get(item, "soc", "so_c"), "soC"),
+                _percent(_get(item, "soh", "so_h"), "soH"),
+            )
+        )
+    return readings
+
+
+def personal_message(content: str) -> dict[str, Any]:
+    return {"format": "UTF8", "content": content[:512]}
+
+
+class SwapHandlers:
+    """The handlers, shared by the OCPP 2.1 and 2.0.1 sessions."""
+
+    id: str
+    db: Database
+    metrics: GatewayMetrics
+    booted: bool
+    _call_result: Any
+    _ocpp_version: str
+
+    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking service call in a worker thread; map domain errors to CALLERRORs."""
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except InvalidInput as error:
+            raise PropertyConstraintViolationError(description=error.message) from None
+        except (Conflict, NotFound) as error:
+            raise GenericError(description=error.message) from None
+        except DomainError as error:
+            raise GenericError(description=error.message) from None
+
+    @on("BootNotification")
+    async def on_boot_notification(self, charging_station: dict[str, Any], reason: str, **_: Any) -> Any:
+        await self.run(
+            stations.record_boot,
+            self.db,
+            self.id,
+            vendor=str(charging_station.get("vendor_name", "")),
+            model=str(charging_station.get("model", "")),
+            firmware=charging_station.get("firmware_version"),
+        )
+        self.booted = True
+        log.info("station_booted", station=self.id, reason=reason)
+        return self._call_result.BootNotification(
+            current_time=_now_iso(), interval=HEARTBEAT_INTERVAL_S, status="Accepted"
+        )
+
+    @on("Heartbeat")
+    async def on_heartbeat(self, **_: Any) -> Any:
+        await self.run(stations.seen, self.db, self.id)
+        return self._call_result.Heartbeat(current_time=_now_iso())
+
+    @on("StatusNotification")
+    async def on_status_notification(self, connector_status: str, evse_id: int, **_: Any) -> Any:
+        await self._slot_state(evse_id, connector_status)
+        return self._call_result.StatusNotification()
+
+    @on("NotifyEvent")
+    async def on_notify_event(self, event_data: list[dict[str, Any]], **_: Any) -> Any:
+        for event in event_data:
+            component = event.get("component", {})
+            variable = event.get("variable", {})
+            evse = component.get("evse") or {}
+            if (
+                component.get("name") in ("Connector", "EVSE")
+                and variable.get("name") == "AvailabilityState"
+                and "id" in evse
+            ):
+                await self._slot_state(int(evse["id"]), str(event.get("actual_value", "")))
+        return self._call_result.NotifyEvent()
+
+    async def _slot_state(self, evse_id: int, status: str) -> None:
+        state = _SLOT_STATES.get(status)
+        if state is None or evse_id == 0:
+            return  # evse 0 is the station itself
+        await self.run(stations.set_slot_state, self.db, self.id, evse_id, state)
+
+    @on("Authorize")
+    async def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
+        started = time.perf_counter()
+        token = token_from_wire(self.id, id_token)
+        if token.type is TokenType.APP:
+            # Riders' app tokens are ours to send, not for stations to present.
+            result = AuthorizeResult(False, RefusalReason.UNKNOWN_TOKEN.value, "Unknown token")
+        elif token.type is TokenType.NO_AUTHORIZATION:
+            result = AuthorizeResult(False, RefusalReason.UNKNOWN_TOKEN.value, "No token")
+        else:
+            result = await self.run(swaps.authorize, self.db, self.id, token)
+        self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        info: dict[str, Any] = {"status": status_for(result.reason)}
+        if result.accepted and result.offered:
+            info["evse_id"] = result.offered_slots
+            info["personal_message"] = personal_message(await self._balance_text(result))
+        elif not result.accepted:
+            assert result.reason is not None
+            self.metrics.refusals.labels(result.reason).inc()
+            code = REASON_CODE.get(RefusalReason(result.reason))
+            prefix = f"{code}: " if code else ""
+            info["personal_message"] = personal_message(prefix + result.text)
+        return self._call_result.Authorize(id_token_info=info)
+
+    async def _balance_text(self, result: AuthorizeResult) -> str:
+        assert result.rider_id is not None
+        balance = await self.run(queries.rider_balance, self.db, result.rider_id)
+        slots = ", ".join(str(s) for s in result.offered_slots)
+        socs = ", ".join(bp_to_percent(o.soc_bp) + "%" for o in result.offered)
+        money = format_money(balance.available_value_minor, balance.currency)
+        return f"Take slot {slots} ({socs}). Left: {balance.available_units:,} {balance.unit} ({money})"
+
+    @on("BatterySwap")
+    async def on_battery_swap(
+        self,
+        battery_data: list[dict[str, Any]],
+        event_type: str,
+        id_token: dict[str, Any],
+        request_id: int,
+        **_: Any,
+    ) -> Any:
+        token = token_from_wire(self.id, id_token)
+        # With NoAuthorization the packs alone identify the rider.
+        token_arg = None if token.type is TokenType.NO_AUTHORIZATION else token
+        readings = await self.run(readings_from_wire, battery_data)
+        if event_type == "BatteryIn":
+            await self.run(
+                swaps.battery_in, self.db, self.id, str(request_id), readings, token=token_arg
+            )
+        elif event_type == "BatteryOut":
+            result = await self.run(
+                swaps.battery_out, self.db, self.id, str(request_id), readings, token=token_arg
+            )
+            if not result.repeated and any(p.outcome == "handed_over" for p in result.packs):
+                self.metrics.swaps.inc()
+        else:
+            await self.run(
+                swaps.battery_out_timeout, self.db, self.id, str(request_id), readings, token=token_arg
+            )
+        return self._call_result.BatterySwap()
+
+    @on("TransactionEvent")
+    async def on_transaction_event(
+        self,
+        meter_value: list[dict[str, Any]] | None = None,
+        evse: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        if evse and meter_value:
+            await self._soc_updates(int(evse.get("id", 0)), meter_value)
+        # Charging inside the station runs on the station's own token: always accepted.
+        return self._call_result.TransactionEvent(id_token_info={"status": "Accepted"})
+
+    @on("MeterValues")
+    async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any) -> Any:
+        await self._soc_updates(evse_id, meter_value)
+        return self._call_result.MeterValues()
+
+    async def _soc_updates(self, evse_id: int, meter_value: list[dict[str, Any]]) -> None:
+        if evse_id <= 0:
+            return
+        latest = None
+        for sample in meter_value:
+            for value in sample.get("sampled_value", []):
+                if value.get("measurand") == "SoC":
+                    latest = value.get("value")
+        if latest is None:
+            return
+        try:
+            await self.run(catalog.report_soc, self.db, self.id, evse_id, _percent(latest, "SoC"))
+        except GenericError:
+            # A SoC for a slot we believe empty: the swap events are the truth for occupancy.
+            log.info("soc_for_empty_slot", station=self.id, evse_id=evse_id)
+
+    @on("SecurityEventNotification")
+    async def on_security_event(self, type: str, timestamp: str, **kwargs: Any) -> Any:
+        log.warning(
+            "station_security_event",
+            station=self.id,
+            event=type,
+            at=timestamp,
+            info=kwargs.get("tech_info"),
+        )
+        return self._call_result.SecurityEventNotification()
+
+    @on("DataTransfer")
+    async def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        log.info("data_transfer", station=self.id, vendor_id=vendor_id)
+        return self._call_result.DataTransfer(status="UnknownVendorId")
+
+
+class _Routing:
+    """What both sessions add to ocpp's ChargePoint: framing checks, boot gating, a reply for
+    every action, and CALLERRORs counted."""
+
+    id: str
+    db: Database
+    booted: bool
+    metrics: GatewayMetrics
+    route_map: dict[str, Any]
+    _ocpp_version: str
+    _connection: Connection
+    _station_actions: frozenset[str]
+    _all_actions: frozenset[str]
+    _send: Callable[[str], Awaitable[None]]  # ocpp's ChargePoint provides it
+
+    def __init__(
+        self,
+        station_id: str,
+        connection: Connection,
+        db: Database,
+        metrics: GatewayMetrics,
+        *,
+        booted: bool,
+    ) -> None:
+        super().__init__(station_id, connection, response_timeout=30)  # type: ignore[call-arg]
+        self.db = db
+        self.metrics = metrics
+        self.booted = booted
+
+    async def route_message(self, raw_msg: str) -> None:
+        if len(raw_msg.encode()) > MAX_MESSAGE_BYTES:
+            await self._refuse(raw_msg, "FormatViolation", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
+            return
+        try:
+            message = json.loads(raw_msg)
+        except ValueError:
+            # Not JSON at all: there is no message id to answer, so the socket goes.
+            await self._connection.close(1007, "not an OCPP-J message")
+            return
+        if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], str):
+            await self._connection.close(1007, "not an OCPP-J message")
+            return
+        kind = message[0]
+        if kind == MessageType.Call:
+            if len(message) != 4 or not isinstance(message[2], str) or not isinstance(message[3], dict):
+                await self._error(message[1], "FormatViolation", "a CALL is [2, id, action, {payload}]")
+                return
+            action = message[2]
+            self.metrics.messages.labels(action).inc()
+            if not self.booted and action != "BootNotification":
+                await self._error(message[1], "SecurityError", "BootNotification must be accepted first")
+                return
+            if action not in self._station_actions:
+                # OCPP-J: NotSupported for an action of the protocol a CSMS does not take,
+                # NotImplemented for a name the protocol does not have.
+                if action in self._all_actions:
+                    await self._error(message[1], "NotSupported", f"{action} is not sent to a CSMS")
+                else:
+                    await self._error(message[1], "NotImplemented", f"unknown action {action!r}")
+                return
+            if action not in self.route_map:
+                await self._reply_minimal(message)
+                return
+            await self._route(raw_msg)
+            return
+        if kind in (MessageType.CallResult, MessageType.CallError):
+            await self._route(raw_msg)
+            return
+        await self._error(message[1], "MessageTypeNotSupported", f"message type {kind!r} is unknown")
+
+    async def _route(self, raw_msg: str) -> None:
+        await super().route_message(raw_msg)  # type: ignore[misc]
+
+    async def _reply_minimal(self, message: list[Any]) -> None:
+        call = Call(unique_id=message[1], action=message[2], payload=message[3])
+        try:
+            await validate_payload(call, self._ocpp_version)
+        except OCPPError as error:
+            await self._error(message[1], error.code, error.description)
+            return
+        reply = call.create_call_result(minimal_reply(self._ocpp_version, message[2]))
+        await self._send(reply.to_json())
+
+    async def _refuse(self, raw_msg: str, code: str, description: str) -> None:
+        unique_id = None
+        head = raw_msg[:200]
+        try:
+            parts = head.split(",", 2)
+            unique_id = json.loads(parts[1]) if len(parts) > 1 else None
+        except ValueError:
+            unique_id = None
+        if isinstance(unique_id, str):
+            await self._error(unique_id, code, description)
+        else:
+            await self._connection.close(1009, description)
+
+    async def _error(self, unique_id: str, code: str, description: str) -> None:
+        self.metrics.call_errors.labels(code).inc()
+        await self._send(CallError(unique_id, code, description, {}).to_json())
+
+
+class Station21(_Routing, SwapHandlers, v21.ChargePoint):
+    _station_actions = STATION_ACTIONS_21
+    _all_actions = frozenset(a.value for a in Action21)
+
+
+class Station201(_Routing, SwapHandlers, v201.ChargePoint):
+    _station_actions = STATION_ACTIONS_201
+    _all_actions = frozenset(a.value for a in Action201)

@@ -1,0 +1,257 @@
+"""The ledger kept in SQL tables, inside the caller's transaction.
+
+Balances are cached on the account rows and must equal what the transfers imply (``check.py``
+recomputes them). Accounts with a balance limit (the riders') are locked and updated at once, so
+a limit is checked against the committed truth. Accounts without a limit (the operator's, touched by
+every swap) are updated once per transaction, just before commit, in id order: that keeps their
+row locks short on PostgreSQL and makes lock order the same in every transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from swapd.ledger.model import (
+    ACCOUNT_FLAGS,
+    Account,
+    AccountCode,
+    AccountFlags,
+    Delta,
+    LedgerError,
+    Transfer,
+    TransferCode,
+    TransferFlags,
+    TransferRequest,
+    deltas_for,
+    validate_request,
+)
+from swapd.store.schema import accounts, transfers
+
+OPERATOR = ""
+
+
+def _account(row: sa.Row[tuple[object, ...]]) -> Account:
+    m = row._mapping
+    return Account(
+        id=m["id"],
+        ledger=m["ledger"],
+        code=AccountCode(m["code"]),
+        owner=m["owner"],
+        flags=AccountFlags(m["flags"]),
+        debits_pending=m["debits_pending"],
+        debits_posted=m["debits_posted"],
+        credits_pending=m["credits_pending"],
+        credits_posted=m["credits_posted"],
+    )
+
+
+def _transfer(row: sa.Row[tuple[object, ...]]) -> Transfer:
+    m = row._mapping
+    return Transfer(
+        id=m["id"],
+        key=m["key"],
+        ledger=m["ledger"],
+        debit_account_id=m["debit_account_id"],
+        credit_account_id=m["credit_account_id"],
+        amount=m["amount"],
+        code=TransferCode(m["code"]),
+        flags=TransferFlags(m["flags"]),
+        pending_id=m["pending_id"],
+        rider_id=m["rider_id"],
+        actor=m["actor"],
+        memo=m["memo"],
+    )
+
+
+class Book:
+    """Ledger operations bound to one database transaction."""
+
+    def __init__(self, connection: sa.Connection, now: datetime) -> None:
+        self._conn = connection
+        self._now = now
+        self._deferred: dict[int, Delta] = defaultdict(Delta)
+        self._accounts: dict[int, Account] = {}
+        self._lockable = connection.dialect.name == "postgresql"
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def account(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account:
+        """The account for (ledger, code, owner), created on first use. Rider accounts are locked."""
+        for cached in self._accounts.values():
+            if (cached.ledger, cached.code, cached.owner) == (ledger, code, owner):
+                return self.get(cached.id)
+        row = self._select_account(ledger, code, owner)
+        if row is None:
+            self._insert_account(ledger, code, owner)
+            row = self._select_account(ledger, code, owner)
+            assert row is not None
+        account = _account(row)
+        self._accounts[account.id] = account
+        return account
+
+    def existing(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account | None:
+        """The account if it exists, without creating or locking it (for reads)."""
+        query = sa.select(accounts).where(
+            accounts.c.ledger == ledger, accounts.c.code == code.value, accounts.c.owner == owner
+        )
+        row = self._conn.execute(query).first()
+        return None if row is None else _account(row)
+
+    def get(self, account_id: int) -> Account:
+        cached = self._accounts.get(account_id)
+        if cached is None:
+            query = sa.select(accounts).where(accounts.c.id == account_id)
+            row = self._conn.execute(query).first()
+            if row is None:
+                raise LedgerError("account_not_found", f"no account {account_id}")
+            cached = _account(row)
+            if cached.flags != AccountFlags.NONE and self._lockable:
+                cached = _account(self._conn.execute(query.with_for_update()).one())
+            self._accounts[account_id] = cached
+        delta = self._deferred.get(account_id)
+        return cached.with_delta(delta) if delta else cached
+
+    def _select_account(
+        self, ledger: str, code: AccountCode, owner: str
+    ) -> sa.Row[tuple[object, ...]] | None:
+        query = sa.select(accounts).where(
+            accounts.c.ledger == ledger, accounts.c.code == code.value, accounts.c.owner == owner
+        )
+        return self._conn.execute(self._locking(query, ACCOUNT_FLAGS.get(code) is not None)).first()
+
+    def _locking(
+        self, query: sa.Select[tuple[object, ...]], lock: bool
+    ) -> sa.Select[tuple[object, ...]]:
+        return query.with_for_update() if lock and self._lockable else query
+
+    def _insert_account(self, ledger: str, code: AccountCode, owner: str) -> None:
+        values = {
+            "ledger": ledger,
+            "code": code.value,
+            "owner": owner,
+            "flags": int(ACCOUNT_FLAGS.get(code, AccountFlags.NONE)),
+            "debits_pending": 0,
+            "debits_posted": 0,
+            "credits_pending": 0,
+            "credits_posted": 0,
+        }
+        dialect = self._conn.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Two transactions may create the same operator account at once: one wins, both go on.
+        self._conn.execute(insert(accounts).values(**values).on_conflict_do_nothing())
+
+    # -- transfers --------------------------------------------------------------------------
+
+    def find(self, key: str) -> Transfer | None:
+        row = self._conn.execute(sa.select(transfers).where(transfers.c.key == key)).first()
+        return None if row is None else _transfer(row)
+
+    def transfer(self, request: TransferRequest) -> Transfer:
+        """Apply a transfer exactly once per key; a repeat returns the first result."""
+        existing = self.find(request.key)
+        if existing is not None:
+            if not existing.same_request(request):
+                raise LedgerError(
+                    "exists_with_different_fields",
+                    f"transfer key {request.key!r} was used for a different transfer",
+                )
+            return existing
+        debit = self.get(request.debit_account_id)
+        credit = self.get(request.credit_account_id)
+        validate_request(request, debit, credit)
+        pending = None
+        if request.pending_id is not None:
+            pending = self._pending(request.pending_id)
+        debit_delta, credit_delta = deltas_for(request, pending)
+        debit.with_delta(debit_delta).check_limits()
+        credit.with_delta(credit_delta).check_limits()
+        inserted = self._conn.execute(
+            sa.insert(transfers)
+            .values(
+                key=request.key,
+                ledger=request.ledger,
+                debit_account_id=request.debit_account_id,
+                credit_account_id=request.credit_account_id,
+                amount=request.amount,
+                code=request.code.value,
+                flags=int(request.flags),
+                pending_id=request.pending_id,
+                rider_id=request.rider_id,
+                actor=request.actor,
+                memo=request.memo,
+                created_at=self._now,
+            )
+            .returning(transfers.c.id)
+        ).scalar_one()
+        self._apply(debit, debit_delta)
+        self._apply(credit, credit_delta)
+        return Transfer(
+            id=inserted,
+            key=request.key,
+            ledger=request.ledger,
+            debit_account_id=request.debit_account_id,
+            credit_account_id=request.credit_account_id,
+            amount=request.amount,
+            code=request.code,
+            flags=request.flags,
+            pending_id=request.pending_id,
+            rider_id=request.rider_id,
+            actor=request.actor,
+            memo=request.memo,
+        )
+
+    def _pending(self, pending_id: int) -> Transfer:
+        row = self._conn.execute(sa.select(transfers).where(transfers.c.id == pending_id)).first()
+        if row is None:
+            raise LedgerError("pending_transfer_not_found", f"no transfer {pending_id}")
+        pending = _transfer(row)
+        if not pending.flags & TransferFlags.PENDING:
+            raise LedgerError("pending_transfer_not_pending", f"transfer {pending_id} is not pending")
+        resolved = self._conn.execute(
+            sa.select(transfers.c.flags).where(transfers.c.pending_id == pending_id)
+        ).scalar()
+        if resolved is not None:
+            state = "posted" if resolved & TransferFlags.POST_PENDING else "voided"
+            raise LedgerError(f"pending_transfer_already_{state}", f"transfer {pending_id} is {state}")
+        return pending
+
+    def is_resolved(self, pending_id: int) -> bool:
+        return (
+            self._conn.execute(
+                sa.select(transfers.c.id).where(transfers.c.pending_id == pending_id)
+            ).first()
+            is not None
+        )
+
+    def _apply(self, account: Account, delta: Delta) -> None:
+        if account.flags == AccountFlags.NONE:
+            self._deferred[account.id] = self._deferred[account.id] + delta
+            return
+        self._write(account.id, delta)
+        self._accounts[account.id] = self._accounts[account.id].with_delta(delta)
+
+    def _write(self, account_id: int, delta: Delta) -> None:
+        c = accounts.c
+        self._conn.execute(
+            sa.update(accounts)
+            .where(c.id == account_id)
+            .values(
+                debits_pending=c.debits_pending + delta.debits_pending,
+                debits_posted=c.debits_posted + delta.debits_posted,
+                credits_pending=c.credits_pending + delta.credits_pending,
+                credits_posted=c.credits_posted + delta.credits_posted,
+            )
+        )
+
+    def flush(self) -> None:
+        """Write the deferred operator-side balance changes, in account id order."""
+        for account_id in sorted(self._deferred):
+            delta = self._deferred[account_id]
+            if delta != Delta():
+                self._write(account_id, delta)
+        self._deferred.clear()
+        self._accounts.clear()

@@ -1,0 +1,142 @@
+"""Reconciliation: recompute every balance from the transfers and compare with the cached ones.
+
+Runs as a handful of aggregate queries, so its cost grows with the number of transfers but not
+with round trips. Everything it finds is reported; nothing is repaired.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from swapd.ledger.model import AccountFlags, TransferFlags
+from swapd.store.schema import accounts, transfers
+
+COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+
+@dataclass
+class LedgerTotals:
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.debits_posted == self.credits_posted and self.debits_pending == self.credits_pending
+
+
+@dataclass
+class CheckReport:
+    accounts: int = 0
+    transfers: int = 0
+    ledgers: dict[str, LedgerTotals] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sum_by(
+    connection: sa.Connection, column: sa.ColumnElement[int], where: sa.ColumnElement[bool]
+) -> dict[int, int]:
+    query = sa.select(column, sa.func.sum(transfers.c.amount)).where(where).group_by(column)
+    return {int(account_id): int(total) for account_id, total in connection.execute(query)}
+
+
+def check_ledger(connection: sa.Connection) -> CheckReport:
+    report = CheckReport()
+    flags = transfers.c.flags
+    posted = sa.or_(flags == int(TransferFlags.NONE), flags == int(TransferFlags.POST_PENDING))
+    resolution = transfers.alias("resolution")
+    open_pending = sa.and_(
+        flags == int(TransferFlags.PENDING),
+        ~sa.exists().where(resolution.c.pending_id == transfers.c.id),
+    )
+    recomputed: dict[str, dict[int, int]] = {
+        "debits_posted": _sum_by(connection, transfers.c.debit_account_id, posted),
+        "credits_posted": _sum_by(connection, transfers.c.credit_account_id, posted),
+        "debits_pending": _sum_by(connection, transfers.c.debit_account_id, open_pending),
+        "credits_pending": _sum_by(connection, transfers.c.credit_account_id, open_pending),
+    }
+    report.transfers = int(
+        connection.execute(sa.select(sa.func.count()).select_from(transfers)).scalar_one()
+    )
+    totals: dict[str, LedgerTotals] = defaultdict(LedgerTotals)
+    for row in connection.execute(sa.select(accounts).order_by(accounts.c.id)):
+        report.accounts += 1
+        name = f"account {row.id} ({row.code} {row.owner or 'operator'} {row.ledger})"
+        values = {column: recomputed[column].get(row.id, 0) for column in COLUMNS}
+        for column in COLUMNS:
+            cached = getattr(row, column)
+            if cached != values[column]:
+                report.problems.append(
+                    f"{name}: cached {column} {cached} != {values[column]} from transfers"
+                )
+        ledger = totals[row.ledger]
+        for column in COLUMNS:
+            setattr(ledger, column, getattr(ledger, column) + values[column])
+        account_flags = AccountFlags(row.flags)
+        if (
+            AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS in account_flags
+            and values["debits_posted"] + values["debits_pending"] > values["credits_posted"]
+        ):
+            report.problems.append(f"{name}: debits exceed credits (balance below zero)")
+        if (
+            AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS in account_flags
+            and values["credits_posted"] + values["credits_pending"] > values["debits_posted"]
+        ):
+            report.problems.append(f"{name}: credits exceed debits (balance below zero)")
+    report.ledgers = dict(sorted(totals.items()))
+    for ledger_name, ledger in report.ledgers.items():
+        if not ledger.balanced:
+            report.problems.append(f"ledger {ledger_name} does not sum to zero: {ledger}")
+    report.problems.extend(_transfer_problems(connection))
+    return report
+
+
+def _transfer_problems(connection: sa.Connection) -> list[str]:
+    """Structural rules each transfer must keep (the ledger enforces them; this proves it)."""
+    problems = []
+    debit, credit = accounts.alias("debit"), accounts.alias("credit")
+    wrong_ledger = connection.execute(
+        sa.select(transfers.c.id)
+        .join(debit, debit.c.id == transfers.c.debit_account_id)
+        .join(credit, credit.c.id == transfers.c.credit_account_id)
+        .where(sa.or_(debit.c.ledger != transfers.c.ledger, credit.c.ledger != transfers.c.ledger))
+    ).scalars()
+    problems += [f"transfer {i}: accounts are on another ledger" for i in wrong_ledger]
+    pending = transfers.alias("pending")
+    bad_resolution = connection.execute(
+        sa.select(
+            transfers.c.id, transfers.c.flags, transfers.c.amount, pending.c.amount, pending.c.flags
+        )
+        .join(pending, pending.c.id == transfers.c.pending_id)
+        .where(
+            sa.or_(
+                pending.c.flags != int(TransferFlags.PENDING),
+                pending.c.debit_account_id != transfers.c.debit_account_id,
+                pending.c.credit_account_id != transfers.c.credit_account_id,
+                transfers.c.amount > pending.c.amount,
+                sa.and_(
+                    transfers.c.flags == int(TransferFlags.VOID_PENDING),
+                    transfers.c.amount != pending.c.amount,
+                ),
+            )
+        )
+    )
+    problems += [
+        f"transfer {r[0]}: does not match the pending transfer it resolves" for r in bad_resolution
+    ]
+    unresolvable = connection.execute(
+        sa.select(transfers.c.id).where(
+            transfers.c.flags.in_([int(TransferFlags.POST_PENDING), int(TransferFlags.VOID_PENDING)]),
+            transfers.c.pending_id.is_(None),
+        )
+    ).scalars()
+    problems += [f"transfer {i}: post or void without a pending transfer" for i in unresolvable]
+    return problems

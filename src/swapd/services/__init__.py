@@ -1,0 +1,1 @@
+"""Use cases. Each public function is one transaction: it commits entirely or writes nothing."""

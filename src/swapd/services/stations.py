@@ -1,0 +1,118 @@
+"""What the gateway keeps about stations: credentials, boot data, liveness and slot availability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from swapd.domain.errors import InvalidInput, NotFound
+from swapd.domain.stations import SlotState
+from swapd.security import generate_password, hash_password
+from swapd.store import schema as t
+from swapd.store.database import Database, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class StationAccess:
+    station_id: str
+    enabled: bool
+    password_hash: str | None
+
+
+def access(db: Database, station_id: str) -> StationAccess | None:
+    """What the WebSocket upgrade needs to admit a station, or None for an unknown station."""
+
+    def work(tx: Tx) -> StationAccess | None:
+        row = tx.repo.execute(
+            sa.select(t.stations.c.id, t.stations.c.enabled, t.stations.c.password_hash).where(
+                t.stations.c.id == station_id
+            )
+        ).first()
+        return None if row is None else StationAccess(row.id, row.enabled, row.password_hash)
+
+    return db.read(work)
+
+
+def set_password(db: Database, station_id: str, password: str | None = None) -> str:
+    """Give the station a new Basic-auth password (generated unless given); returns it once."""
+    password = password or generate_password()
+    if not 16 <= len(password) <= 64 or not password.isprintable():
+        raise InvalidInput("a station password has 16-64 printable characters")
+    hashed = hash_password(password)
+
+    def work(tx: Tx) -> None:
+        result = tx.repo.execute(
+            sa.update(t.stations).where(t.stations.c.id == station_id).values(password_hash=hashed)
+        )
+        if result.rowcount != 1:
+            raise NotFound(f"unknown station {station_id}")
+
+    db.write(work)
+    return password
+
+
+def record_boot(
+    db: Database, station_id: str, *, vendor: str, model: str, firmware: str | None
+) -> datetime:
+    def work(tx: Tx) -> datetime:
+        tx.repo.execute(
+            sa.update(t.stations)
+            .where(t.stations.c.id == station_id)
+            .values(
+                vendor=vendor[:50],
+                model=model[:50],
+                firmware=(firmware or "")[:50] or None,
+                booted_at=tx.now,
+                last_seen_at=tx.now,
+            )
+        )
+        return tx.now
+
+    return db.write(work)
+
+
+def is_booted(db: Database, station_id: str) -> bool:
+    def work(tx: Tx) -> bool:
+        booted = tx.repo.execute(
+            sa.select(t.stations.c.booted_at).where(t.stations.c.id == station_id)
+        ).scalar()
+        return booted is not None
+
+    return db.read(work)
+
+
+def seen(db: Database, station_id: str) -> datetime:
+    def work(tx: Tx) -> datetime:
+        tx.repo.execute(
+            sa.update(t.stations).where(t.stations.c.id == station_id).values(last_seen_at=tx.now)
+        )
+        return tx.now
+
+    return db.write(work)
+
+
+def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState) -> None:
+    """Availability reported by the station. Occupancy itself follows the swap events: a slot we
+    know holds a pack stays occupied, and an emptied slot becomes available again."""
+
+    def work(tx: Tx) -> None:
+        station = tx.repo.station(station_id)
+        if station is None:
+            raise NotFound(f"unknown station {station_id}")
+        station.check_slot(slot_no)
+        slot = tx.repo.slot(station_id, slot_no)
+        assert slot is not None
+        if state is SlotState.UNAVAILABLE:
+            new_state = SlotState.UNAVAILABLE
+        else:
+            new_state = SlotState.OCCUPIED if slot.pack_serial else SlotState.AVAILABLE
+        if new_state is not slot.state:
+            tx.repo.execute(
+                sa.update(t.slots)
+                .where(t.slots.c.station_id == station_id, t.slots.c.slot_no == slot_no)
+                .values(state=new_state.value)
+            )
+
+    db.write(work)

@@ -1,0 +1,53 @@
+"""A swapd server inside the simulator's process: uvicorn in a background thread on a free port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from swapd.gateway.server import MAX_FRAME_BYTES, Gateway, create_app
+from swapd.store.database import Database
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def embedded_server(db: Database) -> Iterator[str]:
+    """Serve the swapd app on 127.0.0.1; yields its ws:// base URL and stops it on exit."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(db, gateway=Gateway(db)),
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="swapd-sim-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the embedded server did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STOP_TIMEOUT_S)

@@ -1,0 +1,1 @@
+"""Durable storage: SQLAlchemy Core tables, engines for SQLite and PostgreSQL, Alembic migrations."""

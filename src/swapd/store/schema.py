@@ -1,0 +1,297 @@
+"""The tables. Alembic migrations under ``migrations/`` create exactly these; a test compares them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps are aware UTC in Python; SQLite stores them naive, PostgreSQL as timestamptz."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+pack_models = sa.Table(
+    "pack_models",
+    metadata,
+    sa.Column("code", sa.String(40), primary_key=True),
+    sa.Column("nominal_wh", sa.Integer, nullable=False),
+    sa.CheckConstraint("nominal_wh > 0", name="nominal_positive"),
+)
+
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("slot_count", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("charged_soc_bp", sa.Integer, nullable=False),
+    sa.Column("min_soh_bp", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+    # OCPP security profiles 1 and 2: the station's Basic-auth password, scrypt-hashed.
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("vendor", sa.String(50), nullable=True),
+    sa.Column("model", sa.String(50), nullable=True),
+    sa.Column("firmware", sa.String(50), nullable=True),
+    sa.Column("booted_at", UTCDateTime, nullable=True),
+    sa.Column("last_seen_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("slot_count >= 2", name="two_slots"),
+)
+
+slots = sa.Table(
+    "slots",
+    metadata,
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
+    sa.Column("slot_no", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("pack_serial", sa.String(50), nullable=True, unique=True),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("unit", sa.String(8), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("price_minor", sa.BigInteger, nullable=False),
+    sa.Column("price_units", sa.BigInteger, nullable=False),
+    sa.Column("granularity_s", sa.Integer, nullable=False),
+    sa.Column("time_hold_s", sa.Integer, nullable=False),
+    sa.Column("fee_minor", sa.BigInteger, nullable=False),
+    sa.Column("included_units", sa.BigInteger, nullable=False),
+    sa.Column("carry_over", sa.Boolean, nullable=False),
+    sa.Column("prorate_first_cycle", sa.Boolean, nullable=False),
+)
+
+riders = sa.Table(
+    "riders",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("vehicle_packs", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+)
+
+id_tokens = sa.Table(
+    "id_tokens",
+    metadata,
+    sa.Column("type", sa.String(20), primary_key=True),
+    sa.Column("value", sa.String(255), primary_key=True),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=True),
+    sa.Column("operator", sa.Boolean, nullable=False, default=False),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), primary_key=True),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("cycle_no", sa.Integer, nullable=False),
+    sa.Column("cycle_start", UTCDateTime, nullable=False),
+    sa.Column("cycle_end", UTCDateTime, nullable=False),
+    # Units carried in from the previous cycle; they are used first and expire at this cycle's end.
+    sa.Column("carried_in_units", sa.BigInteger, nullable=False),
+    sa.Column("consumed_units", sa.BigInteger, nullable=False),
+)
+
+packs = sa.Table(
+    "packs",
+    metadata,
+    sa.Column("serial", sa.String(50), primary_key=True),
+    sa.Column("model_code", sa.String(40), sa.ForeignKey("pack_models.code"), nullable=False),
+    sa.Column("soh_bp", sa.Integer, nullable=False),
+    sa.Column("soc_bp", sa.Integer, nullable=False),
+    sa.Column("cycle_count", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), nullable=True),
+    sa.Column("slot_no", sa.Integer, nullable=True),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=True),
+    sa.Column("reserved_swap_id", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    # A pack is in one place: a slot exactly when in_slot, a rider exactly when with_rider.
+    sa.CheckConstraint(
+        "(status = 'in_slot') = (station_id IS NOT NULL AND slot_no IS NOT NULL)", name="slot_place"
+    ),
+    sa.CheckConstraint("(status = 'with_rider') = (rider_id IS NOT NULL)", name="rider_place"),
+    sa.CheckConstraint("soc_bp BETWEEN 0 AND 10000 AND soh_bp BETWEEN 0 AND 10000", name="pct"),
+)
+sa.Index("ix_packs_station", packs.c.station_id, packs.c.status)
+sa.Index("ix_packs_rider", packs.c.rider_id)
+
+swaps = sa.Table(
+    "swaps",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=True),
+    sa.Column("token_type", sa.String(20), nullable=False),
+    sa.Column("token_value", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("station_id", "request_id"),
+)
+sa.Index("ix_swaps_rider", swaps.c.rider_id, swaps.c.id)
+sa.Index("ix_swaps_open", swaps.c.station_id, swaps.c.state)
+
+swap_offers = sa.Table(
+    "swap_offers",
+    metadata,
+    sa.Column("swap_id", Id, sa.ForeignKey("swaps.id"), primary_key=True),
+    sa.Column("pack_serial", sa.String(50), sa.ForeignKey("packs.serial"), primary_key=True),
+    sa.Column("slot_no", sa.Integer, nullable=False),
+    sa.Column("hold_units", sa.BigInteger, nullable=False),
+    sa.Column("hold_transfer_id", sa.BigInteger, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),  # offered / taken / released
+)
+
+possessions = sa.Table(
+    "possessions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=False),
+    sa.Column("pack_serial", sa.String(50), sa.ForeignKey("packs.serial"), nullable=False),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("swap_out_id", sa.BigInteger, nullable=True),
+    sa.Column("station_out", sa.String(40), nullable=False),
+    sa.Column("slot_out", sa.Integer, nullable=False),
+    sa.Column("at_out", UTCDateTime, nullable=False),
+    sa.Column("soc_out_bp", sa.Integer, nullable=False),
+    sa.Column("soh_out_bp", sa.Integer, nullable=False),
+    sa.Column("hold_units", sa.BigInteger, nullable=False),
+    sa.Column("hold_transfer_id", sa.BigInteger, nullable=True),
+    sa.Column("swap_in_id", sa.BigInteger, nullable=True),
+    sa.Column("station_in", sa.String(40), nullable=True),
+    sa.Column("slot_in", sa.Integer, nullable=True),
+    sa.Column("at_in", UTCDateTime, nullable=True),
+    sa.Column("soc_in_bp", sa.Integer, nullable=True),
+    sa.Column("soh_in_bp", sa.Integer, nullable=True),
+    sa.Column("usage_units", sa.BigInteger, nullable=True),
+    sa.Column("anomaly", sa.String(200), nullable=True),
+)
+# R2: a pack has at most one open possession; the database enforces it for concurrent writers.
+sa.Index(
+    "ux_possessions_open_pack",
+    possessions.c.pack_serial,
+    unique=True,
+    sqlite_where=possessions.c.at_in.is_(None),
+    postgresql_where=possessions.c.at_in.is_(None),
+)
+sa.Index("ix_possessions_rider", possessions.c.rider_id, possessions.c.id)
+
+station_events = sa.Table(
+    "station_events",
+    metadata,
+    sa.Column("station_id", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("event_type", sa.String(24), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("station_id", sa.String(40), nullable=True),
+    sa.Column("pack_serial", sa.String(50), nullable=True),
+    sa.Column("rider_id", sa.String(40), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("ledger", sa.String(8), nullable=False),
+    sa.Column("code", sa.String(24), nullable=False),
+    sa.Column("owner", sa.String(40), nullable=False),  # rider id, "" for the operator
+    sa.Column("flags", sa.Integer, nullable=False),
+    sa.Column("debits_pending", sa.BigInteger, nullable=False, default=0),
+    sa.Column("debits_posted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("credits_pending", sa.BigInteger, nullable=False, default=0),
+    sa.Column("credits_posted", sa.BigInteger, nullable=False, default=0),
+    sa.UniqueConstraint("ledger", "code", "owner"),
+)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("ledger", sa.String(8), nullable=False),
+    sa.Column("debit_account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("credit_account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("code", sa.String(24), nullable=False),
+    sa.Column("flags", sa.Integer, nullable=False),
+    # Unique: a pending transfer is posted or voided at most once.
+    sa.Column("pending_id", sa.BigInteger, sa.ForeignKey("transfers.id"), nullable=True, unique=True),
+    sa.Column("rider_id", sa.String(40), nullable=True),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("memo", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
+)
+sa.Index("ix_transfers_rider", transfers.c.rider_id, transfers.c.id)
+
+# Commands for stations (RequestBatterySwap, ...). Whichever server process holds the station's
+# socket picks them up: PostgreSQL wakes it with NOTIFY, SQLite by polling.
+station_commands = sa.Table(
+    "station_commands",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending, sent, answered, failed, expired
+    sa.Column("response", sa.JSON, nullable=True),
+    sa.Column("error", sa.String(300), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_station_commands_pending", station_commands.c.station_id, station_commands.c.state)

@@ -1,0 +1,90 @@
+"""Databases for tests: a fresh SQLite file per test, and PostgreSQL when reachable.
+
+PostgreSQL tests skip only when no server answers and SWAPD_REQUIRE_POSTGRES is unset;
+.ci/run sets it, so in CI an unreachable server fails the run instead of hiding tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from swapd.store.database import Database, ManualClock
+from swapd.store.engine import make_engine, upgrade
+from swapd.store.schema import metadata
+
+PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as error:  # any failure to connect means "not reachable"
+        return str(error).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    problem = _pg_reachable()
+    if problem is not None:
+        if os.environ.get("SWAPD_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required (SWAPD_REQUIRE_POSTGRES) but: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    name = f"swapd_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = make_engine(url)
+    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database of each supported kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'swapd.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    url = str(request.getfixturevalue("pg_url"))
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def db(db_url: str, clock: ManualClock) -> Iterator[Database]:
+    database = Database(make_engine(db_url), clock)
+    yield database
+    database.dispose()
