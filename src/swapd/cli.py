@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from swapd import __version__
@@ -70,7 +71,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: a long message stays one line (scripts grep it; terminals wrap it themselves).
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -156,7 +158,7 @@ def ledger_check(database: DatabaseOption = None, as_json: JsonOption = False) -
         out.print(table)
         out.print(f"{report.accounts:,} accounts and {report.transfers:,} transfers checked")
         for problem in report.problems:
-            err.print(f"[red]mismatch:[/] {problem}", highlight=False)
+            err.print(f"[red]mismatch:[/] {escape(problem)}", highlight=False, soft_wrap=True)
         if report.ok:
             out.print("[green]ledger is consistent[/]")
     if not report.ok:

@@ -143,6 +143,26 @@ class CycleClose:
     next_cycle_end: datetime
     fee_minor: int
     included_units: int
+    repeated: bool = False  # True when this payment reference had closed the cycle before
+
+
+def _amount_of(tx: Tx, key: str) -> int:
+    found = tx.book.find(key)
+    return 0 if found is None else found.amount
+
+
+def _cycle_paid_by(tx: Tx, rider_id: str, plan: Plan, payment_ref: str) -> int | None:
+    """The cycle whose fee this payment reference paid, if any."""
+    row = tx.repo.execute(
+        sa.select(t.transfers.c.key).where(
+            t.transfers.c.rider_id == rider_id,
+            t.transfers.c.code == TransferCode.SUBSCRIPTION_FEE.value,
+            t.transfers.c.ledger == plan.currency,
+            t.transfers.c.memo == payment_ref,
+        )
+    ).first()
+    # Fee keys read "sub:{rider}:{cycle}:money"; rsplit keeps rider ids out of the way.
+    return None if row is None else int(row.key.rsplit(":", 2)[1])
 
 
 def close_cycle(db: Database, rider_id: str, payment_ref: str, *, actor: str = "billing") -> CycleClose:
@@ -157,6 +177,23 @@ def close_cycle(db: Database, rider_id: str, payment_ref: str, *, actor: str = "
         ).first()
         if sub is None:
             raise Conflict(f"rider {rider_id} has no subscription")
+        paid = _cycle_paid_by(tx, rider_id, plan, payment_ref)
+        if paid is not None:
+            # A retried close changes nothing. A payment reference pays one cycle only: if
+            # later cycles were closed since, the retry is refused rather than charged again.
+            if paid != sub.cycle_no or paid == 1:
+                raise Conflict(f"payment {payment_ref} paid cycle {paid} of rider {rider_id} already")
+            closed = paid - 1
+            return CycleClose(
+                rider_id,
+                closed,
+                _amount_of(tx, f"sub:{rider_id}:{closed}:close:expiry"),
+                sub.carried_in_units,
+                sub.cycle_end,
+                _amount_of(tx, f"sub:{rider_id}:{paid}:money"),
+                _amount_of(tx, f"sub:{rider_id}:{paid}:units"),
+                repeated=True,
+            )
         if tx.now < sub.cycle_end:
             raise Conflict(
                 f"cycle {sub.cycle_no} of rider {rider_id} runs until {sub.cycle_end.isoformat()}"
@@ -246,6 +283,13 @@ def refund(
             )
         total_units = accounts.allowance.credit_balance
         units = total_units if amount == liability else ceil_div(total_units * amount, liability)
+        if units == total_units and amount != liability:
+            # Rounding against the rider took every unit: prepaid money would be left over
+            # with no allowance to spend it on. Only a refund of everything may do that.
+            raise Conflict(
+                f"a refund of {amount} would take all {total_units} {plan.unit} of rider "
+                f"{rider_id}; refund all {liability} minor units instead"
+            )
         if units > accounts.allowance.available:
             raise Conflict(
                 f"{units} {plan.unit} would leave with the refund but only "
@@ -386,8 +430,8 @@ def pay_receivable(
                 rider_id=rider_id,
                 actor=actor,
             )
-        elif previous.amount != amount:
-            raise Conflict(f"payment {payment_ref} was applied already with a different amount")
+        elif previous.amount != amount or previous.rider_id != rider_id:
+            raise Conflict(f"payment {payment_ref} was applied already with a different amount or rider")
         return tx.book.account(plan.currency, AccountCode.RECEIVABLE, rider_id).debit_balance
 
     return db.write(work)

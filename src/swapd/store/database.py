@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from swapd.ledger.book import Book
 from swapd.store.engine import WRITE, open_database
-from swapd.store.repository import Repository
+from swapd.store.repository import Repository, SlotTaken
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -64,7 +64,7 @@ class Retry(Exception):
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, Retry):
+    if isinstance(error, Retry | SlotTaken):
         return True
     if isinstance(error, sa.exc.DBAPIError):
         code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)

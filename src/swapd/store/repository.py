@@ -21,6 +21,12 @@ from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
 
 Row = sa.Row[tuple[Any, ...]]
+
+
+class SlotTaken(Exception):
+    """Another transaction filled the slot after this one read it as empty."""
+
+
 _PACK_COLUMNS = [*t.packs.c, t.pack_models.c.nominal_wh]
 
 
@@ -164,12 +170,21 @@ class Repository:
         )
 
     def set_slot(self, station_id: str, slot_no: int, pack_serial: str | None) -> None:
+        """Empty a slot, or put a pack into it. A pack only goes into a slot that is empty (or
+        already holds it): the condition sits in the UPDATE itself because two transactions can
+        both have read the slot as empty; on PostgreSQL the second one re-checks the condition
+        against the first one's committed row, matches nothing, and retries from the start."""
         state = SlotState.AVAILABLE if pack_serial is None else SlotState.OCCUPIED
-        self.conn.execute(
-            sa.update(t.slots)
-            .where(t.slots.c.station_id == station_id, t.slots.c.slot_no == slot_no)
-            .values(pack_serial=pack_serial, state=state.value)
+        query = sa.update(t.slots).where(
+            t.slots.c.station_id == station_id, t.slots.c.slot_no == slot_no
         )
+        if pack_serial is not None:
+            query = query.where(
+                sa.or_(t.slots.c.pack_serial.is_(None), t.slots.c.pack_serial == pack_serial)
+            )
+        result = self.conn.execute(query.values(pack_serial=pack_serial, state=state.value))
+        if pack_serial is not None and result.rowcount != 1:
+            raise SlotTaken(f"slot {slot_no} of station {station_id} is taken")
 
     # -- plans, riders, tokens -------------------------------------------------------------
 
