@@ -611,6 +611,34 @@ def station_password(
     _show_credentials(station, password, station_url(station.id, host, port, tls), as_json, added=False)
 
 
+def _set_station_enabled(station_id: str, enabled: bool, database: str | None, as_json: bool) -> None:
+    with_db(database, lambda db: stations.set_enabled(db, station_id, enabled))
+    if as_json:
+        print_json({"station_id": station_id, "enabled": enabled})
+    else:
+        say(f"station {station_id} is {'in service' if enabled else 'disabled'}")
+
+
+@station_app.command("disable")
+def station_disable(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take a station out of service: its connections are refused (403), its swaps too."""
+    _set_station_enabled(station_id, False, database, as_json)
+
+
+@station_app.command("enable")
+def station_enable(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a disabled station back in service."""
+    _set_station_enabled(station_id, True, database, as_json)
+
+
 def station_json(line: views.StationLine) -> dict[str, Any]:
     s = line.station
     return {

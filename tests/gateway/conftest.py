@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(db: Database) -> Iterator[LiveServer]:
+@contextmanager
+def serve_in_thread(
+    db: Database, *, certfile: str | None = None, keyfile: str | None = None
+) -> Iterator[LiveServer]:
+    """The app ``swapd serve`` runs, under uvicorn on a free port, in a background thread."""
     gateway = Gateway(db)
     port = _free_port()
     config = uvicorn.Config(
@@ -43,6 +47,8 @@ def live_server(db: Database) -> Iterator[LiveServer]:
         port=port,
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME_BYTES,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -52,12 +58,21 @@ def live_server(db: Database) -> Iterator[LiveServer]:
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.02)
-    yield LiveServer(f"ws://127.0.0.1:{port}", gateway)
-    server.should_exit = True
-    thread.join(timeout=10)
+    scheme = "wss" if certfile else "ws"
+    try:
+        yield LiveServer(f"{scheme}://127.0.0.1:{port}", gateway)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(db: Database) -> Iterator[LiveServer]:
+    with serve_in_thread(db) as server:
+        yield server
 
 
 class StationClient(ChargePoint):  # type: ignore[misc]

@@ -19,10 +19,9 @@ import structlog
 from ocpp import v21, v201
 from ocpp.exceptions import (
     GenericError,
-    OCPPError,
     PropertyConstraintViolationError,
 )
-from ocpp.messages import Call, CallError, MessageType, validate_payload
+from ocpp.messages import Call, CallError, MessageType
 from ocpp.routing import on
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
@@ -35,6 +34,7 @@ from swapd.domain.stations import SlotState
 from swapd.gateway.codes import REASON_CODE, status_for
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.replies import STATION_ACTIONS_21, STATION_ACTIONS_201, minimal_reply
+from swapd.gateway.validation import IDENTIFIER, schema_fault
 from swapd.services import catalog, queries, stations, swaps
 from swapd.services.swaps import AuthorizeResult, BatteryReading
 from swapd.store.database import Database
@@ -84,6 +84,10 @@ def _get(data: dict[str, Any], *names: str) -> Any:
 def token_from_wire(station_id: str, id_token: dict[str, Any]) -> IdToken:
     value = str(id_token.get("id_token", ""))
     kind = str(id_token.get("type", ""))
+    if not IDENTIFIER.fullmatch(value):
+        raise PropertyConstraintViolationError(
+            description=f"idToken {value[:60]!r} has characters outside OCPP's identifierString set"
+        )
     if kind == "BatterySerial":
         return IdToken(TokenType.BATTERY_SERIAL, value)
     if kind == "Central":
@@ -278,7 +282,7 @@ class SwapHandlers:
         log.warning(
             "station_security_event",
             station=self.id,
-            event=type,
+            security_event=type,
             at=timestamp,
             info=kwargs.get("tech_info"),
         )
@@ -350,6 +354,10 @@ class _Routing:
                 else:
                     await self._error(message[1], "NotImplemented", f"unknown action {action!r}")
                 return
+            fault = schema_fault(self._ocpp_version, action, message[3])
+            if fault is not None:
+                await self._error(message[1], *fault)
+                return
             if action not in self.route_map:
                 await self._reply_minimal(message)
                 return
@@ -364,12 +372,9 @@ class _Routing:
         await super().route_message(raw_msg)  # type: ignore[misc]
 
     async def _reply_minimal(self, message: list[Any]) -> None:
+        """Actions we only acknowledge (FirmwareStatusNotification, NotifyReport, ...): the
+        payload was checked against its schema already; the reply is built to its schema."""
         call = Call(unique_id=message[1], action=message[2], payload=message[3])
-        try:
-            await validate_payload(call, self._ocpp_version)
-        except OCPPError as error:
-            await self._error(message[1], error.code, error.description)
-            return
         reply = call.create_call_result(minimal_reply(self._ocpp_version, message[2]))
         await self._send(reply.to_json())
 

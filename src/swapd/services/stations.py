@@ -116,3 +116,17 @@ def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState
             )
 
     db.write(work)
+
+
+def set_enabled(db: Database, station_id: str, enabled: bool) -> None:
+    """Take a station out of service (its connections are refused with 403, its swaps with
+    'station disabled') or back in."""
+
+    def work(tx: Tx) -> None:
+        result = tx.repo.execute(
+            sa.update(t.stations).where(t.stations.c.id == station_id).values(enabled=enabled)
+        )
+        if result.rowcount != 1:
+            raise NotFound(f"unknown station {station_id}")
+
+    db.write(work)
