@@ -3,6 +3,11 @@ slot states and charging transactions."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,4 +255,31 @@ async def test_slot_states_and_charging_soc(db: Database, live_server: LiveServe
     )
     assert answer.id_token_info == {"status": "Accepted"}
     assert station_view(db, "ST1").packs["B-1"].soc_bp == 8_750
+    await st1.close()
+
+
+async def test_swap_request_from_the_cli_reaches_the_connected_station(
+    db: Database, live_server: LiveServer
+) -> None:
+    """`swapd swap request` runs in its own process; the server process holds the socket."""
+    passwords = _network(db)
+    catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=4)
+    catalog.add_rider(db, "R1", "energy")
+    top_up(db, "R1", 10_000, "pay-1")
+    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    swapd = shutil.which("swapd") or str(Path(sys.executable).parent / "swapd")
+    url = db.engine.url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        swapd, "swap", "request", "--station", "ST1", "--rider", "R1", "--database", url, "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    answer = json.loads(out)
+    assert (answer["accepted"], answer["slots"], answer["rider"]) == (True, [4], "R1")
+    (request,) = st1.station.swap_requests
+    assert request["request_id"] == int(answer["request_id"])
+    assert request["id_token"] == {"id_token": "R1", "type": "Central"}
+    assert rider_balance(db, "R1").held_units == 1_700
     await st1.close()

@@ -122,6 +122,8 @@ def next_month_start(at: datetime) -> datetime:
 
 
 def first_cycle(plan: Plan, start: datetime) -> Cycle:
+    # Cycles follow UTC calendar months, whatever zone the start time was given in.
+    start = start.astimezone(UTC)
     end = next_month_start(start)
     if not plan.prorate_first_cycle or start == month_start(start):
         return Cycle(start, end, plan.fee_minor, plan.included_units)

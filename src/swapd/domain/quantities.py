@@ -56,6 +56,8 @@ def currency_exponent(currency: str) -> int:
 
 
 def format_money(amount_minor: int, currency: str) -> str:
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise InvalidInput(f"money is an integer of minor units, got {amount_minor!r}")
     exponent = currency_exponent(currency)
     if exponent == 0:
         return f"{amount_minor:,} {currency}"
