@@ -300,8 +300,8 @@ def test_first_cycle_starting_on_the_first_is_not_pro_rated() -> None:
         # 14 of February 2027's 28 days: half
         (datetime(2027, 2, 15, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC), 15_000, 50_000),
         # the last second of November: 30000 / 2592000 = 0.01 -> 0, but the fee is at least 1;
-        # 100000 / 2592000 = 0.04 -> 0 included units
-        (datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 1, 0),
+        # 100000 / 2592000 = 0.04 -> 0, but a paid cycle includes at least 1 unit
+        (datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 1, 1),
     ],
 )
 def test_first_cycle_is_pro_rated(start: datetime, end: datetime, fee: int, included: int) -> None:
@@ -338,7 +338,7 @@ def test_pro_rated_first_cycle_is_between_nothing_and_a_full_cycle(
     assert cycle.start == start
     assert cycle.end == next_month_start(start) > start
     assert 1 <= cycle.fee_minor <= fee_minor
-    assert 0 <= cycle.included_units <= included_units
+    assert 1 <= cycle.included_units <= included_units
 
 
 def test_first_cycle_does_not_depend_on_the_timezone_of_start() -> None:

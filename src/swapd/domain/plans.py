@@ -131,7 +131,9 @@ def first_cycle(plan: Plan, start: datetime) -> Cycle:
     remaining_s = int((end - start).total_seconds())
     fee = round_half_even(plan.fee_minor * remaining_s, month_s)
     included = plan.included_units * remaining_s // month_s
-    return Cycle(start, end, max(fee, 1), included)
+    # A subscription joined in a month's last moments still pays something and gets something:
+    # prepaid money with no allowance (or the reverse) could never reach zero together.
+    return Cycle(start, end, max(fee, 1), max(included, 1))
 
 
 def following_cycle(plan: Plan, previous_end: datetime) -> Cycle:
