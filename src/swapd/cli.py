@@ -33,7 +33,7 @@ from swapd.ledger.check import check_ledger
 from swapd.ledger.model import LedgerError
 from swapd.sim.cli import sim_command
 from swapd.store.database import Database
-from swapd.store.engine import database_url, make_engine, upgrade
+from swapd.store.engine import display_url, make_engine, missing_sqlite_file, upgrade
 
 app = typer.Typer(
     help="swapd: operation server for battery-swap networks.",
@@ -119,12 +119,15 @@ def db_upgrade(database: DatabaseOption = None) -> None:
         engine.dispose()
 
     run(action)
-    out.print(f"database at {database_url(database)} is up to date")
+    out.print(f"database at {display_url(database)} is up to date", highlight=False, soft_wrap=True)
 
 
 @ledger_app.command("check")
 def ledger_check(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Recompute every balance from the transfers; exit 1 on any mismatch."""
+    missing = missing_sqlite_file(database)
+    if missing is not None:
+        fail(f"no database at {missing} (create one with `swapd db upgrade`)")
 
     def action() -> Any:
         engine = make_engine(database)
@@ -194,8 +197,9 @@ def serve(
     scheme = "wss" if certfile else "ws"
     err.print(
         f"swapd {__version__} serving {scheme}://{host}:{port}/ocpp/{{station_id}} "
-        f"on {database_url(database)}",
+        f"on {display_url(database)}",
         highlight=False,
+        soft_wrap=True,
     )
     serve_gateway(
         db,

@@ -263,6 +263,9 @@ class SwapNetwork(RuleBasedStateMachine):
         bad=st.sampled_from(["slot", "soc", "occupied", "amount"]),
     )
     def bad_input(self, station: str, bad: str) -> None:
+        occupied = sorted(set(range(1, STATIONS[station] + 1)) - set(self._empty_slots(station)))
+        if bad == "occupied" and not occupied:
+            return
         before = snapshot(self.db)
         actions: dict[str, Callable[[], Any]] = {
             "slot": lambda: swaps.battery_in(
@@ -270,7 +273,7 @@ class SwapNetwork(RuleBasedStateMachine):
             ),
             "soc": lambda: BatteryReading.parse(1, "ST-A-1", 100.5, 90),
             "occupied": lambda: swaps.battery_in(
-                self.db, station, "bad", [BatteryReading(1, "X-1", 0, 0)]
+                self.db, station, "bad", [BatteryReading(occupied[0], "X-1", 0, 0)]
             ),
             "amount": lambda: payments.top_up(self.db, "R-energy", -1, "bad"),
         }

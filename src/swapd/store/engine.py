@@ -30,6 +30,28 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
+def display_url(url: str | None = None) -> str:
+    """The database URL as it may be shown or logged: the password masked."""
+    resolved = database_url(url)
+    try:
+        return sa.make_url(resolved).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return resolved.split("@")[-1] if "@" in resolved else resolved
+
+
+def missing_sqlite_file(url: str | None = None) -> str | None:
+    """The path of a SQLite database file that does not exist yet, else None. Opening it would
+    create an empty file, which read-only commands should not do."""
+    try:
+        parsed = sa.make_url(database_url(url))
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = parsed.database
+    return None if path is None or os.path.exists(path) else path
+
+
 def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
@@ -78,11 +100,49 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``. Safe to run from several processes at once."""
-    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            # Two server processes starting together must not both create the tables.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7270001)")
-        command.upgrade(alembic_config(connection), revision)
+    _migrate(engine, revision, down=False)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (for operators undoing a release; data of the
+    dropped columns and tables is lost)."""
+    _migrate(engine, revision, down=True)
+
+
+def _pragma(connection: sa.Connection, pragma: str) -> None:
+    # On the driver connection: through SQLAlchemy the statement would open a transaction
+    # first, and SQLite ignores foreign_keys changes inside one.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA {pragma}")
+
+
+def _migrate(engine: Engine, revision: str, *, down: bool) -> None:
+    with engine.connect().execution_options(**{WRITE: True}) as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table by copying it into a new one and dropping the old; with
+            # foreign keys on, that drop would cascade into (or be refused by) the child tables.
+            # The pragma only takes effect outside a transaction; the check below proves the
+            # rebuild left every reference intact before the transaction commits.
+            _pragma(connection, "foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Two server processes starting together must not both create the tables.
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7270001)")
+                config = alembic_config(connection)
+                if down:
+                    command.downgrade(config, revision)
+                else:
+                    command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration to {revision} broke references: {broken[:5]}")
+        finally:
+            if sqlite:
+                _pragma(connection, "foreign_keys=ON")
 
 
 def open_database(url: str | None = None, *, migrate: bool = True) -> Engine:
