@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -195,11 +196,11 @@ def serve(
             fail(f"no such file: {path}")
     db = run(lambda: Database.open(database))
     scheme = "wss" if certfile else "ws"
-    err.print(
-        f"swapd {__version__} serving {scheme}://{host}:{port}/ocpp/{{station_id}} "
-        f"on {display_url(database)}",
-        highlight=False,
-        soft_wrap=True,
+    structlog.get_logger("swapd").info(
+        "serving",
+        version=__version__,
+        ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
+        database=display_url(database),
     )
     serve_gateway(
         db,
