@@ -44,7 +44,3 @@ def configure_logging(*, json_logs: bool | None = None, level: str = "INFO") -> 
     root.setLevel(level)
     # The ocpp package logs every frame at INFO: far too much at hundreds of swaps a second.
     logging.getLogger("ocpp").setLevel(logging.WARNING)
-    # uvicorn installs its own handlers unless told not to (swapd passes log_config=None).
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True

@@ -4,75 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
 from ocpp.routing import on
 from ocpp.v21 import ChargePoint, call, call_result
 
-from swapd.gateway.server import MAX_FRAME_BYTES, Gateway, create_app
+from swapd.domain.plans import Plan
+from swapd.services import catalog, stations
+from swapd.sim.embedded import embedded_server
 from swapd.store.database import Database
+from tests.plans import ENERGY
 
 
 @dataclass
 class LiveServer:
     url: str
-    gateway: Gateway
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve_in_thread(
-    db: Database, *, certfile: str | None = None, keyfile: str | None = None
-) -> Iterator[LiveServer]:
-    """The app ``swapd serve`` runs, under uvicorn on a free port, in a background thread."""
-    gateway = Gateway(db)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(db, gateway=gateway),
-        host="127.0.0.1",
-        port=port,
-        ws="websockets-sansio",
-        ws_max_size=MAX_FRAME_BYTES,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    scheme = "wss" if certfile else "ws"
-    try:
-        yield LiveServer(f"{scheme}://127.0.0.1:{port}", gateway)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture
 def live_server(db: Database) -> Iterator[LiveServer]:
-    with serve_in_thread(db) as server:
-        yield server
+    """The app ``swapd serve`` runs, under uvicorn on a free port, in a background thread."""
+    with embedded_server(db) as url:
+        yield LiveServer(url)
 
 
 class StationClient(ChargePoint):  # type: ignore[misc]
@@ -123,6 +80,34 @@ async def boot(connected: Connected) -> Any:
             charging_station={"model": "SwapCab", "vendor_name": "swapd-tests"}, reason="PowerUp"
         )
     )
+
+
+async def booted(server: LiveServer, station_id: str, password: str) -> Connected:
+    connected = await connect(server, station_id, password)
+    assert (await boot(connected)).status == "Accepted"
+    return connected
+
+
+def network(db: Database, *plans: Plan) -> dict[str, str]:
+    """Pack model G2, the plans (E1's energy plan unless given), stations ST1 and ST2 with 8
+    slots each; returns the stations' passwords."""
+    catalog.add_pack_model(db, "G2", 1700)
+    for plan in plans or (ENERGY,):
+        catalog.add_plan(db, plan)
+    passwords = {}
+    for station_id in ("ST1", "ST2"):
+        catalog.add_station(db, station_id, 8)
+        passwords[station_id] = stations.set_password(db, station_id)
+    return passwords
+
+
+def swap_event(request_id: int, event: str, token: dict[str, str], data: list[dict[str, Any]]) -> Any:
+    return call.BatterySwap(battery_data=data, event_type=event, id_token=token, request_id=request_id)
+
+
+def battery(slot: int, serial: str, soc: float, soh: float = 100.0) -> dict[str, Any]:
+    # Plain dicts with the wire names: the ocpp package camel-cases 'soc' to 'SoC' otherwise.
+    return {"evseId": slot, "serialNumber": serial, "soC": soc, "soH": soh}
 
 
 @pytest.fixture

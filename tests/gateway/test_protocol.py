@@ -18,9 +18,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from swapd.gateway.session import MAX_MESSAGE_BYTES
 from swapd.services import catalog, stations
 from swapd.services.payments import top_up
+from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
-from tests.gateway.conftest import LiveServer, basic_auth, boot, connect
+from tests.gateway.conftest import LiveServer, basic_auth, battery, boot, connect, network
 
 pytestmark = pytest.mark.anyio
 
@@ -33,17 +34,11 @@ BOOT = [
 
 
 def _network(db: Database) -> dict[str, str]:
-    from swapd.domain.plans import Plan, PlanKind
-    from swapd.domain.quantities import Unit
-
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000))
-    for station_id in ("ST1", "ST2"):
-        catalog.add_station(db, station_id, 8)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
     top_up(db, "R1", 10_000, "pay-1")
-    return {sid: stations.set_password(db, sid) for sid in ("ST1", "ST2")}
+    return passwords
 
 
 def _snapshot(db: Database) -> list[Any]:
@@ -69,6 +64,13 @@ async def _raw(server: LiveServer, station_id: str, password: str) -> Any:
     return ws
 
 
+def _battery_in(message_id: str, request_id: object, serial: str, data: list[Any]) -> list[Any]:
+    """A BatteryIn CALL presented with the pack's serial as its token."""
+    token = {"idToken": serial, "type": "BatterySerial"}
+    payload = {"eventType": "BatteryIn", "requestId": request_id, "idToken": token, "batteryData": data}
+    return [2, message_id, "BatterySwap", payload]
+
+
 async def _ask(ws: Any, frame: str | list[Any]) -> list[Any]:
     await ws.send(frame if isinstance(frame, str) else json.dumps(frame))
     return list(json.loads(await ws.recv()))
@@ -83,73 +85,23 @@ BAD_CALLS: dict[str, tuple[list[Any] | str, str]] = {
     "payload not an object": ([2, "m3", "Heartbeat", []], "FormatViolation"),
     "missing required field": ([2, "m4", "Authorize", {}], "OccurrenceConstraintViolation"),
     "wrong type": (
-        [
-            2,
-            "m5",
-            "BatterySwap",
-            {
-                "eventType": "BatteryIn",
-                "requestId": "x",
-                "idToken": {"idToken": "B-1", "type": "BatterySerial"},
-                "batteryData": [{"evseId": 2, "serialNumber": "B-1", "soC": 20, "soH": 99}],
-            },
-        ],
+        _battery_in("m5", "x", "B-1", [battery(2, "B-1", 20, 99)]),
         "TypeConstraintViolation",
     ),
     "soC above 100": (
-        [
-            2,
-            "m6",
-            "BatterySwap",
-            {
-                "eventType": "BatteryIn",
-                "requestId": 3,
-                "idToken": {"idToken": "B-1", "type": "BatterySerial"},
-                "batteryData": [{"evseId": 2, "serialNumber": "B-1", "soC": 120, "soH": 99}],
-            },
-        ],
+        _battery_in("m6", 3, "B-1", [battery(2, "B-1", 120, 99)]),
         "PropertyConstraintViolation",
     ),
     "slot outside the station": (
-        [
-            2,
-            "m7",
-            "BatterySwap",
-            {
-                "eventType": "BatteryIn",
-                "requestId": 4,
-                "idToken": {"idToken": "X-1", "type": "BatterySerial"},
-                "batteryData": [{"evseId": 99, "serialNumber": "X-1", "soC": 20, "soH": 99}],
-            },
-        ],
+        _battery_in("m7", 4, "X-1", [battery(99, "X-1", 20, 99)]),
         "PropertyConstraintViolation",
     ),
     "pack into an occupied slot": (
-        [
-            2,
-            "m8",
-            "BatterySwap",
-            {
-                "eventType": "BatteryIn",
-                "requestId": 5,
-                "idToken": {"idToken": "X-2", "type": "BatterySerial"},
-                "batteryData": [{"evseId": 1, "serialNumber": "X-2", "soC": 20, "soH": 99}],
-            },
-        ],
+        _battery_in("m8", 5, "X-2", [battery(1, "X-2", 20, 99)]),
         "GenericError",
     ),
     "no batteryData": (
-        [
-            2,
-            "m11",
-            "BatterySwap",
-            {
-                "eventType": "BatteryIn",
-                "requestId": 6,
-                "idToken": {"idToken": "B-1", "type": "BatterySerial"},
-                "batteryData": [],
-            },
-        ],
+        _battery_in("m11", 6, "B-1", []),
         "OccurrenceConstraintViolation",
     ),
     "unknown field": ([2, "m12", "Heartbeat", {"coffee": True}], "FormatViolation"),
@@ -288,8 +240,6 @@ def test_tls_with_certificate_and_key(db: Database, tmp_path: Path) -> None:
     """Security profile 2: `swapd serve --certfile --keyfile` speaks wss://."""
     import asyncio
 
-    from tests.gateway.conftest import serve_in_thread
-
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -301,13 +251,13 @@ def test_tls_with_certificate_and_key(db: Database, tmp_path: Path) -> None:
         capture_output=True,
     )  # fmt: skip
     passwords = _network(db)
-    with serve_in_thread(db, certfile=str(cert), keyfile=str(key)) as server:
-        assert server.url.startswith("wss://")
+    with embedded_server(db, certfile=str(cert), keyfile=str(key)) as url:
+        assert url.startswith("wss://")
         context = ssl.create_default_context(cafile=str(cert))
 
         async def talk() -> list[Any]:
             async with websockets.connect(
-                f"{server.url}/ocpp/ST1",
+                f"{url}/ocpp/ST1",
                 subprotocols=[websockets.Subprotocol("ocpp2.1")],
                 additional_headers=basic_auth("ST1", passwords["ST1"]),
                 ssl=context,
@@ -318,6 +268,4 @@ def test_tls_with_certificate_and_key(db: Database, tmp_path: Path) -> None:
         assert asyncio.run(talk())[2]["status"] == "Accepted"
         plain = ssl.create_default_context()  # does not trust the self-signed certificate
         with pytest.raises(ssl.SSLCertVerificationError):
-            asyncio.run(
-                websockets.connect(f"{server.url}/ocpp/ST1", ssl=plain).__aenter__()  # type: ignore[arg-type]
-            )
+            asyncio.run(websockets.connect(f"{url}/ocpp/ST1", ssl=plain).__aenter__())

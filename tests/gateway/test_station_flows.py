@@ -8,50 +8,21 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ocpp.v21 import call
 
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
 from swapd.domain.riders import TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import catalog, stations
+from swapd.services import catalog
 from swapd.services.payments import top_up
 from swapd.services.queries import alerts, rider_balance, station_view, transfers_of
 from swapd.store import schema as t
 from swapd.store.database import Database
-from tests.gateway.conftest import Connected, LiveServer, boot, connect
+from tests.gateway.conftest import LiveServer, battery, booted, network, swap_event
+from tests.plans import BUNDLE
 
 pytestmark = pytest.mark.anyio
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
-BUNDLE = Plan("bundle", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
-
-
-def _swap(request_id: int, event: str, token: dict[str, str], data: list[dict[str, Any]]) -> Any:
-    return call.BatterySwap(battery_data=data, event_type=event, id_token=token, request_id=request_id)
-
-
-def _battery(slot: int, serial: str, soc: float, soh: float = 100.0) -> dict[str, Any]:
-    return {"evseId": slot, "serialNumber": serial, "soC": soc, "soH": soh}
-
-
-def _network(db: Database, *plans: Plan) -> dict[str, str]:
-    catalog.add_pack_model(db, "G2", 1700)
-    for plan in plans or (ENERGY,):
-        catalog.add_plan(db, plan)
-    passwords = {}
-    for station_id in ("ST1", "ST2"):
-        catalog.add_station(db, station_id, 8)
-        passwords[station_id] = stations.set_password(db, station_id)
-    return passwords
-
-
-async def _booted(server: LiveServer, station_id: str, password: str) -> Connected:
-    connected = await connect(server, station_id, password)
-    assert (await boot(connected)).status == "Accepted"
-    return connected
 
 
 def _slot_packs(db: Database, station_id: str) -> dict[int, str | None]:
@@ -61,13 +32,13 @@ def _slot_packs(db: Database, station_id: str) -> dict[int, str | None]:
 async def test_e2_refused_without_credit_then_accepted_after_top_up(
     db: Database, live_server: LiveServer
 ) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=96, soh=100, station_id="ST1", slot_no=2)
     catalog.add_rider(db, "R2", "energy")
     catalog.add_token(db, TokenType.RFID, "CARD-R2", rider_id="R2")
     top_up(db, "R2", 300, "pay-1")  # floor(300 * 1000 / 300) = 1,000 Wh
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     card = {"idToken": "CARD-R2", "type": "ISO14443"}
 
     refused = (await st1.station.call(call.Authorize(id_token=card))).id_token_info
@@ -87,7 +58,7 @@ async def test_e2_refused_without_credit_then_accepted_after_top_up(
 
 
 async def test_e4_two_packs_out_and_back_by_serial(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db, BUNDLE)
+    passwords = network(db, BUNDLE)
     for slot in (1, 2, 3):
         catalog.register_pack(db, f"B-{slot}", "G2", soc=100, soh=100, station_id="ST1", slot_no=slot)
     catalog.register_pack(db, "B-9", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
@@ -96,24 +67,24 @@ async def test_e4_two_packs_out_and_back_by_serial(db: Database, live_server: Li
     catalog.add_token(db, TokenType.RFID, "CARD-R4", rider_id="R4")
     top_up(db, "R4", 12_500, "bundle-1")
 
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     card = {"idToken": "CARD-R4", "type": "ISO14443"}
     info = (await st1.station.call(call.Authorize(id_token=card))).id_token_info
     assert info["status"] == "Accepted" and len(info["evse_id"]) == 2
-    out = [_battery(slot, f"B-{slot}", 100.0) for slot in info["evse_id"]]
-    await st1.station.call(_swap(7, "BatteryOut", card, out))
+    out = [battery(slot, f"B-{slot}", 100.0) for slot in info["evse_id"]]
+    await st1.station.call(swap_event(7, "BatteryOut", card, out))
     balance = rider_balance(db, "R4")
     assert (balance.posted_units, balance.held_units, balance.available_units) == (10, 2, 8)
     taken = sorted(f"B-{slot}" for slot in info["evse_id"])
     assert sorted(balance.packs_held) == taken
     await st1.close()
 
-    st2 = await _booted(live_server, "ST2", passwords["ST2"])
+    st2 = await booted(live_server, "ST2", passwords["ST2"])
     key = {"idToken": taken[0], "type": "BatterySerial"}
     info = (await st2.station.call(call.Authorize(id_token=key))).id_token_info
     assert info["status"] == "Accepted" and sorted(info["evse_id"]) == [1, 2]
-    back = [_battery(5, taken[0], 10.0), _battery(6, taken[1], 15.0)]
-    await st2.station.call(_swap(31, "BatteryIn", key, back))
+    back = [battery(5, taken[0], 10.0), battery(6, taken[1], 15.0)]
+    await st2.station.call(swap_event(31, "BatteryIn", key, back))
     balance = rider_balance(db, "R4")
     # Both returned packs posted (10 - 2 = 8); the new offer of two packs holds 2 more.
     assert (balance.posted_units, balance.held_units, balance.packs_held) == (8, 2, ())
@@ -121,7 +92,7 @@ async def test_e4_two_packs_out_and_back_by_serial(db: Database, live_server: Li
     assert sum(usage) == 2
     assert _slot_packs(db, "ST2")[5] == taken[0] and _slot_packs(db, "ST2")[6] == taken[1]
     await st2.station.call(
-        _swap(31, "BatteryOut", key, [_battery(1, "B-9", 100.0), _battery(2, "B-8", 100.0)])
+        swap_event(31, "BatteryOut", key, [battery(1, "B-9", 100.0), battery(2, "B-8", 100.0)])
     )
     balance = rider_balance(db, "R4")
     assert (balance.posted_units, balance.held_units, balance.available_units) == (8, 2, 6)
@@ -132,13 +103,13 @@ async def test_e4_two_packs_out_and_back_by_serial(db: Database, live_server: Li
 async def test_e6_foreign_and_unassigned_packs_are_refused_with_an_alert(
     db: Database, live_server: LiveServer
 ) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-DEPOT", "G2", soc=50, soh=100)  # known, held by nobody
     catalog.add_rider(db, "R1", "energy")
     top_up(db, "R1", 10_000, "pay-1")
     before = transfers_of(db, "R1")
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
 
     for serial, status in (("X-FOREIGN", "Unknown"), ("B-DEPOT", "Invalid")):
         key = {"idToken": serial, "type": "BatterySerial"}
@@ -147,7 +118,7 @@ async def test_e6_foreign_and_unassigned_packs_are_refused_with_an_alert(
         assert info["personal_message"]["content"].startswith("BatteryUnknown: ")
         assert "evse_id" not in info
         # A station that sends the BatteryIn anyway changes nothing but raises an alert.
-        await st1.station.call(_swap(90, "BatteryIn", key, [_battery(4, serial, 30.0)]))
+        await st1.station.call(swap_event(90, "BatteryIn", key, [battery(4, serial, 30.0)]))
 
     assert transfers_of(db, "R1") == before
     assert _slot_packs(db, "ST1")[4] is None
@@ -158,19 +129,19 @@ async def test_e6_foreign_and_unassigned_packs_are_refused_with_an_alert(
 
 
 async def test_battery_out_timeout_releases_the_hold(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
     catalog.add_token(db, TokenType.RFID, "CARD-R1", rider_id="R1")
     top_up(db, "R1", 10_000, "pay-1")
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     card = {"idToken": "CARD-R1", "type": "ISO14443"}
     info = (await st1.station.call(call.Authorize(id_token=card))).id_token_info
     assert info["evse_id"] == [1]
     assert rider_balance(db, "R1").held_units == 1_700
 
     for _ in range(2):  # the resend after a reconnect changes nothing
-        await st1.station.call(_swap(5, "BatteryOutTimeout", card, [_battery(1, "B-1", 100.0)]))
+        await st1.station.call(swap_event(5, "BatteryOutTimeout", card, [battery(1, "B-1", 100.0)]))
         balance = rider_balance(db, "R1")
         assert (balance.posted_units, balance.held_units, balance.packs_held) == (33_333, 0, ())
     assert _slot_packs(db, "ST1")[1] == "B-1"
@@ -185,20 +156,20 @@ async def test_battery_out_timeout_releases_the_hold(db: Database, live_server: 
 async def test_operator_tokens_withdraw_and_restock_without_billing(
     db: Database, live_server: LiveServer
 ) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_token(db, TokenType.RFID, "STAFF-1", rider_id=None, operator=True)
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     staff = {"idToken": "STAFF-1", "type": "ISO14443"}
     assert (await st1.station.call(call.Authorize(id_token=staff))).id_token_info["status"] == "Accepted"
 
-    await st1.station.call(_swap(1, "BatteryOut", staff, [_battery(1, "B-1", 100.0)]))
+    await st1.station.call(swap_event(1, "BatteryOut", staff, [battery(1, "B-1", 100.0)]))
     assert _slot_packs(db, "ST1")[1] is None
     assert "B-1" not in station_view(db, "ST1").packs
 
     own = {"idToken": "ST2", "type": "Central"}  # the station's own token restocks at ST2
-    st2 = await _booted(live_server, "ST2", passwords["ST2"])
-    await st2.station.call(_swap(2, "BatteryIn", own, [_battery(3, "B-1", 80.0)]))
+    st2 = await booted(live_server, "ST2", passwords["ST2"])
+    await st2.station.call(swap_event(2, "BatteryIn", own, [battery(3, "B-1", 80.0)]))
     assert _slot_packs(db, "ST2")[3] == "B-1"
     assert station_view(db, "ST2").packs["B-1"].soc_bp == 8_000
     with db.engine.connect() as connection:
@@ -209,9 +180,9 @@ async def test_operator_tokens_withdraw_and_restock_without_billing(
 
 
 async def test_slot_states_and_charging_soc(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=40, soh=100, station_id="ST1", slot_no=2)
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     await st1.station.call(
         call.StatusNotification(
             timestamp="2026-11-26T09:00:00Z", connector_status="Unavailable", evse_id=7, connector_id=1
@@ -262,11 +233,11 @@ async def test_swap_request_from_the_cli_reaches_the_connected_station(
     db: Database, live_server: LiveServer
 ) -> None:
     """`swapd swap request` runs in its own process; the server process holds the socket."""
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=4)
     catalog.add_rider(db, "R1", "energy")
     top_up(db, "R1", 10_000, "pay-1")
-    st1 = await _booted(live_server, "ST1", passwords["ST1"])
+    st1 = await booted(live_server, "ST1", passwords["ST1"])
     swapd = shutil.which("swapd") or str(Path(sys.executable).parent / "swapd")
     url = db.engine.url.render_as_string(hide_password=False)
     process = await asyncio.create_subprocess_exec(

@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from ocpp.v21 import call
 
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import catalog, stations, swaps
+from swapd.services import catalog, swaps
 from swapd.services.payments import top_up
 from swapd.services.queries import rider_balance, transfers_of
 from swapd.store.database import Database
-from tests.gateway.conftest import LiveServer, boot, connect
+from tests.gateway.conftest import LiveServer, battery, boot, connect, network, swap_event
 
 pytestmark = pytest.mark.anyio
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
-
-
-def _swap(request_id: int, event: str, token: dict[str, str], data: list[dict[str, Any]]) -> Any:
-    return call.BatterySwap(battery_data=data, event_type=event, id_token=token, request_id=request_id)
-
-
-def _battery(slot: int, serial: str, soc: float, soh: float) -> dict[str, Any]:
-    # Plain dicts with the wire names: the ocpp package camel-cases 'soc' to 'SoC' otherwise.
-    return {"evseId": slot, "serialNumber": serial, "soC": soc, "soH": soh}
-
-
-def _network(db: Database) -> dict[str, str]:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    passwords = {}
-    for station_id in ("ST1", "ST2"):
-        catalog.add_station(db, station_id, 8)
-        passwords[station_id] = stations.set_password(db, station_id)
-    return passwords
 
 
 async def test_e1_over_ocpp(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
     catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
@@ -54,7 +30,7 @@ async def test_e1_over_ocpp(db: Database, live_server: LiveServer) -> None:
     answer = await st1.station.call(call.Authorize(id_token=card))
     assert answer.id_token_info["status"] == "Accepted"
     assert answer.id_token_info["evse_id"] == [3]
-    await st1.station.call(_swap(11, "BatteryOut", card, [_battery(3, "B-0001", 98.0, 95.0)]))
+    await st1.station.call(swap_event(11, "BatteryOut", card, [battery(3, "B-0001", 98.0, 95.0)]))
     balance = rider_balance(db, "R1")
     assert (balance.available_units, balance.held_units) == (31_750, 1_583)
     await st1.close()
@@ -66,9 +42,9 @@ async def test_e1_over_ocpp(db: Database, live_server: LiveServer) -> None:
     info = answer.id_token_info
     assert info["status"] == "Accepted" and info["evse_id"] == [1]
     assert "30,050 Wh" in info["personal_message"]["content"]
-    await st2.station.call(_swap(21, "BatteryIn", key, [_battery(5, "B-0001", 20.0, 95.0)]))
+    await st2.station.call(swap_event(21, "BatteryIn", key, [battery(5, "B-0001", 20.0, 95.0)]))
     assert rider_balance(db, "R1").posted_units == 32_073
-    await st2.station.call(_swap(21, "BatteryOut", key, [_battery(1, "B-0002", 100.0, 100.0)]))
+    await st2.station.call(swap_event(21, "BatteryOut", key, [battery(1, "B-0002", 100.0, 100.0)]))
     balance = rider_balance(db, "R1")
     assert (balance.posted_units, balance.held_units, balance.available_units) == (32_073, 1_700, 30_373)
     usage = [t for t in transfers_of(db, "R1") if t.code is TransferCode.USAGE]
@@ -77,14 +53,14 @@ async def test_e1_over_ocpp(db: Database, live_server: LiveServer) -> None:
     # E5: the station reconnects and resends the BatteryIn; nothing changes.
     await st2.close()
     again = await connect(live_server, "ST2", passwords["ST2"])
-    await again.station.call(_swap(21, "BatteryIn", key, [_battery(5, "B-0001", 20.0, 95.0)]))
+    await again.station.call(swap_event(21, "BatteryIn", key, [battery(5, "B-0001", 20.0, 95.0)]))
     assert rider_balance(db, "R1").available_units == 30_373
     assert len([t for t in transfers_of(db, "R1") if t.code is TransferCode.USAGE]) == 1
     await again.close()
 
 
 async def test_messages_before_boot_are_refused(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db)
+    passwords = network(db)
     st1 = await connect(live_server, "ST1", passwords["ST1"])
     with pytest.raises(Exception) as refused:
         await st1.station.call(call.Heartbeat(), suppress=False)
@@ -94,8 +70,8 @@ async def test_messages_before_boot_are_refused(db: Database, live_server: LiveS
     await st1.close()
 
 
-async def test_app_started_swap(db: Database, live_server: LiveServer) -> None:
-    passwords = _network(db)
+async def test_app_startedswap_event(db: Database, live_server: LiveServer) -> None:
+    passwords = network(db)
     catalog.register_pack(db, "B-0001", "G2", soc=100, soh=100, station_id="ST1", slot_no=2)
     catalog.add_rider(db, "R1", "energy")
     top_up(db, "R1", 10_000, "pay-1")
@@ -111,7 +87,7 @@ async def test_app_started_swap(db: Database, live_server: LiveServer) -> None:
     assert request["request_id"] == int(result.request_id)
     token = {"idToken": "R1", "type": "Central"}
     await st1.station.call(
-        _swap(request["request_id"], "BatteryOut", token, [_battery(2, "B-0001", 100.0, 100.0)])
+        swap_event(request["request_id"], "BatteryOut", token, [battery(2, "B-0001", 100.0, 100.0)])
     )
     assert rider_balance(db, "R1").packs_held == ("B-0001",)
     await st1.close()

@@ -10,8 +10,6 @@ from typing import TypeVar
 import pytest
 import sqlalchemy as sa
 
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode
@@ -21,8 +19,8 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
+from tests.plans import ENERGY
 
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 WORKERS = 8
 T = TypeVar("T")
 

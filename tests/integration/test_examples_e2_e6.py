@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
+from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode
@@ -16,10 +15,7 @@ from swapd.services.queries import alerts, rider_balance, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
-
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
-TIME = Plan("time", PlanKind.PREPAID_TIME, Unit.TIME_S, "KRW", 2000, 3600, granularity_s=60)
-BUNDLE = Plan("bundle", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
+from tests.plans import BUNDLE, ENERGY, TIME
 
 
 def _base(db: Database, *plans: Plan) -> None:

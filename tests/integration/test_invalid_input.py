@@ -16,8 +16,7 @@ from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database
-
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
+from tests.plans import ENERGY
 
 
 @pytest.fixture

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import rider_balance, station_view
 from swapd.store.database import Database, ManualClock
-
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
+from tests.plans import ENERGY
 
 
 def test_stale_offer_is_abandoned(db: Database, clock: ManualClock) -> None:

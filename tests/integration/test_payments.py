@@ -32,10 +32,8 @@ from swapd.services.queries import (
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from tests.plans import BUNDLE, ENERGY, TIME
 
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
-BUNDLE = Plan("bundle", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
-TIME = Plan("time", PlanKind.PREPAID_TIME, Unit.TIME_S, "KRW", 2_000, 3_600, granularity_s=60)
 # Subscription: 30,000 KRW a month for 60,000 Wh; overage 250 KRW per 1,000 Wh.
 SUB = Plan(
     "sub",

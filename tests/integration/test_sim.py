@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.ledger.check import check_ledger
+from swapd.sim.embedded import free_port
 from swapd.store.engine import make_engine
 
 
@@ -79,16 +79,10 @@ def test_sim_refuses_bad_options_without_a_traceback() -> None:
     assert "Traceback" not in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server_process(pg_url: str) -> Iterator[str]:
     """``swapd serve`` in its own process on the PostgreSQL test database."""
-    port = _free_port()
+    port = free_port()
     swapd = shutil.which("swapd") or str(Path(sys.executable).parent / "swapd")
     env = {**os.environ, "SWAPD_DATABASE_URL": pg_url}
     process = subprocess.Popen(

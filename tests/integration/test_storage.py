@@ -29,8 +29,6 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from swapd.cli import app
-from swapd.domain.plans import Plan, PlanKind
-from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
@@ -45,11 +43,11 @@ from swapd.store.engine import (
     open_database,
     upgrade,
 )
+from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 HEAD = "0002"
 SWAPD_TABLES = sorted(t.metadata.tables)
-ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 
 
 # -- databases -----------------------------------------------------------------------------------

@@ -25,21 +25,10 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import Rider, RiderStatus
 from swapd.domain.stations import MAX_SLOTS, Station, validate_slot_count
+from tests.unit.spec_plans import DELIVERIES, ENERGY, SUB, TIME
 
 ST2 = Station("ST2", 8)  # defaults: charged at SoC >= 90.00 %, handed out at SoH >= 70.00 %
-ENERGY = Plan("E1", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1_000)
-TIME = Plan("E3", PlanKind.PREPAID_TIME, Unit.TIME_S, "KRW", 2_000, 3_600)
-DELIVERIES = Plan("E4", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
-SUB_OVERAGE = Plan(
-    "S1",
-    PlanKind.SUBSCRIPTION,
-    Unit.ENERGY_WH,
-    "KRW",
-    300,
-    1_000,
-    fee_minor=30_000,
-    included_units=100_000,
-)
+SUB_OVERAGE = SUB  # overage 300 KRW per kWh beyond the included allowance
 SUB_NO_OVERAGE = Plan(
     "S0",
     PlanKind.SUBSCRIPTION,

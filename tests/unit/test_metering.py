@@ -13,14 +13,12 @@ from swapd.domain.metering import Usage, energy_usage_wh, meter, time_usage_s
 from swapd.domain.packs import Pack, PackStatus, deliverable_energy_wh
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
+from tests.unit.spec_plans import DELIVERIES, ENERGY, TIME
 
 G2_WH = 1_700  # pack model G2 of the worked examples
 T0 = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 KST = timezone(timedelta(hours=9))
 
-ENERGY = Plan("E1", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1_000)  # 300 KRW per kWh
-TIME = Plan("E3", PlanKind.PREPAID_TIME, Unit.TIME_S, "KRW", 2_000, 3_600)  # 2,000 KRW per hour
-DELIVERIES = Plan("E4", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
 
 bp = st.integers(min_value=0, max_value=10_000)
 nominal = st.integers(min_value=1, max_value=1_000_000)

@@ -229,15 +229,17 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
         log.info("station_disconnected", station=station_id)
 
 
-def serve(
+def uvicorn_config(
     db: Database,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     certfile: str | None = None,
     keyfile: str | None = None,
-) -> None:
-    config = uvicorn.Config(
+) -> uvicorn.Config:
+    """How swapd runs under uvicorn: the sans-I/O websockets protocol, frames capped, TLS when
+    given a certificate, and logging left to swapd (log_config=None)."""
+    return uvicorn.Config(
         create_app(db),
         host=host,
         port=port,
@@ -247,5 +249,17 @@ def serve(
         ssl_keyfile=keyfile,
         log_config=None,
         access_log=False,
+        lifespan="on",
     )
+
+
+def serve(
+    db: Database,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    config = uvicorn_config(db, host=host, port=port, certfile=certfile, keyfile=keyfile)
     uvicorn.Server(config).run()

@@ -273,8 +273,7 @@ def refund(
         if previous is not None:
             if previous.amount != amount or previous.rider_id != rider_id:
                 raise Conflict(f"refund key {key} was used already for a different refund")
-            units_row = tx.book.find(f"{base}:units")
-            return Refund(rider_id, amount, 0 if units_row is None else units_row.amount, True)
+            return Refund(rider_id, amount, _amount_of(tx, f"{base}:units"), True)
         accounts = rider_accounts(tx.book, rider_id, plan)
         liability = accounts.prepaid.credit_balance
         if amount > liability:

@@ -42,15 +42,21 @@ def set_password(db: Database, station_id: str, password: str | None = None) -> 
         raise InvalidInput("a station password has 16-64 printable characters")
     hashed = hash_password(password)
 
+    _update_station(db, station_id, password_hash=hashed)
+    return password
+
+
+def _update_station(db: Database, station_id: str, **values: object) -> None:
+    """Change columns of one station's row; an unknown station is NotFound, not a no-op."""
+
     def work(tx: Tx) -> None:
         result = tx.repo.execute(
-            sa.update(t.stations).where(t.stations.c.id == station_id).values(password_hash=hashed)
+            sa.update(t.stations).where(t.stations.c.id == station_id).values(**values)
         )
         if result.rowcount != 1:
             raise NotFound(f"unknown station {station_id}")
 
     db.write(work)
-    return password
 
 
 def record_boot(
@@ -121,12 +127,4 @@ def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState
 def set_enabled(db: Database, station_id: str, enabled: bool) -> None:
     """Take a station out of service (its connections are refused with 403, its swaps with
     'station disabled') or back in."""
-
-    def work(tx: Tx) -> None:
-        result = tx.repo.execute(
-            sa.update(t.stations).where(t.stations.c.id == station_id).values(enabled=enabled)
-        )
-        if result.rowcount != 1:
-            raise NotFound(f"unknown station {station_id}")
-
-    db.write(work)
+    _update_station(db, station_id, enabled=enabled)

@@ -32,8 +32,8 @@ from swapd.domain.stations import Station
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
 from swapd.services.money import move, recognise, rider_accounts
 from swapd.store import schema as t
-from swapd.store.database import Database, Retry, Tx
-from swapd.store.repository import Row
+from swapd.store.database import Database, Tx
+from swapd.store.repository import Retry, Row
 
 MAX_PACKS_PER_SWAP = 8
 

@@ -1,4 +1,5 @@
-"""A swapd server inside the simulator's process: uvicorn in a background thread on a free port."""
+"""A swapd server inside this process (the simulator's, a test's): uvicorn in a background thread
+on a free port."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from swapd.gateway.server import MAX_FRAME_BYTES, Gateway, create_app
+from swapd.gateway.server import uvicorn_config
 from swapd.store.database import Database
 
 START_TIMEOUT_S = 15.0
@@ -24,19 +25,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_server(db: Database) -> Iterator[str]:
-    """Serve the swapd app on 127.0.0.1; yields its ws:// base URL and stops it on exit."""
+def embedded_server(
+    db: Database, *, certfile: str | None = None, keyfile: str | None = None
+) -> Iterator[str]:
+    """Serve the swapd app on 127.0.0.1; yields its ws:// (wss:// with a certificate) base URL
+    and stops it on exit."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(db, gateway=Gateway(db)),
-        host="127.0.0.1",
-        port=port,
-        ws="websockets-sansio",
-        ws_max_size=MAX_FRAME_BYTES,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(db, port=port, certfile=certfile, keyfile=keyfile)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="swapd-sim-server", daemon=True)
     thread.start()
@@ -47,7 +42,7 @@ def embedded_server(db: Database) -> Iterator[str]:
             raise RuntimeError(f"the embedded server did not start on port {port}")
         time.sleep(0.02)
     try:
-        yield f"ws://127.0.0.1:{port}"
+        yield f"{'wss' if certfile else 'ws'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=STOP_TIMEOUT_S)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from swapd.ledger.book import Book
 from swapd.store.engine import WRITE, open_database
-from swapd.store.repository import Repository, SlotTaken
+from swapd.store.repository import Repository, Retry
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -59,12 +59,8 @@ class Tx:
     now: datetime
 
 
-class Retry(Exception):
-    """Raised by a service when it lost a race it can only win by starting over."""
-
-
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, Retry | SlotTaken):
+    if isinstance(error, Retry):
         return True
     if isinstance(error, sa.exc.DBAPIError):
         code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)

@@ -36,7 +36,7 @@ def display_url(url: str | None = None) -> str:
     try:
         return sa.make_url(resolved).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return resolved.split("@")[-1] if "@" in resolved else resolved
+        return resolved.split("@")[-1]
 
 
 def missing_sqlite_file(url: str | None = None) -> str | None:
@@ -46,10 +46,10 @@ def missing_sqlite_file(url: str | None = None) -> str | None:
         parsed = sa.make_url(database_url(url))
     except sa.exc.ArgumentError:
         return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
     path = parsed.database
-    return None if path is None or os.path.exists(path) else path
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return None if os.path.exists(path) else path
 
 
 def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:

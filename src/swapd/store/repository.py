@@ -23,8 +23,8 @@ from swapd.store import schema as t
 Row = sa.Row[tuple[Any, ...]]
 
 
-class SlotTaken(Exception):
-    """Another transaction filled the slot after this one read it as empty."""
+class Retry(Exception):
+    """A transaction lost a race it can only win by starting over (Database.write retries)."""
 
 
 _PACK_COLUMNS = [*t.packs.c, t.pack_models.c.nominal_wh]
@@ -184,7 +184,7 @@ class Repository:
             )
         result = self.conn.execute(query.values(pack_serial=pack_serial, state=state.value))
         if pack_serial is not None and result.rowcount != 1:
-            raise SlotTaken(f"slot {slot_no} of station {station_id} is taken")
+            raise Retry(f"slot {slot_no} of station {station_id} was taken meanwhile")
 
     # -- plans, riders, tokens -------------------------------------------------------------
 
