@@ -293,6 +293,35 @@ def test_concurrent_upgrades_of_an_empty_database(engine_of: Callable[[], Engine
     assert _differences(engines[0]) == []
 
 
+ROUNDS = 150  # without the retry, some round of 8 connections loses the race in most runs
+
+
+def test_connections_racing_to_open_a_new_sqlite_file(tmp_path: Path) -> None:
+    """The first connections to a fresh file race to switch it to WAL; SQLite refuses the losers
+    at once ("database is locked") instead of waiting, so the switch must be retried."""
+    errors: list[BaseException] = []
+    for attempt in range(ROUNDS):
+        engines = [make_engine(f"sqlite:///{tmp_path / f'new-{attempt}.db'}") for _ in range(8)]
+        barrier = threading.Barrier(len(engines))
+
+        def open_one(engine: Engine, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            try:
+                with engine.connect() as connection:
+                    assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_one, args=(e, barrier)) for e in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for engine in engines:
+            engine.dispose()
+    assert errors == []
+
+
 # -- 2. SQLite durability settings ---------------------------------------------------------------
 
 

@@ -8,6 +8,9 @@ queue instead of interleaving. PostgreSQL: READ COMMITTED with row locks taken b
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,6 +68,22 @@ def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
     )
 
 
+def _switch_to_wal(dbapi_connection: Any) -> None:
+    """PRAGMA journal_mode=WAL, retried while another connection holds the lock. The first
+    switch of a new file needs an exclusive lock, and SQLite answers "database is locked" at
+    once, without waiting out busy_timeout, when two connections race for it (two server
+    processes starting on a fresh file)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "database is locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.001, 0.01))
+
+
 def _sqlite_engine(url: str) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
@@ -72,8 +91,8 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite so that BEGIN IMMEDIATE below is ours.
         dbapi_connection.isolation_level = None
+        _switch_to_wal(dbapi_connection)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
