@@ -46,7 +46,7 @@ from swapd.store.engine import (
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-HEAD = "0002"
+HEAD = "0003"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
 
@@ -143,7 +143,7 @@ def _schema(engine: Engine) -> dict[str, Any]:
 # -- 1. migrations -------------------------------------------------------------------------------
 
 
-def test_head_revision_is_0002() -> None:
+def test_migrations_have_one_head_the_latest_revision() -> None:
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD]
 
 
@@ -154,7 +154,7 @@ def test_upgrade_on_an_empty_database_creates_exactly_the_schema(
     assert _tables(engine) == []
     upgrade(engine)
     assert _tables(engine) == sorted([*SWAPD_TABLES, "alembic_version"])
-    assert len(SWAPD_TABLES) == 16
+    assert len(SWAPD_TABLES) == 23
     assert _versions(engine) == [HEAD]
     assert _differences(engine) == []
 

@@ -71,6 +71,11 @@ stations = sa.Table(
     sa.Column("firmware", sa.String(50), nullable=True),
     sa.Column("booted_at", UTCDateTime, nullable=True),
     sa.Column("last_seen_at", UTCDateTime, nullable=True),
+    # Where riders find the station (the app's "nearby"): a name and WGS84 micro-degrees, so that
+    # coordinates are exact integers like every other quantity here.
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("lat_microdeg", sa.Integer, nullable=True),
+    sa.Column("lon_microdeg", sa.Integer, nullable=True),
     sa.CheckConstraint("slot_count >= 2", name="two_slots"),
 )
 
@@ -295,3 +300,105 @@ station_commands = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 sa.Index("ix_station_commands_pending", station_commands.c.station_id, station_commands.c.state)
+
+
+# -- HTTP API: identity, idempotency, payments, audit ---------------------------------------------
+
+# People who sign in: operator staff (admin, operator, support) and riders (role "rider", linked to
+# exactly one rider). Passwords are scrypt hashes (swapd.security).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=True, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("(role = 'rider') = (rider_id IS NOT NULL)", name="rider_link"),
+)
+
+# Bearer credentials: session tokens (expire) and API keys (long-lived, revocable). Only a SHA-256
+# of the secret is stored: the secrets are 256-bit random, so a slow KDF would add nothing.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # session / api_key
+    sa.Column("name", sa.String(80), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+sa.Index("ix_api_tokens_user", api_tokens.c.user_id)
+
+# Fixed-window counters shared by every server process (login attempts per account and per address).
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+# Idempotency-Key: the first answer to a (caller, key) is stored and replayed for every repeat with
+# the same request; a different request under the same key is refused.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("owner", sa.String(80), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A payment a rider started with a provider. The allowance is credited only when the provider
+# confirms it (webhook), exactly once: credited_at is set in the same transaction as the credit.
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("provider_ref", sa.String(255), nullable=True),
+    sa.Column("purpose", sa.String(16), nullable=False),  # top_up / subscription
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending / succeeded / failed / canceled
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("credited_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("provider", "provider_ref"),
+    sa.CheckConstraint("amount_minor > 0", name="amount_positive"),
+)
+sa.Index("ix_payments_rider", payments.c.rider_id, payments.c.created_at)
+
+# Every provider event seen, so that a replayed webhook is recognised and changes nothing.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payment_id", sa.String(40), nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+
+# What staff did to money and access, and why: refunds, adjustments, blocks, station changes.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(120), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+sa.Index("ix_audit_log_at", audit_log.c.at)
