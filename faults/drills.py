@@ -1,0 +1,266 @@
+"""The drills: each sets up a network, drives load through a real ``swapd serve`` process,
+injects its fault, and returns what it measured with the verdict of ``verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from swapd.sim.embedded import free_port
+from swapd.store.database import Database
+
+from faults.client import Counters
+from faults.load import Load
+from faults.pg import PrivatePostgres
+from faults.server import ServerProcess
+from faults.verify import Verdict, verify
+
+PROGRESS_TIMEOUT_S = 120.0
+
+OnRound = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class DrillResult:
+    scenario: str
+    database: str
+    rounds: int
+    stations: int
+    seconds: float
+    verdict: Verdict
+    counters: dict[str, int]
+    rounds_detail: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok and not self.extra.get("failures")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "database": self.database,
+            "ok": self.ok,
+            "rounds": self.rounds,
+            "stations": self.stations,
+            "seconds": round(self.seconds, 1),
+            "verdict": self.verdict.to_json(),
+            "station_counters": self.counters,
+            **self.extra,
+        }
+
+
+def _sum_counters(load: Load) -> dict[str, int]:
+    total = Counters()
+    for station in load.stations:
+        c = station.client.counters
+        total.sent += c.sent
+        total.resent += c.resent
+        total.reconnects += c.reconnects
+        total.retry_errors += c.retry_errors
+    return {
+        "calls_sent": total.sent,
+        "calls_resent": total.resent,
+        "reconnects": total.reconnects,
+        "internal_error_answers": total.retry_errors,
+        "refusals": sum(load.refusals.values()),
+        "errors": sum(load.errors.values()),
+    }
+
+
+async def _progress(load: Load, after: int, timeout_s: float = PROGRESS_TIMEOUT_S) -> float:
+    """Wait until the load has more acknowledgements than ``after``; the seconds it took."""
+    started = time.monotonic()
+    while len(load.acks) <= after:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"no swap acknowledged in {timeout_s} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@contextmanager
+def sqlite_database(directory: Path) -> Iterator[str]:
+    yield f"sqlite:///{directory / f'faults-{uuid.uuid4().hex[:8]}.db'}"
+
+
+@contextmanager
+def shared_postgres_database(admin_url: str) -> Iterator[str]:
+    """A database of its own on the shared server (created and dropped; the server is never
+    stopped)."""
+    name = f"swapd_faults_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- kill -9 ---------------------------------------------------------------------------------------
+
+
+async def kill9(
+    database_url: str,
+    *,
+    rounds: int,
+    stations: int = 4,
+    seed: int = 1,
+    on_round: OnRound | None = None,
+) -> DrillResult:
+    """SIGKILL the server at a random moment while stations swap, restart it, ``rounds`` times."""
+    started = time.monotonic()
+    db = Database.open(database_url)
+    server = ServerProcess(database_url, free_port())
+    rng = random.Random(seed)
+    try:
+        load = Load(db, stations=stations, seed=seed)
+        await asyncio.to_thread(server.start)
+        await load.connect(server.ws_url)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(load.run(stop))
+        details = []
+        try:
+            for round_no in range(1, rounds + 1):
+                await _progress(load, len(load.acks))  # the server is busy again
+                await asyncio.sleep(rng.uniform(0.0, 0.8))
+                acked = len(load.acks)
+                server.kill9()
+                restart_s = await asyncio.to_thread(server.start)
+                first_ack_s = await _progress(load, len(load.acks))
+                detail = {
+                    "round": round_no,
+                    "acks_before_kill": acked,
+                    "restart_s": round(restart_s, 2),
+                    "first_ack_after_restart_s": round(first_ack_s, 2),
+                }
+                details.append(detail)
+                if on_round is not None:
+                    on_round(round_no, detail)
+        finally:
+            stop.set()
+            await runner
+            await load.close()
+        server.stop()
+        verdict = await asyncio.to_thread(verify, database_url, load)
+        restarts = [d["restart_s"] for d in details]
+        return DrillResult(
+            "kill9",
+            db.dialect,
+            rounds,
+            stations,
+            time.monotonic() - started,
+            verdict,
+            _sum_counters(load),
+            details,
+            {
+                "kills": server.kills,
+                "restart_s_max": max(restarts, default=0.0),
+                "restart_s_mean": round(sum(restarts) / len(restarts), 2) if restarts else 0.0,
+                "load_errors": dict(load.errors),
+                "notes": load.notes[:10],
+            },
+        )
+    finally:
+        server.close()
+        db.dispose()
+
+
+# -- PostgreSQL crash ------------------------------------------------------------------------------
+
+
+async def pg_restart(
+    *,
+    rounds: int,
+    stations: int = 4,
+    down_s: float = 2.0,
+    seed: int = 1,
+    on_round: OnRound | None = None,
+) -> DrillResult:
+    """Crash a private PostgreSQL (``pg_ctl -m immediate``) under load, keep it down
+    ``down_s``, start it again; the server must reconnect by itself and lose nothing."""
+    started = time.monotonic()
+    pg = PrivatePostgres()
+    server: ServerProcess | None = None
+    db: Database | None = None
+    try:
+        pg.init()
+        pg.start()
+        url = pg.create_database("swapd")
+        db = Database.open(url)
+        load = Load(db, stations=stations, seed=seed)
+        server = ServerProcess(url, free_port())
+        await asyncio.to_thread(server.start)
+        await load.connect(server.ws_url)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(load.run(stop))
+        rng = random.Random(seed)
+        details = []
+        try:
+            for round_no in range(1, rounds + 1):
+                await _progress(load, len(load.acks))
+                await asyncio.sleep(rng.uniform(0.0, 0.8))
+                await asyncio.to_thread(pg.crash)
+                crashed_at = time.monotonic()
+                await asyncio.sleep(down_s)
+                acks_while_down = len(load.acks)
+                start_s = await asyncio.to_thread(pg.start)
+                up_at = time.monotonic()
+                recover_s = await _progress(load, len(load.acks))
+                health = httpx.get(f"{server.http_url}/healthz", timeout=10).status_code
+                detail = {
+                    "round": round_no,
+                    "pg_start_s": round(start_s, 2),
+                    "first_ack_after_pg_up_s": round(recover_s, 2),
+                    "outage_seen_by_stations_s": round(up_at + recover_s - crashed_at, 2),
+                    "acks_before_restart": acks_while_down,
+                    "healthz_after": health,
+                }
+                details.append(detail)
+                if on_round is not None:
+                    on_round(round_no, detail)
+        finally:
+            stop.set()
+            await runner
+            await load.close()
+        server.stop()
+        verdict = await asyncio.to_thread(verify, url, load)
+        recovers = [d["first_ack_after_pg_up_s"] for d in details]
+        failures = [d for d in details if d["healthz_after"] != 200]
+        return DrillResult(
+            "pg-restart",
+            "postgresql (private server)",
+            rounds,
+            stations,
+            time.monotonic() - started,
+            verdict,
+            _sum_counters(load),
+            details,
+            {
+                "pg_crashes": pg.crashes,
+                "down_s": down_s,
+                "recover_s_max": max(recovers, default=0.0),
+                "recover_s_mean": round(sum(recovers) / len(recovers), 2) if recovers else 0.0,
+                "failures": failures,
+                "load_errors": dict(load.errors),
+                "notes": load.notes[:10],
+            },
+        )
+    finally:
+        if server is not None:
+            server.close()
+        if db is not None:
+            db.dispose()
+        pg.close()
