@@ -29,3 +29,23 @@ class Conflict(DomainError):
 
 class InsufficientAllowance(DomainError):
     code = "insufficient_allowance"
+
+
+class Unauthenticated(DomainError):
+    """No valid credential: a missing, wrong, expired or revoked token or password."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """A valid credential whose role does not allow the request."""
+
+    code = "forbidden"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
+from swapd.api import router as api_router
 from swapd.gateway import commands
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.session import Station21, Station201
@@ -154,6 +155,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
 
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
+    api_router.install(app, db)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

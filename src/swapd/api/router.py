@@ -1,0 +1,20 @@
+"""The /api/v1 application: every route module mounted, error answers installed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from swapd.api import auth, errors
+from swapd.store.database import Database
+
+PREFIX = "/api/v1"
+
+# Route modules, in the order their tags appear in the OpenAPI document.
+ROUTERS: list[APIRouter] = [auth.router]
+
+
+def install(app: FastAPI, db: Database) -> None:
+    app.state.db = db
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)

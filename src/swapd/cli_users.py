@@ -1,0 +1,92 @@
+"""``swapd user``: staff accounts for the HTTP API. ``swapd user add`` makes the first admin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from swapd.cli_operator import DatabaseOption, JsonOption, fail, out, with_db
+from swapd.security import generate_password
+from swapd.services import identity
+from swapd.services.identity import Role
+from swapd.store.database import Database
+
+user_app = typer.Typer(help="Staff accounts of the HTTP API and their API keys.", no_args_is_help=True)
+
+
+@user_app.command("add")
+def add(
+    email: Annotated[str, typer.Argument(help="The sign-in address.")],
+    role: Annotated[str, typer.Option("--role", help="admin, operator or support.")] = "admin",
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from stdin (else one is generated)."),
+    ] = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a staff account; without --password-stdin a password is generated and shown once."""
+    if role not in ("admin", "operator", "support"):
+        fail(f"role must be admin, operator or support, got {role!r}")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+    user = with_db(database, lambda db: identity.add_staff(db, email, password, Role(role)))
+    shown = None if password_stdin else password
+    if as_json:
+        out.print_json(
+            json.dumps({"id": user.id, "email": user.email, "role": user.role.value, "password": shown})
+        )
+        return
+    out.print(f"added {user.role.value} {user.email} ({user.id})")
+    if shown is not None:
+        out.print(f"password (shown once): {shown}", highlight=False)
+
+
+@user_app.command("list")
+def list_users(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Every account: staff and riders."""
+    users = with_db(database, identity.users)
+    if as_json:
+        rows = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "role": u.role.value,
+                "rider_id": u.rider_id,
+                "status": u.status,
+            }
+            for u in users
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("id", "email", "role", "rider", "status")
+    for u in users:
+        table.add_row(u.id, u.email, u.role.value, u.rider_id or "", u.status)
+    out.print(table)
+
+
+@user_app.command("api-key")
+def api_key(
+    email: Annotated[str, typer.Argument(help="The staff account the key acts as.")],
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "integration",
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key for a staff account; the key is shown once."""
+
+    def work(db: Database) -> identity.IssuedToken:
+        matches = [u for u in identity.users(db) if u.email == email.strip().lower()]
+        if not matches:
+            fail(f"no account {email}")
+        return identity.create_api_key(db, matches[0].id, name)
+
+    issued = with_db(database, work)
+    if as_json:
+        out.print_json(json.dumps({"id": issued.id, "key": issued.token, "email": issued.user.email}))
+        return
+    out.print(
+        f"API key {issued.id} for {issued.user.email} (shown once): {issued.token}", highlight=False
+    )
