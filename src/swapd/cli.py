@@ -29,6 +29,7 @@ from swapd.cli_operator import (
     station_app,
     swap_app,
 )
+from swapd.cli_statements import statements_app
 from swapd.cli_users import user_app
 from swapd.domain.errors import DomainError
 from swapd.ledger.check import check_ledger
@@ -58,6 +59,7 @@ app.add_typer(rider_app, name="rider")
 app.add_typer(card_app, name="card")
 app.add_typer(swap_app, name="swap")
 app.add_typer(user_app, name="user")
+app.add_typer(statements_app, name="statements")
 app.add_typer(money_app)  # topup, subscribe, refund, adjust, alerts
 
 out = Console()
