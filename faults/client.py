@@ -127,7 +127,12 @@ class StationClient:
         self.counters.sent += 1
         while True:
             frame = json.loads(await self.recv_raw())
-            if isinstance(frame, list) and len(frame) >= 3 and frame[1] == unique_id and frame[0] in (3, 4):
+            if (
+                isinstance(frame, list)
+                and len(frame) >= 3
+                and frame[1] == unique_id
+                and frame[0] in (3, 4)
+            ):
                 return frame
 
     async def call(
@@ -164,7 +169,10 @@ class StationClient:
     async def boot(self) -> None:
         answer = await self.call(
             "BootNotification",
-            {"chargingStation": {"model": "FaultCab", "vendorName": "swapd-faults"}, "reason": "PowerUp"},
+            {
+                "chargingStation": {"model": "FaultCab", "vendorName": "swapd-faults"},
+                "reason": "PowerUp",
+            },
         )
         if answer.get("status") != "Accepted":
             raise CallError("BootNotification", "NotAccepted", str(answer))

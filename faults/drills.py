@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from swapd.sim.embedded import free_port
-from swapd.store.database import Database
-
 from faults.client import Counters
 from faults.load import Load
 from faults.pg import PrivatePostgres
 from faults.server import ServerProcess
 from faults.verify import Verdict, verify
+from swapd.sim.embedded import free_port
+from swapd.store import schema
+from swapd.store.database import Database
+from swapd.store.engine import make_engine
 
 PROGRESS_TIMEOUT_S = 120.0
 
@@ -119,6 +120,7 @@ async def kill9(
     stations: int = 4,
     seed: int = 1,
     on_round: OnRound | None = None,
+    keep: list[Load] | None = None,
 ) -> DrillResult:
     """SIGKILL the server at a random moment while stations swap, restart it, ``rounds`` times."""
     started = time.monotonic()
@@ -127,6 +129,8 @@ async def kill9(
     rng = random.Random(seed)
     try:
         load = Load(db, stations=stations, seed=seed)
+        if keep is not None:
+            keep.append(load)  # for a test that tampers with the database afterwards
         await asyncio.to_thread(server.start)
         await load.connect(server.ws_url)
         stop = asyncio.Event()
@@ -264,3 +268,100 @@ async def pg_restart(
         if db is not None:
             db.dispose()
         pg.close()
+
+
+# -- reconnect storm -------------------------------------------------------------------------------
+
+
+def _balances(database_url: str) -> dict[int, tuple[int, int, int, int]]:
+    engine = make_engine(database_url)
+    a = schema.accounts.c
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+            )
+            return {int(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+    finally:
+        engine.dispose()
+
+
+async def storm(
+    database_url: str,
+    *,
+    stations: int = 200,
+    rounds: int = 1,
+    seed: int = 1,
+    on_round: OnRound | None = None,
+) -> DrillResult:
+    """Every station connects at once and swaps; then, ``rounds`` times, every station loses its
+    link at the same moment (half drop TCP, half leave a half-open socket the server still
+    believes in), all reconnect at once, resend their last BatterySwap, and swap again."""
+    started = time.monotonic()
+    db = Database.open(database_url)
+    server = ServerProcess(database_url, free_port())
+    try:
+        load = Load(db, stations=stations, riders_per_station=1, slots=4, seed=seed)
+        await asyncio.to_thread(server.start)
+        connect_started = time.monotonic()
+        await load.connect(server.ws_url)
+        first_connect_s = time.monotonic() - connect_started
+        await asyncio.gather(*(load.swap(s, s.riders[0]) for s in load.stations))
+        details = []
+        failures: list[str] = []
+        for round_no in range(1, rounds + 1):
+            for index, station in enumerate(load.stations):
+                if index % 2:
+                    station.client.abort()
+                else:
+                    station.client.abandon()
+            before = await asyncio.to_thread(_balances, database_url)
+            storm_started = time.monotonic()
+            # Each resend goes out on a new connection (call reconnects a station without one).
+            answers = await asyncio.gather(
+                *(s.client.call("BatterySwap", load.last_event[s.id]) for s in load.stations)
+            )
+            reconnect_s = time.monotonic() - storm_started
+            after = await asyncio.to_thread(_balances, database_url)
+            changed = sum(1 for k in before if before[k] != after.get(k))
+            if changed or len(after) != len(before):
+                failures.append(f"round {round_no}: resent BatterySwaps changed {changed} accounts")
+            if any(answer != {} for answer in answers):
+                failures.append(f"round {round_no}: a resend was not answered with {{}}")
+            health = httpx.get(f"{server.http_url}/healthz", timeout=10).json()
+            if health.get("stations") != stations:
+                failures.append(f"round {round_no}: server holds {health.get('stations')} sessions")
+            swaps_started = time.monotonic()
+            await asyncio.gather(*(load.swap(s, s.riders[0]) for s in load.stations))
+            detail = {
+                "round": round_no,
+                "reconnect_and_resend_s": round(reconnect_s, 2),
+                "sessions_after": health.get("stations"),
+                "accounts_changed_by_resends": changed,
+                "swap_after_storm_s": round(time.monotonic() - swaps_started, 2),
+            }
+            details.append(detail)
+            if on_round is not None:
+                on_round(round_no, detail)
+        await load.close()
+        server.stop()
+        verdict = await asyncio.to_thread(verify, database_url, load)
+        return DrillResult(
+            "storm",
+            db.dialect,
+            rounds,
+            stations,
+            time.monotonic() - started,
+            verdict,
+            _sum_counters(load),
+            details,
+            {
+                "first_connect_all_s": round(first_connect_s, 2),
+                "failures": failures,
+                "load_errors": dict(load.errors),
+                "notes": load.notes[:10],
+            },
+        )
+    finally:
+        server.close()
+        db.dispose()

@@ -16,12 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from faults.client import CallError, StationClient, battery, meter_soc, swap_event
 from swapd.services import payments
 from swapd.sim import network as net
 from swapd.sim.config import Shares, SimConfig
 from swapd.store.database import Database
-
-from faults.client import CallError, StationClient, battery, meter_soc, swap_event
 
 # Enough allowance that nobody runs dry during a drill: refusals are not what is tested here.
 TOP_UP_MINOR = 50_000_000
@@ -98,7 +97,9 @@ class Load:
         # The last BatterySwap each station had answered: what it resends after a reconnect.
         self.last_event: dict[str, dict[str, object]] = {}
         self._riders = {
-            spec.id: Rider(spec.id, Pack(spec.packs[0].serial, spec.packs[0].soc_pct, spec.packs[0].soh_pct))
+            spec.id: Rider(
+                spec.id, Pack(spec.packs[0].serial, spec.packs[0].soc_pct, spec.packs[0].soh_pct)
+            )
             for spec in self.network.riders
         }
 
@@ -199,7 +200,9 @@ class Load:
         taken = taking[0]
         assert taken is not None
         rider.pack = taken
-        self.acks.append(Ack(station.id, request_id, "BatteryOut", tuple(d["serialNumber"] for d in data_out)))
+        self.acks.append(
+            Ack(station.id, request_id, "BatteryOut", tuple(d["serialNumber"] for d in data_out))
+        )
         await client.call("MeterValues", meter_soc(slot_in, CHARGED_PCT, now_iso()))
         returned.soc_pct = CHARGED_PCT
         return True

@@ -29,7 +29,9 @@ class ServerProcess:
         self.starts = 0
         self.kills = 0
         # stderr to a file, not a pipe: a pipe nobody reads would block a chatty server.
-        self._log = tempfile.NamedTemporaryFile(prefix="swapd-serve-", suffix=".log", delete=False)
+        handle, name = tempfile.mkstemp(prefix="swapd-serve-", suffix=".log")
+        self._log = os.fdopen(handle, "wb")
+        self._log_path = Path(name)
 
     @property
     def ws_url(self) -> str:
@@ -80,9 +82,9 @@ class ServerProcess:
 
     def log_tail(self, chars: int = 3000) -> str:
         self._log.flush()
-        return Path(self._log.name).read_text(errors="replace")[-chars:]
+        return self._log_path.read_text(errors="replace")[-chars:]
 
     def close(self) -> None:
         self.stop()
         self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        self._log_path.unlink(missing_ok=True)

@@ -11,11 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.store import schema as t
-from swapd.store.engine import make_engine
-
 from faults.load import Load
 from faults.server import swapd_executable
+from swapd.store import schema as t
+from swapd.store.engine import make_engine
 
 MAX_LISTED = 20
 
@@ -186,7 +185,9 @@ def _compare(verdict: Verdict, what: str, expected: set[Any], found: Counter[Any
             verdict.doubled.append(f"{what} {found[item]} times for {item}")
     for item, count in found.items():
         if item not in expected:
-            verdict.doubled.append(f"{what} {count} times for {item}, which no acknowledged event explains")
+            verdict.doubled.append(
+                f"{what} {count} times for {item}, which no acknowledged event explains"
+            )
 
 
 def _places(connection: sa.Connection, prefix: str) -> dict[str, tuple[str, ...]]:

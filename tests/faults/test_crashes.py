@@ -1,0 +1,101 @@
+"""A real ``swapd serve`` process under load: killed with SIGKILL 20 times (SQLite and
+PostgreSQL), its private PostgreSQL crashed and restarted, and a storm of 200 stations
+reconnecting at once. Every swap a station got an answer for must be in the database exactly
+once and charged exactly once, ``swapd ledger check`` must be clean, and the packs must be where
+the stations say they are. The long versions: ``uv run python -m faults`` (RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from faults import drills
+from faults.load import Load
+from faults.pg import postgres_bin
+from faults.verify import verify
+from swapd.store import schema as t
+from swapd.store.engine import make_engine
+
+KILL_ROUNDS = 20
+PG_CRASH_ROUNDS = 3
+STORM_STATIONS = 200
+
+
+def test_sigkill_under_load_loses_nothing_and_charges_nothing_twice(db_url: str) -> None:
+    result = asyncio.run(drills.kill9(db_url, rounds=KILL_ROUNDS, stations=4, seed=5))
+    verdict = result.verdict
+    assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
+    assert verdict.ledger_ok and verdict.ledger_problems == []
+    assert verdict.duplicate_transfer_keys == 0 and verdict.place_mismatches == []
+    assert result.extra["kills"] == KILL_ROUNDS
+    assert result.extra["load_errors"] == {}
+    # The kills hit swaps under way: stations had to resend after the restart.
+    assert result.counters["calls_resent"] >= KILL_ROUNDS
+    assert verdict.server_completed == verdict.swaps_acknowledged > KILL_ROUNDS
+    assert result.ok
+
+
+def test_the_verifier_sees_a_lost_and_a_doubled_event(tmp_path: Path) -> None:
+    """The check above must be able to fail: remove one acknowledged event from the database
+    and add a second charge for another, and the verdict names both."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    load_holder: list[Load] = []
+
+    async def short() -> drills.DrillResult:
+        result = await drills.kill9(url, rounds=1, stations=2, seed=2, keep=load_holder)
+        return result
+
+    assert asyncio.run(short()).ok
+    load = load_holder[0]
+    ins = [a for a in load.acks if a.event == "BatteryIn"]
+    lost, doubled = ins[0], ins[1]
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        e, p = t.station_events.c, t.possessions.c
+        connection.execute(
+            sa.delete(t.station_events).where(
+                e.station_id == lost.station_id,
+                e.request_id == str(lost.request_id),
+                e.event_type == "BatteryIn",
+            )
+        )
+        row = connection.execute(
+            sa.select(t.possessions).where(p.pack_serial == doubled.serials[0], p.at_in.is_not(None))
+        ).first()
+        assert row is not None
+        copy = {k: v for k, v in row._mapping.items() if k != "id"}
+        connection.execute(sa.insert(t.possessions).values(**copy))
+    engine.dispose()
+    verdict = verify(url, load)
+    assert not verdict.ok
+    assert any(f"{lost.station_id} request {lost.request_id} BatteryIn" in x for x in verdict.lost)
+    assert any(doubled.serials[0] in x for x in verdict.doubled)
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL server binaries are not installed")
+def test_postgresql_crash_under_load_reconnects_and_loses_nothing() -> None:
+    result = asyncio.run(drills.pg_restart(rounds=PG_CRASH_ROUNDS, stations=4, down_s=1.5, seed=3))
+    verdict = result.verdict
+    assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
+    assert verdict.ledger_ok and verdict.place_mismatches == []
+    assert result.extra["pg_crashes"] == PG_CRASH_ROUNDS and result.extra["failures"] == []
+    # The database was really away: stations were told InternalError and resent.
+    assert result.counters["internal_error_answers"] > 0
+    assert all(d["first_ack_after_pg_up_s"] < 30 for d in result.rounds_detail)
+    assert result.ok
+
+
+def test_reconnect_storm_of_200_stations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'storm.db'}"
+    result = asyncio.run(drills.storm(url, stations=STORM_STATIONS, rounds=1, seed=4))
+    assert result.extra["failures"] == [] and result.extra["load_errors"] == {}
+    detail = result.rounds_detail[0]
+    assert detail["sessions_after"] == STORM_STATIONS
+    assert detail["accounts_changed_by_resends"] == 0
+    verdict = result.verdict
+    assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
+    assert verdict.swaps_acknowledged == verdict.server_completed == 2 * STORM_STATIONS
+    assert result.ok
