@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from swapd.api import auth, errors
+from swapd.api import auth, errors, plans_public, rider, stations_public
 from swapd.store.database import Database
 
 PREFIX = "/api/v1"
 
 # Route modules, in the order their tags appear in the OpenAPI document.
-ROUTERS: list[APIRouter] = [auth.router]
+ROUTERS: list[APIRouter] = [auth.router, plans_public.router, stations_public.router, rider.router]
 
 
 def install(app: FastAPI, db: Database) -> None:
