@@ -1,0 +1,297 @@
+"""Swap throughput and decision latency over real OCPP 2.1 WebSockets.
+
+A real ``swapd serve`` process (uvicorn) on a fresh SQLite file (WAL, synchronous=FULL, as the
+engine sets it) and then on a fresh PostgreSQL database; load-generator processes on the same
+machine drive many stations through complete battery-as-key swaps (Authorize by the returned
+pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
+
+1. Closed loop: every station swaps back to back -> the most complete swaps per second.
+2. Open loop at half that rate (swaps start on a fixed schedule, whatever the answers take) ->
+   decision latency p50/p99: from sending Authorize with the returned pack's serial (the swap-in
+   event) to receiving its answer, the one that decides.
+
+Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from rich.progress import Progress
+
+from bench._common import (
+    console,
+    emit,
+    fresh_database,
+    load_average,
+    percentile,
+    pg_available,
+    raise_fd_limit,
+    swapd_server,
+)
+from bench._loadgen import Samples, StationPlan, worker_main
+from swapd.domain.plans import Plan, PlanKind
+from swapd.domain.quantities import Unit
+from swapd.domain.riders import IdToken, TokenType
+from swapd.services import catalog, payments, stations, swaps
+from swapd.services.swaps import BatteryReading
+from swapd.store import schema as t
+from swapd.store.database import Database
+
+NAME = "swaps"
+PASSWORD = "bench-station-password-0001"
+PLAN = Plan("bench-energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
+TOP_UP_MINOR = 100_000_000  # enough allowance for every swap the run can make
+TARGET_SWAPS_PER_S = 500
+TARGET_P99_MS = 20.0
+
+
+@dataclass(frozen=True)
+class Size:
+    stations: int
+    riders_per_station: int
+    stock_per_station: int  # charged packs in slots; one more slot stays empty for returns
+    warmup_s: float
+    run_s: float
+    workers: int
+
+
+QUICK = Size(stations=24, riders_per_station=2, stock_per_station=2, warmup_s=1.5, run_s=5, workers=1)
+FULL = Size(stations=160, riders_per_station=3, stock_per_station=3, warmup_s=5, run_s=30, workers=2)
+
+
+def provision(db: Database, size: Size, progress: Progress) -> list[StationPlan]:
+    """Stations, riders with allowance, each rider holding one pack (handed over through the
+    app path), and charged stock in the slots, all through swapd's services."""
+    catalog.add_pack_model(db, "BENCH", 1700)
+    catalog.add_plan(db, PLAN)
+    slots_per_station = size.stock_per_station + 1
+    plans = []
+    task = progress.add_task("provisioning", total=size.stations)
+    for s in range(size.stations):
+        station_id = f"BST{s:04d}"
+        catalog.add_station(db, station_id, max(slots_per_station, size.riders_per_station))
+        stations.set_password(db, station_id, PASSWORD)
+        held = []
+        for r in range(size.riders_per_station):
+            rider_id = f"BR{s:04d}-{r}"
+            serial = f"BP{s:04d}-R{r}"
+            catalog.add_rider(db, rider_id, PLAN.id)
+            payments.top_up(db, rider_id, TOP_UP_MINOR, f"{rider_id}-pay")
+            catalog.register_pack(
+                db, serial, "BENCH", soc=100, soh=100, station_id=station_id, slot_no=1
+            )
+            token = IdToken(TokenType.APP, rider_id)
+            offer = swaps.authorize(db, station_id, token, request_id=f"setup-{r}")
+            if not offer.accepted:
+                raise RuntimeError(f"setup: {rider_id} refused: {offer.text}")
+            reading = BatteryReading.parse(1, serial, 100, 100)
+            swaps.battery_out(db, station_id, f"setup-{r}", [reading], token=token)
+            held.append(serial)
+        slots: dict[int, str | None] = {}
+        for k in range(1, slots_per_station + 1):
+            if k <= size.stock_per_station:
+                serial = f"BP{s:04d}-S{k}"
+                catalog.register_pack(
+                    db, serial, "BENCH", soc=100, soh=100, station_id=station_id, slot_no=k
+                )
+                slots[k] = serial
+            else:
+                slots[k] = None
+        plans.append(StationPlan(station_id, PASSWORD, slots, held))
+        progress.advance(task)
+    return plans
+
+
+def _merge(parts: list[Samples]) -> Samples:
+    total = Samples()
+    for part in parts:
+        total.completed += part.completed
+        total.refused += part.refused
+        total.errors += part.errors
+        total.late_starts += part.late_starts
+        total.decision_s += part.decision_s
+        total.battery_in_s += part.battery_in_s
+        total.swap_s += part.swap_s
+    return total
+
+
+def _ms(values: list[float], fraction: float) -> float:
+    return round(percentile(sorted(values), fraction) * 1000, 2)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _profile(pid: int, kind: str, size: Size) -> subprocess.Popen[bytes] | None:
+    """With SWAPD_BENCH_PROFILE=DIR, sample the server with py-spy (all threads) during the
+    closed loop and keep the collapsed stacks in DIR/swaps-<db>.txt."""
+    directory = os.environ.get("SWAPD_BENCH_PROFILE")
+    if not directory:
+        return None
+    py_spy = Path(sys.executable).with_name("py-spy")
+    output = Path(directory) / f"swaps-{kind}.txt"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    duration = str(int(size.warmup_s + size.run_s))
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", duration, "--format", "raw"]
+    return subprocess.Popen([*command, "--rate", "200", "-o", str(output)], stdout=subprocess.DEVNULL)
+
+
+class Generators:
+    """The load-generator processes and the pipes to them."""
+
+    def __init__(self, url: str, plans: list[StationPlan], workers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes = []
+        self.processes = []
+        for w in range(workers):
+            parent, child = context.Pipe()
+            share = plans[w::workers]
+            process = context.Process(target=worker_main, args=(child, url, share), daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def _gather(self, expected: str) -> list[Any]:
+        answers = []
+        for pipe in self.pipes:
+            answer = pipe.recv()
+            if answer[0] != expected:
+                raise RuntimeError(f"load generator: {answer}")
+            answers.append(answer[1] if len(answer) > 1 else None)
+        return answers
+
+    def ready(self) -> int:
+        return sum(self._gather("ready"))
+
+    def run(self, command: tuple[Any, ...], rate_split: float | None = None) -> Samples:
+        for pipe in self.pipes:
+            if rate_split is None:
+                pipe.send(command)
+            else:
+                pipe.send((*command, rate_split / len(self.pipes)))
+        return _merge(self._gather("samples"))
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(("stop",))
+        for pipe in self.pipes:
+            pipe.recv()
+        for process in self.processes:
+            process.join(timeout=10)
+
+
+def run_on(kind: str, size: Size) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    with fresh_database(kind, "swaps") as url, Progress(console=console, transient=True) as progress:
+        db = Database.open(url)
+        plans = provision(db, size, progress)
+        db.dispose()
+        with swapd_server(url) as server:
+            connecting = progress.add_task(f"{kind}: connecting {size.stations} stations", total=None)
+            generators = Generators(server.url, plans, size.workers)
+            generators.ready()
+            progress.remove_task(connecting)
+
+            phase = progress.add_task(f"{kind}: closed loop", total=None)
+            cpu_before = _cpu_s(server.pid)
+            start_at = time.time() + 0.5
+            profiler = _profile(server.pid, kind, size)
+            closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
+            if profiler is not None:
+                profiler.wait()
+            server_cpu = (_cpu_s(server.pid) - cpu_before) / (0.5 + size.warmup_s + size.run_s)
+            progress.remove_task(phase)
+            max_rate = closed.completed / size.run_s
+            metrics["max_swaps_per_s"] = round(max_rate, 1)
+            metrics["closed_loop_decision_p50_ms"] = _ms(closed.decision_s, 0.50)
+            metrics["closed_loop_decision_p99_ms"] = _ms(closed.decision_s, 0.99)
+            metrics["closed_loop_swap_p50_ms"] = _ms(closed.swap_s, 0.50)
+            metrics["server_cpu_cores_at_max"] = round(server_cpu, 2)
+            metrics["closed_loop_errors"] = closed.errors + closed.refused
+            metrics["loadavg_1m_after_max"] = load_average()["loadavg_1m"]
+
+            half = max(max_rate / 2, 1.0)
+            phase = progress.add_task(f"{kind}: open loop at {half:.0f} swaps/s", total=None)
+            start_at = time.time() + 0.5
+            opened = generators.run(("open", start_at, size.warmup_s, size.run_s), rate_split=half)
+            progress.remove_task(phase)
+            generators.stop()
+            metrics["open_loop_rate_swaps_per_s"] = round(half, 1)
+            metrics["open_loop_achieved_swaps_per_s"] = round(opened.completed / size.run_s, 1)
+            metrics["decision_p50_ms"] = _ms(opened.decision_s, 0.50)
+            metrics["decision_p99_ms"] = _ms(opened.decision_s, 0.99)
+            metrics["battery_in_p99_ms"] = _ms(opened.battery_in_s, 0.99)
+            metrics["swap_p50_ms"] = _ms(opened.swap_s, 0.50)
+            metrics["swap_p99_ms"] = _ms(opened.swap_s, 0.99)
+            metrics["open_loop_late_starts"] = opened.late_starts
+            metrics["open_loop_errors"] = opened.errors + opened.refused
+            metrics["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
+            metrics["loadavg_1m_after_open"] = load_average()["loadavg_1m"]
+        # The server must have recorded exactly the swaps the stations completed (setup ones too).
+        db = Database.open(url)
+        recorded = db.read(
+            lambda tx: tx.repo.execute(
+                sa.select(sa.func.count()).select_from(t.swaps).where(t.swaps.c.state == "completed")
+            ).scalar_one()
+        )
+        db.dispose()
+        setup = size.stations * size.riders_per_station
+        metrics["server_completed_swaps"] = int(recorded) - setup
+    return {f"{key}_{kind}": value for key, value in metrics.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.swaps", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--stations", type=int, help="override the number of stations")
+    parser.add_argument("--workers", type=int, help="load-generator processes")
+    parser.add_argument("--seconds", type=float, help="measured seconds per phase")
+    args = parser.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    if args.stations or args.workers or args.seconds:
+        size = Size(
+            args.stations or size.stations,
+            size.riders_per_station,
+            size.stock_per_station,
+            size.warmup_s,
+            args.seconds or size.run_s,
+            args.workers or size.workers,
+        )
+    raise_fd_limit()
+    metrics: dict[str, Any] = {**load_average()}
+    notes = [
+        f"{size.stations} stations, {size.riders_per_station} riders each, "
+        f"{size.workers} load-generator process(es), {size.warmup_s:g} s warm-up + "
+        f"{size.run_s:g} s measured per phase; decision = "
+        "Authorize(BatterySerial) round trip; open loop at half the closed-loop maximum."
+    ]
+    targets: dict[str, str] = {}
+    for kind in args.databases.split(","):
+        if kind == "postgresql" and not pg_available():
+            notes.append("PostgreSQL unreachable: skipped")
+            continue
+        console.log(f"swaps on {kind}: {size}")
+        metrics.update(run_on(kind, size))
+    if "max_swaps_per_s_sqlite" in metrics:
+        targets["max_swaps_per_s_sqlite"] = f">= {TARGET_SWAPS_PER_S}"
+        targets["decision_p99_ms_sqlite"] = f"<= {TARGET_P99_MS:g}"
+    emit(NAME, metrics, targets, " ".join(notes))
+
+
+if __name__ == "__main__":
+    main()
