@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from swapd.api import auth, errors, plans_public, rider, stations_public
+from swapd.api import auth, errors, payments, plans_public, rider, stations_public
 from swapd.store.database import Database
 
 PREFIX = "/api/v1"
 
 # Route modules, in the order their tags appear in the OpenAPI document.
-ROUTERS: list[APIRouter] = [auth.router, plans_public.router, stations_public.router, rider.router]
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    plans_public.router,
+    stations_public.router,
+    rider.router,
+    payments.router,
+]
 
 
 def install(app: FastAPI, db: Database) -> None:
