@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from swapd.api import auth, errors, payments, plans_public, rider, stations_public
+from swapd.api import auth, errors, operator_routes, payments, plans_public, rider, stations_public
 from swapd.store.database import Database
 
 PREFIX = "/api/v1"
@@ -16,6 +16,7 @@ ROUTERS: list[APIRouter] = [
     stations_public.router,
     rider.router,
     payments.router,
+    operator_routes.router,
 ]
 
 

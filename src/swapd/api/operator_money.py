@@ -1,0 +1,158 @@
+"""Refunds and manual adjustments (admin only) and the audit log.
+
+Money moves once per Idempotency-Key: the API stores and replays the first answer (deps.once),
+and the ledger key underneath is derived from the same key, so that two concurrent first
+attempts still move money once. Each change and its audit row commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from swapd.api.deps import Admin, Db, IdempotencyKey, once
+from swapd.api.errors import responses
+from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
+from swapd.services import audit, back_office, queries
+from swapd.services.identity import Principal
+from swapd.services.payments import MAX_AMOUNT_MINOR
+
+router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
+
+# payments.refund/adjust accept reasons of up to 120 characters (the ledger memo).
+MONEY_REASON_MAX_CHARS = 120
+
+
+class NewRefund(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="In the plan's currency")
+    reason: str = Field(min_length=1, max_length=MONEY_REASON_MAX_CHARS)
+
+
+class RefundOut(BaseModel):
+    rider_id: str
+    amount_minor: int
+    currency: str
+    units: int  # allowance that left with the money
+    unit: str
+
+
+class NewAdjustment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: int = Field(
+        ge=-MAX_AMOUNT_MINOR, le=MAX_AMOUNT_MINOR, description="Positive adds allowance; not 0"
+    )
+    reason: str = Field(min_length=1, max_length=MONEY_REASON_MAX_CHARS)
+
+
+class AdjustmentOut(BaseModel):
+    rider_id: str
+    units: int
+    unit: str
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    detail: dict[str, Any]
+
+
+def ledger_key(caller: Principal, idempotency_key: str) -> str:
+    """The service's own key, from the caller and their Idempotency-Key. Hashed: the header may
+    be 200 characters and the ledger keeps references of up to 120."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return f"api:{caller.user_id}:{digest}"
+
+
+@router.post(
+    "/riders/{rider_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Pay prepaid money back to a rider (admin; Idempotency-Key; audited)",
+)
+def refund(
+    rider_id: str,
+    body: NewRefund,
+    caller: Admin,
+    db: Db,
+    request: Request,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    def work() -> tuple[int, RefundOut]:
+        done = back_office.refund(
+            db,
+            caller.actor,
+            rider_id,
+            body.amount_minor,
+            reason=body.reason,
+            key=ledger_key(caller, idempotency_key),
+        )
+        balance = queries.rider_balance(db, rider_id)
+        return 201, RefundOut(
+            rider_id=rider_id,
+            amount_minor=done.amount_minor,
+            currency=balance.currency,
+            units=done.units,
+            unit=balance.unit,
+        )
+
+    return once(db, caller, idempotency_key, request, body, work)
+
+
+@router.post(
+    "/riders/{rider_id}/adjustments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AdjustmentOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Correct a rider's allowance by hand (admin; Idempotency-Key; audited)",
+)
+def adjust(
+    rider_id: str,
+    body: NewAdjustment,
+    caller: Admin,
+    db: Db,
+    request: Request,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    def work() -> tuple[int, AdjustmentOut]:
+        done = back_office.adjust(
+            db,
+            caller.actor,
+            rider_id,
+            body.units,
+            reason=body.reason,
+            key=ledger_key(caller, idempotency_key),
+        )
+        return 201, AdjustmentOut(rider_id=rider_id, units=done.units, unit=done.unit)
+
+    return once(db, caller, idempotency_key, request, body, work)
+
+
+@router.get(
+    "/audit",
+    responses=responses(401, 403),
+    summary="The audit log, newest first (admin, support)",
+)
+def audit_log(
+    _caller: AuditReader,
+    db: Db,
+    target: Annotated[str | None, Query(max_length=120)] = None,
+    before_id: Annotated[int | None, Query(ge=1, description="Cursor: the last id seen")] = None,
+    limit: Limit = 100,
+) -> Page[AuditOut]:
+    rows = audit.entries(db, target=target, before_id=before_id, limit=limit)
+    return page_of(
+        [AuditOut.model_validate(r, from_attributes=True) for r in rows],
+        limit,
+        str(rows[-1].id) if rows else None,
+    )

@@ -1,0 +1,116 @@
+"""Plans for staff: the four kinds, with prices in minor units of their currency. The domain
+validates a new plan (unit per kind, positive prices, a subscription's fee and allowance)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from swapd.api.deps import Db, Operator, Staff
+from swapd.api.errors import responses
+from swapd.api.operator_common import PREFIX
+from swapd.domain.errors import InvalidInput
+from swapd.domain.plans import DEFAULT_TIME_HOLD_S, Plan, PlanKind
+from swapd.domain.quantities import Unit
+from swapd.services import back_office, views
+from swapd.services.payments import MAX_AMOUNT_MINOR
+
+router = APIRouter(prefix=f"{PREFIX}/plans", tags=["operator: plans"])
+
+_PREPAID_UNIT = {
+    PlanKind.PREPAID_ENERGY: Unit.ENERGY_WH,
+    PlanKind.PREPAID_TIME: Unit.TIME_S,
+    PlanKind.PREPAID_DELIVERIES: Unit.DELIVERIES,
+}
+
+
+class PlanOut(BaseModel):
+    id: str
+    kind: PlanKind
+    unit: Unit
+    currency: str
+    price_minor: int = Field(description="Buys price_units (a subscription's overage price)")
+    price_units: int
+    granularity_s: int
+    time_hold_s: int
+    fee_minor: int
+    included_units: int
+    carry_over: bool
+    prorate_first_cycle: bool
+    riders: int
+
+    @classmethod
+    def of(cls, plan: Plan, riders: int) -> PlanOut:
+        return cls(
+            id=plan.id,
+            kind=plan.kind,
+            unit=plan.unit,
+            currency=plan.currency,
+            price_minor=plan.price_minor,
+            price_units=plan.price_units,
+            granularity_s=plan.granularity_s,
+            time_hold_s=plan.time_hold_s,
+            fee_minor=plan.fee_minor,
+            included_units=plan.included_units,
+            carry_over=plan.carry_over,
+            prorate_first_cycle=plan.prorate_first_cycle,
+            riders=riders,
+        )
+
+
+class NewPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=40, examples=["energy"])
+    kind: PlanKind
+    unit: Unit | None = Field(None, description="Given by the kind, except for a subscription")
+    currency: str = Field(min_length=3, max_length=3, examples=["KRW"])
+    price_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR)
+    price_units: int = Field(ge=1, le=10**12)
+    granularity_s: int = Field(60, ge=1, le=86_400)
+    time_hold_s: int = Field(DEFAULT_TIME_HOLD_S, ge=1, le=30 * 86_400)
+    fee_minor: int = Field(0, ge=0, le=MAX_AMOUNT_MINOR)
+    included_units: int = Field(0, ge=0, le=10**12)
+    carry_over: bool = True
+    prorate_first_cycle: bool = True
+
+    def plan(self) -> Plan:
+        unit = self.unit or _PREPAID_UNIT.get(self.kind)
+        if unit is None:
+            raise InvalidInput("a subscription plan needs its unit: Wh, s or count")
+        return Plan(
+            id=self.id,
+            kind=self.kind,
+            unit=unit,
+            currency=self.currency,
+            price_minor=self.price_minor,
+            price_units=self.price_units,
+            granularity_s=self.granularity_s,
+            time_hold_s=self.time_hold_s,
+            fee_minor=self.fee_minor,
+            included_units=self.included_units,
+            carry_over=self.carry_over,
+            prorate_first_cycle=self.prorate_first_cycle,
+        )
+
+
+@router.get("", responses=responses(401, 403), summary="Every plan with its number of riders")
+def list_plans(_caller: Staff, db: Db) -> list[PlanOut]:
+    return [PlanOut.of(line.plan, line.riders) for line in views.plans(db)]
+
+
+@router.get("/{plan_id}", responses=responses(401, 403, 404), summary="One plan")
+def get_plan(plan_id: str, _caller: Staff, db: Db) -> PlanOut:
+    plan = views.plan(db, plan_id)
+    riders = next((line.riders for line in views.plans(db) if line.plan.id == plan_id), 0)
+    return PlanOut.of(plan, riders)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 422),
+    summary="Add a plan of one of the four kinds (audited)",
+)
+def create_plan(body: NewPlan, caller: Operator, db: Db) -> PlanOut:
+    plan = back_office.create_plan(db, caller.actor, body.plan())
+    return PlanOut.of(plan, 0)

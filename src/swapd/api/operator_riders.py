@@ -1,0 +1,158 @@
+"""Riders for staff: search, one rider with balance, plan and packs held; block and unblock
+(audited, with a reason)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from swapd.api.deps import Db, Operator, Staff
+from swapd.api.errors import responses
+from swapd.api.operator_common import PREFIX, Limit, Page, Reason, page_of
+from swapd.api.operator_plans import PlanOut
+from swapd.domain.riders import RiderStatus
+from swapd.services import back_office, ops_queries, queries, views
+
+router = APIRouter(prefix=f"{PREFIX}/riders", tags=["operator: riders"])
+
+
+class RiderLineOut(BaseModel):
+    id: str
+    email: str | None
+    plan_id: str
+    status: RiderStatus
+    vehicle_packs: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: ops_queries.RiderRow) -> RiderLineOut:
+        return cls(
+            id=row.id,
+            email=row.email,
+            plan_id=row.plan_id,
+            status=RiderStatus(row.status),
+            vehicle_packs=row.vehicle_packs,
+            created_at=row.created_at,
+        )
+
+
+class BalanceOut(BaseModel):
+    """Allowance in ``unit``; money in minor units of ``currency``."""
+
+    unit: str
+    posted_units: int
+    held_units: int  # reserved by packs out and open offers
+    available_units: int
+    overdrawn_units: int
+    currency: str
+    prepaid_minor: int
+    available_value_minor: int
+    receivable_minor: int
+
+
+class SubscriptionOut(BaseModel):
+    cycle_no: int
+    cycle_start: datetime
+    cycle_end: datetime
+    carried_in_units: int
+    consumed_units: int
+
+
+class RiderOut(BaseModel):
+    rider: RiderLineOut
+    plan: PlanOut
+    balance: BalanceOut
+    packs_held: list[str]
+    subscription: SubscriptionOut | None
+
+
+@router.get(
+    "",
+    responses=responses(401, 403),
+    summary="Search riders by id (prefix), email (part), plan and status; paged",
+)
+def search_riders(
+    _caller: Staff,
+    db: Db,
+    id: Annotated[str | None, Query(max_length=40, description="Rider id prefix")] = None,
+    email: Annotated[str | None, Query(max_length=254, description="Part of the email")] = None,
+    plan_id: Annotated[str | None, Query(max_length=40)] = None,
+    status: RiderStatus | None = None,
+    after: Annotated[str | None, Query(max_length=40, description="Cursor: last id seen")] = None,
+    limit: Limit = 100,
+) -> Page[RiderLineOut]:
+    rows = ops_queries.riders(
+        db,
+        rider_id=id,
+        email=email,
+        plan_id=plan_id,
+        status=None if status is None else status.value,
+        after=after,
+        limit=limit,
+    )
+    return page_of([RiderLineOut.of(r) for r in rows], limit, rows[-1].id if rows else None)
+
+
+def _rider(db: Db, rider_id: str) -> RiderOut:
+    row = ops_queries.rider(db, rider_id)
+    balance = queries.rider_balance(db, rider_id)
+    plan = views.plan(db, row.plan_id)
+    riders = next((line.riders for line in views.plans(db) if line.plan.id == plan.id), 0)
+    sub = views.subscription(db, rider_id)
+    return RiderOut(
+        rider=RiderLineOut.of(row),
+        plan=PlanOut.of(plan, riders),
+        balance=BalanceOut(
+            unit=balance.unit,
+            posted_units=balance.posted_units,
+            held_units=balance.held_units,
+            available_units=balance.available_units,
+            overdrawn_units=balance.overdrawn_units,
+            currency=balance.currency,
+            prepaid_minor=balance.prepaid_minor,
+            available_value_minor=balance.available_value_minor,
+            receivable_minor=balance.receivable_minor,
+        ),
+        packs_held=list(balance.packs_held),
+        subscription=None
+        if sub is None
+        else SubscriptionOut(
+            cycle_no=sub.cycle_no,
+            cycle_start=sub.cycle_start,
+            cycle_end=sub.cycle_end,
+            carried_in_units=sub.carried_in_units,
+            consumed_units=sub.consumed_units,
+        ),
+    )
+
+
+@router.get(
+    "/{rider_id}",
+    responses=responses(401, 403, 404),
+    summary="One rider: balance, plan, packs held, subscription cycle",
+)
+def get_rider(rider_id: str, _caller: Staff, db: Db) -> RiderOut:
+    return _rider(db, rider_id)
+
+
+@router.post(
+    "/{rider_id}/block",
+    responses=responses(401, 403, 404, 422),
+    summary="Block a rider: swaps are refused until unblocked (audited)",
+)
+def block_rider(rider_id: str, body: Reason, caller: Operator, db: Db) -> RiderOut:
+    back_office.set_rider_status(db, caller.actor, rider_id, RiderStatus.BLOCKED, body.reason)
+    return _rider(db, rider_id)
+
+
+@router.post(
+    "/{rider_id}/unblock",
+    responses=responses(401, 403, 404, 422),
+    summary="Unblock a rider (audited)",
+)
+def unblock_rider(rider_id: str, body: Reason, caller: Operator, db: Db) -> RiderOut:
+    back_office.set_rider_status(db, caller.actor, rider_id, RiderStatus.ACTIVE, body.reason)
+    return _rider(db, rider_id)

@@ -1,0 +1,239 @@
+"""Stations for staff: create (the OCPP password is shown once), list, edit, disable and enable,
+reset the password, and the live view of the slots."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from swapd.api.deps import Db, Operator, Staff
+from swapd.api.errors import responses
+from swapd.api.operator_common import PREFIX, Bp, Reason, bp_to_percent
+from swapd.domain.stations import MAX_SLOTS, SlotState
+from swapd.services import back_office, ops_queries
+from swapd.services.back_office import MAX_LAT_MICRODEG, MAX_LON_MICRODEG
+
+router = APIRouter(prefix=f"{PREFIX}/stations", tags=["operator: stations"])
+
+LatMicrodeg = Field(None, ge=-MAX_LAT_MICRODEG, le=MAX_LAT_MICRODEG, description="WGS84 x 10^6")
+LonMicrodeg = Field(None, ge=-MAX_LON_MICRODEG, le=MAX_LON_MICRODEG, description="WGS84 x 10^6")
+
+
+class StationOut(BaseModel):
+    id: str
+    name: str | None
+    lat_microdeg: int | None
+    lon_microdeg: int | None
+    slot_count: int
+    enabled: bool
+    charged_soc_bp: int
+    min_soh_bp: int
+    packs: int
+    charged_packs: int
+    reserved_packs: int
+    unavailable_slots: int
+    password_set: bool
+    connected: bool  # to this server process, now
+    vendor: str | None
+    model: str | None
+    firmware: str | None
+    booted_at: datetime | None
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, info: ops_queries.StationInfo, connected: bool) -> StationOut:
+        line, station = info.line, info.line.station
+        return cls(
+            id=station.id,
+            name=info.name,
+            lat_microdeg=info.lat_microdeg,
+            lon_microdeg=info.lon_microdeg,
+            slot_count=station.slot_count,
+            enabled=station.enabled,
+            charged_soc_bp=station.charged_soc_bp,
+            min_soh_bp=station.min_soh_bp,
+            packs=line.packs,
+            charged_packs=line.charged,
+            reserved_packs=line.reserved,
+            unavailable_slots=line.unavailable_slots,
+            password_set=line.password_set,
+            connected=connected,
+            vendor=line.vendor,
+            model=line.model,
+            firmware=line.firmware,
+            booted_at=line.booted_at,
+            last_seen_at=line.last_seen_at,
+        )
+
+
+class NewStation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=40, examples=["ST1"])
+    slot_count: int = Field(ge=2, le=MAX_SLOTS)
+    charged_soc_bp: Bp = Field(9_000, description="A pack at or above this SoC may be handed out")
+    min_soh_bp: Bp = Field(7_000, description="Below this SoH a pack is not handed out")
+    name: str | None = Field(None, min_length=1, max_length=100)
+    lat_microdeg: int | None = LatMicrodeg
+    lon_microdeg: int | None = LonMicrodeg
+
+
+class StationCreated(BaseModel):
+    """The OCPP Basic-auth password is shown here once; only its hash is stored."""
+
+    station: StationOut
+    ocpp_password: str
+
+
+class StationChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+    name: str | None = Field(None, min_length=1, max_length=100)
+    lat_microdeg: int | None = LatMicrodeg
+    lon_microdeg: int | None = LonMicrodeg
+    charged_soc_bp: Bp | None = None
+    min_soh_bp: Bp | None = None
+
+
+class NewPassword(BaseModel):
+    station_id: str
+    ocpp_password: str
+
+
+class SlotOut(BaseModel):
+    slot_no: int
+    state: SlotState
+    pack_serial: str | None
+    soc_bp: int | None
+    soh_bp: int | None
+    charged: bool  # may be handed out now: charged, healthy and not reserved
+    reserved_swap_id: int | None
+
+
+class SlotsOut(BaseModel):
+    station_id: str
+    enabled: bool
+    connected: bool
+    last_seen_at: datetime | None
+    slots: list[SlotOut]
+
+
+def _connected(request: Request, station_id: str) -> bool:
+    gateway = getattr(request.app.state, "gateway", None)
+    return gateway is not None and station_id in gateway.sessions
+
+
+def _out(db: Db, request: Request, station_id: str) -> StationOut:
+    return StationOut.of(ops_queries.station(db, station_id), _connected(request, station_id))
+
+
+@router.get("", responses=responses(401, 403), summary="Every station with its counts")
+def list_stations(_caller: Staff, db: Db, request: Request) -> list[StationOut]:
+    return [StationOut.of(s, _connected(request, s.line.station.id)) for s in ops_queries.stations(db)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 422),
+    summary="Add a station and its slots; its OCPP password is in the answer, once",
+)
+def create_station(body: NewStation, caller: Operator, db: Db, request: Request) -> StationCreated:
+    password = back_office.create_station(
+        db,
+        caller.actor,
+        body.id,
+        body.slot_count,
+        charged_soc=bp_to_percent(body.charged_soc_bp),
+        min_soh=bp_to_percent(body.min_soh_bp),
+        name=body.name,
+        lat_microdeg=body.lat_microdeg,
+        lon_microdeg=body.lon_microdeg,
+    )
+    return StationCreated(station=_out(db, request, body.id), ocpp_password=password)
+
+
+@router.get("/{station_id}", responses=responses(401, 403, 404), summary="One station")
+def get_station(station_id: str, _caller: Staff, db: Db, request: Request) -> StationOut:
+    return _out(db, request, station_id)
+
+
+@router.patch(
+    "/{station_id}",
+    responses=responses(401, 403, 404, 422),
+    summary="Change a station's name, coordinates or thresholds (audited)",
+)
+def edit_station(
+    station_id: str, body: StationChange, caller: Operator, db: Db, request: Request
+) -> StationOut:
+    edit = back_office.StationEdit(
+        name=body.name,
+        lat_microdeg=body.lat_microdeg,
+        lon_microdeg=body.lon_microdeg,
+        charged_soc=None if body.charged_soc_bp is None else bp_to_percent(body.charged_soc_bp),
+        min_soh=None if body.min_soh_bp is None else bp_to_percent(body.min_soh_bp),
+    )
+    back_office.edit_station(db, caller.actor, station_id, edit, body.reason)
+    return _out(db, request, station_id)
+
+
+@router.post(
+    "/{station_id}/disable",
+    responses=responses(401, 403, 404, 422),
+    summary="Take a station out of service: its connections and swaps are refused (audited)",
+)
+def disable_station(
+    station_id: str, body: Reason, caller: Operator, db: Db, request: Request
+) -> StationOut:
+    back_office.set_station_enabled(db, caller.actor, station_id, False, body.reason)
+    return _out(db, request, station_id)
+
+
+@router.post(
+    "/{station_id}/enable",
+    responses=responses(401, 403, 404, 422),
+    summary="Put a station back in service (audited)",
+)
+def enable_station(
+    station_id: str, body: Reason, caller: Operator, db: Db, request: Request
+) -> StationOut:
+    back_office.set_station_enabled(db, caller.actor, station_id, True, body.reason)
+    return _out(db, request, station_id)
+
+
+@router.post(
+    "/{station_id}/password",
+    responses=responses(401, 403, 404, 422),
+    summary="Give the station a new OCPP password, shown once (audited)",
+)
+def reset_password(station_id: str, body: Reason, caller: Operator, db: Db) -> NewPassword:
+    password = back_office.reset_station_password(db, caller.actor, station_id, body.reason)
+    return NewPassword(station_id=station_id, ocpp_password=password)
+
+
+@router.get(
+    "/{station_id}/slots",
+    responses=responses(401, 403, 404),
+    summary="Live slots: state, pack, SoC, SoH, charged, reserved; connected now",
+)
+def station_slots(station_id: str, _caller: Staff, db: Db, request: Request) -> SlotsOut:
+    view = ops_queries.slot_view(db, station_id)
+    return SlotsOut(
+        station_id=station_id,
+        enabled=view.station.enabled,
+        connected=_connected(request, station_id),
+        last_seen_at=view.last_seen_at,
+        slots=[
+            SlotOut(
+                slot_no=s.slot_no,
+                state=s.state,
+                pack_serial=s.pack_serial,
+                soc_bp=s.soc_bp,
+                soh_bp=s.soh_bp,
+                charged=s.charged,
+                reserved_swap_id=s.reserved_swap_id,
+            )
+            for s in view.slots
+        ],
+    )

@@ -1,0 +1,187 @@
+"""Swaps and alerts for staff: filtered lists, newest first, and one swap with what it moved."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel
+
+from swapd.api.deps import Db, Staff
+from swapd.api.errors import responses
+from swapd.api.operator_common import PREFIX, Limit, Page, page_of
+from swapd.api.operator_packs import PossessionOut
+from swapd.services import ops_queries
+
+router = APIRouter(prefix=PREFIX, tags=["operator: swaps and alerts"])
+
+SwapStateName = Literal["offered", "refused", "completed", "abandoned", "returned"]
+# What the swap service raises today (services/swaps.py); unknown kinds simply match nothing.
+AlertKind = Literal[
+    "foreign_pack",
+    "soc_anomaly",
+    "pack_two_places",
+    "pack_not_assigned",
+    "damaged_pack_presented",
+    "handover_without_rider",
+    "pack_reserved_elsewhere",
+    "unoffered_handover",
+    "too_many_packs",
+    "withdraw_mismatch",
+]
+StationFilter = Annotated[str | None, Query(max_length=40)]
+SerialFilter = Annotated[str | None, Query(max_length=50)]
+Before = Annotated[int | None, Query(ge=1, description="Cursor: the last id seen")]
+
+
+class SwapOut(BaseModel):
+    id: int
+    station_id: str
+    request_id: str | None
+    rider_id: str | None
+    token_type: str
+    token_value: str
+    state: str
+    reason: str | None  # why it was refused
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: ops_queries.SwapRow) -> SwapOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class OfferOut(BaseModel):
+    pack_serial: str
+    slot_no: int
+    hold_units: int
+    state: str
+
+
+class ChargeOut(BaseModel):
+    """What returning one pack cost: usage in the plan's unit, money in the currency's minor units."""
+
+    pack_serial: str
+    usage_units: int
+    charged_units: int
+    beyond_units: int
+    revenue_minor: int
+    overage_minor: int
+
+
+class TransferOut(BaseModel):
+    id: int
+    created_at: datetime
+    ledger: str  # a currency (amount in minor units) or a unit (Wh, s, count)
+    amount: int
+    code: str
+    kind: str
+    debit: str
+    credit: str
+
+
+class SwapDetailOut(BaseModel):
+    swap: SwapOut
+    unit: str | None
+    currency: str | None
+    offers: list[OfferOut]
+    returned: list[PossessionOut]  # meter readings: SoC out and in, usage
+    handed_out: list[PossessionOut]
+    charges: list[ChargeOut]
+    revenue_minor: int
+    overage_minor: int
+    transfers: list[TransferOut]
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    station_id: str | None
+    pack_serial: str | None
+    rider_id: str | None
+    detail: str
+    created_at: datetime
+
+
+@router.get(
+    "/swaps",
+    responses=responses(401, 403),
+    summary="Swaps, newest first, by station, rider, pack, time range and state; paged",
+)
+def list_swaps(
+    _caller: Staff,
+    db: Db,
+    station_id: StationFilter = None,
+    rider_id: Annotated[str | None, Query(max_length=40)] = None,
+    pack_serial: SerialFilter = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from", description="Inclusive")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to", description="Exclusive")] = None,
+    state: SwapStateName | None = None,
+    before_id: Before = None,
+    limit: Limit = 100,
+) -> Page[SwapOut]:
+    rows = ops_queries.swaps(
+        db,
+        station_id=station_id,
+        rider_id=rider_id,
+        pack_serial=pack_serial,
+        since=since,
+        until=until,
+        state=state,
+        before_id=before_id,
+        limit=limit,
+    )
+    return page_of([SwapOut.of(r) for r in rows], limit, str(rows[-1].id) if rows else None)
+
+
+@router.get(
+    "/swaps/{swap_id}",
+    responses=responses(401, 403, 404),
+    summary="One swap: its offers, meter readings, charges and ledger transfers",
+)
+def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
+    detail = ops_queries.swap_detail(db, swap_id)
+    return SwapDetailOut(
+        swap=SwapOut.of(detail.swap),
+        unit=detail.unit,
+        currency=detail.currency,
+        offers=[OfferOut.model_validate(o, from_attributes=True) for o in detail.offers],
+        returned=[PossessionOut.of(p) for p in detail.returned],
+        handed_out=[PossessionOut.of(p) for p in detail.handed_out],
+        charges=[ChargeOut.model_validate(c, from_attributes=True) for c in detail.charges],
+        revenue_minor=sum(c.revenue_minor for c in detail.charges),
+        overage_minor=sum(c.overage_minor for c in detail.charges),
+        transfers=[TransferOut.model_validate(x, from_attributes=True) for x in detail.transfers],
+    )
+
+
+@router.get(
+    "/alerts",
+    responses=responses(401, 403),
+    summary="Alerts, newest first: foreign packs, SoC anomalies, one pack in two places, ...",
+)
+def list_alerts(
+    _caller: Staff,
+    db: Db,
+    kind: AlertKind | None = None,
+    station_id: StationFilter = None,
+    pack_serial: SerialFilter = None,
+    since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
+    before_id: Before = None,
+    limit: Limit = 100,
+) -> Page[AlertOut]:
+    rows = ops_queries.alerts(
+        db,
+        kind=kind,
+        station_id=station_id,
+        pack_serial=pack_serial,
+        since=since,
+        before_id=before_id,
+        limit=limit,
+    )
+    return page_of(
+        [AlertOut.model_validate(r, from_attributes=True) for r in rows],
+        limit,
+        str(rows[-1].id) if rows else None,
+    )

@@ -1,0 +1,368 @@
+"""Back-office changes made by staff through the HTTP API: each one and its audit row commit in
+the same transaction, so a change never exists without the record of who made it and why.
+
+The existing services (catalog, stations, payments) each open their own transaction. Here they
+run inside one outer transaction through ``joined``, so that the audit row joins theirs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from swapd.domain.errors import DomainError, InvalidInput, NotFound
+from swapd.domain.packs import Pack, PackStatus
+from swapd.domain.plans import Plan
+from swapd.domain.quantities import percent_to_bp
+from swapd.domain.riders import Rider, RiderStatus
+from swapd.services import audit, catalog, payments, stations
+from swapd.store import schema as t
+from swapd.store.database import Database, Tx
+
+T = TypeVar("T")
+
+MAX_IMPORT_ROWS = 10_000  # one request; larger fleets import in several files
+MAX_LAT_MICRODEG = 90_000_000
+MAX_LON_MICRODEG = 180_000_000
+
+
+class _Joined(Database):
+    """A Database whose reads and writes run in one open transaction: the existing services
+    become steps of a larger transaction (with the audit row) instead of committing alone."""
+
+    def __init__(self, db: Database, tx: Tx) -> None:
+        super().__init__(db.engine, db.clock)
+        self._tx = tx
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        return work(self._tx)
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        return work(self._tx)
+
+
+def joined(db: Database, tx: Tx) -> Database:
+    return _Joined(db, tx)
+
+
+# -- stations -------------------------------------------------------------------------------------
+
+
+def _check_coordinates(lat_microdeg: int | None, lon_microdeg: int | None) -> None:
+    if (lat_microdeg is None) != (lon_microdeg is None):
+        raise InvalidInput("give both lat_microdeg and lon_microdeg, or neither")
+    if lat_microdeg is not None and not -MAX_LAT_MICRODEG <= lat_microdeg <= MAX_LAT_MICRODEG:
+        raise InvalidInput(f"lat_microdeg must be within +-{MAX_LAT_MICRODEG}, got {lat_microdeg}")
+    if lon_microdeg is not None and not -MAX_LON_MICRODEG <= lon_microdeg <= MAX_LON_MICRODEG:
+        raise InvalidInput(f"lon_microdeg must be within +-{MAX_LON_MICRODEG}, got {lon_microdeg}")
+
+
+def create_station(
+    db: Database,
+    actor: str,
+    station_id: str,
+    slot_count: int,
+    *,
+    charged_soc: object,
+    min_soh: object,
+    name: str | None,
+    lat_microdeg: int | None,
+    lon_microdeg: int | None,
+) -> str:
+    """Add a station with its slots and a generated OCPP password; returns the password (once)."""
+    _check_coordinates(lat_microdeg, lon_microdeg)
+
+    def work(tx: Tx) -> str:
+        inner = joined(db, tx)
+        catalog.add_station(inner, station_id, slot_count, charged_soc=charged_soc, min_soh=min_soh)
+        tx.repo.execute(
+            sa.update(t.stations)
+            .where(t.stations.c.id == station_id)
+            .values(name=name, lat_microdeg=lat_microdeg, lon_microdeg=lon_microdeg)
+        )
+        password = stations.set_password(inner, station_id)
+        audit.record(
+            tx,
+            actor,
+            "station.create",
+            station_id,
+            "new station",
+            {"slot_count": slot_count, "name": name},
+        )
+        return password
+
+    return db.write(work)
+
+
+@dataclass(frozen=True, slots=True)
+class StationEdit:
+    """Fields to change; None leaves a field as it is."""
+
+    name: str | None = None
+    lat_microdeg: int | None = None
+    lon_microdeg: int | None = None
+    charged_soc: object = None
+    min_soh: object = None
+
+
+def edit_station(db: Database, actor: str, station_id: str, edit: StationEdit, reason: str) -> None:
+    reason = audit.check_reason(reason)
+    values: dict[str, Any] = {}
+    if edit.name is not None:
+        values["name"] = edit.name
+    if edit.lat_microdeg is not None or edit.lon_microdeg is not None:
+        _check_coordinates(edit.lat_microdeg, edit.lon_microdeg)
+        values["lat_microdeg"] = edit.lat_microdeg
+        values["lon_microdeg"] = edit.lon_microdeg
+    if edit.charged_soc is not None:
+        values["charged_soc_bp"] = percent_to_bp(edit.charged_soc, "charged_soc")
+    if edit.min_soh is not None:
+        values["min_soh_bp"] = percent_to_bp(edit.min_soh, "min_soh")
+    if not values:
+        raise InvalidInput("nothing to change: give name, coordinates, charged_soc or min_soh")
+
+    def work(tx: Tx) -> None:
+        result = tx.repo.execute(
+            sa.update(t.stations).where(t.stations.c.id == station_id).values(**values)
+        )
+        if result.rowcount != 1:
+            raise NotFound(f"unknown station {station_id}")
+        audit.record(tx, actor, "station.edit", station_id, reason, values)
+
+    db.write(work)
+
+
+def set_station_enabled(db: Database, actor: str, station_id: str, enabled: bool, reason: str) -> None:
+    reason = audit.check_reason(reason)
+    action = "station.enable" if enabled else "station.disable"
+
+    def work(tx: Tx) -> None:
+        stations.set_enabled(joined(db, tx), station_id, enabled)
+        audit.record(tx, actor, action, station_id, reason)
+
+    db.write(work)
+
+
+def reset_station_password(db: Database, actor: str, station_id: str, reason: str) -> str:
+    reason = audit.check_reason(reason)
+
+    def work(tx: Tx) -> str:
+        password = stations.set_password(joined(db, tx), station_id)
+        audit.record(tx, actor, "station.password", station_id, reason)
+        return password
+
+    return db.write(work)
+
+
+# -- riders ---------------------------------------------------------------------------------------
+
+
+def set_rider_status(db: Database, actor: str, rider_id: str, status: RiderStatus, reason: str) -> Rider:
+    reason = audit.check_reason(reason)
+    action = "rider.block" if status is RiderStatus.BLOCKED else "rider.unblock"
+
+    def work(tx: Tx) -> Rider:
+        rider = catalog.set_rider_status(joined(db, tx), rider_id, status)
+        audit.record(tx, actor, action, rider_id, reason)
+        return rider
+
+    return db.write(work)
+
+
+# -- packs ----------------------------------------------------------------------------------------
+
+
+def take_out_of_service(db: Database, actor: str, serial: str, status: PackStatus, reason: str) -> Pack:
+    """Quarantine or retire a pack that is in a slot or the depot, with the reason audited."""
+    reason = audit.check_reason(reason)
+    if status not in (PackStatus.QUARANTINED, PackStatus.RETIRED):
+        raise InvalidInput(f"a pack is taken out of service as quarantined or retired, not {status}")
+
+    def work(tx: Tx) -> Pack:
+        before = tx.repo.pack(serial)
+        pack = catalog.move_out_of_slot(joined(db, tx), serial, status)
+        place = None if before is None else before.place()
+        audit.record(tx, actor, f"pack.{status.value}", serial, reason, {"was": place})
+        return pack
+
+    return db.write(work)
+
+
+def create_plan(db: Database, actor: str, plan: Plan) -> Plan:
+    def work(tx: Tx) -> Plan:
+        created = catalog.add_plan(joined(db, tx), plan)
+        audit.record(tx, actor, "plan.create", plan.id, "new plan", {"kind": plan.kind.value})
+        return created
+
+    return db.write(work)
+
+
+PACK_CSV_COLUMNS = ("serial", "model", "soh", "soc", "station", "slot")
+_WHOLE = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLine:
+    """One line of an import, as reported back: ``error`` is None for a good line."""
+
+    line: int
+    serial: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    imported: int  # 0 unless every line was good: an import is all or nothing
+    lines: tuple[ImportLine, ...]
+
+    @property
+    def rejected(self) -> tuple[ImportLine, ...]:
+        return tuple(line for line in self.lines if line.error is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    values: dict[str, str]
+
+
+def _parse_csv(text: str) -> list[_Row | ImportLine]:
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    expected = ",".join(PACK_CSV_COLUMNS)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInput(f"the CSV is empty; expected a header line: {expected}")
+        names = [name.strip().lower() for name in header]
+        unknown = [name for name in names if name not in PACK_CSV_COLUMNS]
+        if unknown or len(set(names)) != len(names) or not {"serial", "model"} <= set(names):
+            raise InvalidInput(
+                f"line 1: header {','.join(header)!r} must name columns of {expected} "
+                "(serial and model required, each at most once)"
+            )
+        parsed: list[_Row | ImportLine] = []
+        for record in reader:
+            line = reader.line_num
+            if not any(field.strip() for field in record):
+                continue
+            if len(parsed) >= MAX_IMPORT_ROWS:
+                raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import")
+            if len(record) > len(names):
+                parsed.append(
+                    ImportLine(line, None, f"{len(record)} fields, but the header names {len(names)}")
+                )
+                continue
+            values = dict(zip(names, (field.strip() for field in record), strict=False))
+            parsed.append(_Row(line, values))
+    except csv.Error as error:
+        raise InvalidInput(f"line {reader.line_num}: {error}") from None
+    return parsed
+
+
+def _register_line(db: Database, row: _Row) -> None:
+    values = row.values
+    serial, model = values.get("serial", ""), values.get("model", "")
+    if not serial:
+        raise InvalidInput("serial is missing")
+    if not model:
+        raise InvalidInput("model is missing")
+    station = values.get("station") or None
+    slot_text = values.get("slot", "")
+    if slot_text and not _WHOLE.fullmatch(slot_text):
+        raise InvalidInput(f"slot must be a whole number, got {slot_text!r}")
+    catalog.register_pack(
+        db,
+        serial,
+        model,
+        soh=values.get("soh") or "100",
+        soc=values.get("soc") or "0",
+        station_id=station,
+        slot_no=int(slot_text) if slot_text else None,
+    )
+
+
+class _Rejected(Exception):
+    """Rolls the whole import back when any line was refused."""
+
+    def __init__(self, lines: Sequence[ImportLine]) -> None:
+        super().__init__(f"{sum(1 for line in lines if line.error)} lines refused")
+        self.lines = tuple(lines)
+
+
+def import_packs(db: Database, actor: str, text: str) -> ImportReport:
+    """Register every pack of a CSV (serial,model,soh,soc[,station,slot]) or none of them.
+
+    Every line is checked against the database and the lines before it inside one transaction,
+    each in a savepoint so that a refused line leaves nothing for the next; the report names each
+    line. Any refused line rolls everything back.
+    """
+    parsed = _parse_csv(text)
+    if not parsed:
+        raise InvalidInput("the CSV has no pack lines")
+
+    def work(tx: Tx) -> ImportReport:
+        inner = joined(db, tx)
+        report: list[ImportLine] = []
+        for item in parsed:
+            if isinstance(item, ImportLine):
+                report.append(item)
+                continue
+            serial = item.values.get("serial") or None
+            try:
+                with tx.repo.conn.begin_nested():
+                    _register_line(inner, item)
+            except DomainError as error:
+                report.append(ImportLine(item.line, serial, error.message))
+            else:
+                report.append(ImportLine(item.line, serial, None))
+        if any(line.error is not None for line in report):
+            raise _Rejected(report)
+        audit.record(tx, actor, "pack.import", "packs", "CSV import", {"packs": len(report)})
+        return ImportReport(len(report), tuple(report))
+
+    try:
+        return db.write(work)
+    except _Rejected as rejected:
+        return ImportReport(0, rejected.lines)
+
+
+# -- money ----------------------------------------------------------------------------------------
+
+
+def refund(
+    db: Database, actor: str, rider_id: str, amount_minor: int, *, reason: str, key: str
+) -> payments.Refund:
+    """payments.refund with its audit row in the same transaction (a repeat audits nothing)."""
+    reason = audit.check_reason(reason)
+
+    def work(tx: Tx) -> payments.Refund:
+        done = payments.refund(
+            joined(db, tx), rider_id, amount_minor, reason=reason, actor=actor, key=key
+        )
+        if not done.repeated:
+            detail = {"amount_minor": done.amount_minor, "units": done.units, "key": key}
+            audit.record(tx, actor, "rider.refund", rider_id, reason, detail)
+        return done
+
+    return db.write(work)
+
+
+def adjust(
+    db: Database, actor: str, rider_id: str, units: int, *, reason: str, key: str
+) -> payments.Adjustment:
+    reason = audit.check_reason(reason)
+
+    def work(tx: Tx) -> payments.Adjustment:
+        done = payments.adjust(joined(db, tx), rider_id, units, reason=reason, actor=actor, key=key)
+        if not done.repeated:
+            detail = {"units": done.units, "unit": done.unit, "key": key}
+            audit.record(tx, actor, "rider.adjust", rider_id, reason, detail)
+        return done
+
+    return db.write(work)
