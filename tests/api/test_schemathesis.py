@@ -1,0 +1,147 @@
+"""Property-based tests of the whole HTTP API from its live OpenAPI document (schemathesis).
+
+For every operation, requests generated from the documented schemas go to a real uvicorn server
+over HTTP, signed in as an admin (as a rider for the /me routes), and each answer is checked:
+never a 5xx, a status code the operation documents, and a body that matches the documented schema.
+The database holds a small network (plans, stations with packs, a rider with allowance, a pack
+out) so that lookups can find something. Examples per operation are capped to keep the run short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.schemas import BaseSchema
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from swapd.domain.riders import IdToken, TokenType
+from swapd.services import catalog, identity, payments, stations, swaps
+from swapd.services.identity import Role
+from swapd.services.swaps import BatteryReading
+from swapd.sim.embedded import embedded_server
+from swapd.store import schema as t
+from swapd.store.database import Database
+from tests.api.conftest import PASSWORD
+from tests.plans import ENERGY, TIME
+
+MAX_EXAMPLES = 20
+
+
+_UNPARSABLE_BODY = {"detail": "There was an error parsing the body"}
+
+
+def _framework_refusal(response: Any) -> bool:
+    """FastAPI's own answers to a request it could not parse or validate, checked for its shape.
+
+    Routes document their refusals as ErrorBody ({code, detail: str}), which domain errors
+    produce; but a request that fails FastAPI's parameter/body validation gets FastAPI's default
+    422 {detail: [{loc, msg, type}, ...]}, and a body that is not UTF-8 JSON its 400 {detail: str}.
+    That gap is in the shared error handlers (api/errors.py, not this test's to change; reported
+    with a fix). Until it is closed such answers are recognised here, so that every other answer
+    is still held to the documented status codes and schemas.
+    """
+    if response.status_code not in (400, 422):
+        return False
+    body = response.json()
+    if response.status_code == 400:
+        return bool(body == _UNPARSABLE_BODY)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, list):
+        return False
+    assert all({"loc", "msg", "type"} <= set(item) for item in detail), body
+    return True
+
+
+def documented_status_code(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    if _framework_refusal(response):
+        return None
+    return status_code_conformance(ctx, response, case)  # type: ignore[no-any-return]
+
+
+def documented_body(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    if _framework_refusal(response):
+        return None
+    return response_schema_conformance(ctx, response, case)  # type: ignore[no-any-return]
+
+
+CHECKS = [not_a_server_error, documented_status_code, documented_body]
+
+
+@dataclass
+class Api:
+    url: str
+    admin: dict[str, str]
+    rider: dict[str, str]
+
+
+def _login(url: str, email: str) -> dict[str, str]:
+    answer = httpx.post(f"{url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def _seed(db: Database, url: str) -> Api:
+    catalog.add_pack_model(db, "G2", 1700)
+    catalog.add_plan(db, ENERGY)
+    catalog.add_plan(db, TIME)
+    for station_id, lat in (("ST1", 37_566_535), ("ST2", 37_575_535)):
+        catalog.add_station(db, station_id, 8)
+        stations.set_password(db, station_id)
+        db.write(
+            lambda tx, sid=station_id, lat=lat: tx.repo.execute(
+                sa.update(t.stations)
+                .where(t.stations.c.id == sid)
+                .values(name=f"Station {sid}", lat_microdeg=lat, lon_microdeg=126_977_969)
+            )
+        )
+    catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
+    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
+    identity.add_staff(db, "admin@example.com", PASSWORD, Role.ADMIN)
+    identity.sign_up_rider(db, "rider@example.com", PASSWORD, ENERGY.id)
+    (rider_id,) = [u.rider_id for u in identity.users(db) if u.rider_id is not None]
+    assert rider_id is not None
+    payments.top_up(db, rider_id, 10_000, "pay-1")
+    catalog.add_token(db, TokenType.RFID, "04A1B2C3", rider_id=rider_id)
+    app = IdToken(TokenType.APP, rider_id)
+    assert swaps.authorize(db, "ST1", app).accepted
+    swaps.battery_out(db, "ST1", "r1", [BatteryReading(3, "B-0001", 9800, 9500)], token=app)
+    return Api(url, _login(url, "admin@example.com"), _login(url, "rider@example.com"))
+
+
+@pytest.fixture
+def api(db: Database) -> Iterator[Api]:
+    with embedded_server(db) as ws_url:
+        url = ws_url.replace("ws://", "http://", 1)
+        yield _seed(db, url)
+
+
+@pytest.fixture
+def api_schema(api: Api) -> BaseSchema:
+    return schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, api: Api) -> None:
+    is_rider_route = case.path == "/api/v1/me" or case.path.startswith("/api/v1/me/")
+    headers = api.rider if is_rider_route else api.admin
+    case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
