@@ -153,3 +153,24 @@ def test_riders_cannot_read_operator_lists(client: TestClient, db: Database) -> 
     me = rider(client, db)
     assert client.get("/api/v1/ops/swaps", headers=me.headers).status_code == 403
     assert client.get("/api/v1/ops/alerts").status_code == 401
+
+
+def test_a_soc_that_rose_while_out_is_an_alert(
+    client: TestClient, db: Database, clock: ManualClock, support: Account
+) -> None:
+    catalog.add_pack_model(db, "G2", 1700)
+    catalog.add_plan(db, ENERGY)
+    catalog.add_station(db, "ST9", 4)
+    catalog.register_pack(db, "P-1", "G2", soc=95, soh=95, station_id="ST9", slot_no=1)
+    catalog.add_rider(db, "R9", "energy")
+    payments.top_up(db, "R9", 10_000, "pay-9")
+    app = IdToken(TokenType.APP, "R9")
+    assert swaps.authorize(db, "ST9", app, request_id="a1").accepted
+    swaps.battery_out(db, "ST9", "a1", [BatteryReading(1, "P-1", 9000, 9500)], token=app)
+    clock.set(clock.now() + timedelta(minutes=30))
+    key = IdToken(TokenType.BATTERY_SERIAL, "P-1")
+    swaps.battery_in(db, "ST9", "a2", [BatteryReading(2, "P-1", 9500, 9500)], token=key)
+    answer = client.get("/api/v1/ops/alerts", params={"kind": "soc_anomaly"}, headers=support.headers)
+    (alert,) = answer.json()["items"]
+    assert (alert["pack_serial"], alert["station_id"], alert["rider_id"]) == ("P-1", "ST9", "R9")
+    assert "rose" in alert["detail"]
