@@ -184,8 +184,11 @@ _AFTER = sorted({name for effect in _EFFECTS.values() for name in effect})
 _UNIT_LEDGERS = tuple(u.value for u in Unit)
 
 
-def _net(values: dict[str, int], balance: str, prefix: str) -> int:
-    return sum(sign * values[f"{prefix}{name}"] for name, sign in _EFFECTS[balance].items())
+# (balance, [(month column, after-month column, sign)]): _EFFECTS keyed the way rows are read.
+_NETS = tuple(
+    (balance, tuple((f"m_{name}", f"a_{name}", sign) for name, sign in effect.items()))
+    for balance, effect in _EFFECTS.items()
+)
 
 
 def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
@@ -215,7 +218,8 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
             x.ledger,
             credited,
             after,
-            sa.func.sum(x.amount).label("amount"),
+            # bigint, not numeric: PostgreSQL's sum(bigint) answers numeric, slow to sum again.
+            sa.cast(sa.func.sum(x.amount), sa.BigInteger).label("amount"),
             sa.func.count().label("n"),
         )
         .where(*where)
@@ -230,7 +234,9 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
         conditions.append(g.after == period)
         if flow.credited is not None:
             conditions.append(g.credited == int(flow.credited))
-        return sa.func.sum(sa.case((sa.and_(*conditions), g.n if flow.count else g.amount), else_=0))
+        # No ELSE: a NULL skips the aggregate's step, so each group updates one or two sums only.
+        value = g.n if flow.count else g.amount
+        return sa.cast(sa.func.sum(sa.case((sa.and_(*conditions), value))), sa.BigInteger)
 
     pivot = sa.select(
         g.rider_id,
@@ -248,9 +254,9 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
     packs = (
         sa.select(
             p.rider_id,
-            sa.func.sum(sa.case((taken, 1), else_=0)).label("taken"),
-            sa.func.sum(sa.case((returned, 1), else_=0)).label("returned"),
-            sa.func.sum(sa.case((returned, sa.func.coalesce(p.usage_units, 0)), else_=0)).label("used"),
+            sa.func.count(sa.case((taken, 1))).label("taken"),
+            sa.func.count(sa.case((returned, 1))).label("returned"),
+            sa.cast(sa.func.sum(sa.case((returned, p.usage_units))), sa.BigInteger).label("used"),
         )
         .where(*possession_where)
         .group_by(p.rider_id)
@@ -300,13 +306,18 @@ _TEXT_COLUMNS = ("rider_id", "plan_id", "plan_kind", "unit", "currency")
 
 def _statement(month: Month, row: sa.Row[Any]) -> Statement:
     m = row._mapping
-    values = {key: int(m[key] or 0) for key in m if key not in _TEXT_COLUMNS}
+    # Every number arrives as an int (the query casts its sums) or NULL for "none this month".
+    values = {key: value or 0 for key, value in m.items() if key not in _TEXT_COLUMNS}
     closing: dict[str, int] = {}
     opening: dict[str, int] = {}
-    for balance in _EFFECTS:
+    for balance, columns in _NETS:
         # Now, less what was posted after the month, is the close; less the month, the open.
-        closing[balance] = values[f"now_{balance}"] - _net(values, balance, "a_")
-        opening[balance] = closing[balance] - _net(values, balance, "m_")
+        closing[balance] = values[f"now_{balance}"]
+        for _month_column, after_column, sign in columns:
+            closing[balance] -= sign * values[after_column]
+        opening[balance] = closing[balance]
+        for month_column, _after_column, sign in columns:
+            opening[balance] -= sign * values[month_column]
     flow = {f.name: values[f"m_{f.name}"] for f in _FLOWS}
     return Statement(
         month=str(month),
@@ -412,8 +423,8 @@ def export_csv(
     over ``path`` at the end. ``progress`` is called with the number of rows written so far.
     """
     month = month if isinstance(month, Month) else Month.parse(month)
-    numeric = [name for name in COLUMNS if name.endswith(("_units", "_minor", "_count"))]
-    totals = dict.fromkeys(numeric, 0)
+    numeric = [i for i, name in enumerate(COLUMNS) if name.endswith(("_units", "_minor", "_count"))]
+    sums = [0] * len(COLUMNS)
     partial = path.with_name(f".{path.name}.partial")
     rows = 0
     try:
@@ -421,10 +432,10 @@ def export_csv(
             writer = csv.writer(file)
             writer.writerow(COLUMNS)
             for item in iter_statements(db, month):
-                values = dataclasses.astuple(item)
+                values = [getattr(item, name) for name in COLUMNS]
                 writer.writerow(values)
-                for name in numeric:
-                    totals[name] += getattr(item, name)
+                for index in numeric:
+                    sums[index] += values[index]
                 rows += 1
                 if progress is not None and rows % EXPORT_BATCH_ROWS == 0:
                     progress(rows)
@@ -433,4 +444,4 @@ def export_csv(
         partial.unlink(missing_ok=True)
     if progress is not None:
         progress(rows)
-    return ExportSummary(str(month), path, rows, totals)
+    return ExportSummary(str(month), path, rows, {COLUMNS[i]: sums[i] for i in numeric})
