@@ -17,7 +17,8 @@ from swapd.services import ops_queries
 router = APIRouter(prefix=PREFIX, tags=["operator: swaps and alerts"])
 
 SwapStateName = Literal["offered", "refused", "completed", "abandoned", "returned"]
-# What the swap service raises today (services/swaps.py); unknown kinds simply match nothing.
+# The kinds services/swaps.py raises today; a kind added there must be added here to be
+# filtered on (an unknown kind is refused with 422 rather than silently matching nothing).
 AlertKind = Literal[
     "foreign_pack",
     "soc_anomaly",

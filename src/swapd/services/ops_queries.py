@@ -52,15 +52,21 @@ def _places(tx: Tx, station_id: str | None = None) -> dict[str, tuple[Any, Any, 
     return {r.id: (r.name, r.lat_microdeg, r.lon_microdeg) for r in tx.repo.execute(query)}
 
 
+_NOWHERE = (None, None, None)
+
+
 def stations(db: Database) -> list[StationInfo]:
+    lines = views.stations(db)
+    # A second read: a station added in between has no line and is skipped; one deleted in
+    # between (never done today) would show without a place rather than fail.
     places = db.read(_places)
-    return [StationInfo(line, *places[line.station.id]) for line in views.stations(db)]
+    return [StationInfo(line, *places.get(line.station.id, _NOWHERE)) for line in lines]
 
 
 def station(db: Database, station_id: str) -> StationInfo:
     line = views.station(db, station_id)
     places = db.read(lambda tx: _places(tx, station_id))
-    return StationInfo(line, *places[station_id])
+    return StationInfo(line, *places.get(station_id, _NOWHERE))
 
 
 @dataclass(frozen=True, slots=True)
