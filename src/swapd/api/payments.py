@@ -196,7 +196,7 @@ def _pending_url(provider: PaymentProvider, payment: checkout.Payment, request: 
     return provider.checkout_url(payment.id, payment.provider_ref, _site(request))
 
 
-@router.get("/me/payments", responses=responses(401, 403), summary="Your payments, newest first")
+@router.get("/me/payments", responses=responses(401, 403, 422), summary="Your payments, newest first")
 def my_payments(
     caller: Rider,
     db: Db,
@@ -211,7 +211,7 @@ def my_payments(
 
 
 @router.get(
-    "/me/payments/{payment_id}", responses=responses(401, 403, 404), summary="One of your payments"
+    "/me/payments/{payment_id}", responses=responses(401, 403, 404, 422), summary="One of your payments"
 )
 def my_payment(
     payment_id: PaymentId, caller: Rider, db: Db, provider: Provider, request: Request
@@ -222,7 +222,7 @@ def my_payment(
 
 @router.post(
     "/payments/webhooks/{provider_name}",
-    responses=responses(400, 404),
+    responses=responses(400, 404, 422),
     summary="Provider webhooks (no bearer token: the provider's signature is the authentication)",
 )
 async def webhook(
@@ -313,12 +313,18 @@ def _return_query(request: Request) -> str:
 @router.get(
     "/sandbox/checkout/{payment_id}",
     response_class=HTMLResponse,
-    responses=responses(404),
+    responses=responses(404, 422),
     summary="The sandbox provider's payment page (HTML, Pay and Decline)",
 )
 def sandbox_page(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> HTMLResponse:
     sandbox = _sandbox(provider)
     return _page(_sandbox_payment(db, sandbox, payment_id), _return_query(request))
+
+
+_SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
+    **responses(404, 422),
+    303: {"description": "Back to the return URL given when the payment was started"},
+}
 
 
 def _sandbox_submit(
@@ -344,7 +350,7 @@ def _sandbox_submit(
 @router.post(
     "/sandbox/checkout/{payment_id}/pay",
     response_class=HTMLResponse,
-    responses=responses(404),
+    responses=_SUBMIT_RESPONSES,
     summary="Sandbox: pay (sends a signed payment.succeeded webhook)",
 )
 def sandbox_pay(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> Response:
@@ -354,7 +360,7 @@ def sandbox_pay(payment_id: PaymentId, db: Db, provider: Provider, request: Requ
 @router.post(
     "/sandbox/checkout/{payment_id}/decline",
     response_class=HTMLResponse,
-    responses=responses(404),
+    responses=_SUBMIT_RESPONSES,
     summary="Sandbox: decline (sends a signed payment.failed webhook)",
 )
 def sandbox_decline(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> Response:

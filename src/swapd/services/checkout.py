@@ -9,6 +9,7 @@ amount or currency differs from the stored payment fails the payment and credits
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Callable, Mapping
@@ -357,7 +358,7 @@ def _credit(db: Database, tx: Tx, payment: Payment, actor: str) -> None:
         return
     # subscribe() prices the first cycle as of its transaction's time; the rider was quoted (and
     # paid) the fee as of the payment's creation, so the cycle is priced and started then.
-    quoted = Tx(tx.repo, tx.book, payment.created_at)
+    quoted = dataclasses.replace(tx, now=payment.created_at)
     credited = payments.subscribe(_Joined(db, quoted), payment.rider_id, payment.id, actor=actor)
     if credited.amount_minor != payment.amount_minor:
         raise Conflict(
