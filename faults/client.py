@@ -136,7 +136,7 @@ class StationClient:
                 return frame
 
     async def call(
-        self, action: str, payload: dict[str, Any], *, deadline_s: float = 120.0
+        self, action: str, payload: dict[str, Any], *, deadline_s: float = 300.0
     ) -> dict[str, Any]:
         """Deliver a CALL whatever happens to the socket; the CALLRESULT payload."""
         until = time.monotonic() + deadline_s

@@ -1,4 +1,4 @@
-"""A real ``swapd serve`` process under load: killed with SIGKILL 20 times (SQLite and
+"""A real ``swapd serve`` process under load: killed with SIGKILL again and again (SQLite and
 PostgreSQL), its private PostgreSQL crashed and restarted, and a storm of 200 stations
 reconnecting at once. Every swap a station got an answer for must be in the database exactly
 once and charged exactly once, ``swapd ledger check`` must be clean, and the packs must be where
@@ -11,30 +11,31 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from faults import drills
 from faults.load import Load
 from faults.pg import postgres_bin
 from faults.verify import verify
+
+from faults import drills
 from swapd.store import schema as t
 from swapd.store.engine import make_engine
 
-KILL_ROUNDS = 20
-PG_CRASH_ROUNDS = 3
+KILL_ROUNDS = {"sqlite": 10, "postgresql": 5}  # 20+ in the long run (RELIABILITY.md)
+PG_CRASH_ROUNDS = 2
 STORM_STATIONS = 200
 
 
 def test_sigkill_under_load_loses_nothing_and_charges_nothing_twice(db_url: str) -> None:
-    result = asyncio.run(drills.kill9(db_url, rounds=KILL_ROUNDS, stations=4, seed=5))
+    rounds = KILL_ROUNDS[sa.make_url(db_url).get_backend_name()]
+    result = asyncio.run(drills.kill9(db_url, rounds=rounds, stations=4, seed=5))
     verdict = result.verdict
     assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
     assert verdict.ledger_ok and verdict.ledger_problems == []
     assert verdict.duplicate_transfer_keys == 0 and verdict.place_mismatches == []
-    assert result.extra["kills"] == KILL_ROUNDS
+    assert result.extra["kills"] == rounds
     assert result.extra["load_errors"] == {}
     # The kills hit swaps under way: stations had to resend after the restart.
-    assert result.counters["calls_resent"] >= KILL_ROUNDS
-    assert verdict.server_completed == verdict.swaps_acknowledged > KILL_ROUNDS
+    assert result.counters["calls_resent"] >= rounds
+    assert verdict.server_completed == verdict.swaps_acknowledged > rounds
     assert result.ok
 
 
