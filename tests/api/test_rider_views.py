@@ -16,7 +16,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from tests.api.conftest import Account, rider
-from tests.plans import ENERGY
+from tests.plans import ENERGY, TIME
 
 SUB = Plan(
     "monthly",
@@ -309,3 +309,51 @@ def test_me_routes_need_a_rider_account(client: TestClient, db: Database, admin:
         assert client.get(path).status_code == 401
         refused = client.get(path, headers=admin.headers)
         assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+
+
+def test_time_plan_history_counts_seconds(client: TestClient, db: Database, clock: ManualClock) -> None:
+    catalog.add_pack_model(db, "G2", 1700)
+    catalog.add_plan(db, TIME)
+    catalog.add_station(db, "ST1", 8)
+    catalog.register_pack(db, "B-0001", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
+    me = rider(client, db, plan_id="time")
+    assert me.rider_id is not None
+    payments.top_up(db, me.rider_id, 2_000, "pay-1")  # 2,000 KRW buy one hour: 3,600 s
+    swaps.authorize(db, "ST1", _app(me))
+    swaps.battery_out(db, "ST1", "o1", [BatteryReading(1, "B-0001", 10_000, 10_000)], token=_app(me))
+    clock.set(clock.now() + timedelta(minutes=30, seconds=10))
+    swaps.battery_in(db, "ST1", "i1", [BatteryReading(2, "B-0001", 5_000, 10_000)])
+    newest = client.get("/api/v1/me/swaps", headers=me.headers).json()["items"][0]
+    charge = newest["returned"][0]["charge"]
+    # 30 min 10 s counted in started minutes: 31 x 60 = 1,860 s, worth 2,000 x 1,860 / 3,600.
+    assert (charge["unit"], charge["quantity"], charge["usage_units"]) == ("s", "time_s", 1_860)
+    assert (charge["charged_units"], charge["amount_minor"]) == (1_860, 1_033)
+    balance = client.get("/api/v1/me/balance", headers=me.headers).json()
+    assert (balance["quantity"], balance["posted_units"]) == ("time_s", 3_600 - 1_860)
+
+
+def test_usage_beyond_the_allowance_is_shown_as_beyond(
+    client: TestClient, db: Database, clock: ManualClock
+) -> None:
+    catalog.add_pack_model(db, "G2", 1700)
+    catalog.add_plan(db, TIME)
+    catalog.add_station(db, "ST1", 8)
+    catalog.register_pack(db, "B-0001", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
+    me = rider(client, db, plan_id="time")
+    assert me.rider_id is not None
+    payments.top_up(db, me.rider_id, 2_000, "pay-1")
+    swaps.authorize(db, "ST1", _app(me))
+    swaps.battery_out(db, "ST1", "o1", [BatteryReading(1, "B-0001", 10_000, 10_000)], token=_app(me))
+    clock.set(clock.now() + timedelta(hours=2))  # two hours on one hour of allowance
+    swaps.battery_in(db, "ST1", "i1", [BatteryReading(2, "B-0001", 5_000, 10_000)])
+    charge = client.get("/api/v1/me/swaps", headers=me.headers).json()["items"][0]["returned"][0]
+    charge = charge["charge"]
+    assert (charge["usage_units"], charge["charged_units"], charge["beyond_units"]) == (
+        7_200,
+        3_600,
+        3_600,
+    )
+    # All the prepaid money is earned; the hour beyond is owed (overdrawn), not billed here.
+    assert (charge["amount_minor"], charge["overage_minor"]) == (2_000, 0)
+    balance = client.get("/api/v1/me/balance", headers=me.headers).json()
+    assert (balance["overdrawn_units"], balance["available_units"]) == (3_600, 0)
