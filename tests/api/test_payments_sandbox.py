@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from swapd.domain.plans import Plan, PlanKind, first_cycle
 from swapd.domain.quantities import Unit
+from swapd.ledger.check import check_ledger
 from swapd.payments import config
 from swapd.payments.sandbox import SIGNATURE_HEADER, SandboxProvider
 from swapd.services import audit, catalog, checkout, queries
@@ -164,6 +165,10 @@ def test_a_rider_tops_up_through_the_hosted_page_and_is_credited_once(
     assert again.status_code == 200
     assert balance(client, me)["posted_units"] == UNITS_WH
     assert event_count(db) == 1
+    # The credit is an ordinary top-up in the ledger: every account recomputes from transfers.
+    with db.engine.connect() as connection:
+        report = check_ledger(connection)
+    assert report.ok, report.problems
 
 
 def test_the_page_sends_the_rider_back_to_a_return_url_it_signed(
