@@ -5,19 +5,23 @@ PostgreSQL (a database of its own, ``swapd_bench_statements``, made and dropped 
 a top-up in October and 15-45 swaps in October (30,000,000 in all). A swap is what the services
 write for it: a closed possession, a pending hold at hand-over, its post at the return and the
 revenue it earns, so 3 transfers (93,000,000 transfer rows in all, plus 4 accounts per rider whose
-cached balances equal the transfers). The rows are made by PostgreSQL itself (``COPY (SELECT ..
-generate_series) TO STDOUT``) and piped through psycopg into ``COPY .. FROM STDIN (FREEZE)``, so
-Python touches bytes only and the rows arrive frozen, as a vacuumed production table would be.
+cached balances equal the transfers). PostgreSQL makes the rows itself from ``generate_series``:
+by default with ``INSERT .. SELECT``, both big tables at once, then ``VACUUM (FREEZE)`` so that
+they are frozen and hinted as a vacuumed production table would be; ``--load copy`` pipes the
+same rows through psycopg (``COPY (SELECT ..) TO STDOUT`` into ``COPY .. FROM STDIN (FREEZE)``,
+binary format), which is slower here: psycopg hands over one row per Python call.
 
 Loading is made fast in ways the export does not see: foreign keys are dropped, the big tables are
-UNLOGGED, and of the indexes on transfers and possessions only those on their timestamps (the ones
-the statement query can use) are rebuilt after the load; ``--all-indexes`` rebuilds every one.
+UNLOGGED, and of the indexes on transfers and possessions only those the statement queries can
+use (timestamps, rider) are rebuilt after the load; ``--all-indexes`` rebuilds every one. No packs
+or swaps rows are made: the statement query does not read those tables.
 
 Then: the full export (``swapd.services.statements.export_csv``) is timed, its column totals are
 checked against the numbers the generator implies, and single-rider statements are timed.
 SQLite runs the same at a smaller size (rows generated in Python), for comparison.
 
-Run: ``uv run python -m bench.statements [--quick] [--riders N] [--keep] [--databases ...]``
+Run: ``uv run python -m bench.statements [--quick] [--riders N] [--load insert|copy] [--keep]
+[--reuse DATABASE] [--databases postgresql,sqlite]``
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +148,7 @@ SELECT s.swap, s.rider, 'B' || (s.swap % 400000), 'energy', s.swap * 2,
        'ST' || (s.swap % 2000), 1 + s.swap % 12, s.at_out, 10000, 9500, {hold}, s.swap * 3,
        s.swap * 2 + 1, 'ST' || ((s.swap + 7) % 2000), 1 + (s.swap + 5) % 12,
        s.at_out + make_interval(secs => 3600 + s.swap % 7200),
-       10000 - s.usage * 10000 / 1615, 9500, s.usage, NULL
+       10000 - s.usage * 10000 / 1615, 9500, s.usage, NULL::text
 FROM ({swaps}) AS s
 """
 
@@ -183,11 +188,25 @@ def _sql(template: str, riders: int) -> str:
 def _pipe(
     source: psycopg.Connection[Any], target: psycopg.Connection[Any], select: str, into: str
 ) -> int:
-    """COPY the rows of ``select`` into ``into`` (in the target's open transaction). Bytes only."""
+    """COPY the rows of ``select`` into ``into`` (in the target's open transaction). Bytes only,
+    in COPY's binary format: no number or timestamp is printed as text and parsed back."""
+    table, columns = into.split(" ", 1)
+    names = [name.strip() for name in columns.strip("() ").split(",")]
+    types = dict(
+        target.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (table,),
+        ).fetchall()
+    )
+    # Binary COPY needs each value in the column's exact type: cast the generated ones.
+    aliases = [f"c{k}" for k in range(len(names))]
+    typed = ", ".join(f"{alias}::{types[name]}" for alias, name in zip(aliases, names, strict=True))
+    query = f"SELECT {typed} FROM ({select}) AS g({', '.join(aliases)})"
     moved = 0
     with (
-        source.cursor().copy(f"COPY ({select}) TO STDOUT") as out,
-        target.cursor().copy(f"COPY {into} FROM STDIN (FREEZE)") as inp,
+        source.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as out,
+        target.cursor().copy(f"COPY {into} FROM STDIN (FORMAT binary, FREEZE)") as inp,
     ):
         for block in out:
             inp.write(block)
@@ -203,7 +222,7 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def _create_pg(database: str, riders: int, *, all_indexes: bool) -> dict[str, float]:
+def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) -> dict[str, float]:
     """Make and fill the benchmark database; returns the seconds each step took."""
     timings: dict[str, float] = {}
     admin_url = _plain(PG_ADMIN_URL)
@@ -249,7 +268,7 @@ def _create_pg(database: str, riders: int, *, all_indexes: bool) -> dict[str, fl
         )
         conn.commit()
 
-    def load(step: str, select: str, into: str) -> None:
+    def copy(step: str, select: str, into: str) -> None:
         began = time.perf_counter()
         with psycopg.connect(plain) as source, psycopg.connect(plain) as target:
             table = into.split()[0]
@@ -259,21 +278,41 @@ def _create_pg(database: str, riders: int, *, all_indexes: bool) -> dict[str, fl
         timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
         console.print(f"  {step}: {moved / 1e9:.2f} GB in {timings[f'load_{step}_s']} s")
 
-    console.print(f"[bold]generating {riders:,} riders in PostgreSQL[/]")
-    load(
+    def insert(step: str, select: str, into: str) -> None:
+        began = time.perf_counter()
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"INSERT INTO {into} {select}")
+            # Frozen and hinted, as COPY FREEZE (or a vacuumed production table) would be: else
+            # the export's first read would pay for setting every row's hint bits.
+            conn.execute(f"VACUUM (FREEZE) {into.split()[0]}")
+        timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
+        console.print(f"  {step}: {timings[f'load_{step}_s']} s")
+
+    console.print(f"[bold]generating {riders:,} riders in PostgreSQL ({method})[/]")
+    copy(
         "riders",
         f"SELECT 'R' || i, 'energy', 'active', 1, TIMESTAMPTZ '{JOINED.isoformat()}' "
         f"FROM generate_series(1, {riders}) AS i",
         "riders (id, plan_id, status, vehicle_packs, created_at)",
     )
-    load("possessions", _sql(_POSSESSIONS_SQL, riders), f"possessions ({_POSSESSION_COLUMNS})")
-    # Transfers in one COPY: the swaps' holds, posts and revenue, then the top-ups appended
-    # through a UNION ALL so the whole table is frozen by one load.
-    load(
-        "transfers",
-        f"{_sql(_TRANSFERS_SQL, riders)} UNION ALL {_sql(_TOP_UPS_SQL, riders)}",
-        f"transfers ({_TRANSFER_COLUMNS})",
-    )
+    # Transfers in one statement: the swaps' holds, posts and revenue, then the top-ups
+    # appended through a UNION ALL (COPY FREEZE freezes one load into an emptied table).
+    big = [
+        ("possessions", _sql(_POSSESSIONS_SQL, riders), f"possessions ({_POSSESSION_COLUMNS})"),
+        (
+            "transfers",
+            f"{_sql(_TRANSFERS_SQL, riders)} UNION ALL {_sql(_TOP_UPS_SQL, riders)}",
+            f"transfers ({_TRANSFER_COLUMNS})",
+        ),
+    ]
+    if method == "copy":
+        for step, select, into in big:
+            copy(step, select, into)
+    else:
+        # Server-side, both tables at once: one backend per table, no rows through Python.
+        with ThreadPoolExecutor(len(big)) as pool:
+            for future in [pool.submit(insert, *args) for args in big]:
+                future.result()
     began = time.perf_counter()
     with psycopg.connect(plain) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
@@ -515,6 +554,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--riders", type=int, help="PostgreSQL riders (default 1,000,000)")
     parser.add_argument("--sqlite-riders", type=int, help="SQLite riders (default 20,000)")
     parser.add_argument("--databases", default="postgresql,sqlite", help="comma-separated")
+    parser.add_argument(
+        "--load",
+        choices=("insert", "copy"),
+        default="insert",
+        help="PostgreSQL rows: INSERT .. SELECT in the server, or COPY piped through psycopg",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument("--reuse", metavar="DATABASE", help="export from a database kept before")
     parser.add_argument("--all-indexes", action="store_true", help="rebuild every index after the load")
@@ -534,7 +579,9 @@ def main(argv: list[str] | None = None) -> None:
                 if not args.reuse:
                     metrics |= {
                         f"pg_{k}": v
-                        for k, v in _create_pg(database, pg_riders, all_indexes=args.all_indexes).items()
+                        for k, v in _create_pg(
+                            database, pg_riders, method=args.load, all_indexes=args.all_indexes
+                        ).items()
                     }
                 metrics |= _measure(_pg_url(database), pg_riders, "pg", 20)
             finally:
@@ -555,7 +602,8 @@ def main(argv: list[str] | None = None) -> None:
     notes.append(
         "export = swapd.services.statements.export_csv of one month (one query, streamed to CSV); "
         "PostgreSQL data: 3 transfers + 1 possession per swap, 2 top-ups and 4 accounts per rider; "
-        "tables UNLOGGED, foreign keys dropped, only the timestamp indexes rebuilt"
+        f"rows made by {args.load}; tables UNLOGGED, foreign keys dropped, only the timestamp "
+        "and rider indexes rebuilt"
         + (" (all indexes rebuilt)" if args.all_indexes else "")
         + "; no packs or swaps rows (the statement query does not read them)"
     )

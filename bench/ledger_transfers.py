@@ -1,0 +1,221 @@
+"""Ledger transfers per second through swapd's ledger (``swapd.ledger.book.Book``).
+
+Each transfer is one database transaction through ``Database.write``, as the services run them:
+the idempotency lookup, the two accounts read (the rider's locked on PostgreSQL), the transfer row,
+the rider's balance update, and the operator account's update deferred to just before commit.
+
+Phases, each on a fresh PostgreSQL database (``swapd_bench_ledger_<pid>``) and a SQLite file:
+1. single: one writer, posted transfers rider allowance -> operator ``allowance_consumed``.
+2. two-phase: one writer, a pending hold then its post (2 transactions, as a swap does).
+3. concurrent: N writer processes, each on its own rider, all crediting the same operator account
+   (the contention every swap has), for N in 2, 4, 8.
+
+Reported: transfers per second and p50/p99 latency of one transaction (milliseconds).
+
+Run: ``uv run python -m bench.ledger_transfers [--quick] [--databases postgresql,sqlite]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from bench._common import PG_ADMIN_URL, console, emit, load_average, percentile, pg_available
+from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
+from swapd.store.database import Database, Tx
+from swapd.store.engine import make_engine, upgrade
+
+NAME = "ledger_transfers"
+LEDGER = "Wh"
+RIDERS = 16  # one per writer, enough for the most writers a phase runs
+ALLOWANCE_WH = 10**15
+WRITERS = (2, 4, 8)
+TARGET_SINGLE_PER_S = 500  # a swap is about 3 transfers; 500/s leaves room for ~150 swaps/s
+
+
+def _rider(index: int) -> str:
+    return f"BENCH{index:02d}"
+
+
+def _setup(url: str) -> None:
+    """Operator accounts and one funded allowance account per rider."""
+    db = Database(make_engine(url))
+
+    def work(tx: Tx) -> None:
+        issued = tx.book.account(LEDGER, AccountCode.ALLOWANCE_ISSUED)
+        tx.book.account(LEDGER, AccountCode.ALLOWANCE_CONSUMED)
+        for index in range(RIDERS):
+            allowance = tx.book.account(LEDGER, AccountCode.ALLOWANCE, _rider(index))
+            tx.book.transfer(
+                TransferRequest(
+                    key=f"fund:{index}",
+                    ledger=LEDGER,
+                    debit_account_id=issued.id,
+                    credit_account_id=allowance.id,
+                    amount=ALLOWANCE_WH,
+                    code=TransferCode.TOP_UP,
+                    rider_id=_rider(index),
+                )
+            )
+
+    db.write(work)
+    db.dispose()
+
+
+def _ids(db: Database, rider: str) -> tuple[int, int]:
+    def work(tx: Tx) -> tuple[int, int]:
+        allowance = tx.book.existing(LEDGER, AccountCode.ALLOWANCE, rider)
+        consumed = tx.book.existing(LEDGER, AccountCode.ALLOWANCE_CONSUMED)
+        assert allowance is not None and consumed is not None
+        return allowance.id, consumed.id
+
+    return db.read(work)
+
+
+def _writer(url: str, phase: str, index: int, start_at: float, duration_s: float) -> list[float]:
+    """Write transfers for ``duration_s`` from ``start_at``; the latency of each, in seconds."""
+    db = Database(make_engine(url, pool_size=2))
+    rider = _rider(index)
+    allowance_id, consumed_id = _ids(db, rider)
+
+    def request(
+        n: int, flags: TransferFlags = TransferFlags.NONE, pending_id: int | None = None
+    ) -> TransferRequest:
+        return TransferRequest(
+            key=f"{phase}:{index}:{n}",
+            ledger=LEDGER,
+            debit_account_id=allowance_id,
+            credit_account_id=consumed_id,
+            amount=1_700 if flags & TransferFlags.PENDING else 1_260,
+            code=TransferCode.HOLD if flags & TransferFlags.PENDING else TransferCode.USAGE,
+            flags=flags,
+            pending_id=pending_id,
+            rider_id=rider,
+        )
+
+    def once(work: Callable[[Tx], Any]) -> Any:
+        began = time.perf_counter()
+        result = db.write(work)
+        latencies.append(time.perf_counter() - began)
+        return result
+
+    latencies: list[float] = []
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.perf_counter() + duration_s
+    n = 0
+    while time.perf_counter() < deadline:
+        n += 1
+        if phase.startswith("two_phase"):
+            hold = once(lambda tx, n=n: tx.book.transfer(request(2 * n, TransferFlags.PENDING)))
+            once(
+                lambda tx, n=n, hold_id=hold.id: tx.book.transfer(
+                    request(2 * n + 1, TransferFlags.POST_PENDING, hold_id)
+                )
+            )
+        else:
+            once(lambda tx, n=n: tx.book.transfer(request(n)))
+    db.dispose()
+    return latencies
+
+
+def _phase(url: str, phase: str, writers: int, duration_s: float) -> dict[str, float]:
+    start_at = time.time() + (1.5 if writers > 1 else 0.0)
+    if writers == 1:
+        latencies = _writer(url, phase, 0, start_at, duration_s)
+    else:
+        # Processes, not threads: the Python side of a transfer is real work and the GIL would
+        # measure itself rather than the database.
+        with ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_writer, url, phase, i, start_at, duration_s) for i in range(writers)]
+            latencies = [value for future in futures for value in future.result()]
+    latencies.sort()
+    return {
+        "transfers_per_s": round(len(latencies) / duration_s, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+def _check(url: str) -> None:
+    """The ledger must still reconcile after the run: every balance equals its transfers."""
+    from swapd.ledger.check import check_ledger
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        report = check_ledger(connection)
+    engine.dispose()
+    if not report.ok:
+        raise SystemExit(f"ledger check failed after the benchmark: {report.problems[:3]}")
+
+
+def _run(kind: str, url: str, duration_s: float) -> dict[str, float]:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    _setup(url)
+    metrics: dict[str, float] = {}
+    phases = [("single", 1), ("two_phase", 1)] + [(f"concurrent_{n}w", n) for n in WRITERS]
+    for phase, writers in phases:
+        result = _phase(url, phase, writers, duration_s)
+        console.print(
+            f"  {kind} {phase}: {result['transfers_per_s']:,.0f} transfers/s, "
+            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+        )
+        metrics |= {f"{kind}_{phase}_{key}": value for key, value in result.items()}
+    _check(url)
+    return metrics
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ledger_transfers", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (< 60 s)")
+    parser.add_argument("--seconds", type=float, help="length of each phase (default 20, quick 2)")
+    parser.add_argument("--databases", default="postgresql,sqlite", help="comma-separated")
+    args = parser.parse_args(argv)
+    duration_s = args.seconds or (2.0 if args.quick else 20.0)
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    metrics: dict[str, Any] = {}
+    notes = [f"{duration_s:g} s per phase; one transfer per transaction (Database.write)"]
+    if "postgresql" in kinds:
+        if not pg_available():
+            notes.append("PostgreSQL unreachable: not measured")
+        else:
+            name = f"swapd_bench_ledger_{os.getpid()}"
+            with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                admin.execute(f"CREATE DATABASE {name}")
+            try:
+                console.print("[bold]ledger transfers on PostgreSQL[/]")
+                url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+                metrics |= _run("pg", url, duration_s)
+            finally:
+                with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:
+                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    if "sqlite" in kinds:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="swapd-bench-ledger-") as scratch:
+            console.print("[bold]ledger transfers on SQLite[/]")
+            metrics |= _run("sqlite", f"sqlite:///{scratch}/swapd.db", duration_s)
+    metrics |= load_average()
+    targets = {f"{k}_single_transfers_per_s": f">= {TARGET_SINGLE_PER_S}" for k in ("pg", "sqlite")}
+    targets = {k: v for k, v in targets.items() if k in metrics}
+    emit(NAME, metrics, targets, "; ".join(notes))
+
+
+if __name__ == "__main__":
+    main()
