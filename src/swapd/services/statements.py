@@ -27,7 +27,6 @@ import sqlalchemy as sa
 
 from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.plans import month_start, next_month_start
-from swapd.domain.quantities import Unit
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags
 from swapd.services.money import weighted_value
 from swapd.store import schema as t
@@ -181,7 +180,6 @@ _EFFECTS: dict[str, dict[str, int]] = {
     "overdrawn_units": {"overdrawn_units": 1, "settled_units": -1},
 }
 _AFTER = sorted({name for effect in _EFFECTS.values() for name in effect})
-_UNIT_LEDGERS = tuple(u.value for u in Unit)
 
 
 # (balance, [(month column, after-month column, sign)]): _EFFECTS keyed the way rows are read.
@@ -227,11 +225,13 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
         .subquery("groups")
     )
     g = groups.c
-    money = g.ledger.not_in(_UNIT_LEDGERS)
+    rider, plan = t.riders.c, t.plans.c
 
     def flow_sum(flow: _Flow, period: int) -> sa.ColumnElement[Any]:
-        conditions = [g.code == flow.code.value, money if flow.money else sa.not_(money)]
-        conditions.append(g.after == period)
+        # The plan's own ledgers only, as for the balances: units of another unit (a plan the
+        # rider left) must not be added to these.
+        ledger = plan.currency if flow.money else plan.unit
+        conditions = [g.code == flow.code.value, g.ledger == ledger, g.after == period]
         if flow.credited is not None:
             conditions.append(g.credited == int(flow.credited))
         # No ELSE: a NULL skips the aggregate's step, so each group updates one or two sums only.
@@ -242,8 +242,8 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
         g.rider_id,
         *(flow_sum(f, 0).label(f"m_{f.name}") for f in _FLOWS),
         *(flow_sum(f, 1).label(f"a_{f.name}") for f in _FLOWS if f.name in _AFTER),
-    ).group_by(g.rider_id)
-    flows = pivot.subquery("flows")
+    ).select_from(groups.join(t.riders, rider.id == g.rider_id).join(t.plans, plan.id == rider.plan_id))
+    flows = pivot.group_by(g.rider_id).subquery("flows")
 
     p = t.possessions.c
     returned = sa.and_(p.at_in >= start, p.at_in < end)
@@ -263,7 +263,7 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
         .subquery("packs")
     )
 
-    r, plan = t.riders.c, t.plans.c
+    r = rider
 
     # (account, its ledger, +1 for a credit-normal balance or -1 for a debit-normal one)
     balances = {
