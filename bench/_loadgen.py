@@ -48,6 +48,7 @@ class StationPlan:
 @dataclass
 class Samples:
     completed: int = 0
+    completed_all: int = 0  # warm-up included (for CPU per swap)
     refused: int = 0
     errors: int = 0
     decision_s: list[float] = field(default_factory=list)
@@ -137,6 +138,7 @@ class SimStation:
             if counted:
                 samples.errors += 1
             raise
+        samples.completed_all += 1
         if counted:
             samples.completed += 1
             samples.decision_s.append(decided - started)

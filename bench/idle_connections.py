@@ -94,6 +94,7 @@ async def _station(
     stop: asyncio.Event,
     heartbeat_s: float,
     stats: dict[str, Any],
+    deflate: bool,
 ) -> None:
     from websockets.asyncio.client import connect
     from websockets.typing import Subprotocol
@@ -106,7 +107,7 @@ async def _station(
             additional_headers={"Authorization": f"Basic {auth}"},
             open_timeout=300,
             ping_interval=None,
-            compression=None,
+            compression="deflate" if deflate else None,
         )
         boot = {
             "chargingStation": {"model": "BenchCab", "vendorName": "swapd-bench"},
@@ -136,14 +137,16 @@ async def _station(
         await ws.close()
 
 
-async def _worker(pipe: Connection, url: str, station_ids: list[str], heartbeat_s: float) -> None:
+async def _worker(
+    pipe: Connection, url: str, station_ids: list[str], heartbeat_s: float, deflate: bool
+) -> None:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     stop = asyncio.Event()
     stats: dict[str, Any] = {"connected": 0, "heartbeats": 0, "errors": 0, "latency_s": []}
 
     async def guarded(station_id: str) -> None:
         try:
-            await _station(url, station_id, gate, stop, heartbeat_s, stats)
+            await _station(url, station_id, gate, stop, heartbeat_s, stats, deflate)
         except Exception:
             stats["errors"] += 1
 
@@ -160,15 +163,17 @@ async def _worker(pipe: Connection, url: str, station_ids: list[str], heartbeat_
             return
 
 
-def worker_main(pipe: Connection, url: str, station_ids: list[str], heartbeat_s: float) -> None:
+def worker_main(
+    pipe: Connection, url: str, station_ids: list[str], heartbeat_s: float, deflate: bool
+) -> None:
     raise_fd_limit()
-    asyncio.run(_worker(pipe, url, station_ids, heartbeat_s))
+    asyncio.run(_worker(pipe, url, station_ids, heartbeat_s, deflate))
 
 
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def run(size: Size) -> dict[str, Any]:
+def run(size: Size, deflate: bool) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     with fresh_database("sqlite", "idle") as url, Progress(console=console, transient=True) as progress:
         db = Database.open(url)
@@ -182,7 +187,7 @@ def run(size: Size) -> dict[str, Any]:
             for w in range(size.workers):
                 parent, child = context.Pipe()
                 share = ids[w :: size.workers]
-                args = (child, server.url, share, size.heartbeat_s)
+                args = (child, server.url, share, size.heartbeat_s, deflate)
                 process = context.Process(target=worker_main, args=args, daemon=True)
                 process.start()
                 pipes.append(parent)
@@ -244,6 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--stations", type=int)
     parser.add_argument("--workers", type=int)
+    parser.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="stations do not offer permessage-deflate (by default they do, as the websockets "
+        "client does, and swapd accepts it: compression state costs memory per socket)",
+    )
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     if args.stations or args.workers:
@@ -251,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             args.stations or size.stations, size.heartbeat_s, size.hold_s, args.workers or size.workers
         )
     raise_fd_limit()
-    metrics = {**load_average(), **run(size)}
+    metrics = {**load_average(), **run(size, args.deflate)}
     metrics.update({f"{k}_after": v for k, v in load_average().items() if k == "loadavg_1m"})
     targets = {
         "connected_stations": f">= {min(size.stations, TARGET_STATIONS)}",
@@ -262,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{size.stations} stations over {size.workers} load-generator process(es), SQLite, Heartbeat "
         f"every {size.heartbeat_s:g} s (each one a database write), held {size.hold_s:g} s after all "
         "connected; per-connection = (peak RSS - RSS before connections) / stations; station passwords "
-        "hashed with a cheap scrypt cost (see module doc)."
+        "hashed with a cheap scrypt cost (see module doc). Stations "
+        f"{'offer' if args.deflate else 'do not offer'} permessage-deflate."
     )
     emit(NAME, metrics, targets, notes)
 

@@ -116,6 +116,7 @@ def _merge(parts: list[Samples]) -> Samples:
     total = Samples()
     for part in parts:
         total.completed += part.completed
+        total.completed_all += part.completed_all
         total.refused += part.refused
         total.errors += part.errors
         total.late_starts += part.late_starts
@@ -213,7 +214,8 @@ def run_on(kind: str, size: Size) -> dict[str, Any]:
             closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
             if profiler is not None:
                 profiler.wait()
-            server_cpu = (_cpu_s(server.pid) - cpu_before) / (0.5 + size.warmup_s + size.run_s)
+            server_cpu_s = _cpu_s(server.pid) - cpu_before
+            server_cpu = server_cpu_s / (0.5 + size.warmup_s + size.run_s)
             progress.remove_task(phase)
             max_rate = closed.completed / size.run_s
             metrics["max_swaps_per_s"] = round(max_rate, 1)
@@ -221,6 +223,10 @@ def run_on(kind: str, size: Size) -> dict[str, Any]:
             metrics["closed_loop_decision_p99_ms"] = _ms(closed.decision_s, 0.99)
             metrics["closed_loop_swap_p50_ms"] = _ms(closed.swap_s, 0.50)
             metrics["server_cpu_cores_at_max"] = round(server_cpu, 2)
+            # CPU per swap does not depend on how much CPU other work left the server: the
+            # number to compare across runs on a shared machine.
+            per_swap = server_cpu_s / max(closed.completed_all, 1)
+            metrics["server_cpu_ms_per_swap"] = round(per_swap * 1000, 2)
             metrics["closed_loop_errors"] = closed.errors + closed.refused
             metrics["loadavg_1m_after_max"] = load_average()["loadavg_1m"]
 
