@@ -158,3 +158,17 @@ def test_openapi_document_lists_the_api(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     assert "/api/v1/auth/login" in document["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_malformed_requests_get_the_one_error_shape(client: TestClient) -> None:
+    missing = client.post("/api/v1/auth/login", json={"email": "a@example.com"})
+    assert missing.status_code == 422
+    body = missing.json()
+    assert body["code"] == "invalid_input" and "password" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "password"]
+    garbage = client.post(
+        "/api/v1/auth/login", content=b"\xf0+\xe8x", headers={"Content-Type": "application/json"}
+    )
+    assert garbage.status_code == 422 and garbage.json()["code"] == "invalid_input"
+    unknown = client.get("/api/v1/no-such-thing")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"

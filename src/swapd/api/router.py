@@ -24,4 +24,5 @@ def install(app: FastAPI, db: Database) -> None:
     app.state.db = db
     errors.install(app)
     for router in ROUTERS:
-        app.include_router(router, prefix=PREFIX)
+        # 422 is documented everywhere as ErrorBody: malformed input gets that shape too.
+        app.include_router(router, prefix=PREFIX, responses=errors.responses(422))
