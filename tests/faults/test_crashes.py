@@ -19,7 +19,7 @@ from faults import drills
 from swapd.store import schema as t
 from swapd.store.engine import make_engine
 
-KILL_ROUNDS = {"sqlite": 10, "postgresql": 5}  # 20+ in the long run (RELIABILITY.md)
+KILL_ROUNDS = {"sqlite": 6, "postgresql": 4}  # 20+ in the long runs (RELIABILITY.md)
 PG_CRASH_ROUNDS = 2
 STORM_STATIONS = 200
 
