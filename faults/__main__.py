@@ -85,7 +85,16 @@ def _report(result: drills.DrillResult) -> None:
         if key != "examples":
             table.add_row(key, str(value))
     for key, value in {**data["station_counters"], **data}.items():
-        if key in ("scenario", "database", "ok", "rounds", "stations", "seconds", "station_counters"):
+        if key in (
+            "scenario",
+            "database",
+            "ok",
+            "rounds",
+            "stations",
+            "seconds",
+            "station_counters",
+            "rounds_detail",
+        ):
             continue
         if key not in ("notes", "failures", "load_errors") or value:
             table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))

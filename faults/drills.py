@@ -58,6 +58,7 @@ class DrillResult:
             "verdict": self.verdict.to_json(),
             "station_counters": self.counters,
             **self.extra,
+            "rounds_detail": self.rounds_detail,
         }
 
 
