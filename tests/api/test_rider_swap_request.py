@@ -141,3 +141,29 @@ async def test_refusals_unknown_and_offline_stations(
     )
     assert anonymous.status_code == 401
     await st1.close()
+
+
+async def test_two_first_attempts_with_one_key_reserve_one_swap(
+    db: Database, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    import asyncio
+
+    password = _setup(db)
+    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST1", slot_no=3)
+    me = await sign_up(http)
+    assert me.rider_id is not None
+    payments.top_up(db, me.rider_id, 10_000, "pay-1")
+    st1 = await booted(live, "ST1", password)
+    headers = keyed(me)
+
+    first, second = await asyncio.gather(
+        http.post("/me/swaps", headers=headers, json={"station_id": "ST1"}),
+        http.post("/me/swaps", headers=headers, json={"station_id": "ST1"}),
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json() == second.json() and first.json()["accepted"] is True
+    # One decision, one reserved pack, one hold: the retry named the same OCPP requestId.
+    assert _count(db, t.swaps) == 1 and _count(db, t.swap_offers) == 1
+    assert rider_balance(db, me.rider_id).held_units == 1_700
+    assert len({r["request_id"] for r in st1.station.swap_requests}) == 1
+    await st1.close()

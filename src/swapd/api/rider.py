@@ -266,7 +266,13 @@ def start_swap(
         # that is not connected would only make the rider wait for the command to expire.
         if station.enabled and not online():
             raise StationOffline(f"station {body.station_id} is offline now: try another station")
-        outcome = app_swaps.request_swap(db, body.station_id, rider_id, timeout_s=SWAP_REQUEST_TIMEOUT_S)
+        outcome = app_swaps.request_swap(
+            db,
+            body.station_id,
+            rider_id,
+            timeout_s=SWAP_REQUEST_TIMEOUT_S,
+            key=f"api:{caller.user_id}:{idempotency_key}",
+        )
         # Asked (a request id) and not accepted: the station may have dropped off meanwhile.
         if not outcome.accepted and outcome.request_id is not None and not online():
             raise StationOffline(f"station {body.station_id} went offline; nothing was reserved")

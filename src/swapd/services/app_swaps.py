@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 
 from swapd.domain.decision import REFUSAL_TEXT, RefusalReason
+from swapd.domain.errors import Conflict
 from swapd.domain.riders import IdToken, TokenType
 from swapd.gateway import commands
 from swapd.services import swaps
@@ -22,11 +24,36 @@ class AppSwap:
     offered_slots: tuple[int, ...] = ()
 
 
-def request_swap(db: Database, station_id: str, rider_id: str, *, timeout_s: float = 30) -> AppSwap:
+# OCPP's requestId is an integer; ours are ten digits, apart from small station-made ones.
+_REQUEST_ID_LOW, _REQUEST_ID_SPAN = 10**9, 2**31 - 10**9
+
+
+def request_id_for(key: str) -> str:
+    """The requestId of an app swap named by a caller's idempotency key: a repeat of the request
+    (or two first attempts racing) finds the same swap instead of reserving packs twice."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return str(_REQUEST_ID_LOW + digest % _REQUEST_ID_SPAN)
+
+
+def request_swap(
+    db: Database,
+    station_id: str,
+    rider_id: str,
+    *,
+    timeout_s: float = 30,
+    key: str | None = None,
+) -> AppSwap:
     """Decide (R6), reserve packs and holds, then send RequestBatterySwap to the station through
     whichever server process holds its socket. A station that rejects or does not answer gets
-    the offer abandoned, so no hold outlives the attempt."""
-    request_id = str(secrets.randbelow(2**31 - 10**9) + 10**9)  # OCPP requestId is an integer
+    the offer abandoned, so no hold outlives the attempt. With ``key`` the attempt is idempotent."""
+    if key is None:
+        request_id = str(_REQUEST_ID_LOW + secrets.randbelow(_REQUEST_ID_SPAN))
+    else:
+        request_id = request_id_for(key)
+        earlier = db.read(lambda tx: tx.repo.swap_by_request(station_id, request_id))
+        if earlier is not None and earlier.rider_id != rider_id:
+            # 1 in 10^9 per earlier swap at this station: refuse rather than answer with another's.
+            raise Conflict("this request collides with an earlier one; retry with a new key")
     decision = swaps.authorize(db, station_id, IdToken(TokenType.APP, rider_id), request_id=request_id)
     if not decision.accepted:
         return AppSwap(False, decision.reason, decision.text, swap_id=decision.swap_id)
