@@ -59,7 +59,7 @@ HOLD_WH = 1_615  # ceil(1,700 Wh x 95 % SoH x 100 % SoC)
 MONTH_S = int((MONTH.end - MONTH.start).total_seconds())
 TARGET_EXPORT_S = 300.0
 FULL_RIDERS = 1_000_000
-SQLITE_FULL_RIDERS = 20_000
+SQLITE_FULL_RIDERS = 100_000
 QUICK_RIDERS = 2_000
 # Operator accounts have ids 1-5; rider i's four accounts are 100 + 4i .. 103 + 4i.
 CASH, REVENUE, ISSUED, CONSUMED = 1, 2, 3, 4
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
     parser.add_argument("--riders", type=int, help="PostgreSQL riders (default 1,000,000)")
-    parser.add_argument("--sqlite-riders", type=int, help="SQLite riders (default 20,000)")
+    parser.add_argument("--sqlite-riders", type=int, help="SQLite riders (default 100,000)")
     parser.add_argument("--databases", default="postgresql,sqlite", help="comma-separated")
     parser.add_argument(
         "--load",

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.plans import month_start, next_month_start
+from swapd.domain.quantities import Unit
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags
 from swapd.services.money import weighted_value
 from swapd.store import schema as t
@@ -193,8 +194,13 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
     """One row per rider: current balances, the month's flows, the flows since its end."""
     start, end = month.start, month.end
     x = t.transfers.c
-    issued = sa.select(t.accounts.c.id).where(
-        t.accounts.c.owner == "", t.accounts.c.code == AccountCode.ALLOWANCE_ISSUED.value
+    a = t.accounts.c
+    # The operator's issuing accounts, one per unit: naming the ledgers lets the unique index on
+    # (ledger, code, owner) find them instead of a scan of every rider's accounts.
+    issued = sa.select(a.id).where(
+        a.ledger.in_([u.value for u in Unit]),
+        a.code == AccountCode.ALLOWANCE_ISSUED.value,
+        a.owner == "",
     )
     # Posted transfers only: holds and their voids never change a posted balance, and the post
     # of a hold carries the amount actually charged.
@@ -290,9 +296,10 @@ def _query(month: Month, rider_id: str | None) -> sa.Select[Any]:
         packs.c.used,
     ).select_from(t.riders.join(t.plans, plan.id == r.plan_id))
     for name, (code, ledger, _sign) in balances.items():
-        a = aliases[name].c
+        account = aliases[name].c
         query = query.outerjoin(
-            aliases[name], sa.and_(a.owner == r.id, a.code == code.value, a.ledger == ledger)
+            aliases[name],
+            sa.and_(account.owner == r.id, account.code == code.value, account.ledger == ledger),
         )
     query = query.outerjoin(flows, flows.c.rider_id == r.id).outerjoin(packs, packs.c.rider_id == r.id)
     # Riders who joined after the month have nothing to state for it.
