@@ -33,7 +33,7 @@ from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, Transfe
 from swapd.services.money import move, recognise, rider_accounts
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
-from swapd.store.repository import Retry, Row
+from swapd.store.repository import Retry, Row, update_statement
 
 MAX_PACKS_PER_SWAP = 8
 
@@ -50,6 +50,29 @@ class EventType:
     BATTERY_IN = "BatteryIn"
     BATTERY_OUT = "BatteryOut"
     BATTERY_OUT_TIMEOUT = "BatteryOutTimeout"
+
+
+# The statements of the swap path, built once (see swapd.store.repository for why).
+_B = sa.bindparam
+_INSERT_SWAP = sa.insert(t.swaps).returning(t.swaps.c.id)
+_OPEN_OFFER = (
+    sa.select(t.swaps)
+    .where(
+        t.swaps.c.station_id == _B("station_id"),
+        t.swaps.c.rider_id == _B("rider_id"),
+        t.swaps.c.state == SwapState.OFFERED,
+    )
+    .order_by(t.swaps.c.id.desc())
+)
+_INSERT_OFFER = sa.insert(t.swap_offers)
+_SET_OFFER_STATE = (
+    sa.update(t.swap_offers)
+    .where(t.swap_offers.c.swap_id == _B("p_swap_id"), t.swap_offers.c.pack_serial == _B("p_serial"))
+    .values(state=_B("v_state"))
+)
+_TRANSFER_BY_ID = sa.select(t.transfers).where(t.transfers.c.id == _B("transfer_id"))
+_INSERT_EVENT = sa.insert(t.station_events)
+_INSERT_POSSESSION = sa.insert(t.possessions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,42 +224,29 @@ def _insert_swap(
     request_id: str | None = None,
     reason: str | None = None,
 ) -> int:
-    return int(
-        tx.repo.execute(
-            sa.insert(t.swaps)
-            .values(
-                station_id=station_id,
-                request_id=request_id,
-                rider_id=rider_id,
-                token_type=token.type.value,
-                token_value=token.value,
-                state=state,
-                reason=reason,
-                created_at=tx.now,
-                updated_at=tx.now,
-            )
-            .returning(t.swaps.c.id)
-        ).scalar_one()
-    )
+    values = {
+        "station_id": station_id,
+        "request_id": request_id,
+        "rider_id": rider_id,
+        "token_type": token.type.value,
+        "token_value": token.value,
+        "state": state,
+        "reason": reason,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+    }
+    return int(tx.repo.execute(_INSERT_SWAP, values).scalar_one())
 
 
 def _set_swap(tx: Tx, swap_id: int, **values: Any) -> None:
-    tx.repo.execute(
-        sa.update(t.swaps).where(t.swaps.c.id == swap_id).values(updated_at=tx.now, **values)
-    )
+    values["updated_at"] = tx.now
+    statement = update_statement(t.swaps, "id", tuple(sorted(values)))
+    tx.repo.execute(statement, {"p_id": swap_id, **{f"v_{k}": v for k, v in values.items()}})
 
 
 def _open_offer(tx: Tx, station_id: str, rider_id: str) -> Row | None:
     """The rider's offer at this station that no BatterySwap event has claimed yet."""
-    return tx.repo.execute(
-        sa.select(t.swaps)
-        .where(
-            t.swaps.c.station_id == station_id,
-            t.swaps.c.rider_id == rider_id,
-            t.swaps.c.state == SwapState.OFFERED,
-        )
-        .order_by(t.swaps.c.id.desc())
-    ).first()
+    return tx.repo.execute(_OPEN_OFFER, {"station_id": station_id, "rider_id": rider_id}).first()
 
 
 # -- R6: the decision ----------------------------------------------------------------------------
@@ -319,14 +329,15 @@ def authorize(
                 raise Retry()  # another swap reserved it since we read the stock
             hold_id = _hold(tx, f"offer:{swap_id}:{offer.pack.serial}", rider_id, plan, offer.hold_units)
             tx.repo.execute(
-                sa.insert(t.swap_offers).values(
-                    swap_id=swap_id,
-                    pack_serial=offer.pack.serial,
-                    slot_no=offer.pack.slot_no,
-                    hold_units=offer.hold_units,
-                    hold_transfer_id=hold_id,
-                    state="offered",
-                )
+                _INSERT_OFFER,
+                {
+                    "swap_id": swap_id,
+                    "pack_serial": offer.pack.serial,
+                    "slot_no": offer.pack.slot_no,
+                    "hold_units": offer.hold_units,
+                    "hold_transfer_id": hold_id,
+                    "state": "offered",
+                },
             )
         row = tx.repo.swap(swap_id)
         assert row is not None
@@ -454,7 +465,7 @@ def _hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None
 def _release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str) -> None:
     if hold_transfer_id is None or tx.book.is_resolved(hold_transfer_id):
         return
-    pending = tx.repo.execute(sa.select(t.transfers).where(t.transfers.c.id == hold_transfer_id)).one()
+    pending = tx.repo.execute(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
     tx.book.transfer(
         TransferRequest(
             key=f"{key}:release",
@@ -480,13 +491,14 @@ def _already(tx: Tx, station_id: str, request_id: str, event_type: str) -> Event
 
 def _record(tx: Tx, station_id: str, request_id: str, result: EventResult) -> EventResult:
     tx.repo.execute(
-        sa.insert(t.station_events).values(
-            station_id=station_id,
-            request_id=request_id,
-            event_type=result.event_type,
-            received_at=tx.now,
-            result=result.to_json(),
-        )
+        _INSERT_EVENT,
+        {
+            "station_id": station_id,
+            "request_id": request_id,
+            "event_type": result.event_type,
+            "received_at": tx.now,
+            "result": result.to_json(),
+        },
     )
     return result
 
@@ -655,20 +667,18 @@ def _close_possession(
             pack_serial=pack.serial,
             rider_id=rider_id,
         )
-    tx.repo.execute(
-        sa.update(t.possessions)
-        .where(t.possessions.c.id == possession.id)
-        .values(
-            swap_in_id=swap_id,
-            station_in=station.id,
-            slot_in=battery.slot_no,
-            at_in=tx.now,
-            soc_in_bp=battery.soc_bp,
-            soh_in_bp=battery.soh_bp,
-            usage_units=usage.units,
-            anomaly=usage.anomaly,
-        )
-    )
+    closed = {
+        "swap_in_id": swap_id,
+        "station_in": station.id,
+        "slot_in": battery.slot_no,
+        "at_in": tx.now,
+        "soc_in_bp": battery.soc_bp,
+        "soh_in_bp": battery.soh_bp,
+        "usage_units": usage.units,
+        "anomaly": usage.anomaly,
+    }
+    statement = update_statement(t.possessions, "id", tuple(sorted(closed)))
+    tx.repo.execute(statement, {"p_id": possession.id, **{f"v_{k}": v for k, v in closed.items()}})
     _place(tx, pack.serial, station.id, battery.slot_no, battery)
     if plan.is_subscription:
         tx.repo.execute(
@@ -710,9 +720,7 @@ def _charge(
     revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, from_hold + extra)
     consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
-        pending = tx.repo.execute(
-            sa.select(t.transfers).where(t.transfers.c.id == hold_transfer_id)
-        ).one()
+        pending = tx.repo.execute(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
         flags = TransferFlags.POST_PENDING if from_hold > 0 else TransferFlags.VOID_PENDING
         tx.book.transfer(
             TransferRequest(
@@ -916,9 +924,7 @@ def _hand_over(
     if offer is not None and offer.state == "offered":
         hold_units, hold_id = int(offer.hold_units), offer.hold_transfer_id
         tx.repo.execute(
-            sa.update(t.swap_offers)
-            .where(t.swap_offers.c.swap_id == offer.swap_id, t.swap_offers.c.pack_serial == serial)
-            .values(state="taken")
+            _SET_OFFER_STATE, {"p_swap_id": offer.swap_id, "p_serial": serial, "v_state": "taken"}
         )
     else:
         if pack.reserved_swap_id is not None and (swap is None or pack.reserved_swap_id != swap.id):
@@ -965,19 +971,20 @@ def _hand_over(
             rider_id=rider_id,
         )
     tx.repo.execute(
-        sa.insert(t.possessions).values(
-            rider_id=rider_id,
-            pack_serial=serial,
-            plan_id=plan.id,
-            swap_out_id=None if swap is None else swap.id,
-            station_out=station.id,
-            slot_out=pack.slot_no,
-            at_out=tx.now,
-            soc_out_bp=battery.soc_bp,
-            soh_out_bp=battery.soh_bp,
-            hold_units=hold_units,
-            hold_transfer_id=hold_id,
-        )
+        _INSERT_POSSESSION,
+        {
+            "rider_id": rider_id,
+            "pack_serial": serial,
+            "plan_id": plan.id,
+            "swap_out_id": None if swap is None else swap.id,
+            "station_out": station.id,
+            "slot_out": pack.slot_no,
+            "at_out": tx.now,
+            "soc_out_bp": battery.soc_bp,
+            "soh_out_bp": battery.soh_bp,
+            "hold_units": hold_units,
+            "hold_transfer_id": hold_id,
+        },
     )
     if pack.slot_no is not None:
         tx.repo.set_slot(station.id, pack.slot_no, None)

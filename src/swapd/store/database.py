@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 8
+# SQLite group commit: at most this many service calls share one transaction (one fsync).
+MAX_GROUP = 64
 # PostgreSQL: serialization failure, deadlock detected, unique violation (two writers racing to
 # record the same station event or account: the retry sees the winner's row and answers from it).
 _RETRYABLE_PG = {"40001", "40P01", "23505"}
@@ -71,10 +74,33 @@ def _retryable(error: BaseException) -> bool:
     return False
 
 
+class _Pending:
+    """One service call waiting for (or done by) a SQLite group commit."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Tx], object]) -> None:
+        self.work = work
+        self.result: object = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class Database:
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
+        # SQLite has one writer at a time (BEGIN IMMEDIATE) and each commit costs an fsync
+        # (synchronous=FULL). Writers of this process therefore queue here, and whoever holds
+        # the commit lock runs every queued call in one transaction, each call in a savepoint
+        # of its own: a call that fails rolls back alone, and nobody hears "done" before the
+        # one COMMIT that makes all of them durable. Without this, the threads of one server
+        # would fight for SQLite's lock through its busy handler, which sleeps 1-100 ms.
+        self._grouped = engine.dialect.name == "sqlite"
+        self._commit_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._in_group = threading.local()
 
     @classmethod
     def open(cls, url: str | None = None, clock: Clock | None = None) -> Database:
@@ -86,6 +112,8 @@ class Database:
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one write transaction, retrying lost races; commit or write nothing."""
+        if self._grouped:
+            return self._write_grouped(work)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with (
@@ -103,6 +131,76 @@ class Database:
                 log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
+
+    def _write_grouped(self, work: Callable[[Tx], T]) -> T:
+        if getattr(self._in_group, "active", False):
+            # Would wait for the lock this thread holds; SQLite could not have run it either.
+            raise RuntimeError("Database.write called inside another write of the same Database")
+        pending = _Pending(work)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._commit_lock:
+            # Another thread's group may have run this call while we waited for the lock.
+            while not pending.done:
+                with self._queue_lock:
+                    group = self._queue[:MAX_GROUP]
+                    del self._queue[:MAX_GROUP]
+                self._in_group.active = True
+                try:
+                    self._run_group(group)
+                finally:
+                    self._in_group.active = False
+                    for item in group:
+                        if not item.done:  # only when _run_group itself was interrupted
+                            item.error = item.error or RuntimeError("group commit interrupted")
+                            item.done = True
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]
+
+    def _run_group(self, group: list[_Pending]) -> None:
+        """Every call of ``group`` in one transaction, each in a savepoint; one COMMIT."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with (
+                    self.engine.connect().execution_options(**{WRITE: True}) as connection,
+                    connection.begin(),
+                ):
+                    for item in group:
+                        self._run_savepoint(connection, item)
+            except Exception as error:
+                # BEGIN or COMMIT failed (another process holds the lock past busy_timeout, an
+                # I/O error): nothing of the group was written; run all of it again or fail all.
+                if attempt == MAX_ATTEMPTS or not _retryable(error):
+                    for item in group:
+                        item.result, item.error = None, error
+                        item.done = True
+                    return
+                log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                continue
+            for item in group:
+                item.done = True
+            return
+
+    def _run_savepoint(self, connection: sa.Connection, item: _Pending) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            savepoint = connection.begin_nested()
+            try:
+                now = self.clock.now()
+                tx = Tx(Repository(connection), Book(connection, now), now)
+                result = item.work(tx)
+                tx.book.flush()
+            except Exception as error:
+                savepoint.rollback()
+                if attempt < MAX_ATTEMPTS and _retryable(error):
+                    log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
+                    continue
+                item.result, item.error = None, error
+                return
+            savepoint.commit()
+            item.result, item.error = result, None
+            return
 
     def read(self, work: Callable[[Tx], T]) -> T:
         with self.engine.connect() as connection, connection.begin():
