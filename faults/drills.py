@@ -183,6 +183,10 @@ async def kill9(
         db.dispose()
 
 
+def _health_status(http_url: str) -> int:
+    return httpx.get(f"{http_url}/healthz", timeout=30).status_code
+
+
 # -- PostgreSQL crash ------------------------------------------------------------------------------
 
 
@@ -221,6 +225,7 @@ async def pg_restart(
                 crashed_at = time.monotonic()
                 await asyncio.sleep(down_s)
                 acks_while_down = len(load.acks)
+                down_health = await asyncio.to_thread(_health_status, server.http_url)
                 start_s = await asyncio.to_thread(pg.start)
                 up_at = time.monotonic()
                 recover_s = await _progress(load, len(load.acks))
@@ -231,6 +236,7 @@ async def pg_restart(
                     "first_ack_after_pg_up_s": round(recover_s, 2),
                     "outage_seen_by_stations_s": round(up_at + recover_s - crashed_at, 2),
                     "acks_before_restart": acks_while_down,
+                    "healthz_while_down": down_health,
                     "healthz_after": health,
                 }
                 details.append(detail)
@@ -243,7 +249,7 @@ async def pg_restart(
         server.stop()
         verdict = await asyncio.to_thread(verify, url, load)
         recovers = [d["first_ack_after_pg_up_s"] for d in details]
-        failures = [d for d in details if d["healthz_after"] != 200]
+        failures = [d for d in details if d["healthz_after"] != 200 or d["healthz_while_down"] != 503]
         return DrillResult(
             "pg-restart",
             "postgresql (private server)",
