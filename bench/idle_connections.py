@@ -57,7 +57,7 @@ class Size:
     workers: int
 
 
-QUICK = Size(stations=400, heartbeat_s=5, hold_s=10, workers=1)
+QUICK = Size(stations=300, heartbeat_s=2, hold_s=5, workers=1)
 FULL = Size(stations=10_000, heartbeat_s=30, hold_s=60, workers=4)
 
 

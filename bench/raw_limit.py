@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--swapd-sqlite", type=float, help="swapd's max swaps/s on SQLite (bench.swaps)")
     parser.add_argument("--swapd-postgresql", type=float, help="swapd's max swaps/s on PostgreSQL")
     args = parser.parse_args(argv)
-    seconds = 3.0 if args.quick else 15.0
+    seconds = 2.0 if args.quick else 15.0
     metrics: dict[str, Any] = {**load_average()}
     targets: dict[str, str] = {}
     notes = [f"{seconds:g} s per variant, one writer, 23 writes per swap, no reads."]

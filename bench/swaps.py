@@ -65,7 +65,7 @@ class Size:
     workers: int
 
 
-QUICK = Size(stations=24, riders_per_station=2, stock_per_station=2, warmup_s=1.5, run_s=5, workers=1)
+QUICK = Size(stations=24, riders_per_station=2, stock_per_station=2, warmup_s=1, run_s=4, workers=1)
 FULL = Size(stations=160, riders_per_station=3, stock_per_station=3, warmup_s=5, run_s=30, workers=2)
 
 
