@@ -10,7 +10,9 @@ Phases, each on a fresh PostgreSQL database (``swapd_bench_ledger_<pid>``) and a
 3. concurrent: N writer processes, each on its own rider, all crediting the same operator account
    (the contention every swap has), for N in 2, 4, 8.
 
-Reported: transfers per second and p50/p99 latency of one transaction (milliseconds).
+Reported: transfers per second, p50/p99/max latency of one transaction (milliseconds), and how
+evenly the writers were served (``slowest_writer_share``: SQLite's lock is not fair, a writer can
+wait seconds while others commit, which a percentile over all transactions hides).
 
 Run: ``uv run python -m bench.ledger_transfers [--quick] [--databases postgresql,sqlite]``
 """
@@ -129,18 +131,23 @@ def _writer(url: str, phase: str, index: int, start_at: float, duration_s: float
 def _phase(url: str, phase: str, writers: int, duration_s: float) -> dict[str, float]:
     start_at = time.time() + (1.5 if writers > 1 else 0.0)
     if writers == 1:
-        latencies = _writer(url, phase, 0, start_at, duration_s)
+        per_writer = [_writer(url, phase, 0, start_at, duration_s)]
     else:
         # Processes, not threads: the Python side of a transfer is real work and the GIL would
         # measure itself rather than the database.
         with ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_writer, url, phase, i, start_at, duration_s) for i in range(writers)]
-            latencies = [value for future in futures for value in future.result()]
-    latencies.sort()
+            per_writer = [future.result() for future in futures]
+    latencies = sorted(value for values in per_writer for value in values)
+    counts = [len(values) for values in per_writer]
     return {
         "transfers_per_s": round(len(latencies) / duration_s, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else 0.0,
+        # Fairness: the least served writer's transfers over the mean (1.0 = all served alike). A
+        # writer kept waiting for the lock adds one slow sample only, which p99 can hide.
+        "slowest_writer_share": round(min(counts) * len(counts) / max(1, sum(counts)), 2),
     }
 
 
@@ -167,7 +174,8 @@ def _run(kind: str, url: str, duration_s: float) -> dict[str, float]:
         result = _phase(url, phase, writers, duration_s)
         console.print(
             f"  {kind} {phase}: {result['transfers_per_s']:,.0f} transfers/s, "
-            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms, "
+            f"slowest writer {result['slowest_writer_share']:.0%} of the mean"
         )
         metrics |= {f"{kind}_{phase}_{key}": value for key, value in result.items()}
     _check(url)
