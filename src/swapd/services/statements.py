@@ -2,8 +2,9 @@
 
 Everything is derived from the ledger and the possessions; nothing is stored. Balances at the
 month's edges are the accounts' cached posted balances (``swapd ledger check`` proves they equal
-the transfers) less the posted transfers written since: so a statement reads the transfers from
-the month's start onwards only, never the whole history. Holds (pending transfers) are not in
+the transfers) less the posted transfers written since: so a statement aggregates the transfers
+from the month's start onwards only, never the whole history (an index on ``transfers.created_at``
+lets the database also read only those; without it PostgreSQL scans the table). Holds are not in
 the balances: a statement shows what the rider owns, not what a pack out reserves for a while.
 
 One query serves both outputs, one rider (``statement``) and all riders (``export_csv``): the
