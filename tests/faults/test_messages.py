@@ -175,11 +175,6 @@ def test_a_replayed_older_soc_reading_does_not_overwrite_a_newer_one(db: Databas
     assert packs["ST1-P1"].soc_bp == 5_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/swaps.py authorize(): _open_offer() looks for the rider's open offer at the "
-    "same station only, so the same pack serial presented at two stations gets two offers",
-)
 def test_one_pack_presented_at_two_stations_at_once(db: Database, net: Net) -> None:
     async def scenario() -> list[dict[str, Any]]:
         one, two = await asyncio.gather(booted(net, "ST1"), booted(net, "ST2"))

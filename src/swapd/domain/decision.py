@@ -26,6 +26,9 @@ class RefusalReason(enum.StrEnum):
     NO_CHARGED_PACK = "no_charged_pack"
     VEHICLE_FULL = "vehicle_full"
     STATION_DISABLED = "station_disabled"
+    # The pack presented as the key has an open offer at another station: a pack is in one place,
+    # so one of the two readings is wrong (a cloned tag, a misread serial) and neither is trusted.
+    PACK_AT_OTHER_STATION = "pack_at_other_station"
 
 
 REFUSAL_TEXT = {
@@ -40,6 +43,7 @@ REFUSAL_TEXT = {
     RefusalReason.NO_CHARGED_PACK: "No charged battery available here now",
     RefusalReason.VEHICLE_FULL: "You already hold as many batteries as your vehicle takes",
     RefusalReason.STATION_DISABLED: "Station out of service",
+    RefusalReason.PACK_AT_OTHER_STATION: "This battery is in a swap at another station",
 }
 
 

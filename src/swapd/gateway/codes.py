@@ -16,6 +16,7 @@ AUTHORIZATION_STATUS: dict[RefusalReason, str] = {
     RefusalReason.NO_CHARGED_PACK: "NotAtThisTime",
     RefusalReason.VEHICLE_FULL: "NotAllowedTypeEVSE",
     RefusalReason.STATION_DISABLED: "NotAtThisLocation",
+    RefusalReason.PACK_AT_OTHER_STATION: "Invalid",
 }
 
 # The reason codes the profile defines for swap stations, carried in the personal message's

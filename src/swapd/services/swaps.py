@@ -64,6 +64,18 @@ _OPEN_OFFER = (
     )
     .order_by(t.swaps.c.id.desc())
 )
+# The same pack as the key of a swap still open at another station (R3: one pack, one place).
+_KEY_OPEN_ELSEWHERE = (
+    sa.select(t.swaps.c.id)
+    .where(
+        t.swaps.c.rider_id == _B("rider_id"),
+        t.swaps.c.state == SwapState.OFFERED,
+        t.swaps.c.station_id != _B("station_id"),
+        t.swaps.c.token_type == TokenType.BATTERY_SERIAL.value,
+        t.swaps.c.token_value == _B("serial"),
+    )
+    .limit(1)
+)
 _INSERT_OFFER = sa.insert(t.swap_offers)
 _SET_OFFER_STATE = (
     sa.update(t.swap_offers)
@@ -290,6 +302,17 @@ def authorize(
             pack = tx.repo.pack(token.value, lock=True)
             if pack is None or pack.rider_id != rider_id:
                 raise Retry()  # the pack moved between reading it and locking its rider
+            # Checked under the rider's lock, so of two stations asking at once one sees the other.
+            where = {"rider_id": rider_id, "station_id": station_id, "serial": token.value}
+            if tx.repo.execute(_KEY_OPEN_ELSEWHERE, where).first() is not None:
+                return _refuse(
+                    tx,
+                    station_id,
+                    token,
+                    RefusalReason.PACK_AT_OTHER_STATION,
+                    rider_id=rider_id,
+                    request_id=request_id,
+                )
         open_offer = _open_offer(tx, station_id, rider_id)
         if open_offer is not None and open_offer.request_id is None:
             if request_id is not None:
@@ -370,6 +393,7 @@ _ALERTING = {
     RefusalReason.UNKNOWN_PACK: "foreign_pack",
     RefusalReason.PACK_NOT_ASSIGNED: "pack_not_assigned",
     RefusalReason.PACK_DAMAGED: "damaged_pack_presented",
+    RefusalReason.PACK_AT_OTHER_STATION: "pack_two_places",
 }
 
 
