@@ -11,7 +11,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from faults.client import StationClient, battery, meter_soc, swap_event
 
@@ -153,11 +152,6 @@ def test_offline_queue_replayed_with_original_timestamps(db: Database, net: Net)
     assert ledger_ok(db)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/catalog.py report_soc (via gateway/session.py _soc_updates) ignores the "
-    "sampledValue timestamp: a queued reading older than the last one applied overwrites it",
-)
 def test_a_replayed_older_soc_reading_does_not_overwrite_a_newer_one(db: Database, net: Net) -> None:
     now = datetime.now(UTC)
 

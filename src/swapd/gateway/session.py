@@ -87,6 +87,17 @@ def _percent(value: Any, field: str) -> Decimal:
         raise PropertyConstraintViolationError(description=f"{field} is not a number") from None
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """A sample's measurement time (validation has checked the date-time format already)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at.astimezone(UTC) if at.tzinfo is not None else None
+
+
 def _get(data: dict[str, Any], *names: str) -> Any:
     """A key of a nested payload object; the ocpp package snake-cases keys inconsistently."""
     for name in names:
@@ -289,15 +300,16 @@ class SwapHandlers:
     async def _soc_updates(self, evse_id: int, meter_value: list[dict[str, Any]]) -> None:
         if evse_id <= 0:
             return
-        latest = None
+        latest, measured_at = None, None
         for sample in meter_value:
             for value in sample.get("sampled_value", []):
                 if value.get("measurand") == "SoC":
-                    latest = value.get("value")
+                    latest, measured_at = value.get("value"), _timestamp(sample.get("timestamp"))
         if latest is None:
             return
+        soc = _percent(latest, "SoC")
         try:
-            await self.run(catalog.report_soc, self.db, self.id, evse_id, _percent(latest, "SoC"))
+            await self.run(catalog.report_soc, self.db, self.id, evse_id, soc, measured_at=measured_at)
         except GenericError:
             # A SoC for a slot we believe empty: the swap events are the truth for occupancy.
             log.info("soc_for_empty_slot", station=self.id, evse_id=evse_id)

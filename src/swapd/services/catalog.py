@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -277,9 +278,14 @@ def move_out_of_slot(db: Database, serial: str, status: PackStatus) -> Pack:
     return db.write(work)
 
 
-def report_soc(db: Database, station_id: str, slot_no: int, soc: object) -> Pack:
-    """A charging update for the pack in a slot (S04 meter values)."""
+def report_soc(
+    db: Database, station_id: str, slot_no: int, soc: object, *, measured_at: datetime | None = None
+) -> Pack:
+    """A charging update for the pack in a slot (S04 meter values). A reading measured before
+    the last one applied (a station replaying its offline queue) changes nothing."""
     soc_bp = percent_to_bp(soc, "soc")
+    if measured_at is not None and measured_at.tzinfo is None:
+        raise InvalidInput("measured_at must carry a time zone")
 
     def work(tx: Tx) -> Pack:
         station = tx.repo.station(station_id)
@@ -289,7 +295,16 @@ def report_soc(db: Database, station_id: str, slot_no: int, soc: object) -> Pack
         slot = tx.repo.slot(station_id, slot_no)
         if slot is None or slot.pack_serial is None:
             raise Conflict(f"slot {slot_no} of station {station_id} is empty")
-        tx.repo.update_pack(slot.pack_serial, tx.now, soc_bp=soc_bp)
+        if measured_at is not None:
+            last = tx.repo.execute(
+                sa.select(t.packs.c.soc_measured_at).where(t.packs.c.serial == slot.pack_serial)
+            ).scalar_one()
+            if last is not None and measured_at < last:
+                pack = tx.repo.pack(slot.pack_serial)
+                assert pack is not None
+                return pack
+        measured = {} if measured_at is None else {"soc_measured_at": measured_at}
+        tx.repo.update_pack(slot.pack_serial, tx.now, soc_bp=soc_bp, **measured)
         pack = tx.repo.pack(slot.pack_serial)
         assert pack is not None
         return pack

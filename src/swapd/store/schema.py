@@ -151,6 +151,9 @@ packs = sa.Table(
     sa.Column("rider_id", sa.String(40), sa.ForeignKey("riders.id"), nullable=True),
     sa.Column("reserved_swap_id", sa.BigInteger, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    # When the station measured soc_bp (its MeterValues timestamp): a reading a station replays
+    # from its offline queue must not overwrite a newer one.
+    sa.Column("soc_measured_at", UTCDateTime, nullable=True),
     # A pack is in one place: a slot exactly when in_slot, a rider exactly when with_rider.
     sa.CheckConstraint(
         "(status = 'in_slot') = (station_id IS NOT NULL AND slot_no IS NOT NULL)", name="slot_place"
@@ -178,6 +181,7 @@ swaps = sa.Table(
 )
 sa.Index("ix_swaps_rider", swaps.c.rider_id, swaps.c.id)
 sa.Index("ix_swaps_open", swaps.c.station_id, swaps.c.state)
+sa.Index("ix_swaps_created", swaps.c.created_at)
 
 swap_offers = sa.Table(
     "swap_offers",
@@ -223,6 +227,9 @@ sa.Index(
     postgresql_where=possessions.c.at_in.is_(None),
 )
 sa.Index("ix_possessions_rider", possessions.c.rider_id, possessions.c.id)
+# A month's statements read the possessions opened or closed in that month.
+sa.Index("ix_possessions_at_out", possessions.c.at_out)
+sa.Index("ix_possessions_at_in", possessions.c.at_in)
 
 station_events = sa.Table(
     "station_events",
@@ -282,6 +289,8 @@ transfers = sa.Table(
     sa.CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
 )
 sa.Index("ix_transfers_rider", transfers.c.rider_id, transfers.c.id)
+# Statements and exports read a month of transfers, not the whole history.
+sa.Index("ix_transfers_created", transfers.c.created_at)
 
 # Commands for stations (RequestBatterySwap, ...). Whichever server process holds the station's
 # socket picks them up: PostgreSQL wakes it with NOTIFY, SQLite by polling.
