@@ -60,7 +60,9 @@ FIX_HEADER = (
 )
 FIX_ROWS = [
     "| before (3c4835e) | 5.4 | 38.6 | 16.2 | 10.3 / 195.8 ms | 33.6 | 22.4 | 19.1 / 123.7 ms |",
-    "| after | 5.6 | 67.4 | 11.3 | 6.6 / 26.4 ms | 47.4 | 17.1 | 11.1 / 31.0 ms |",
+    "| after (7ec0527) | 5.6 | 67.4 | 11.3 | 6.6 / 26.4 ms | 47.4 | 17.1 | 11.1 / 31.0 ms |",
+    "| and the ledger's statements built once too (45a39b0) | 2.6 | 182.8 | 5.1 | 3.1 / 9.9 ms | 75.2 "
+    "| 11.3 | 13.2 / 33.7 ms |",
     "| before, quiet machine (start of session) | 0.2-2.4 | 65.2 | - | 8.3 / 28.8 ms | 36.8 | - "
     "| 13.9 / 41.7 ms |",
 ]
@@ -92,13 +94,16 @@ is sent, synchronous=FULL stays; the gateway and integration suites pass):
    run on a 32-thread pool of their own, so a SQLite group can gather more calls. BatterySwap
    readings are parsed without a thread hop.
 
+4. **Ledger** (`ledger/book.py`, changed by the ledger benchmark's author in 45a39b0): the
+   same "build once" for the ledger's statements roughly halved what was left.
+
 What still stands between swapd and 500 swaps/s on this machine: CPU. One swap is three
-messages and three transactions with ~77 statements; at ~11 ms of server CPU per swap one
-process tops out near 90 swaps/s on one core (the GIL), whatever the database does (the raw
-driver writes the same rows at 500-650 swaps/s). The largest remaining share is SQLAlchemy's
-per-statement work in `ledger/book.py` (not changed here: ~20 statements built per swap, 11
-SELECTs of accounts that `rider_accounts` re-reads in every transaction) and the re-reads of
-plans, riders and stations in each of the three transactions.
+messages and three transactions with ~77 statements (54 SELECTs, 11 of them account look-ups
+that `rider_accounts` repeats in every transaction, plus re-reads of plans, riders and
+stations); at ~5 ms of server CPU per swap one process tops out near 200 swaps/s on one core
+(the GIL), whatever the database does (the raw driver writes the same rows at 600-2,300 swaps/s
+in one transaction per swap). SQLAlchemy's per-execution overhead (~60-90 us per statement even
+when compiled once) is now the largest share.
 """
 
 
