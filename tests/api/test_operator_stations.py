@@ -3,6 +3,7 @@ password reset, live slots) and plans (list, get, create validated by the domain
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -197,3 +198,25 @@ def test_plans_are_listed_and_created_as_the_domain_allows(
     one = client.get("/api/v1/ops/plans/monthly", headers=support.headers).json()
     assert (one["fee_minor"], one["included_units"], one["currency"]) == (2_999, 30, "USD")
     assert client.get("/api/v1/ops/plans/nope", headers=support.headers).status_code == 404
+
+
+def test_disabling_a_connected_station_closes_its_socket(
+    client: TestClient, db: Database, operator: Account
+) -> None:
+    import base64
+
+    from starlette.websockets import WebSocketDisconnect
+
+    created = client.post("/api/v1/ops/stations", json=NEW, headers=operator.headers).json()
+    auth = base64.b64encode(f"ST1:{created['ocpp_password']}".encode()).decode()
+    with client.websocket_connect(
+        "/ocpp/ST1", subprotocols=["ocpp2.1"], headers={"Authorization": f"Basic {auth}"}
+    ) as ws:
+        assert client.get("/api/v1/ops/stations/ST1/slots", headers=operator.headers).json()["connected"]
+        disabled = client.post(
+            "/api/v1/ops/stations/ST1/disable", json={"reason": "vandalised"}, headers=operator.headers
+        )
+        assert disabled.status_code == 200 and disabled.json()["connected"] is False
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008

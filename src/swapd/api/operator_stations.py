@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import anyio.from_thread
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -187,6 +188,10 @@ def disable_station(
     station_id: str, body: Reason, caller: Operator, db: Db, request: Request
 ) -> StationOut:
     back_office.set_station_enabled(db, caller.actor, station_id, False, body.reason)
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        # Routes run in worker threads; the socket belongs to the event loop.
+        anyio.from_thread.run(gateway.disconnect, station_id, "station disabled")
     return _out(db, request, station_id)
 
 

@@ -94,6 +94,16 @@ class Gateway:
     def connected(self) -> list[str]:
         return list(self.sessions)
 
+    async def disconnect(self, station_id: str, reason: str) -> bool:
+        """Close the station's socket in this process (it was disabled); False if none here.
+        Its reconnection is then refused with 403 by the upgrade check."""
+        session = self.sessions.pop(station_id, None)
+        if session is None:
+            return False
+        # 1008: policy violation, the close code for "you may not stay connected".
+        await session._connection.close(1008, reason)
+        return True
+
     async def send_command(
         self, station_id: str, action: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
