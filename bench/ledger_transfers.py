@@ -116,16 +116,24 @@ def _writer(url: str, phase: str, index: int, start_at: float, duration_s: float
     while time.perf_counter() < deadline:
         n += 1
         if phase.startswith("two_phase"):
-            hold = once(lambda tx, n=n: tx.book.transfer(request(2 * n, TransferFlags.PENDING)))
-            once(
-                lambda tx, n=n, hold_id=hold.id: tx.book.transfer(
-                    request(2 * n + 1, TransferFlags.POST_PENDING, hold_id)
-                )
-            )
+            pending = request(2 * n, TransferFlags.PENDING)
+            hold = once(_transfer(pending))
+            post = request(2 * n + 1, TransferFlags.POST_PENDING, hold.id)
+            once(_transfer(post))
         else:
-            once(lambda tx, n=n: tx.book.transfer(request(n)))
+            single = request(n)
+            once(_transfer(single))
     db.dispose()
     return latencies
+
+
+def _transfer(request: Any) -> Callable[[Tx], Any]:
+    """One ledger transfer as a unit of work (a function, not a lambda in a loop)."""
+
+    def work(tx: Tx) -> Any:
+        return tx.book.transfer(request)
+
+    return work
 
 
 def _phase(url: str, phase: str, writers: int, duration_s: float) -> dict[str, float]:
