@@ -2,7 +2,8 @@
 
 For every operation, requests generated from the documented schemas go to a real uvicorn server
 over HTTP, signed in as an admin (as a rider for the /me routes), and each answer is checked:
-never a 5xx, a status code the operation documents, and a body that matches the documented schema.
+never a 5xx, a status code the operation documents, a body that matches the documented schema,
+and no change to any table when the answer is a refusal (4xx).
 The database holds a small network (plans, stations with packs, a rider with allowance, a pack
 out) so that lookups can find something. Examples per operation are capped to keep the run short.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -45,6 +47,22 @@ class Api:
     url: str
     admin: dict[str, str]
     rider: dict[str, str]
+    db: Database
+
+
+# Failed logins are counted by design (the login limit); no other refusal may write anything.
+_WRITTEN_BY_REFUSALS = {"rate_limits"}
+
+
+def _snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    def work(tx: Any) -> dict[str, list[tuple[object, ...]]]:
+        return {
+            table.name: sorted(map(tuple, tx.repo.execute(sa.select(table)).all()), key=repr)
+            for table in t.metadata.sorted_tables
+            if table.name not in _WRITTEN_BY_REFUSALS
+        }
+
+    return db.read(work)
 
 
 def _login(url: str, email: str) -> dict[str, str]:
@@ -78,7 +96,7 @@ def _seed(db: Database, url: str) -> Api:
     app = IdToken(TokenType.APP, rider_id)
     assert swaps.authorize(db, "ST1", app).accepted
     swaps.battery_out(db, "ST1", "r1", [BatteryReading(3, "B-0001", 9800, 9500)], token=app)
-    return Api(url, _login(url, "admin@example.com"), _login(url, "rider@example.com"))
+    return Api(url, _login(url, "admin@example.com"), _login(url, "rider@example.com"), db)
 
 
 @pytest.fixture
@@ -106,4 +124,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, api: Api) -> None:
     is_rider_route = case.path == "/api/v1/me" or case.path.startswith("/api/v1/me/")
     headers = api.rider if is_rider_route else api.admin
-    case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+    before = _snapshot(api.db)
+    response = case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+    if response.status_code >= 400:
+        # Bad input gets a clear refusal and changes nothing.
+        assert _snapshot(api.db) == before, f"{case.method} {case.path} refused but wrote"
