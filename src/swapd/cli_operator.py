@@ -35,7 +35,7 @@ from swapd.domain.riders import RiderStatus, TokenType
 from swapd.domain.stations import Station
 from swapd.ledger.model import LedgerError
 from swapd.services import app_swaps, catalog, payments, queries, stations, views
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Joined, Tx
 
 T = TypeVar("T")
 
@@ -342,20 +342,6 @@ def repeated_rows(rows: Sequence[PackRow]) -> dict[int, str]:
     return repeats
 
 
-class _InTransaction(Database):
-    """A Database whose reads and writes join one open transaction (for all-or-nothing imports)."""
-
-    def __init__(self, db: Database, tx: Tx) -> None:
-        super().__init__(db.engine, db.clock)
-        self._tx = tx
-
-    def write(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-    def read(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-
 class _Rejected(Exception):
     """Rolls the import back: some rows were bad."""
 
@@ -377,7 +363,7 @@ def import_packs(
 
     def work(tx: Tx) -> int:
         restart()
-        joined = _InTransaction(db, tx)
+        joined = Joined(db, tx)
         found = list(bad)
         for row in rows:
             if row.line in repeats:

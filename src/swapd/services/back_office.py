@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,32 +23,13 @@ from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import Rider, RiderStatus
 from swapd.services import audit, catalog, payments, stations
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Joined, Tx
 
 T = TypeVar("T")
 
 MAX_IMPORT_ROWS = 10_000  # one request; larger fleets import in several files
 MAX_LAT_MICRODEG = 90_000_000
 MAX_LON_MICRODEG = 180_000_000
-
-
-class _Joined(Database):
-    """A Database whose reads and writes run in one open transaction: the existing services
-    become steps of a larger transaction (with the audit row) instead of committing alone."""
-
-    def __init__(self, db: Database, tx: Tx) -> None:
-        super().__init__(db.engine, db.clock)
-        self._tx = tx
-
-    def write(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-    def read(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-
-def joined(db: Database, tx: Tx) -> Database:
-    return _Joined(db, tx)
 
 
 # -- stations -------------------------------------------------------------------------------------
@@ -79,7 +60,7 @@ def create_station(
     _check_coordinates(lat_microdeg, lon_microdeg)
 
     def work(tx: Tx) -> str:
-        inner = joined(db, tx)
+        inner = Joined(db, tx)
         catalog.add_station(inner, station_id, slot_count, charged_soc=charged_soc, min_soh=min_soh)
         tx.repo.execute(
             sa.update(t.stations)
@@ -143,7 +124,7 @@ def set_station_enabled(db: Database, actor: str, station_id: str, enabled: bool
     action = "station.enable" if enabled else "station.disable"
 
     def work(tx: Tx) -> None:
-        stations.set_enabled(joined(db, tx), station_id, enabled)
+        stations.set_enabled(Joined(db, tx), station_id, enabled)
         audit.record(tx, actor, action, station_id, reason)
 
     db.write(work)
@@ -153,7 +134,7 @@ def reset_station_password(db: Database, actor: str, station_id: str, reason: st
     reason = audit.check_reason(reason)
 
     def work(tx: Tx) -> str:
-        password = stations.set_password(joined(db, tx), station_id)
+        password = stations.set_password(Joined(db, tx), station_id)
         audit.record(tx, actor, "station.password", station_id, reason)
         return password
 
@@ -168,7 +149,7 @@ def set_rider_status(db: Database, actor: str, rider_id: str, status: RiderStatu
     action = "rider.block" if status is RiderStatus.BLOCKED else "rider.unblock"
 
     def work(tx: Tx) -> Rider:
-        rider = catalog.set_rider_status(joined(db, tx), rider_id, status)
+        rider = catalog.set_rider_status(Joined(db, tx), rider_id, status)
         audit.record(tx, actor, action, rider_id, reason)
         return rider
 
@@ -186,7 +167,7 @@ def take_out_of_service(db: Database, actor: str, serial: str, status: PackStatu
 
     def work(tx: Tx) -> Pack:
         before = tx.repo.pack(serial)
-        pack = catalog.move_out_of_slot(joined(db, tx), serial, status)
+        pack = catalog.move_out_of_slot(Joined(db, tx), serial, status)
         place = None if before is None else before.place()
         audit.record(tx, actor, f"pack.{status.value}", serial, reason, {"was": place})
         return pack
@@ -196,7 +177,7 @@ def take_out_of_service(db: Database, actor: str, serial: str, status: PackStatu
 
 def create_plan(db: Database, actor: str, plan: Plan) -> Plan:
     def work(tx: Tx) -> Plan:
-        created = catalog.add_plan(joined(db, tx), plan)
+        created = catalog.add_plan(Joined(db, tx), plan)
         audit.record(tx, actor, "plan.create", plan.id, "new plan", {"kind": plan.kind.value})
         return created
 
@@ -307,7 +288,7 @@ def import_packs(db: Database, actor: str, text: str) -> ImportReport:
         raise InvalidInput("the CSV has no pack lines")
 
     def work(tx: Tx) -> ImportReport:
-        inner = joined(db, tx)
+        inner = Joined(db, tx)
         report: list[ImportLine] = []
         for item in parsed:
             if isinstance(item, ImportLine):
@@ -343,7 +324,7 @@ def refund(
 
     def work(tx: Tx) -> payments.Refund:
         done = payments.refund(
-            joined(db, tx), rider_id, amount_minor, reason=reason, actor=actor, key=key
+            Joined(db, tx), rider_id, amount_minor, reason=reason, actor=actor, key=key
         )
         if not done.repeated:
             detail = {"amount_minor": done.amount_minor, "units": done.units, "key": key}
@@ -359,7 +340,7 @@ def adjust(
     reason = audit.check_reason(reason)
 
     def work(tx: Tx) -> payments.Adjustment:
-        done = payments.adjust(joined(db, tx), rider_id, units, reason=reason, actor=actor, key=key)
+        done = payments.adjust(Joined(db, tx), rider_id, units, reason=reason, actor=actor, key=key)
         if not done.repeated:
             detail = {"units": done.units, "unit": done.unit, "key": key}
             audit.record(tx, actor, "rider.adjust", rider_id, reason, detail)

@@ -34,7 +34,7 @@ from swapd.payments.provider import (
 )
 from swapd.services import audit, payments
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Joined, Tx
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -292,22 +292,6 @@ def payment(db: Database, payment_id: str) -> Payment:
 # -- webhooks --------------------------------------------------------------------------------------
 
 
-class _Joined(Database):
-    """This database, seen from inside one open transaction: the payment services' own
-    ``db.write`` runs in it, so their credit commits or rolls back with the payment's status and
-    the webhook event record."""
-
-    def __init__(self, db: Database, tx: Tx) -> None:
-        super().__init__(db.engine, db.clock)
-        self._tx = tx
-
-    def write(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-    def read(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-
 def _seen(tx: Tx, provider: str, event_id: str) -> bool:
     row = tx.repo.execute(
         sa.select(t.webhook_events.c.event_id).where(
@@ -354,12 +338,12 @@ def _set_status(tx: Tx, payment_id: str, status: PaymentStatus, *, credited: boo
 
 def _credit(db: Database, tx: Tx, payment: Payment, actor: str) -> None:
     if payment.purpose is Purpose.TOP_UP:
-        payments.top_up(_Joined(db, tx), payment.rider_id, payment.amount_minor, payment.id, actor=actor)
+        payments.top_up(Joined(db, tx), payment.rider_id, payment.amount_minor, payment.id, actor=actor)
         return
     # subscribe() prices the first cycle as of its transaction's time; the rider was quoted (and
     # paid) the fee as of the payment's creation, so the cycle is priced and started then.
     quoted = dataclasses.replace(tx, now=payment.created_at)
-    credited = payments.subscribe(_Joined(db, quoted), payment.rider_id, payment.id, actor=actor)
+    credited = payments.subscribe(Joined(db, quoted), payment.rider_id, payment.id, actor=actor)
     if credited.amount_minor != payment.amount_minor:
         raise Conflict(
             f"the first cycle now costs {credited.amount_minor} {credited.currency}, "

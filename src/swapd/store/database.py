@@ -209,3 +209,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Joined(Database):
+    """A Database whose reads and writes run in one transaction that is already open: services
+    that open their own (``db.write``) become steps of a larger one, so that, for example, a
+    refund commits or rolls back together with its audit row, or a row of an import with the
+    rest of the file."""
+
+    def __init__(self, db: Database, tx: Tx) -> None:
+        super().__init__(db.engine, db.clock)
+        self._tx = tx
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        return work(self._tx)
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        return work(self._tx)
