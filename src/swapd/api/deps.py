@@ -6,6 +6,7 @@ services and their database transactions belong.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -80,6 +81,14 @@ IdempotencyKey = Annotated[
         description="Required where money moves: repeats with the same key return the first answer.",
     ),
 ]
+
+
+def service_key(caller: Principal, idempotency_key: str) -> str:
+    """The idempotency key a service gets for this request: the caller and a digest of their
+    Idempotency-Key, so that two concurrent first attempts are one operation underneath too.
+    A digest because the header may be 200 characters and ledger references hold 120."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return f"api:{caller.user_id}:{digest}"
 
 
 def once(

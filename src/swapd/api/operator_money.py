@@ -7,7 +7,6 @@ attempts still move money once. Each change and its audit row commit together.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,11 +14,10 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Admin, Db, IdempotencyKey, once
+from swapd.api.deps import Admin, Db, IdempotencyKey, once, service_key
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
 from swapd.services import audit, back_office, queries
-from swapd.services.identity import Principal
 from swapd.services.payments import MAX_AMOUNT_MINOR
 
 router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
@@ -66,13 +64,6 @@ class AuditOut(BaseModel):
     detail: dict[str, Any]
 
 
-def ledger_key(caller: Principal, idempotency_key: str) -> str:
-    """The service's own key, from the caller and their Idempotency-Key. Hashed: the header may
-    be 200 characters and the ledger keeps references of up to 120."""
-    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-    return f"api:{caller.user_id}:{digest}"
-
-
 @router.post(
     "/riders/{rider_id}/refunds",
     status_code=status.HTTP_201_CREATED,
@@ -95,7 +86,7 @@ def refund(
             rider_id,
             body.amount_minor,
             reason=body.reason,
-            key=ledger_key(caller, idempotency_key),
+            key=service_key(caller, idempotency_key),
         )
         balance = queries.rider_balance(db, rider_id)
         return 201, RefundOut(
@@ -131,7 +122,7 @@ def adjust(
             rider_id,
             body.units,
             reason=body.reason,
-            key=ledger_key(caller, idempotency_key),
+            key=service_key(caller, idempotency_key),
         )
         return 201, AdjustmentOut(rider_id=rider_id, units=done.units, unit=done.unit)
 

@@ -13,6 +13,7 @@ from swapd.api.deps import Db, Operator, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Limit, Page, Reason, page_of
 from swapd.api.operator_plans import PlanOut
+from swapd.api.rider import SubscriptionOut
 from swapd.domain.riders import RiderStatus
 from swapd.services import back_office, ops_queries, queries, views
 
@@ -51,14 +52,6 @@ class BalanceOut(BaseModel):
     prepaid_minor: int
     available_value_minor: int
     receivable_minor: int
-
-
-class SubscriptionOut(BaseModel):
-    cycle_no: int
-    cycle_start: datetime
-    cycle_end: datetime
-    carried_in_units: int
-    consumed_units: int
 
 
 class RiderOut(BaseModel):
@@ -117,15 +110,7 @@ def _rider(db: Db, rider_id: str) -> RiderOut:
             receivable_minor=balance.receivable_minor,
         ),
         packs_held=list(balance.packs_held),
-        subscription=None
-        if sub is None
-        else SubscriptionOut(
-            cycle_no=sub.cycle_no,
-            cycle_start=sub.cycle_start,
-            cycle_end=sub.cycle_end,
-            carried_in_units=sub.carried_in_units,
-            consumed_units=sub.consumed_units,
-        ),
+        subscription=SubscriptionOut.of(sub),
     )
 
 

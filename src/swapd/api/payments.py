@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from swapd.api.deps import Db, IdempotencyKey, Rider, get_db, once
+from swapd.api.deps import Db, IdempotencyKey, Rider, get_db, once, service_key
 from swapd.api.errors import responses
 from swapd.domain.errors import NotFound
 from swapd.domain.quantities import format_money
@@ -119,10 +119,6 @@ def _site(request: Request) -> str:
     return config.site_url(str(request.base_url))
 
 
-def _service_key(caller_user_id: str, idempotency_key: str) -> str:
-    return f"api:{caller_user_id}:{idempotency_key}"
-
-
 @router.post(
     "/me/top-ups",
     status_code=status.HTTP_201_CREATED,
@@ -147,7 +143,7 @@ def top_up(
             provider,
             rider_id,
             body.amount_minor,
-            key=_service_key(caller.user_id, idempotency_key),
+            key=service_key(caller, idempotency_key),
             site_url=_site(request),
             return_url=body.return_url,
         )
@@ -180,7 +176,7 @@ def subscribe(
             db,
             provider,
             rider_id,
-            key=_service_key(caller.user_id, idempotency_key),
+            key=service_key(caller, idempotency_key),
             site_url=_site(request),
             return_url=wanted.return_url,
             plan_id=wanted.plan_id,

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Db, IdempotencyKey, Rider, once
+from swapd.api.deps import Db, IdempotencyKey, Rider, once, service_key
 from swapd.api.errors import responses
 from swapd.domain.errors import Conflict
 from swapd.domain.riders import TokenType
-from swapd.services import app_swaps, rider_views
+from swapd.services import app_swaps, rider_views, views
 
 router = APIRouter(tags=["rider"])
 
@@ -40,6 +40,18 @@ class SubscriptionOut(BaseModel):
     cycle_end: datetime
     carried_in_units: int = Field(description="Units carried in from the previous cycle")
     consumed_units: int
+
+    @classmethod
+    def of(cls, sub: views.SubscriptionLine | None) -> SubscriptionOut | None:
+        if sub is None:
+            return None
+        return cls(
+            cycle_no=sub.cycle_no,
+            cycle_start=sub.cycle_start,
+            cycle_end=sub.cycle_end,
+            carried_in_units=sub.carried_in_units,
+            consumed_units=sub.consumed_units,
+        )
 
 
 class BalanceOut(BaseModel):
@@ -86,15 +98,7 @@ def my_balance(caller: Rider, db: Db) -> BalanceOut:
         prepaid_minor=b.prepaid_minor,
         receivable_minor=b.receivable_minor,
         packs_held=list(b.packs_held),
-        subscription=None
-        if sub is None
-        else SubscriptionOut(
-            cycle_no=sub.cycle_no,
-            cycle_start=sub.cycle_start,
-            cycle_end=sub.cycle_end,
-            carried_in_units=sub.carried_in_units,
-            consumed_units=sub.consumed_units,
-        ),
+        subscription=SubscriptionOut.of(sub),
     )
 
 
@@ -271,7 +275,7 @@ def start_swap(
             body.station_id,
             rider_id,
             timeout_s=SWAP_REQUEST_TIMEOUT_S,
-            key=f"api:{caller.user_id}:{idempotency_key}",
+            key=service_key(caller, idempotency_key),
         )
         # Asked (a request id) and not accepted: the station may have dropped off meanwhile.
         if not outcome.accepted and outcome.request_id is not None and not online():
