@@ -78,10 +78,7 @@ def api_key(
     """Create an API key for a staff account; the key is shown once."""
 
     def work(db: Database) -> identity.IssuedToken:
-        matches = [u for u in identity.users(db) if u.email == email.strip().lower()]
-        if not matches:
-            fail(f"no account {email}")
-        return identity.create_api_key(db, matches[0].id, name)
+        return identity.create_api_key(db, identity.user_by_email(db, email).id, name)
 
     issued = with_db(database, work)
     if as_json:

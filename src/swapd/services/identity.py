@@ -366,6 +366,14 @@ def user(db: Database, user_id: str) -> User:
     return found[0]
 
 
+def user_by_email(db: Database, email: str) -> User:
+    address = email.strip().lower()
+    found = db.read(lambda tx: _user_by(tx, t.users.c.email == address))
+    if found is None:
+        raise NotFound(f"no account {email}")
+    return found[0]
+
+
 def update_staff(
     db: Database, user_id: str, *, role: Role | None = None, status: str | None = None
 ) -> User:
