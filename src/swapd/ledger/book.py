@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +30,7 @@ from swapd.ledger.model import (
     deltas_for,
     validate_request,
 )
+from swapd.store.prepared import Prepared, PreparedResult
 from swapd.store.schema import accounts, transfers
 
 OPERATOR = ""
@@ -37,21 +39,23 @@ OPERATOR = ""
 # a Core statement and computing its cache key cost more CPU than the database's own work for a
 # transfer (profiled: about 40 % of a transfer's time on SQLite, where the database is in-process).
 _c, _x = accounts.c, transfers.c
-_ACCOUNT_BY_ID = sa.select(accounts).where(_c.id == sa.bindparam("account_id"))
-_ACCOUNT_BY_ID_LOCKED = _ACCOUNT_BY_ID.with_for_update()
-_ACCOUNT_BY_NAME = sa.select(accounts).where(
+_ACCOUNT_BY_ID_Q = sa.select(accounts).where(_c.id == sa.bindparam("account_id"))
+_ACCOUNT_BY_ID = Prepared(_ACCOUNT_BY_ID_Q)
+_ACCOUNT_BY_ID_LOCKED = Prepared(_ACCOUNT_BY_ID_Q.with_for_update())
+_ACCOUNT_BY_NAME_Q = sa.select(accounts).where(
     _c.ledger == sa.bindparam("ledger_name"),
     _c.code == sa.bindparam("account_code"),
     _c.owner == sa.bindparam("account_owner"),
 )
-_ACCOUNT_BY_NAME_LOCKED = _ACCOUNT_BY_NAME.with_for_update()
-_TRANSFER_BY_KEY = sa.select(transfers).where(_x.key == sa.bindparam("transfer_key"))
-_TRANSFER_BY_ID = sa.select(transfers).where(_x.id == sa.bindparam("transfer_id"))
-_RESOLUTION_FLAGS = sa.select(_x.flags).where(_x.pending_id == sa.bindparam("resolved_id"))
-_RESOLUTION_ID = sa.select(_x.id).where(_x.pending_id == sa.bindparam("resolved_id"))
-_INSERT_TRANSFER = sa.insert(transfers).returning(_x.id)
+_ACCOUNT_BY_NAME = Prepared(_ACCOUNT_BY_NAME_Q)
+_ACCOUNT_BY_NAME_LOCKED = Prepared(_ACCOUNT_BY_NAME_Q.with_for_update())
+_TRANSFER_BY_KEY = Prepared(sa.select(transfers).where(_x.key == sa.bindparam("transfer_key")))
+_TRANSFER_BY_ID = Prepared(sa.select(transfers).where(_x.id == sa.bindparam("transfer_id")))
+_RESOLUTION_FLAGS = Prepared(sa.select(_x.flags).where(_x.pending_id == sa.bindparam("resolved_id")))
+_RESOLUTION_ID = Prepared(sa.select(_x.id).where(_x.pending_id == sa.bindparam("resolved_id")))
+_INSERT_TRANSFER = Prepared(sa.insert(transfers).returning(_x.id))
 _BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
-_ADD_TO_ACCOUNT = (
+_ADD_TO_ACCOUNT = Prepared(
     sa.update(accounts)
     .where(_c.id == sa.bindparam("account_id"))
     .values(
@@ -60,36 +64,36 @@ _ADD_TO_ACCOUNT = (
 )
 
 
-def _account(row: sa.Row[tuple[object, ...]]) -> Account:
-    m = row._mapping
+def _account(row: Any) -> Account:
+    """An account from a row of ``accounts`` (``sqlalchemy.Row`` or ``PreparedRow``)."""
     return Account(
-        id=m["id"],
-        ledger=m["ledger"],
-        code=AccountCode(m["code"]),
-        owner=m["owner"],
-        flags=AccountFlags(m["flags"]),
-        debits_pending=m["debits_pending"],
-        debits_posted=m["debits_posted"],
-        credits_pending=m["credits_pending"],
-        credits_posted=m["credits_posted"],
+        id=row.id,
+        ledger=row.ledger,
+        code=AccountCode(row.code),
+        owner=row.owner,
+        flags=AccountFlags(row.flags),
+        debits_pending=row.debits_pending,
+        debits_posted=row.debits_posted,
+        credits_pending=row.credits_pending,
+        credits_posted=row.credits_posted,
     )
 
 
-def _transfer(row: sa.Row[tuple[object, ...]]) -> Transfer:
-    m = row._mapping
+def _transfer(row: Any) -> Transfer:
+    """A transfer from a row of ``transfers`` (``sqlalchemy.Row`` or ``PreparedRow``)."""
     return Transfer(
-        id=m["id"],
-        key=m["key"],
-        ledger=m["ledger"],
-        debit_account_id=m["debit_account_id"],
-        credit_account_id=m["credit_account_id"],
-        amount=m["amount"],
-        code=TransferCode(m["code"]),
-        flags=TransferFlags(m["flags"]),
-        pending_id=m["pending_id"],
-        rider_id=m["rider_id"],
-        actor=m["actor"],
-        memo=m["memo"],
+        id=row.id,
+        key=row.key,
+        ledger=row.ledger,
+        debit_account_id=row.debit_account_id,
+        credit_account_id=row.credit_account_id,
+        amount=row.amount,
+        code=TransferCode(row.code),
+        flags=TransferFlags(row.flags),
+        pending_id=row.pending_id,
+        rider_id=row.rider_id,
+        actor=row.actor,
+        memo=row.memo,
     )
 
 
@@ -102,6 +106,9 @@ class Book:
         self._deferred: dict[int, Delta] = defaultdict(Delta)
         self._accounts: dict[int, Account] = {}
         self._lockable = connection.dialect.name == "postgresql"
+
+    def _run(self, statement: Prepared, parameters: dict[str, Any]) -> PreparedResult:
+        return statement.run(self._conn, parameters)
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -122,29 +129,27 @@ class Book:
     def existing(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account | None:
         """The account if it exists, without creating or locking it (for reads)."""
         name = {"ledger_name": ledger, "account_code": code.value, "account_owner": owner}
-        row = self._conn.execute(_ACCOUNT_BY_NAME, name).first()
+        row = self._run(_ACCOUNT_BY_NAME, name).first()
         return None if row is None else _account(row)
 
     def get(self, account_id: int) -> Account:
         cached = self._accounts.get(account_id)
         if cached is None:
             key = {"account_id": account_id}
-            row = self._conn.execute(_ACCOUNT_BY_ID, key).first()
+            row = self._run(_ACCOUNT_BY_ID, key).first()
             if row is None:
                 raise LedgerError("account_not_found", f"no account {account_id}")
             cached = _account(row)
             if cached.flags != AccountFlags.NONE and self._lockable:
-                cached = _account(self._conn.execute(_ACCOUNT_BY_ID_LOCKED, key).one())
+                cached = _account(self._run(_ACCOUNT_BY_ID_LOCKED, key).one())
             self._accounts[account_id] = cached
         delta = self._deferred.get(account_id)
         return cached.with_delta(delta) if delta else cached
 
-    def _select_account(
-        self, ledger: str, code: AccountCode, owner: str
-    ) -> sa.Row[tuple[object, ...]] | None:
+    def _select_account(self, ledger: str, code: AccountCode, owner: str) -> Any:
         lock = ACCOUNT_FLAGS.get(code) is not None and self._lockable
         name = {"ledger_name": ledger, "account_code": code.value, "account_owner": owner}
-        return self._conn.execute(_ACCOUNT_BY_NAME_LOCKED if lock else _ACCOUNT_BY_NAME, name).first()
+        return self._run(_ACCOUNT_BY_NAME_LOCKED if lock else _ACCOUNT_BY_NAME, name).first()
 
     def _insert_account(self, ledger: str, code: AccountCode, owner: str) -> None:
         values = {
@@ -165,7 +170,7 @@ class Book:
     # -- transfers --------------------------------------------------------------------------
 
     def find(self, key: str) -> Transfer | None:
-        row = self._conn.execute(_TRANSFER_BY_KEY, {"transfer_key": key}).first()
+        row = self._run(_TRANSFER_BY_KEY, {"transfer_key": key}).first()
         return None if row is None else _transfer(row)
 
     def transfer(self, request: TransferRequest) -> Transfer:
@@ -187,7 +192,7 @@ class Book:
         debit_delta, credit_delta = deltas_for(request, pending)
         debit.with_delta(debit_delta).check_limits()
         credit.with_delta(credit_delta).check_limits()
-        inserted = self._conn.execute(
+        inserted = self._run(
             _INSERT_TRANSFER,
             {
                 "key": request.key,
@@ -222,20 +227,20 @@ class Book:
         )
 
     def _pending(self, pending_id: int) -> Transfer:
-        row = self._conn.execute(_TRANSFER_BY_ID, {"transfer_id": pending_id}).first()
+        row = self._run(_TRANSFER_BY_ID, {"transfer_id": pending_id}).first()
         if row is None:
             raise LedgerError("pending_transfer_not_found", f"no transfer {pending_id}")
         pending = _transfer(row)
         if not pending.flags & TransferFlags.PENDING:
             raise LedgerError("pending_transfer_not_pending", f"transfer {pending_id} is not pending")
-        resolved = self._conn.execute(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
+        resolved = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
         if resolved is not None:
             state = "posted" if resolved & TransferFlags.POST_PENDING else "voided"
             raise LedgerError(f"pending_transfer_already_{state}", f"transfer {pending_id} is {state}")
         return pending
 
     def is_resolved(self, pending_id: int) -> bool:
-        return self._conn.execute(_RESOLUTION_ID, {"resolved_id": pending_id}).first() is not None
+        return self._run(_RESOLUTION_ID, {"resolved_id": pending_id}).first() is not None
 
     def _apply(self, account: Account, delta: Delta) -> None:
         if account.flags == AccountFlags.NONE:
@@ -245,7 +250,7 @@ class Book:
         self._accounts[account.id] = self._accounts[account.id].with_delta(delta)
 
     def _write(self, account_id: int, delta: Delta) -> None:
-        self._conn.execute(
+        self._run(
             _ADD_TO_ACCOUNT,
             {
                 "account_id": account_id,

@@ -33,6 +33,7 @@ from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, Transfe
 from swapd.services.money import move, recognise, rider_accounts
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
+from swapd.store.prepared import Prepared
 from swapd.store.repository import Retry, Row, update_statement
 
 MAX_PACKS_PER_SWAP = 8
@@ -54,8 +55,8 @@ class EventType:
 
 # The statements of the swap path, built once (see swapd.store.repository for why).
 _B = sa.bindparam
-_INSERT_SWAP = sa.insert(t.swaps).returning(t.swaps.c.id)
-_OPEN_OFFER = (
+_INSERT_SWAP = Prepared(sa.insert(t.swaps).returning(t.swaps.c.id))
+_OPEN_OFFER = Prepared(
     sa.select(t.swaps)
     .where(
         t.swaps.c.station_id == _B("station_id"),
@@ -65,7 +66,7 @@ _OPEN_OFFER = (
     .order_by(t.swaps.c.id.desc())
 )
 # The same pack as the key of a swap still open at another station (R3: one pack, one place).
-_KEY_OPEN_ELSEWHERE = (
+_KEY_OPEN_ELSEWHERE = Prepared(
     sa.select(t.swaps.c.id)
     .where(
         t.swaps.c.rider_id == _B("rider_id"),
@@ -76,15 +77,15 @@ _KEY_OPEN_ELSEWHERE = (
     )
     .limit(1)
 )
-_INSERT_OFFER = sa.insert(t.swap_offers)
-_SET_OFFER_STATE = (
+_INSERT_OFFER = Prepared(sa.insert(t.swap_offers))
+_SET_OFFER_STATE = Prepared(
     sa.update(t.swap_offers)
     .where(t.swap_offers.c.swap_id == _B("p_swap_id"), t.swap_offers.c.pack_serial == _B("p_serial"))
     .values(state=_B("v_state"))
 )
-_TRANSFER_BY_ID = sa.select(t.transfers).where(t.transfers.c.id == _B("transfer_id"))
-_INSERT_EVENT = sa.insert(t.station_events)
-_INSERT_POSSESSION = sa.insert(t.possessions)
+_TRANSFER_BY_ID = Prepared(sa.select(t.transfers).where(t.transfers.c.id == _B("transfer_id")))
+_INSERT_EVENT = Prepared(sa.insert(t.station_events))
+_INSERT_POSSESSION = Prepared(sa.insert(t.possessions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,18 +248,18 @@ def _insert_swap(
         "created_at": tx.now,
         "updated_at": tx.now,
     }
-    return int(tx.repo.execute(_INSERT_SWAP, values).scalar_one())
+    return int(tx.repo.run(_INSERT_SWAP, values).scalar_one())
 
 
 def _set_swap(tx: Tx, swap_id: int, **values: Any) -> None:
     values["updated_at"] = tx.now
     statement = update_statement(t.swaps, "id", tuple(sorted(values)))
-    tx.repo.execute(statement, {"p_id": swap_id, **{f"v_{k}": v for k, v in values.items()}})
+    tx.repo.run(statement, {"p_id": swap_id, **{f"v_{k}": v for k, v in values.items()}})
 
 
 def _open_offer(tx: Tx, station_id: str, rider_id: str) -> Row | None:
     """The rider's offer at this station that no BatterySwap event has claimed yet."""
-    return tx.repo.execute(_OPEN_OFFER, {"station_id": station_id, "rider_id": rider_id}).first()
+    return tx.repo.run(_OPEN_OFFER, {"station_id": station_id, "rider_id": rider_id}).first()
 
 
 # -- R6: the decision ----------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def authorize(
                 raise Retry()  # the pack moved between reading it and locking its rider
             # Checked under the rider's lock, so of two stations asking at once one sees the other.
             where = {"rider_id": rider_id, "station_id": station_id, "serial": token.value}
-            if tx.repo.execute(_KEY_OPEN_ELSEWHERE, where).first() is not None:
+            if tx.repo.run(_KEY_OPEN_ELSEWHERE, where).first() is not None:
                 return _refuse(
                     tx,
                     station_id,
@@ -351,7 +352,7 @@ def authorize(
             if not tx.repo.reserve_pack(offer.pack.serial, swap_id, tx.now):
                 raise Retry()  # another swap reserved it since we read the stock
             hold_id = _hold(tx, f"offer:{swap_id}:{offer.pack.serial}", rider_id, plan, offer.hold_units)
-            tx.repo.execute(
+            tx.repo.run(
                 _INSERT_OFFER,
                 {
                     "swap_id": swap_id,
@@ -489,7 +490,7 @@ def _hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None
 def _release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str) -> None:
     if hold_transfer_id is None or tx.book.is_resolved(hold_transfer_id):
         return
-    pending = tx.repo.execute(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
+    pending = tx.repo.run(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
     tx.book.transfer(
         TransferRequest(
             key=f"{key}:release",
@@ -514,7 +515,7 @@ def _already(tx: Tx, station_id: str, request_id: str, event_type: str) -> Event
 
 
 def _record(tx: Tx, station_id: str, request_id: str, result: EventResult) -> EventResult:
-    tx.repo.execute(
+    tx.repo.run(
         _INSERT_EVENT,
         {
             "station_id": station_id,
@@ -702,7 +703,7 @@ def _close_possession(
         "anomaly": usage.anomaly,
     }
     statement = update_statement(t.possessions, "id", tuple(sorted(closed)))
-    tx.repo.execute(statement, {"p_id": possession.id, **{f"v_{k}": v for k, v in closed.items()}})
+    tx.repo.run(statement, {"p_id": possession.id, **{f"v_{k}": v for k, v in closed.items()}})
     _place(tx, pack.serial, station.id, battery.slot_no, battery)
     if plan.is_subscription:
         tx.repo.execute(
@@ -744,7 +745,7 @@ def _charge(
     revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, from_hold + extra)
     consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
-        pending = tx.repo.execute(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
+        pending = tx.repo.run(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
         flags = TransferFlags.POST_PENDING if from_hold > 0 else TransferFlags.VOID_PENDING
         tx.book.transfer(
             TransferRequest(
@@ -947,7 +948,7 @@ def _hand_over(
     plan = _rider_plan(tx, rider_id)
     if offer is not None and offer.state == "offered":
         hold_units, hold_id = int(offer.hold_units), offer.hold_transfer_id
-        tx.repo.execute(
+        tx.repo.run(
             _SET_OFFER_STATE, {"p_swap_id": offer.swap_id, "p_serial": serial, "v_state": "taken"}
         )
     else:
@@ -994,7 +995,7 @@ def _hand_over(
             pack_serial=serial,
             rider_id=rider_id,
         )
-    tx.repo.execute(
+    tx.repo.run(
         _INSERT_POSSESSION,
         {
             "rider_id": rider_id,

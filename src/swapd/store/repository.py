@@ -19,8 +19,11 @@ from swapd.domain.quantities import Unit
 from swapd.domain.riders import Rider, RiderStatus
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
+from swapd.store.prepared import Prepared, PreparedResult
 
-Row = sa.Row[tuple[Any, ...]]
+# A result row: ``sqlalchemy.Row`` or, for the prepared statements of the swap path,
+# ``PreparedRow``; both give columns as attributes (``row.id``) and as ``row._mapping``.
+Row = Any
 
 
 class Retry(Exception):
@@ -34,15 +37,16 @@ _PACK_COLUMNS = [*t.packs.c, t.pack_models.c.nominal_wh]
 # more CPU than executing it (profiled: ~30 % of a swap in construction and cache-key hashing).
 _B = sa.bindparam
 _PACKS = sa.select(*_PACK_COLUMNS).join(t.pack_models, t.pack_models.c.code == t.packs.c.model_code)
-_PACK = _PACKS.where(t.packs.c.serial == _B("serial"))
-_PACK_LOCKED = _PACK.with_for_update(of=t.packs)
+_PACK_Q = _PACKS.where(t.packs.c.serial == _B("serial"))
+_PACK = Prepared(_PACK_Q)
+_PACK_LOCKED = Prepared(_PACK_Q.with_for_update(of=t.packs))
 _PACKS_BY_SERIAL = _PACKS.where(t.packs.c.serial.in_(_B("serials", expanding=True))).order_by(
     t.packs.c.serial
 )
 _PACKS_BY_SERIAL_LOCKED = _PACKS_BY_SERIAL.with_for_update(of=t.packs)
-_PACKS_AT = _PACKS.where(t.packs.c.station_id == _B("station_id")).order_by(t.packs.c.slot_no)
-_PACKS_OF_RIDER = _PACKS.where(t.packs.c.rider_id == _B("rider_id")).order_by(t.packs.c.serial)
-_RESERVE_PACK = (
+_PACKS_AT = Prepared(_PACKS.where(t.packs.c.station_id == _B("station_id")).order_by(t.packs.c.slot_no))
+_PACKS_OF_RIDER = Prepared(_PACKS.where(t.packs.c.rider_id == _B("rider_id")).order_by(t.packs.c.serial))
+_RESERVE_PACK = Prepared(
     sa.update(t.packs)
     .where(
         t.packs.c.serial == _B("p_serial"),
@@ -51,17 +55,20 @@ _RESERVE_PACK = (
     )
     .values(reserved_swap_id=_B("swap_id"), updated_at=_B("now"))
 )
-_STATION = sa.select(t.stations).where(t.stations.c.id == _B("station_id"))
-_STATION_LOCKED = _STATION.with_for_update()
-_SLOT = sa.select(t.slots).where(
-    t.slots.c.station_id == _B("station_id"), t.slots.c.slot_no == _B("slot_no")
+_STATION_Q = sa.select(t.stations).where(t.stations.c.id == _B("station_id"))
+_STATION = Prepared(_STATION_Q)
+_STATION_LOCKED = Prepared(_STATION_Q.with_for_update())
+_SLOT = Prepared(
+    sa.select(t.slots).where(
+        t.slots.c.station_id == _B("station_id"), t.slots.c.slot_no == _B("slot_no")
+    )
 )
-_EMPTY_SLOT = (
+_EMPTY_SLOT = Prepared(
     sa.update(t.slots)
     .where(t.slots.c.station_id == _B("p_station"), t.slots.c.slot_no == _B("p_slot"))
     .values(pack_serial=None, state=SlotState.AVAILABLE.value)
 )
-_FILL_SLOT = (
+_FILL_SLOT = Prepared(
     sa.update(t.slots)
     .where(
         t.slots.c.station_id == _B("p_station"),
@@ -70,43 +77,52 @@ _FILL_SLOT = (
     )
     .values(pack_serial=_B("p_serial"), state=SlotState.OCCUPIED.value)
 )
-_PLAN = sa.select(t.plans).where(t.plans.c.id == _B("plan_id"))
-_RIDER = sa.select(t.riders).where(t.riders.c.id == _B("rider_id"))
-_RIDER_LOCKED = _RIDER.with_for_update()
+_PLAN = Prepared(sa.select(t.plans).where(t.plans.c.id == _B("plan_id")))
+_RIDER_Q = sa.select(t.riders).where(t.riders.c.id == _B("rider_id"))
+_RIDER = Prepared(_RIDER_Q)
+_RIDER_LOCKED = Prepared(_RIDER_Q.with_for_update())
 _RIDERS = (
     sa.select(t.riders).where(t.riders.c.id.in_(_B("rider_ids", expanding=True))).order_by(t.riders.c.id)
 )
 _RIDERS_LOCKED = _RIDERS.with_for_update()
-_TOKEN = sa.select(t.id_tokens).where(
-    t.id_tokens.c.type == _B("token_type"), t.id_tokens.c.value == _B("value")
+_TOKEN = Prepared(
+    sa.select(t.id_tokens).where(
+        t.id_tokens.c.type == _B("token_type"), t.id_tokens.c.value == _B("value")
+    )
 )
-_OPEN_POSSESSION = sa.select(t.possessions).where(
-    t.possessions.c.pack_serial == _B("serial"), t.possessions.c.at_in.is_(None)
+_OPEN_POSSESSION = Prepared(
+    sa.select(t.possessions).where(
+        t.possessions.c.pack_serial == _B("serial"), t.possessions.c.at_in.is_(None)
+    )
 )
-_SWAP = sa.select(t.swaps).where(t.swaps.c.id == _B("swap_id"))
-_SWAP_BY_REQUEST = sa.select(t.swaps).where(
-    t.swaps.c.station_id == _B("station_id"), t.swaps.c.request_id == _B("request_id")
+_SWAP = Prepared(sa.select(t.swaps).where(t.swaps.c.id == _B("swap_id")))
+_SWAP_BY_REQUEST = Prepared(
+    sa.select(t.swaps).where(
+        t.swaps.c.station_id == _B("station_id"), t.swaps.c.request_id == _B("request_id")
+    )
 )
-_OFFERS = (
+_OFFERS = Prepared(
     sa.select(t.swap_offers)
     .where(t.swap_offers.c.swap_id == _B("swap_id"))
     .order_by(t.swap_offers.c.slot_no)
 )
-_STATION_EVENT = sa.select(t.station_events).where(
-    t.station_events.c.station_id == _B("station_id"),
-    t.station_events.c.request_id == _B("request_id"),
-    t.station_events.c.event_type == _B("event_type"),
+_STATION_EVENT = Prepared(
+    sa.select(t.station_events).where(
+        t.station_events.c.station_id == _B("station_id"),
+        t.station_events.c.request_id == _B("request_id"),
+        t.station_events.c.event_type == _B("event_type"),
+    )
 )
-_ALERT = sa.insert(t.alerts)
-_UPDATES: dict[tuple[str, str, tuple[str, ...]], sa.Update] = {}
+_ALERT = Prepared(sa.insert(t.alerts))
+_UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
 
 
-def update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> sa.Update:
+def update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> Prepared:
     """``UPDATE table SET <columns> WHERE <key> = :p_key``, built once per column set; execute
     it with ``p_<key>`` and ``v_<column>`` parameters."""
     statement = _UPDATES.get((table.name, key, columns))
     if statement is None:
-        statement = (
+        statement = Prepared(
             sa.update(table)
             .where(table.c[key] == _B(f"p_{key}"))
             .values({name: _B(f"v_{name}") for name in columns})
@@ -116,37 +132,35 @@ def update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> sa.
 
 
 def _pack(row: Row) -> Pack:
-    m = row._mapping
     return Pack(
-        serial=m["serial"],
-        model_code=m["model_code"],
-        nominal_wh=m["nominal_wh"],
-        soh_bp=m["soh_bp"],
-        soc_bp=m["soc_bp"],
-        cycle_count=m["cycle_count"],
-        status=PackStatus(m["status"]),
-        station_id=m["station_id"],
-        slot_no=m["slot_no"],
-        rider_id=m["rider_id"],
-        reserved_swap_id=m["reserved_swap_id"],
+        serial=row.serial,
+        model_code=row.model_code,
+        nominal_wh=row.nominal_wh,
+        soh_bp=row.soh_bp,
+        soc_bp=row.soc_bp,
+        cycle_count=row.cycle_count,
+        status=PackStatus(row.status),
+        station_id=row.station_id,
+        slot_no=row.slot_no,
+        rider_id=row.rider_id,
+        reserved_swap_id=row.reserved_swap_id,
     )
 
 
 def plan_from_row(row: Row) -> Plan:
-    m = row._mapping
     return Plan(
-        id=m["id"],
-        kind=PlanKind(m["kind"]),
-        unit=Unit(m["unit"]),
-        currency=m["currency"],
-        price_minor=m["price_minor"],
-        price_units=m["price_units"],
-        granularity_s=m["granularity_s"],
-        time_hold_s=m["time_hold_s"],
-        fee_minor=m["fee_minor"],
-        included_units=m["included_units"],
-        carry_over=m["carry_over"],
-        prorate_first_cycle=m["prorate_first_cycle"],
+        id=row.id,
+        kind=PlanKind(row.kind),
+        unit=Unit(row.unit),
+        currency=row.currency,
+        price_minor=row.price_minor,
+        price_units=row.price_units,
+        granularity_s=row.granularity_s,
+        time_hold_s=row.time_hold_s,
+        fee_minor=row.fee_minor,
+        included_units=row.included_units,
+        carry_over=row.carry_over,
+        prorate_first_cycle=row.prorate_first_cycle,
     )
 
 
@@ -162,6 +176,10 @@ class Repository:
         self, statement: sa.Executable, parameters: dict[str, Any] | None = None
     ) -> sa.CursorResult[Any]:
         return self.conn.execute(statement, parameters)
+
+    def run(self, statement: Prepared, parameters: dict[str, Any] | None = None) -> PreparedResult:
+        """A statement of the swap path, on the driver's cursor (see ``store.prepared``)."""
+        return statement.run(self.conn, parameters)
 
     # -- pack models, packs ----------------------------------------------------------------
 
@@ -180,7 +198,7 @@ class Repository:
 
     def pack(self, serial: str, *, lock: bool = False) -> Pack | None:
         query = _PACK_LOCKED if lock and self._lockable else _PACK
-        row = self.conn.execute(query, {"serial": serial}).first()
+        row = self.run(query, {"serial": serial}).first()
         return None if row is None else _pack(row)
 
     def packs(self, serials: Sequence[str], *, lock: bool = False) -> dict[str, Pack]:
@@ -192,10 +210,10 @@ class Repository:
         return {p.serial: p for p in map(_pack, rows)}
 
     def packs_at(self, station_id: str) -> list[Pack]:
-        return [_pack(r) for r in self.conn.execute(_PACKS_AT, {"station_id": station_id})]
+        return [_pack(r) for r in self.run(_PACKS_AT, {"station_id": station_id})]
 
     def packs_of_rider(self, rider_id: str) -> list[Pack]:
-        return [_pack(r) for r in self.conn.execute(_PACKS_OF_RIDER, {"rider_id": rider_id})]
+        return [_pack(r) for r in self.run(_PACKS_OF_RIDER, {"rider_id": rider_id})]
 
     def all_packs(self) -> list[Pack]:
         return [_pack(r) for r in self.conn.execute(self._packs_query().order_by(t.packs.c.serial))]
@@ -203,18 +221,18 @@ class Repository:
     def update_pack(self, serial: str, now: datetime, **values: Any) -> None:
         values["updated_at"] = now
         statement = update_statement(t.packs, "serial", tuple(sorted(values)))
-        self.conn.execute(statement, {"p_serial": serial, **{f"v_{k}": v for k, v in values.items()}})
+        self.run(statement, {"p_serial": serial, **{f"v_{k}": v for k, v in values.items()}})
 
     def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> bool:
         """Reserve a charged pack for a swap offer; False if another swap took it first."""
-        result = self.conn.execute(_RESERVE_PACK, {"p_serial": serial, "swap_id": swap_id, "now": now})
+        result = self.run(_RESERVE_PACK, {"p_serial": serial, "swap_id": swap_id, "now": now})
         return result.rowcount == 1
 
     # -- stations and slots ----------------------------------------------------------------
 
     def station(self, station_id: str, *, lock: bool = False) -> Station | None:
         query = _STATION_LOCKED if lock and self._lockable else _STATION
-        row = self.conn.execute(query, {"station_id": station_id}).first()
+        row = self.run(query, {"station_id": station_id}).first()
         if row is None:
             return None
         return Station(row.id, row.slot_count, row.enabled, row.charged_soc_bp, row.min_soh_bp)
@@ -230,7 +248,7 @@ class Repository:
         return [Slot(r.station_id, r.slot_no, SlotState(r.state), r.pack_serial) for r in rows]
 
     def slot(self, station_id: str, slot_no: int) -> Slot | None:
-        row = self.conn.execute(_SLOT, {"station_id": station_id, "slot_no": slot_no}).first()
+        row = self.run(_SLOT, {"station_id": station_id, "slot_no": slot_no}).first()
         return (
             None
             if row is None
@@ -244,16 +262,16 @@ class Repository:
         against the first one's committed row, matches nothing, and retries from the start."""
         where = {"p_station": station_id, "p_slot": slot_no}
         if pack_serial is None:
-            self.conn.execute(_EMPTY_SLOT, where)
+            self.run(_EMPTY_SLOT, where)
             return
-        result = self.conn.execute(_FILL_SLOT, {**where, "p_serial": pack_serial})
+        result = self.run(_FILL_SLOT, {**where, "p_serial": pack_serial})
         if result.rowcount != 1:
             raise Retry(f"slot {slot_no} of station {station_id} was taken meanwhile")
 
     # -- plans, riders, tokens -------------------------------------------------------------
 
     def plan(self, plan_id: str) -> Plan | None:
-        row = self.conn.execute(_PLAN, {"plan_id": plan_id}).first()
+        row = self.run(_PLAN, {"plan_id": plan_id}).first()
         return None if row is None else plan_from_row(row)
 
     def plans(self) -> list[Plan]:
@@ -261,7 +279,7 @@ class Repository:
 
     def rider(self, rider_id: str, *, lock: bool = False) -> Rider | None:
         query = _RIDER_LOCKED if lock and self._lockable else _RIDER
-        row = self.conn.execute(query, {"rider_id": rider_id}).first()
+        row = self.run(query, {"rider_id": rider_id}).first()
         if row is None:
             return None
         return Rider(row.id, row.plan_id, RiderStatus(row.status), row.vehicle_packs)
@@ -270,6 +288,9 @@ class Repository:
         """Lock riders in id order (the first step of every write that touches a rider)."""
         if not rider_ids:
             return {}
+        if len(set(rider_ids)) == 1:  # the swap path: one rider, a prepared statement
+            rider = self.rider(rider_ids[0], lock=True)
+            return {} if rider is None else {rider.id: rider}
         query = _RIDERS_LOCKED if self._lockable else _RIDERS
         rows = self.conn.execute(query, {"rider_ids": sorted(set(rider_ids))})
         return {r.id: Rider(r.id, r.plan_id, RiderStatus(r.status), r.vehicle_packs) for r in rows}
@@ -279,12 +300,12 @@ class Repository:
         return [Rider(r.id, r.plan_id, RiderStatus(r.status), r.vehicle_packs) for r in rows]
 
     def token_owner(self, token_type: str, value: str) -> Row | None:
-        return self.conn.execute(_TOKEN, {"token_type": token_type, "value": value}).first()
+        return self.run(_TOKEN, {"token_type": token_type, "value": value}).first()
 
     # -- possessions -----------------------------------------------------------------------
 
     def open_possession(self, serial: str) -> Row | None:
-        return self.conn.execute(_OPEN_POSSESSION, {"serial": serial}).first()
+        return self.run(_OPEN_POSSESSION, {"serial": serial}).first()
 
     def open_possessions_of(self, rider_id: str) -> list[Row]:
         return list(
@@ -298,19 +319,17 @@ class Repository:
     # -- swaps -----------------------------------------------------------------------------
 
     def swap(self, swap_id: int) -> Row | None:
-        return self.conn.execute(_SWAP, {"swap_id": swap_id}).first()
+        return self.run(_SWAP, {"swap_id": swap_id}).first()
 
     def swap_by_request(self, station_id: str, request_id: str) -> Row | None:
-        return self.conn.execute(
-            _SWAP_BY_REQUEST, {"station_id": station_id, "request_id": request_id}
-        ).first()
+        return self.run(_SWAP_BY_REQUEST, {"station_id": station_id, "request_id": request_id}).first()
 
     def offers(self, swap_id: int) -> list[Row]:
-        return list(self.conn.execute(_OFFERS, {"swap_id": swap_id}))
+        return list(self.run(_OFFERS, {"swap_id": swap_id}))
 
     def station_event(self, station_id: str, request_id: str, event_type: str) -> Row | None:
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
-        return self.conn.execute(_STATION_EVENT, where).first()
+        return self.run(_STATION_EVENT, where).first()
 
     def alert(
         self,
@@ -322,7 +341,7 @@ class Repository:
         pack_serial: str | None = None,
         rider_id: str | None = None,
     ) -> None:
-        self.conn.execute(
+        self.run(
             _ALERT,
             {
                 "kind": kind,

@@ -1,0 +1,184 @@
+"""Prepared statements (store.prepared) give what Connection.execute gives: the same rows, values
+of the same types, the same errors, and defaults filled in, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from swapd.domain.plans import Plan, PlanKind
+from swapd.domain.quantities import Unit
+from swapd.domain.riders import IdToken, TokenType
+from swapd.ledger import book as book_module
+from swapd.services import catalog, payments, swaps
+from swapd.services import swaps as swaps_module
+from swapd.services.swaps import BatteryReading
+from swapd.store import repository as repository_module
+from swapd.store import schema as t
+from swapd.store.database import Database
+from swapd.store.prepared import Prepared
+
+PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
+
+
+def _prepared_selects() -> dict[str, Prepared]:
+    found = {}
+    for module in (repository_module, book_module, swaps_module):
+        for name, value in vars(module).items():
+            if isinstance(value, Prepared) and isinstance(value.statement, sa.Select):
+                found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+@pytest.fixture
+def swapped(db: Database) -> dict[str, object]:
+    """A station, a rider who has taken one pack and returned it for another: rows in every
+    table the swap path reads."""
+    catalog.add_pack_model(db, "M1", 1700)
+    catalog.add_plan(db, PLAN)
+    catalog.add_station(db, "ST1", 3)
+    catalog.add_rider(db, "R1", PLAN.id)
+    payments.top_up(db, "R1", 100_000, "pay-1")
+    catalog.register_pack(db, "P1", "M1", soc=100, soh=100, station_id="ST1", slot_no=1)
+    catalog.register_pack(db, "P2", "M1", soc=100, soh=100, station_id="ST1", slot_no=2)
+    app = IdToken(TokenType.APP, "R1")
+    first = swaps.authorize(db, "ST1", app, request_id="1")
+    assert first.accepted
+    swaps.battery_out(
+        db, "ST1", "1", [BatteryReading.parse(first.offered_slots[0], "P1", 100, 100)], token=app
+    )
+    key = IdToken(TokenType.BATTERY_SERIAL, "P1")
+    second = swaps.authorize(db, "ST1", key)
+    assert second.accepted
+    swaps.battery_in(db, "ST1", "2", [BatteryReading.parse(1, "P1", 61.5, 99)], token=key)
+
+    def names(tx: object) -> dict[str, object]:
+        assert hasattr(tx, "repo") and hasattr(tx, "book")
+        swap_id = tx.repo.execute(sa.select(sa.func.max(t.swaps.c.id))).scalar_one()
+        transfer_id = tx.repo.execute(sa.select(sa.func.min(t.transfers.c.id))).scalar_one()
+        account = tx.repo.execute(sa.select(t.accounts).where(t.accounts.c.owner == "R1")).first()
+        return {
+            "serial": "P1",
+            "station_id": "ST1",
+            "rider_id": "R1",
+            "swap_id": swap_id,
+            "plan_id": PLAN.id,
+            "slot_no": 1,
+            "token_type": "BatterySerial",
+            "value": "P1",
+            "request_id": "2",
+            "event_type": "BatteryIn",
+            "transfer_id": transfer_id,
+            "resolved_id": transfer_id,
+            "transfer_key": "pay-1",
+            "account_id": account.id,
+            "ledger_name": account.ledger,
+            "account_code": account.code,
+            "account_owner": "R1",
+        }
+
+    return db.read(names)
+
+
+def test_every_prepared_select_returns_what_sqlalchemy_returns(
+    db: Database, swapped: dict[str, object]
+) -> None:
+    selects = _prepared_selects()
+    assert len(selects) >= 15  # the swap path's reads are all covered, not a sample
+    nonempty = 0
+    with db.engine.connect() as connection, connection.begin():
+        for name, prepared in selects.items():
+            wanted = [b.key for b in prepared.statement.compile().binds.values() if b.required]
+            parameters = {key: swapped[key] for key in wanted}
+            expected = connection.execute(prepared.statement, parameters).all()
+            got = prepared.run(connection, parameters).all()
+            assert [tuple(row) for row in got] == [tuple(row) for row in expected], name
+            for mine, theirs in zip(got, expected, strict=True):
+                assert [type(v) for v in mine] == [type(v) for v in theirs], name
+                assert mine._mapping == dict(theirs._mapping), name
+                for key in theirs._fields:
+                    assert getattr(mine, key) == getattr(theirs, key), (name, key)
+            nonempty += bool(got)
+    assert nonempty >= 12  # the comparison saw real rows, not empty results
+    # Timestamps come back aware, in UTC, as the UTCDateTime type makes them.
+    with db.engine.connect() as connection:
+        swap = repository_module._SWAP.run(connection, {"swap_id": swapped["swap_id"]}).one()
+        assert isinstance(swap.created_at, datetime) and swap.created_at.utcoffset() is not None
+
+
+def test_insert_and_update_through_prepared_statements(db: Database) -> None:
+    insert = Prepared(sa.insert(t.pack_models))
+    update = Prepared(
+        sa.update(t.pack_models)
+        .where(t.pack_models.c.code == sa.bindparam("p_code"))
+        .values(nominal_wh=sa.bindparam("v_wh"))
+    )
+    with db.engine.connect() as connection, connection.begin():
+        insert.run(connection, {"code": "A", "nominal_wh": 1000})
+        insert.run(connection, {"code": "B", "nominal_wh": 2000})
+        assert update.run(connection, {"p_code": "A", "v_wh": 1500}).rowcount == 1
+        assert update.run(connection, {"p_code": "nope", "v_wh": 1}).rowcount == 0
+    with db.engine.connect() as connection:
+        rows = connection.execute(sa.select(t.pack_models).order_by(t.pack_models.c.code)).all()
+    assert [tuple(r) for r in rows] == [("A", 1500), ("B", 2000)]
+
+
+def test_python_side_defaults_are_still_filled_in(db: Database) -> None:
+    """An INSERT leaving out a column with a Python default goes through SQLAlchemy, which fills
+    it; the prepared path must not write NULL or fail there."""
+    insert = Prepared(sa.insert(t.stations))
+    with db.engine.connect() as connection, connection.begin():
+        insert.run(connection, {"id": "S9", "slot_count": 4, "charged_soc_bp": 9000, "min_soh_bp": 7000})
+    with db.engine.connect() as connection:
+        row = connection.execute(sa.select(t.stations).where(t.stations.c.id == "S9")).one()
+    assert row.enabled is True
+    assert row.created_at is not None and row.created_at.utcoffset() is not None
+
+
+def test_driver_errors_are_sqlalchemy_errors_and_roll_back(db: Database) -> None:
+    insert = Prepared(sa.insert(t.pack_models))
+    with db.engine.connect() as connection, connection.begin():
+        insert.run(connection, {"code": "A", "nominal_wh": 1000})
+    with pytest.raises(sa.exc.IntegrityError), db.engine.connect() as connection, connection.begin():
+        insert.run(connection, {"code": "C", "nominal_wh": 1})
+        insert.run(connection, {"code": "A", "nominal_wh": 2})
+    with db.engine.connect() as connection:
+        codes = connection.execute(sa.select(t.pack_models.c.code)).scalars().all()
+    assert codes == ["A"]  # C went with the failed transaction
+
+
+def test_a_naive_timestamp_is_refused_before_the_database(
+    db: Database, swapped: dict[str, object]
+) -> None:
+    with (
+        pytest.raises(sa.exc.StatementError, match="naive datetime"),
+        db.engine.connect() as connection,
+        connection.begin(),
+    ):
+        repository_module._RESERVE_PACK.run(
+            connection, {"p_serial": "P2", "swap_id": 1, "now": datetime(2026, 1, 1)}
+        )
+
+
+@pytest.mark.postgres
+def test_a_broken_postgresql_connection_is_invalidated(pg_url: str) -> None:
+    """A backend that dies under a prepared statement raises a DBAPIError marked as a lost
+    connection, and the pool does not hand that connection out again."""
+    engine = sa.create_engine(pg_url, pool_size=1, max_overflow=0)
+    killer = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            pid = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with killer.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # The pool does no pre-ping here: the same dead connection comes back to us.
+        with pytest.raises(sa.exc.DBAPIError) as raised, engine.connect() as connection:
+            repository_module._PLAN.run(connection, {"plan_id": "x"})
+        assert raised.value.connection_invalidated
+        with engine.connect() as connection:
+            assert repository_module._PLAN.run(connection, {"plan_id": "x"}).first() is None
+    finally:
+        engine.dispose()
+        killer.dispose()
