@@ -30,7 +30,7 @@ from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
-from swapd.services.money import move, recognise, rider_accounts
+from swapd.services.money import move, recognise, rider_accounts, weighted_value
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 from swapd.store.prepared import Prepared
@@ -126,6 +126,8 @@ class AuthorizeResult:
     unit: str | None = None
     available_units: int = 0  # after the holds of this offer
     required_units: int = 0
+    currency: str | None = None
+    available_value_minor: int = 0  # the prepaid money the available allowance stands for
 
     @property
     def offered_slots(self) -> list[int]:
@@ -363,9 +365,13 @@ def authorize(
                     "state": "offered",
                 },
             )
-        row = tx.repo.swap(swap_id)
-        assert row is not None
-        return _result_of(tx, row)
+        # What _result_of would read back, from what this transaction has just written.
+        offered = []
+        for o in decision.offers:
+            assert o.pack.slot_no is not None  # stock: every offered pack sits in a slot
+            offered.append(OfferedPack(o.pack.slot_no, o.pack.serial, o.pack.soc_bp, o.hold_units))
+        offered.sort(key=lambda o: o.slot_no)
+        return _accepted(tx, swap_id, rider_id, plan, tuple(offered))
 
     return db.write(work)
 
@@ -450,20 +456,32 @@ def _result_of(tx: Tx, swap: Row) -> AuthorizeResult:
     plan = _rider_plan(tx, swap.rider_id)
     offers = tx.repo.offers(swap.id)
     packs = tx.repo.packs([o.pack_serial for o in offers])
-    accounts = rider_accounts(tx.book, swap.rider_id, plan)
     offered = tuple(
         OfferedPack(o.slot_no, o.pack_serial, packs[o.pack_serial].soc_bp, o.hold_units) for o in offers
     )
+    return _accepted(tx, swap.id, swap.rider_id, plan, offered)
+
+
+def _accepted(
+    tx: Tx, swap_id: int, rider_id: str, plan: Plan, offered: tuple[OfferedPack, ...]
+) -> AuthorizeResult:
+    """An offer's answer, with the rider's balance after its holds (the station shows it)."""
+    accounts = rider_accounts(tx.book, rider_id, plan)
+    allowance = accounts.allowance
     return AuthorizeResult(
         True,
         None,
         "Accepted",
-        swap.id,
-        swap.rider_id,
+        swap_id,
+        rider_id,
         offered=offered,
         unit=plan.unit.value,
-        available_units=accounts.allowance.available,
-        required_units=sum(o.hold_units for o in offers),
+        available_units=allowance.available,
+        required_units=sum(o.hold_units for o in offered),
+        currency=plan.currency,
+        available_value_minor=weighted_value(
+            accounts.prepaid.credit_balance, allowance.credit_balance, allowance.available
+        ),
     )
 
 
