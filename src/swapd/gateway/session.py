@@ -7,13 +7,9 @@ services, so a retransmit after a reconnect gets the first answer again.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Protocol, TypeVar
@@ -48,12 +44,6 @@ T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024  # far above any swap message; larger frames are refused
 HEARTBEAT_INTERVAL_S = 300
-# Service calls block on the database. They get threads of their own, more than asyncio's
-# default pool (cpu + 4): on SQLite, calls waiting for the same group commit should all be in
-# the group, and a busy pool must not delay the event loop's own work.
-SERVICE_THREADS = 32
-_SERVICES = ThreadPoolExecutor(max_workers=SERVICE_THREADS, thread_name_prefix="swapd-service")
-
 # The ocpp package validates each payload in a worker thread by default: two thread hops per
 # message for a check of a few hundred microseconds, queued behind blocked database calls.
 # Validating inline gives the same answers without the hops.
@@ -167,10 +157,10 @@ class SwapHandlers:
     _ocpp_version: str
 
     async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking service call in a worker thread; map domain errors to CALLERRORs."""
-        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        """Run a blocking service call off the event loop (``Database.call``); map domain errors
+        to CALLERRORs."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(_SERVICES, call)
+            return await self.db.call(function, *args, **kwargs)
         except InvalidInput as error:
             raise PropertyConstraintViolationError(description=error.message) from None
         except (Conflict, NotFound) as error:

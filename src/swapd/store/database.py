@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -24,6 +28,9 @@ log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 8
 # SQLite group commit: at most this many service calls share one transaction (one fsync).
 MAX_GROUP = 64
+# PostgreSQL: blocking service calls from the event loop run in threads of their own, more than
+# asyncio's default pool (cpu + 4), so that a few slow transactions do not queue the rest.
+CALL_THREADS = 32
 # PostgreSQL: serialization failure, deadlock detected, unique violation (two writers racing to
 # record the same station event or account: the retry sees the winner's row and answers from it).
 _RETRYABLE_PG = {"40001", "40P01", "23505"}
@@ -74,6 +81,28 @@ def _retryable(error: BaseException) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class _Call:
+    """A blocking service call submitted from an event loop, and where its outcome goes."""
+
+    function: Callable[[], object]
+    context: contextvars.Context
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: object = None
+    error: BaseException | None = None
+
+
+def _settle(calls: list[_Call]) -> None:
+    for call in calls:
+        if call.future.cancelled():
+            continue
+        if call.error is not None:
+            call.future.set_exception(call.error)
+        else:
+            call.future.set_result(call.result)
+
+
 class _Pending:
     """One service call waiting for (or done by) a SQLite group commit."""
 
@@ -101,6 +130,10 @@ class Database:
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._in_group = threading.local()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._caller: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._start_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None, clock: Clock | None = None) -> Database:
@@ -133,6 +166,14 @@ class Database:
         raise AssertionError("unreachable")
 
     def _write_grouped(self, work: Callable[[Tx], T]) -> T:
+        connection = getattr(self._in_group, "connection", None)
+        if connection is not None:
+            # A service call run by the call thread (see ``call``): a savepoint of its group.
+            pending = _Pending(work)
+            self._run_savepoint(connection, pending)
+            if pending.error is not None:
+                raise pending.error
+            return pending.result  # type: ignore[return-value]
         if getattr(self._in_group, "active", False):
             # Would wait for the lock this thread holds; SQLite could not have run it either.
             raise RuntimeError("Database.write called inside another write of the same Database")
@@ -203,12 +244,123 @@ class Database:
             return
 
     def read(self, work: Callable[[Tx], T]) -> T:
+        connection = getattr(self._in_group, "connection", None)
+        if connection is not None:  # inside a call group: read on its transaction
+            now = self.clock.now()
+            return work(Tx(Repository(connection), Book(connection, now), now))
         with self.engine.connect() as connection, connection.begin():
             now = self.clock.now()
             return work(Tx(Repository(connection), Book(connection, now), now))
 
+    # -- blocking service calls from an event loop ---------------------------------------------
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking service call (one that uses ``write`` and ``read``) for a coroutine.
+
+        PostgreSQL: in a thread pool, each call its own transactions, concurrently.
+
+        SQLite: one writer at a time, and each commit an fsync. One thread takes the calls
+        queued from the event loop in groups: it opens one transaction, runs each call of the
+        group (each ``write`` of a call in a savepoint of its own, so a failing call rolls back
+        alone), commits once, and only then hands every outcome back, with one wake-up of the
+        loop per group. Threads blocked one per call on the commit lock (what ``write`` does for
+        callers that are threads) cost more CPU in GIL hand-offs and wake-ups than the calls
+        themselves (profiled).
+        """
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the caller's log context goes with the call
+        bound = _bind(function, args, kwargs)
+        if not self._grouped:
+            return await loop.run_in_executor(self._thread_pool(), context.run, bound)
+        future: asyncio.Future[T] = loop.create_future()
+        self._call_thread()
+        self._calls.put(_Call(bound, context, loop, future))
+        return await future
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        with self._start_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="swapd-call")
+            return self._pool
+
+    def _call_thread(self) -> None:
+        if self._caller is not None:
+            return
+        with self._start_lock:
+            if self._caller is None:
+                self._caller = threading.Thread(
+                    target=self._serve_calls, name="swapd-sqlite-calls", daemon=True
+                )
+                self._caller.start()
+
+    def _serve_calls(self) -> None:
+        while True:
+            first = self._calls.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._run_calls(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+            for call in group:
+                by_loop.setdefault(call.loop, []).append(call)
+            for loop, calls in by_loop.items():
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_settle, calls)
+            if stop:
+                return
+
+    def _run_calls(self, group: list[_Call]) -> None:
+        with self._commit_lock:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    with (
+                        self.engine.connect().execution_options(**{WRITE: True}) as connection,
+                        connection.begin(),
+                    ):
+                        self._in_group.connection = connection
+                        try:
+                            for call in group:
+                                try:
+                                    call.result, call.error = call.context.run(call.function), None
+                                except Exception as error:
+                                    call.result, call.error = None, error
+                        finally:
+                            self._in_group.connection = None
+                except Exception as error:
+                    # BEGIN or COMMIT failed: nothing of the group was written; run all of it
+                    # again (the calls are idempotent) or fail all.
+                    if attempt == MAX_ATTEMPTS or not _retryable(error):
+                        for call in group:
+                            call.result, call.error = None, error
+                        return
+                    log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
+                    time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                    continue
+                return
+
     def dispose(self) -> None:
+        if self._caller is not None:
+            self._calls.put(None)
+            self._caller.join(timeout=10)
+            self._caller = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         self.engine.dispose()
+
+
+def _bind(function: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], T]:
+    return lambda: function(*args, **kwargs)
 
 
 class Joined(Database):
