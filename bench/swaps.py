@@ -147,7 +147,17 @@ def _profile(pid: int, kind: str, size: Size) -> subprocess.Popen[bytes] | None:
     output = Path(directory) / f"swaps-{kind}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     duration = str(int(size.warmup_s + size.run_s))
-    command = [str(py_spy), "record", "--pid", str(pid), "--duration", duration, "--format", "raw", "--nonblocking"]
+    command = [
+        str(py_spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        duration,
+        "--format",
+        "raw",
+        "--nonblocking",
+    ]
     return subprocess.Popen([*command, "--rate", "200", "-o", str(output)], stdout=subprocess.DEVNULL)
 
 

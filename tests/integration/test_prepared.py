@@ -12,6 +12,8 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger import book as book_module
+from swapd.ledger.book import Book
+from swapd.ledger.model import AccountCode
 from swapd.services import catalog, payments, swaps
 from swapd.services import swaps as swaps_module
 from swapd.services.swaps import BatteryReading
@@ -77,6 +79,16 @@ def swapped(db: Database) -> dict[str, object]:
             "ledger_name": account.ledger,
             "account_code": account.code,
             "account_owner": "R1",
+            "now": tx.now,
+            # The owner's-accounts statement: two that exist, one that does not, one repeated.
+            "ledger_0": account.ledger,
+            "code_0": account.code,
+            "ledger_1": "KRW",
+            "code_1": "prepaid",
+            "ledger_2": "nope",
+            "code_2": "allowance",
+            "ledger_3": account.ledger,
+            "code_3": account.code,
         }
 
     return db.read(names)
@@ -182,3 +194,23 @@ def test_a_broken_postgresql_connection_is_invalidated(pg_url: str) -> None:
     finally:
         engine.dispose()
         killer.dispose()
+
+
+def test_book_load_reads_what_account_reads(db: Database, swapped: dict[str, object]) -> None:
+    """Accounts read in one statement by Book.load are the ones Book.account reads one by one
+    (balances included); one that does not exist is left for account() to create."""
+    names = [
+        ("Wh", AccountCode.ALLOWANCE),
+        ("Wh", AccountCode.OVERDRAWN),
+        ("KRW", AccountCode.PREPAID),
+        ("KRW", AccountCode.RECEIVABLE),
+    ]
+    with db.engine.connect() as connection, connection.begin():
+        plain = Book(connection, swapped["now"])  # type: ignore[arg-type]
+        expected = [plain.account(ledger, code, "R1") for ledger, code in names]
+        loaded = Book(connection, swapped["now"])  # type: ignore[arg-type]
+        loaded.load("R1", names)
+        assert [loaded.account(ledger, code, "R1") for ledger, code in names] == expected
+        assert expected[0].credits_posted > 0  # a real balance was compared
+        with pytest.raises(ValueError):
+            loaded.load("R1", names + names[:1])

@@ -26,6 +26,15 @@ class RiderAccounts:
 
 def rider_accounts(book: Book, rider_id: str, plan: Plan) -> RiderAccounts:
     unit = plan.unit.value
+    book.load(
+        rider_id,
+        [
+            (unit, AccountCode.ALLOWANCE),
+            (unit, AccountCode.OVERDRAWN),
+            (plan.currency, AccountCode.PREPAID),
+            (plan.currency, AccountCode.RECEIVABLE),
+        ],
+    )
     return RiderAccounts(
         allowance=book.account(unit, AccountCode.ALLOWANCE, rider_id),
         overdrawn=book.account(unit, AccountCode.OVERDRAWN, rider_id),

@@ -27,7 +27,7 @@ from swapd.domain.metering import meter
 from swapd.domain.packs import Pack, PackStatus, validate_serial
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp
-from swapd.domain.riders import IdToken, TokenType
+from swapd.domain.riders import IdToken, Rider, TokenType
 from swapd.domain.stations import Station
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
 from swapd.services.money import move, recognise, rider_accounts, weighted_value
@@ -224,6 +224,10 @@ def _is_operator(tx: Tx, token: IdToken | None) -> bool:
 def _rider_plan(tx: Tx, rider_id: str) -> Plan:
     rider = tx.repo.rider(rider_id)
     assert rider is not None
+    return _plan_of(tx, rider)
+
+
+def _plan_of(tx: Tx, rider: Rider) -> Plan:
     plan = tx.repo.plan(rider.plan_id)
     assert plan is not None
     return plan
@@ -321,7 +325,7 @@ def authorize(
             if request_id is not None:
                 _set_swap(tx, open_offer.id, request_id=request_id)
             return _result_of(tx, open_offer)
-        plan = _rider_plan(tx, rider_id)
+        plan = _plan_of(tx, rider)
         held = tx.repo.packs_of_rider(rider_id)
         accounts = rider_accounts(tx.book, rider_id, plan)
         decision = decide(
@@ -567,11 +571,13 @@ def battery_in(
         if repeated is not None:
             return repeated
         serials = [b.serial for b in batteries]
-        holders = {s: p.rider_id for s, p in tx.repo.packs(serials).items() if p.rider_id}
+        packs = tx.repo.packs(serials)
+        holders = {s: p.rider_id for s, p in packs.items() if p.rider_id}
         tx.repo.lock_riders(sorted(set(holders.values())))
-        packs = tx.repo.packs(serials, lock=True)
-        if {s: p.rider_id for s, p in packs.items() if p.rider_id} != holders:
-            raise Retry()
+        if tx.repo.locks_rows:  # riders first, then packs; the holders may have changed since
+            packs = tx.repo.packs(serials, lock=True)
+            if {s: p.rider_id for s, p in packs.items() if p.rider_id} != holders:
+                raise Retry()
         for battery in batteries:
             slot = tx.repo.slot(station_id, battery.slot_no)
             assert slot is not None
@@ -852,8 +858,7 @@ def battery_out(
         swap = _swap_for_event(tx, station_id, request_id, token)
         # Without an offer the token still says who took the packs (the station let them go).
         rider_id = _token_rider(tx, token) if swap is None else swap.rider_id
-        if rider_id is not None:
-            tx.repo.lock_riders([rider_id])
+        rider = None if rider_id is None else tx.repo.lock_riders([rider_id]).get(rider_id)
         packs = tx.repo.packs([b.serial for b in batteries], lock=True)
         offers = {} if swap is None else {o.pack_serial: o for o in tx.repo.offers(swap.id)}
         outcomes = []
@@ -863,7 +868,7 @@ def battery_out(
                     tx,
                     station,
                     swap,
-                    rider_id,
+                    rider,
                     request_id,
                     battery,
                     packs.get(battery.serial),
@@ -917,13 +922,14 @@ def _hand_over(
     tx: Tx,
     station: Station,
     swap: Row | None,
-    rider_id: str | None,
+    rider: Rider | None,
     request_id: str,
     battery: BatteryReading,
     pack: Pack | None,
     offer: Row | None,
 ) -> PackOutcome:
     serial, slot_no = battery.serial, battery.slot_no
+    rider_id = None if rider is None else rider.id
     if pack is None:
         tx.repo.alert(
             "foreign_pack",
@@ -963,7 +969,8 @@ def _hand_over(
             reserved_swap_id=None,
         )
         return PackOutcome(serial, slot_no, "handover_without_rider")
-    plan = _rider_plan(tx, rider_id)
+    assert rider is not None and rider_id is not None
+    plan = _plan_of(tx, rider)
     if offer is not None and offer.state == "offered":
         hold_units, hold_id = int(offer.hold_units), offer.hold_transfer_id
         tx.repo.run(
@@ -1002,8 +1009,6 @@ def _hand_over(
                 rider_id=rider_id,
             )
     held_now = len(tx.repo.packs_of_rider(rider_id))
-    rider = tx.repo.rider(rider_id)
-    assert rider is not None
     if held_now + 1 > rider.vehicle_packs:
         tx.repo.alert(
             "too_many_packs",

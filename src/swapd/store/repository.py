@@ -169,6 +169,12 @@ class Repository:
         self.conn = connection
         self._lockable = connection.dialect.name == "postgresql"
 
+    @property
+    def locks_rows(self) -> bool:
+        """Whether ``lock=True`` takes row locks (PostgreSQL). On SQLite a write transaction
+        holds the whole database, so what it read cannot change under it."""
+        return self._lockable
+
     def _lock(self, query: sa.Select[Any], lock: bool) -> sa.Select[Any]:
         return query.with_for_update() if lock and self._lockable else query
 
@@ -205,6 +211,9 @@ class Repository:
         """Packs by serial, locked in serial order so that two transactions never cross."""
         if not serials:
             return {}
+        if len(set(serials)) == 1:  # the usual swap: one pack, a prepared statement
+            pack = self.pack(serials[0], lock=lock)
+            return {} if pack is None else {pack.serial: pack}
         query = _PACKS_BY_SERIAL_LOCKED if lock and self._lockable else _PACKS_BY_SERIAL
         rows = self.conn.execute(query, {"serials": sorted(set(serials))})
         return {p.serial: p for p in map(_pack, rows)}
