@@ -123,6 +123,7 @@ class Book:
         self._now = now
         self._deferred: dict[int, Delta] = defaultdict(Delta)
         self._accounts: dict[int, Account] = {}
+        self._transfers: dict[int, Transfer] = {}
         self._lockable = connection.dialect.name == "postgresql"
 
     def _run(self, statement: Prepared, parameters: dict[str, Any]) -> PreparedResult:
@@ -264,11 +265,21 @@ class Book:
             memo=request.memo,
         )
 
+    def transfer_by_id(self, transfer_id: int) -> Transfer | None:
+        """A transfer by id. Transfers never change once written, so a transfer read once is
+        kept for this book's transaction (a hold is read by the service, then by ``transfer``)."""
+        cached = self._transfers.get(transfer_id)
+        if cached is None:
+            row = self._run(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).first()
+            if row is None:
+                return None
+            cached = self._transfers[transfer_id] = _transfer(row)
+        return cached
+
     def _pending(self, pending_id: int) -> Transfer:
-        row = self._run(_TRANSFER_BY_ID, {"transfer_id": pending_id}).first()
-        if row is None:
+        pending = self.transfer_by_id(pending_id)
+        if pending is None:
             raise LedgerError("pending_transfer_not_found", f"no transfer {pending_id}")
-        pending = _transfer(row)
         if not pending.flags & TransferFlags.PENDING:
             raise LedgerError("pending_transfer_not_pending", f"transfer {pending_id} is not pending")
         resolved = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()

@@ -83,7 +83,6 @@ _SET_OFFER_STATE = Prepared(
     .where(t.swap_offers.c.swap_id == _B("p_swap_id"), t.swap_offers.c.pack_serial == _B("p_serial"))
     .values(state=_B("v_state"))
 )
-_TRANSFER_BY_ID = Prepared(sa.select(t.transfers).where(t.transfers.c.id == _B("transfer_id")))
 _INSERT_EVENT = Prepared(sa.insert(t.station_events))
 _INSERT_POSSESSION = Prepared(sa.insert(t.possessions))
 
@@ -512,7 +511,8 @@ def _hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None
 def _release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str) -> None:
     if hold_transfer_id is None or tx.book.is_resolved(hold_transfer_id):
         return
-    pending = tx.repo.run(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
+    pending = tx.book.transfer_by_id(hold_transfer_id)
+    assert pending is not None, "a hold names a transfer that exists"
     tx.book.transfer(
         TransferRequest(
             key=f"{key}:release",
@@ -769,7 +769,8 @@ def _charge(
     revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, from_hold + extra)
     consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
-        pending = tx.repo.run(_TRANSFER_BY_ID, {"transfer_id": hold_transfer_id}).one()
+        pending = tx.book.transfer_by_id(hold_transfer_id)
+        assert pending is not None, "a hold names a transfer that exists"
         flags = TransferFlags.POST_PENDING if from_hold > 0 else TransferFlags.VOID_PENDING
         tx.book.transfer(
             TransferRequest(
