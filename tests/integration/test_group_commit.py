@@ -3,6 +3,7 @@ and each one still commits or writes nothing on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -103,3 +104,76 @@ def test_a_write_inside_a_write_is_refused_not_deadlocked(sqlite_db: Database) -
     with pytest.raises(RuntimeError, match="inside another write"):
         sqlite_db.write(nested)
     assert _count(sqlite_db, t.pack_models) == 0
+
+
+def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(sqlite_db: Database) -> None:
+    """Database.call on SQLite: calls queued while the call thread is busy run as one group (one
+    COMMIT); a failing call gets its own error, the others their results, and every answer
+    comes after the COMMIT that made it durable."""
+    catalog.add_pack_model(sqlite_db, "TAKEN", 1000)
+    commits: list[int] = []
+    sa.event.listen(sqlite_db.engine, "commit", lambda _conn: commits.append(1))
+    hold = threading.Event()
+    release = threading.Event()
+
+    def slow() -> str:
+        hold.set()
+        release.wait(5)
+        return "slow"
+
+    def committed(code: str) -> bool:
+        # Read on a connection of its own: it sees only what a COMMIT made durable.
+        other = make_engine(str(sqlite_db.engine.url))
+        with other.connect() as connection:
+            found = connection.execute(
+                sa.select(t.pack_models.c.code).where(t.pack_models.c.code == code)
+            )
+            seen = found.first() is not None
+        other.dispose()
+        return seen
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(sqlite_db.call(slow))
+        await asyncio.to_thread(hold.wait, 5)
+        queued = [
+            asyncio.ensure_future(sqlite_db.call(catalog.add_pack_model, sqlite_db, code, 1000))
+            for code in ("GOOD", "TAKEN", "ALSO")
+        ]
+        await asyncio.sleep(0.05)  # all three are queued behind the slow call
+        before = len(commits)
+        release.set()
+        outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
+        # The slow call's group, then one group for the three queued calls: two COMMITs, not four.
+        assert len(commits) - before == 2
+        assert committed("GOOD") and committed("ALSO")
+        return outcomes
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        sqlite_db.dispose()
+    assert outcomes[0] == "slow"
+    assert outcomes[1].code == "GOOD" and outcomes[3].code == "ALSO"  # type: ignore[union-attr]
+    assert isinstance(outcomes[2], Conflict)
+
+
+@pytest.mark.postgres
+def test_calls_on_postgresql_run_in_a_thread_pool(pg_url: str) -> None:
+    db = Database(make_engine(pg_url), ManualClock(START))
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            *(db.call(catalog.add_pack_model, db, f"PG{i}", 1000) for i in range(8)),
+            db.call(catalog.add_pack_model, db, "PG0", 1000),
+            return_exceptions=True,
+        )
+
+    try:
+        outcomes = asyncio.run(scenario())
+        codes = db.read(lambda tx: {m.code for m in tx.repo.pack_models()})
+    finally:
+        with db.engine.begin() as connection:
+            connection.execute(sa.delete(t.pack_models).where(t.pack_models.c.code.like("PG%")))
+        db.dispose()
+    assert {f"PG{i}" for i in range(8)} <= codes
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 1  # PG0 twice: one of them refused

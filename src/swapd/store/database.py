@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import queue
 import random
@@ -309,12 +310,18 @@ class Database:
                     stop = True
                     break
                 group.append(item)
-            self._run_calls(group)
+            try:
+                self._run_calls(group)
+            except Exception as error:  # a bug here must fail this group, not every later call
+                log.exception("call_group_failed")
+                for call in group:
+                    call.result, call.error = None, error
             by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
             for call in group:
                 by_loop.setdefault(call.loop, []).append(call)
             for loop, calls in by_loop.items():
-                if not loop.is_closed():
+                # A loop that closed meanwhile (shutdown) has nobody waiting for the answers.
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle, calls)
             if stop:
                 return
