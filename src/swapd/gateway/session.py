@@ -45,8 +45,9 @@ T = TypeVar("T")
 MAX_MESSAGE_BYTES = 64 * 1024  # far above any swap message; larger frames are refused
 HEARTBEAT_INTERVAL_S = 300
 # The ocpp package validates each payload in a worker thread by default: two thread hops per
-# message for a check of a few hundred microseconds, queued behind blocked database calls.
-# Validating inline gives the same answers without the hops.
+# message for a check of a few hundred microseconds. Stations' CALLs are validated by us (see
+# SwapHandlers); what ocpp still validates, the commands we send and their answers, it does
+# inline: the same answers without the hops.
 ocpp.messages.ASYNC_VALIDATION = False
 
 _SLOT_STATES = {

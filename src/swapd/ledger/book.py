@@ -136,10 +136,11 @@ class Book:
         for cached in self._accounts.values():
             if (cached.ledger, cached.code, cached.owner) == (ledger, code, owner):
                 return self.get(cached.id)
-        row = self._select_account(ledger, code, owner)
+        lock = ACCOUNT_FLAGS.get(code) is not None  # accounts with a balance limit
+        row = self._select_account(ledger, code, owner, lock=lock)
         if row is None:
             self._insert_account(ledger, code, owner)
-            row = self._select_account(ledger, code, owner)
+            row = self._select_account(ledger, code, owner, lock=lock)
             assert row is not None
         account = _account(row)
         self._accounts[account.id] = account
@@ -167,8 +168,7 @@ class Book:
 
     def existing(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account | None:
         """The account if it exists, without creating or locking it (for reads)."""
-        name = {"ledger_name": ledger, "account_code": code.value, "account_owner": owner}
-        row = self._run(_ACCOUNT_BY_NAME, name).first()
+        row = self._select_account(ledger, code, owner, lock=False)
         return None if row is None else _account(row)
 
     def get(self, account_id: int) -> Account:
@@ -185,10 +185,10 @@ class Book:
         delta = self._deferred.get(account_id)
         return cached.with_delta(delta) if delta else cached
 
-    def _select_account(self, ledger: str, code: AccountCode, owner: str) -> Any:
-        lock = ACCOUNT_FLAGS.get(code) is not None and self._lockable
+    def _select_account(self, ledger: str, code: AccountCode, owner: str, *, lock: bool) -> Any:
         name = {"ledger_name": ledger, "account_code": code.value, "account_owner": owner}
-        return self._run(_ACCOUNT_BY_NAME_LOCKED if lock else _ACCOUNT_BY_NAME, name).first()
+        locked = lock and self._lockable
+        return self._run(_ACCOUNT_BY_NAME_LOCKED if locked else _ACCOUNT_BY_NAME, name).first()
 
     def _insert_account(self, ledger: str, code: AccountCode, owner: str) -> None:
         values = {

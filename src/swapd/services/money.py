@@ -25,22 +25,16 @@ class RiderAccounts:
 
 
 def rider_accounts(book: Book, rider_id: str, plan: Plan) -> RiderAccounts:
-    unit = plan.unit.value
-    book.load(
-        rider_id,
-        [
-            (unit, AccountCode.ALLOWANCE),
-            (unit, AccountCode.OVERDRAWN),
-            (plan.currency, AccountCode.PREPAID),
-            (plan.currency, AccountCode.RECEIVABLE),
-        ],
+    unit, currency = plan.unit.value, plan.currency
+    names = (
+        (unit, AccountCode.ALLOWANCE),
+        (unit, AccountCode.OVERDRAWN),
+        (currency, AccountCode.PREPAID),
+        (currency, AccountCode.RECEIVABLE),
     )
-    return RiderAccounts(
-        allowance=book.account(unit, AccountCode.ALLOWANCE, rider_id),
-        overdrawn=book.account(unit, AccountCode.OVERDRAWN, rider_id),
-        prepaid=book.account(plan.currency, AccountCode.PREPAID, rider_id),
-        receivable=book.account(plan.currency, AccountCode.RECEIVABLE, rider_id),
-    )
+    book.load(rider_id, names)  # one statement for the four
+    allowance, overdrawn, prepaid, receivable = (book.account(*name, rider_id) for name in names)
+    return RiderAccounts(allowance, overdrawn, prepaid, receivable)
 
 
 def move(

@@ -34,7 +34,7 @@ from swapd.services.money import move, recognise, rider_accounts, weighted_value
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 from swapd.store.prepared import Prepared
-from swapd.store.repository import Retry, Row, update_statement
+from swapd.store.repository import Retry, Row
 
 MAX_PACKS_PER_SWAP = 8
 
@@ -257,9 +257,7 @@ def _insert_swap(
 
 
 def _set_swap(tx: Tx, swap_id: int, **values: Any) -> None:
-    values["updated_at"] = tx.now
-    statement = update_statement(t.swaps, "id", tuple(sorted(values)))
-    tx.repo.run(statement, {"p_id": swap_id, **{f"v_{k}": v for k, v in values.items()}})
+    tx.repo.update(t.swaps, "id", swap_id, {**values, "updated_at": tx.now})
 
 
 def _open_offer(tx: Tx, station_id: str, rider_id: str) -> Row | None:
@@ -726,8 +724,7 @@ def _close_possession(
         "usage_units": usage.units,
         "anomaly": usage.anomaly,
     }
-    statement = update_statement(t.possessions, "id", tuple(sorted(closed)))
-    tx.repo.run(statement, {"p_id": possession.id, **{f"v_{k}": v for k, v in closed.items()}})
+    tx.repo.update(t.possessions, "id", possession.id, closed)
     _place(tx, pack.serial, station.id, battery.slot_no, battery)
     if plan.is_subscription:
         tx.repo.execute(

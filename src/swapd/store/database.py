@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import queue
 import random
 import threading
@@ -154,8 +155,7 @@ class Database:
                     self.engine.connect().execution_options(**{WRITE: True}) as connection,
                     connection.begin(),
                 ):
-                    now = self.clock.now()
-                    tx = Tx(Repository(connection), Book(connection, now), now)
+                    tx = self._new_tx(connection)
                     result = work(tx)
                     tx.book.flush()
                 return result
@@ -200,37 +200,44 @@ class Database:
             raise pending.error
         return pending.result  # type: ignore[return-value]
 
-    def _run_group(self, group: list[_Pending]) -> None:
-        """Every call of ``group`` in one transaction, each in a savepoint; one COMMIT."""
+    def _in_one_transaction(self, run: Callable[[sa.Connection], None]) -> BaseException | None:
+        """``run`` in one write transaction, retried while BEGIN or COMMIT fails for a reason
+        that passes (another process holds the lock past busy_timeout): then nothing of it was
+        written. The error that ended the attempts, or None once committed."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with (
                     self.engine.connect().execution_options(**{WRITE: True}) as connection,
                     connection.begin(),
                 ):
-                    for item in group:
-                        self._run_savepoint(connection, item)
+                    run(connection)
             except Exception as error:
-                # BEGIN or COMMIT failed (another process holds the lock past busy_timeout, an
-                # I/O error): nothing of the group was written; run all of it again or fail all.
                 if attempt == MAX_ATTEMPTS or not _retryable(error):
-                    for item in group:
-                        item.result, item.error = None, error
-                        item.done = True
-                    return
+                    return error
                 log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
+            return None
+        raise AssertionError("unreachable")
+
+    def _run_group(self, group: list[_Pending]) -> None:
+        """Every call of ``group`` in one transaction, each in a savepoint; one COMMIT."""
+
+        def run(connection: sa.Connection) -> None:
             for item in group:
-                item.done = True
-            return
+                self._run_savepoint(connection, item)
+
+        error = self._in_one_transaction(run)
+        for item in group:
+            if error is not None:
+                item.result, item.error = None, error
+            item.done = True
 
     def _run_savepoint(self, connection: sa.Connection, item: _Pending) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             savepoint = connection.begin_nested()
             try:
-                now = self.clock.now()
-                tx = Tx(Repository(connection), Book(connection, now), now)
+                tx = self._new_tx(connection)
                 result = item.work(tx)
                 tx.book.flush()
             except Exception as error:
@@ -247,11 +254,13 @@ class Database:
     def read(self, work: Callable[[Tx], T]) -> T:
         connection = getattr(self._in_group, "connection", None)
         if connection is not None:  # inside a call group: read on its transaction
-            now = self.clock.now()
-            return work(Tx(Repository(connection), Book(connection, now), now))
+            return work(self._new_tx(connection))
         with self.engine.connect() as connection, connection.begin():
-            now = self.clock.now()
-            return work(Tx(Repository(connection), Book(connection, now), now))
+            return work(self._new_tx(connection))
+
+    def _new_tx(self, connection: sa.Connection) -> Tx:
+        now = self.clock.now()
+        return Tx(Repository(connection), Book(connection, now), now)
 
     # -- blocking service calls from an event loop ---------------------------------------------
 
@@ -270,7 +279,7 @@ class Database:
         """
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the caller's log context goes with the call
-        bound = _bind(function, args, kwargs)
+        bound = functools.partial(function, *args, **kwargs)
         if not self._grouped:
             return await loop.run_in_executor(self._thread_pool(), context.run, bound)
         future: asyncio.Future[T] = loop.create_future()
@@ -327,33 +336,23 @@ class Database:
                 return
 
     def _run_calls(self, group: list[_Call]) -> None:
+        def run(connection: sa.Connection) -> None:
+            # The calls' own write() and read() find the group's connection here.
+            self._in_group.connection = connection
+            try:
+                for call in group:
+                    try:
+                        call.result, call.error = call.context.run(call.function), None
+                    except Exception as error:
+                        call.result, call.error = None, error
+            finally:
+                self._in_group.connection = None
+
         with self._commit_lock:
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    with (
-                        self.engine.connect().execution_options(**{WRITE: True}) as connection,
-                        connection.begin(),
-                    ):
-                        self._in_group.connection = connection
-                        try:
-                            for call in group:
-                                try:
-                                    call.result, call.error = call.context.run(call.function), None
-                                except Exception as error:
-                                    call.result, call.error = None, error
-                        finally:
-                            self._in_group.connection = None
-                except Exception as error:
-                    # BEGIN or COMMIT failed: nothing of the group was written; run all of it
-                    # again (the calls are idempotent) or fail all.
-                    if attempt == MAX_ATTEMPTS or not _retryable(error):
-                        for call in group:
-                            call.result, call.error = None, error
-                        return
-                    log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
-                    time.sleep(random.uniform(0, 0.002 * 2**attempt))
-                    continue
-                return
+            error = self._in_one_transaction(run)  # a rerun runs every call again: idempotent
+        if error is not None:
+            for call in group:
+                call.result, call.error = None, error
 
     def dispose(self) -> None:
         if self._caller is not None:
@@ -364,10 +363,6 @@ class Database:
             self._pool.shutdown(wait=False)
             self._pool = None
         self.engine.dispose()
-
-
-def _bind(function: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], T]:
-    return lambda: function(*args, **kwargs)
 
 
 class Joined(Database):

@@ -124,7 +124,7 @@ class Prepared:
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._dml = isinstance(statement, sa.Insert | sa.Update | sa.Delete)
-        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled | object] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled | object] = {}
         self._lock = threading.Lock()
 
     def run(
@@ -132,13 +132,15 @@ class Prepared:
     ) -> PreparedResult:
         given = parameters or {}
         dialect = connection.dialect
-        key = (dialect.name, tuple(sorted(given)) if self._dml else ())
+        # An INSERT or UPDATE compiles to the columns it is given; a SELECT to one statement.
+        columns = tuple(sorted(given)) if self._dml else None
+        key = (dialect.name, columns)
         compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:
                 compiled = self._compiled.get(key)
                 if compiled is None:
-                    compiled = _compile(self.statement, dialect, key[1] if self._dml else None)
+                    compiled = _compile(self.statement, dialect, columns)
                     self._compiled[key] = compiled
         if not isinstance(compiled, _Compiled):
             return _through_sqlalchemy(connection, self.statement, given)

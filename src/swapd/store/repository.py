@@ -117,9 +117,9 @@ _ALERT = Prepared(sa.insert(t.alerts))
 _UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
 
 
-def update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> Prepared:
-    """``UPDATE table SET <columns> WHERE <key> = :p_key``, built once per column set; execute
-    it with ``p_<key>`` and ``v_<column>`` parameters."""
+def _update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> Prepared:
+    """``UPDATE table SET <columns> WHERE <key> = :p_key``, built once per column set; run it
+    with ``p_<key>`` and ``v_<column>`` parameters (``Repository.update`` does)."""
     statement = _UPDATES.get((table.name, key, columns))
     if statement is None:
         statement = Prepared(
@@ -187,6 +187,12 @@ class Repository:
         """A statement of the swap path, on the driver's cursor (see ``store.prepared``)."""
         return statement.run(self.conn, parameters)
 
+    def update(self, table: sa.Table, key: str, key_value: Any, values: dict[str, Any]) -> None:
+        """``UPDATE table SET values WHERE key = key_value``, one prepared statement per set of
+        columns."""
+        statement = _update_statement(table, key, tuple(sorted(values)))
+        self.run(statement, {f"p_{key}": key_value, **{f"v_{k}": v for k, v in values.items()}})
+
     # -- pack models, packs ----------------------------------------------------------------
 
     def pack_model(self, code: str) -> PackModel | None:
@@ -228,9 +234,7 @@ class Repository:
         return [_pack(r) for r in self.conn.execute(self._packs_query().order_by(t.packs.c.serial))]
 
     def update_pack(self, serial: str, now: datetime, **values: Any) -> None:
-        values["updated_at"] = now
-        statement = update_statement(t.packs, "serial", tuple(sorted(values)))
-        self.run(statement, {"p_serial": serial, **{f"v_{k}": v for k, v in values.items()}})
+        self.update(t.packs, "serial", serial, {**values, "updated_at": now})
 
     def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> bool:
         """Reserve a charged pack for a swap offer; False if another swap took it first."""
