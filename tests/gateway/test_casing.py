@@ -82,7 +82,11 @@ def test_replies_convert_as_ocpp_converts_them(reply: Any) -> None:
 def test_reply_dataclasses_serialize_as_ocpp_serializes_them() -> None:
     replies = [
         result21.Authorize(
-            id_token_info={"status": "Accepted", "evse_id": [2], "personal_message": {"format": "UTF8", "content": "x"}}
+            id_token_info={
+                "status": "Accepted",
+                "evse_id": [2],
+                "personal_message": {"format": "UTF8", "content": "x"},
+            }
         ),
         result21.Authorize(id_token_info={"status": "Invalid"}),
         result21.BootNotification(current_time="2026-11-26T10:00:00Z", interval=300, status="Accepted"),
@@ -90,7 +94,9 @@ def test_reply_dataclasses_serialize_as_ocpp_serializes_them() -> None:
         result21.BatterySwap(),
         result21.TransactionEvent(
             total_cost=1.5,
-            id_token_info=types21.IdTokenInfoType(status="Accepted", cache_expiry_date_time=None, evse_id=[1]),
+            id_token_info=types21.IdTokenInfoType(
+                status="Accepted", cache_expiry_date_time=None, evse_id=[1]
+            ),
         ),
     ]
     for reply in replies:

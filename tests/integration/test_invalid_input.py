@@ -183,6 +183,17 @@ CASES: dict[str, tuple[Callable[[Database], object], type[DomainError], str]] = 
         "with rider R1",
     ),
     "report soc empty slot": (lambda db: catalog.report_soc(db, "ST1", 4, 50), Conflict, "empty"),
+    # A pack and an app token name their rider themselves: swaps never look them up as cards.
+    "register a battery serial as a card": (
+        lambda db: catalog.add_token(db, TokenType.BATTERY_SERIAL, "B-1", rider_id=None, operator=True),
+        InvalidInput,
+        "only RFID cards",
+    ),
+    "register an app token as a card": (
+        lambda db: catalog.add_token(db, TokenType.APP, "R1", rider_id="R1"),
+        InvalidInput,
+        "only RFID cards",
+    ),
 }
 
 

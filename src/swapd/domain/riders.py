@@ -36,6 +36,10 @@ class TokenType(enum.StrEnum):
     NO_AUTHORIZATION = "NoAuthorization"
 
 
+# The kinds an operator registers (rider cards and staff cards); the others need no table.
+CARD_TOKEN_TYPES = frozenset({TokenType.RFID, TokenType.RFID_15693})
+
+
 @dataclass(frozen=True, slots=True)
 class IdToken:
     type: TokenType

@@ -11,7 +11,7 @@ from swapd.domain.errors import Conflict, InvalidInput, NotFound
 from swapd.domain.packs import Pack, PackModel, PackStatus, validate_code, validate_serial
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp, require_non_negative_int
-from swapd.domain.riders import Rider, RiderStatus, TokenType
+from swapd.domain.riders import CARD_TOKEN_TYPES, Rider, RiderStatus, TokenType
 from swapd.domain.stations import SlotState, Station, validate_slot_count
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
@@ -134,6 +134,10 @@ def add_token(
     """Register an RFID card (or another token) for a rider, or as an operator's staff card."""
     if not isinstance(value, str) or not 1 <= len(value) <= 255 or not value.isprintable():
         raise InvalidInput(f"token value must be 1-255 printable characters, got {value!r}")
+    if token_type not in CARD_TOKEN_TYPES:
+        # A pack names its holder and an app token names its rider: only cards are registered,
+        # which lets a swap skip the card table for the other kinds.
+        raise InvalidInput(f"only RFID cards are registered, not {token_type.value} tokens")
     if (rider_id is None) == (not operator):
         raise InvalidInput("a token belongs to a rider or is an operator token, not both")
 

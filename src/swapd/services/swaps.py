@@ -27,7 +27,7 @@ from swapd.domain.metering import meter
 from swapd.domain.packs import Pack, PackStatus, validate_serial
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp
-from swapd.domain.riders import IdToken, Rider, TokenType
+from swapd.domain.riders import CARD_TOKEN_TYPES, IdToken, Rider, TokenType
 from swapd.domain.stations import Station
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
 from swapd.services.money import move, recognise, rider_accounts, weighted_value
@@ -216,6 +216,8 @@ def _is_operator(tx: Tx, token: IdToken | None) -> bool:
         return False
     if token.type is TokenType.OPERATOR:
         return True
+    if token.type not in CARD_TOKEN_TYPES:
+        return False  # only cards are in the token table (catalog.add_token)
     owner = tx.repo.token_owner(token.type.value, token.value)
     return owner is not None and bool(owner.operator)
 
