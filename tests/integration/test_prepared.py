@@ -12,7 +12,7 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger import book as book_module
-from swapd.ledger.book import Book
+from swapd.ledger.book import OPERATOR, Book
 from swapd.ledger.model import AccountCode
 from swapd.services import catalog, payments, swaps
 from swapd.services import swaps as swaps_module
@@ -80,15 +80,25 @@ def swapped(db: Database) -> dict[str, object]:
             "account_code": account.code,
             "account_owner": "R1",
             "now": tx.now,
-            # The owner's-accounts statement: two that exist, one that does not, one repeated.
+            # The accounts-at-once statement: three that exist (one the operator's), one that
+            # does not, two repeated.
             "ledger_0": account.ledger,
             "code_0": account.code,
+            "owner_0": "R1",
             "ledger_1": "KRW",
             "code_1": "prepaid",
+            "owner_1": "R1",
             "ledger_2": "nope",
             "code_2": "allowance",
-            "ledger_3": account.ledger,
-            "code_3": account.code,
+            "owner_2": "R1",
+            "ledger_3": "KRW",
+            "code_3": "revenue",
+            "owner_3": OPERATOR,
+            **{
+                f"{name}_{i}": value
+                for i in (4, 5)
+                for name, value in (("ledger", account.ledger), ("code", account.code), ("owner", "R1"))
+            },
         }
 
     return db.read(names)
@@ -200,17 +210,28 @@ def test_book_load_reads_what_account_reads(db: Database, swapped: dict[str, obj
     """Accounts read in one statement by Book.load are the ones Book.account reads one by one
     (balances included); one that does not exist is left for account() to create."""
     names = [
-        ("Wh", AccountCode.ALLOWANCE),
-        ("Wh", AccountCode.OVERDRAWN),
-        ("KRW", AccountCode.PREPAID),
-        ("KRW", AccountCode.RECEIVABLE),
+        ("Wh", AccountCode.ALLOWANCE, "R1"),
+        ("Wh", AccountCode.OVERDRAWN, "R1"),
+        ("KRW", AccountCode.PREPAID, "R1"),
+        ("KRW", AccountCode.RECEIVABLE, "R1"),
+        ("Wh", AccountCode.ALLOWANCE_CONSUMED, OPERATOR),
+        ("KRW", AccountCode.REVENUE, OPERATOR),
     ]
     with db.engine.connect() as connection, connection.begin():
         plain = Book(connection, swapped["now"])  # type: ignore[arg-type]
-        expected = [plain.account(ledger, code, "R1") for ledger, code in names]
+        expected = [plain.account(*name) for name in names]
         loaded = Book(connection, swapped["now"])  # type: ignore[arg-type]
-        loaded.load("R1", names)
-        assert [loaded.account(ledger, code, "R1") for ledger, code in names] == expected
+        run = loaded._run
+        statements: list[Prepared] = []
+        loaded._run = lambda statement, parameters: (
+            statements.append(statement),
+            run(statement, parameters),
+        )[1]  # type: ignore[method-assign]
+        loaded.load(names)
+        assert [loaded.account(*name) for name in names] == expected
+        # One statement on SQLite; PostgreSQL reads the operator's accounts apart (unlocked).
+        assert len(statements) == (1 if db.engine.dialect.name == "sqlite" else 3)
         assert expected[0].credits_posted > 0  # a real balance was compared
+        assert expected[5].credits_posted > 0  # and the operator's revenue
         with pytest.raises(ValueError):
-            loaded.load("R1", names + names[:1])
+            loaded.load(names + names[:1])

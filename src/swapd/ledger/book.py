@@ -50,23 +50,24 @@ _ACCOUNT_BY_NAME_Q = sa.select(accounts).where(
 )
 _ACCOUNT_BY_NAME = Prepared(_ACCOUNT_BY_NAME_Q)
 _ACCOUNT_BY_NAME_LOCKED = Prepared(_ACCOUNT_BY_NAME_Q.with_for_update())
-# Up to four accounts of one owner in one statement (a rider's allowance, overdrawn, prepaid and
-# receivable: every swap needs all four); each (ledger, code, owner) term is a unique-index lookup.
-OWNER_ACCOUNTS_AT_ONCE = 4
-_OWNER_ACCOUNTS_Q = sa.select(accounts).where(
+# Up to six accounts in one statement: a swap needs its rider's allowance, overdrawn, prepaid and
+# receivable accounts and the operator's consumed and revenue accounts; each (ledger, code, owner)
+# term is a unique-index lookup.
+ACCOUNTS_AT_ONCE = 6
+_ACCOUNTS_Q = sa.select(accounts).where(
     sa.or_(
         *(
             sa.and_(
                 _c.ledger == sa.bindparam(f"ledger_{i}"),
                 _c.code == sa.bindparam(f"code_{i}"),
-                _c.owner == sa.bindparam("account_owner"),
+                _c.owner == sa.bindparam(f"owner_{i}"),
             )
-            for i in range(OWNER_ACCOUNTS_AT_ONCE)
+            for i in range(ACCOUNTS_AT_ONCE)
         )
     )
 )
-_OWNER_ACCOUNTS = Prepared(_OWNER_ACCOUNTS_Q)
-_OWNER_ACCOUNTS_LOCKED = Prepared(_OWNER_ACCOUNTS_Q.with_for_update())
+_ACCOUNTS = Prepared(_ACCOUNTS_Q)
+_ACCOUNTS_LOCKED = Prepared(_ACCOUNTS_Q.with_for_update())
 _TRANSFER_BY_KEY = Prepared(sa.select(transfers).where(_x.key == sa.bindparam("transfer_key")))
 _TRANSFER_BY_ID = Prepared(sa.select(transfers).where(_x.id == sa.bindparam("transfer_id")))
 _RESOLUTION_FLAGS = Prepared(sa.select(_x.flags).where(_x.pending_id == sa.bindparam("resolved_id")))
@@ -146,23 +147,31 @@ class Book:
         self._accounts[account.id] = account
         return account
 
-    def load(self, owner: str, names: Sequence[tuple[str, AccountCode]]) -> None:
-        """Read up to four accounts of one owner (by ledger and code) into this book in one
+    def load(self, names: Sequence[tuple[str, AccountCode, str]]) -> None:
+        """Read up to six accounts, each named by (ledger, code, owner), into this book in one
         statement, so that ``account`` finds them without a statement each. Accounts that do not
-        exist yet are left for ``account`` to create. On PostgreSQL they are locked when any of
-        them has a balance limit, as ``account`` would lock it."""
-        if not 0 < len(names) <= OWNER_ACCOUNTS_AT_ONCE:
-            raise ValueError(f"load takes 1..{OWNER_ACCOUNTS_AT_ONCE} accounts, got {len(names)}")
+        exist yet are left for ``account`` to create.
+
+        On PostgreSQL the accounts with a balance limit are locked, as ``account`` would lock
+        them, and the operator's shared accounts are left out: locked with them, they would be
+        held from the first read to COMMIT by every swap, where now only the deferred balance
+        update at the end (``flush``) holds them."""
+        if not 0 < len(names) <= ACCOUNTS_AT_ONCE:
+            raise ValueError(f"load takes 1..{ACCOUNTS_AT_ONCE} accounts, got {len(names)}")
+        if self._lockable:
+            names = [n for n in names if n[2] != OPERATOR or ACCOUNT_FLAGS.get(n[1]) is not None]
         cached = {(a.ledger, a.code, a.owner) for a in self._accounts.values()}
-        if all((ledger, code, owner) in cached for ledger, code in names):
+        wanted = [name for name in names if name not in cached]
+        if not wanted:
             return
-        padded = [*names, *[names[-1]] * (OWNER_ACCOUNTS_AT_ONCE - len(names))]
-        parameters: dict[str, Any] = {"account_owner": owner}
-        for i, (ledger, code) in enumerate(padded):
+        padded = [*wanted, *[wanted[-1]] * (ACCOUNTS_AT_ONCE - len(wanted))]
+        parameters: dict[str, Any] = {}
+        for i, (ledger, code, owner) in enumerate(padded):
             parameters[f"ledger_{i}"] = ledger
             parameters[f"code_{i}"] = code.value
-        lock = self._lockable and any(ACCOUNT_FLAGS.get(code) is not None for _, code in names)
-        for row in self._run(_OWNER_ACCOUNTS_LOCKED if lock else _OWNER_ACCOUNTS, parameters):
+            parameters[f"owner_{i}"] = owner
+        lock = self._lockable and any(ACCOUNT_FLAGS.get(code) is not None for _, code, _ in wanted)
+        for row in self._run(_ACCOUNTS_LOCKED if lock else _ACCOUNTS, parameters):
             if row.id not in self._accounts:
                 self._accounts[row.id] = _account(row)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import round_half_even
-from swapd.ledger.book import Book
+from swapd.ledger.book import OPERATOR, Book
 from swapd.ledger.model import Account, AccountCode, Transfer, TransferCode, TransferRequest
 
 
@@ -32,7 +32,15 @@ def rider_accounts(book: Book, rider_id: str, plan: Plan) -> RiderAccounts:
         (currency, AccountCode.PREPAID),
         (currency, AccountCode.RECEIVABLE),
     )
-    book.load(rider_id, names)  # one statement for the four
+    # One statement for the four, and for the two operator accounts a swap moves units and
+    # money to (the hold's and the charge's other side).
+    book.load(
+        [
+            *((ledger, code, rider_id) for ledger, code in names),
+            (unit, AccountCode.ALLOWANCE_CONSUMED, OPERATOR),
+            (currency, AccountCode.REVENUE, OPERATOR),
+        ]
+    )
     allowance, overdrawn, prepaid, receivable = (book.account(*name, rider_id) for name in names)
     return RiderAccounts(allowance, overdrawn, prepaid, receivable)
 

@@ -305,9 +305,10 @@ def authorize(
         rider = tx.repo.lock_riders([rider_id]).get(rider_id)
         assert rider is not None
         if token.type is TokenType.BATTERY_SERIAL:
-            pack = tx.repo.pack(token.value, lock=True)
-            if pack is None or pack.rider_id != rider_id:
-                raise Retry()  # the pack moved between reading it and locking its rider
+            if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
+                pack = tx.repo.pack(token.value, lock=True)
+                if pack is None or pack.rider_id != rider_id:
+                    raise Retry()  # the pack moved between reading it and locking its rider
             # Checked under the rider's lock, so of two stations asking at once one sees the other.
             where = {"rider_id": rider_id, "station_id": station_id, "serial": token.value}
             if tx.repo.run(_KEY_OPEN_ELSEWHERE, where).first() is not None:
