@@ -175,13 +175,15 @@ The raw driver writes a swap's 23 rows at 2,315 swaps/s in one transaction per s
 
 # The third round (2026-11-26, afternoon).
 FIX3_ROWS = [
-    "| before (442f0e2) | | 277.4 | 3.49 | | | | |",
-    "| after (this round) | | AFTER_SQLITE | AFTER_CPU | | AFTER_PG | AFTER_PG_CPU | |",
+    "| before (442f0e2) | 0.6 | 274.9 | 3.59 | 3.77 / 24.74 ms at 137.5/s | 77.3 | 12.74 "
+    "| 9.34 / 14.05 ms at 38.6/s |",
+    "| after (this round) | - | 362.7 | 2.66 | 4.70 / 9.15 ms at 181.3/s | 109.8 | 8.60 "
+    "| 8.73 / 12.85 ms at 54.9/s |",
 ]
 FIX3_INTRO = """\
 Measured back to back on the machine of the full run above, with the same benchmark code:
-`uv run python -m bench.swaps --databases sqlite --seconds 15` (the swaps/s and CPU columns; the
-latency of the full run is in the tables at the top).
+`uv run python -m bench.swaps --seconds 15` (160 stations, 15 s per phase). Single runs of the
+same source vary by about 10 %: the final SQLite code gave 363-400 swaps/s.
 """
 FIX3_TEXT = """\
 What the profile showed at 442f0e2: the call thread (services and SQLite) was busy all the
@@ -199,7 +201,7 @@ serialised the reply through `dataclasses.asdict` (~10 % of the server's CPU).
     with `ocpp`'s own functions (bounded caches). `tests/gateway/test_casing.py` holds the result
     to `ocpp`'s conversion for every field name of the 2.1 and 2.0.1 schemas and 600 generated
     payloads, and checks that no handler needs what the dispatch leaves out.
-12. **Fewer statements** (63 -> 56 per swap, SQLite): the operator's consumed and revenue
+12. **Fewer statements** (62 -> 55 per swap on SQLite, BEGIN/COMMIT and savepoints not counted): the operator's consumed and revenue
     accounts come in the rider's accounts statement (`Book.load`, six accounts; on PostgreSQL
     the operator's shared rows stay out of the locked read); only RFID cards are registered as
     tokens, so a battery-serial or app swap skips the card table; Authorize does not read the
@@ -210,6 +212,10 @@ What still stands between swapd and 500 swaps/s: one process on one core (the GI
 INSERT (`ON CONFLICT DO NOTHING`) instead of a SELECT before it (3 reads a swap); several server
 processes on one SQLite file (a write lock taken with `flock` so a waiting process wakes at
 once instead of SQLite's sleeping busy handler); the PostgreSQL call path in groups as on SQLite.
+
+13. **PostgreSQL call pool of 8 threads instead of 32** (`CALL_THREADS`): every statement's round
+    trip hands the GIL over; with 32 threads that cost 30 % more CPU a swap (PostgreSQL column:
+    77.3 swaps/s at 12.7 ms with 32 threads, 109.8 at 8.6 ms with 8, 103.7 with 4).
 """
 
 
