@@ -201,8 +201,9 @@ serialised the reply through `dataclasses.asdict` (~10 % of the server's CPU).
     with `ocpp`'s own functions (bounded caches). `tests/gateway/test_casing.py` holds the result
     to `ocpp`'s conversion for every field name of the 2.1 and 2.0.1 schemas and 600 generated
     payloads, and checks that no handler needs what the dispatch leaves out.
-12. **Fewer statements** (62 -> 55 per swap on SQLite, BEGIN/COMMIT and savepoints not counted): the operator's consumed and revenue
-    accounts come in the rider's accounts statement (`Book.load`, six accounts; on PostgreSQL
+12. **Fewer statements** (62 -> 55 per swap on SQLite, BEGIN/COMMIT and savepoints not
+    counted): the operator's consumed and revenue accounts come in the rider's accounts
+    statement (`Book.load`, six accounts; on PostgreSQL
     the operator's shared rows stay out of the locked read); only RFID cards are registered as
     tokens, so a battery-serial or app swap skips the card table; Authorize does not read the
     returned pack a second time on SQLite.
