@@ -72,7 +72,16 @@ _TRANSFER_BY_KEY = Prepared(sa.select(transfers).where(_x.key == sa.bindparam("t
 _TRANSFER_BY_ID = Prepared(sa.select(transfers).where(_x.id == sa.bindparam("transfer_id")))
 _RESOLUTION_FLAGS = Prepared(sa.select(_x.flags).where(_x.pending_id == sa.bindparam("resolved_id")))
 _RESOLUTION_ID = Prepared(sa.select(_x.id).where(_x.pending_id == sa.bindparam("resolved_id")))
-_INSERT_TRANSFER = Prepared(sa.insert(transfers).returning(_x.id))
+# A transfer is inserted unless its key exists (then no row comes back): the key's uniqueness
+# answers "was this applied already?" in the INSERT itself, without a SELECT before it.
+_INSERT_TRANSFER = {
+    "sqlite": Prepared(
+        sqlite.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
+    ),
+    "postgresql": Prepared(
+        postgresql.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
+    ),
+}
 _BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _ADD_TO_ACCOUNT = Prepared(
     sa.update(accounts)
@@ -114,6 +123,16 @@ def _transfer(row: Any) -> Transfer:
         actor=row.actor,
         memo=row.memo,
     )
+
+
+def _repeated(existing: Transfer, request: TransferRequest) -> Transfer:
+    """The answer to a request whose key was used already: the first transfer, if it is the same."""
+    if not existing.same_request(request):
+        raise LedgerError(
+            "exists_with_different_fields",
+            f"transfer key {request.key!r} was used for a different transfer",
+        )
+    return existing
 
 
 class Book:
@@ -222,26 +241,29 @@ class Book:
         return None if row is None else _transfer(row)
 
     def transfer(self, request: TransferRequest) -> Transfer:
-        """Apply a transfer exactly once per key; a repeat returns the first result."""
-        existing = self.find(request.key)
-        if existing is not None:
-            if not existing.same_request(request):
-                raise LedgerError(
-                    "exists_with_different_fields",
-                    f"transfer key {request.key!r} was used for a different transfer",
-                )
-            return existing
-        debit = self.get(request.debit_account_id)
-        credit = self.get(request.credit_account_id)
-        validate_request(request, debit, credit)
-        pending = None
-        if request.pending_id is not None:
-            pending = self._pending(request.pending_id)
-        debit_delta, credit_delta = deltas_for(request, pending)
-        debit.with_delta(debit_delta).check_limits()
-        credit.with_delta(credit_delta).check_limits()
+        """Apply a transfer exactly once per key; a repeat returns the first result.
+
+        The first attempt is the common case, so the key is not looked up before it: a repeat
+        shows itself either as a refusal of the checks (the accounts can no longer pay for it,
+        its hold is resolved already: by this very transfer) or as an INSERT that finds the key
+        taken; either way the transfer under that key is the answer."""
+        try:
+            debit = self.get(request.debit_account_id)
+            credit = self.get(request.credit_account_id)
+            validate_request(request, debit, credit)
+            pending = None
+            if request.pending_id is not None:
+                pending = self._pending(request.pending_id)
+            debit_delta, credit_delta = deltas_for(request, pending)
+            debit.with_delta(debit_delta).check_limits()
+            credit.with_delta(credit_delta).check_limits()
+        except LedgerError:
+            existing = self.find(request.key)
+            if existing is None:
+                raise
+            return _repeated(existing, request)
         inserted = self._run(
-            _INSERT_TRANSFER,
+            _INSERT_TRANSFER[self._conn.dialect.name],
             {
                 "key": request.key,
                 "ledger": request.ledger,
@@ -256,7 +278,11 @@ class Book:
                 "memo": request.memo,
                 "created_at": self._now,
             },
-        ).scalar_one()
+        ).scalar()
+        if inserted is None:
+            existing = self.find(request.key)
+            assert existing is not None, "the INSERT found the key taken"
+            return _repeated(existing, request)
         self._apply(debit, debit_delta)
         self._apply(credit, credit_delta)
         return Transfer(
