@@ -177,13 +177,18 @@ The raw driver writes a swap's 23 rows at 2,315 swaps/s in one transaction per s
 FIX3_ROWS = [
     "| before (442f0e2) | 0.6 | 274.9 | 3.59 | 3.77 / 24.74 ms at 137.5/s | 77.3 | 12.74 "
     "| 9.34 / 14.05 ms at 38.6/s |",
-    "| after (this round) | - | 362.7 | 2.66 | 4.70 / 9.15 ms at 181.3/s | 109.8 | 8.60 "
+    "| items 10-13 (69ca806) | - | 362.7 | 2.66 | 4.70 / 9.15 ms at 181.3/s | 109.8 | 8.60 "
     "| 8.73 / 12.85 ms at 54.9/s |",
+    "| items 10-13, the full run above (b5b4763) | 1.4 | 388.0 | 2.54 | 5.24 / 12.57 ms at 194.0/s "
+    "| 122.6 | 8.05 | 7.80 / 12.56 ms at 61.3/s |",
+    "| items 10-14 (855030d) | 0.1 | 362.7 | 2.67 | 4.64 / 11.57 ms at 181.3/s | 117.3 | 8.90 "
+    "| 7.77 / 12.78 ms at 58.7/s |",
 ]
 FIX3_INTRO = """\
 Measured back to back on the machine of the full run above, with the same benchmark code:
-`uv run python -m bench.swaps --seconds 15` (160 stations, 15 s per phase). Single runs of the
-same source vary by about 10 %: the final SQLite code gave 363-400 swaps/s.
+`uv run python -m bench.swaps --seconds 15` (160 stations, 15 s per phase), except the row of
+the full run. Single runs of one source vary by about 10 % here: 69ca806 gave 363-400 SQLite
+swaps/s, and 855030d against its parent, alternated, 341/379 against 352/340.
 """
 FIX3_TEXT = """\
 What the profile showed at 442f0e2: the call thread (services and SQLite) was busy all the
@@ -227,6 +232,13 @@ What still stands between swapd and 500 swaps/s: one process on one core (the GI
 services' Python), 40 % on the event loop (socket reads and writes, uvicorn pausing and resuming
 each socket's reads around every message, the ASGI layers). Next steps, not taken: the
 PostgreSQL call path in groups as on SQLite (it spends 8 ms of CPU a swap against 2.5).
+
+The raw_limit table above ran right after the swaps benchmark, at a load average of 3.8. Run
+again alone on the quiet machine (load 0.2), `uv run python -m bench.raw_limit --swapd-sqlite
+388.0 --swapd-postgresql 122.6` gave 1,412 SQLite and 222 PostgreSQL raw swaps/s: ratios 0.275
+and 0.552. This machine's PostgreSQL commits about half as fast as the one of the first full run
+(raw 222 against 422 swaps/s), which is also why pg_single_transfers_per_s (one writer, one
+COMMIT per transfer) reads 485 here against 815 there.
 """
 
 
