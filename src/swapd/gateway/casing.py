@@ -11,6 +11,7 @@ name every field alike. The caches are bounded: keys beyond the bound are conver
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
@@ -22,22 +23,22 @@ _CAMEL: dict[str, str] = {}
 _FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
-def _snake_key(key: str) -> str:
-    converted = _SNAKE.get(key)
+def _converted(cache: dict[str, str], convert: Callable[[Any], Any], key: str) -> str:
+    """``key`` as ``convert`` (one of ocpp's converters) renames it, remembered in ``cache``."""
+    converted = cache.get(key)
     if converted is None:
-        converted = next(iter(camel_to_snake_case({key: None})))
-        if len(_SNAKE) < MAX_CACHED_KEYS:
-            _SNAKE[key] = converted
+        converted = next(iter(convert({key: None})))
+        if len(cache) < MAX_CACHED_KEYS:
+            cache[key] = converted
     return converted
+
+
+def _snake_key(key: str) -> str:
+    return _converted(_SNAKE, camel_to_snake_case, key)
 
 
 def _camel_key(key: str) -> str:
-    converted = _CAMEL.get(key)
-    if converted is None:
-        converted = next(iter(snake_to_camel_case({key: None})))
-        if len(_CAMEL) < MAX_CACHED_KEYS:
-            _CAMEL[key] = converted
-    return converted
+    return _converted(_CAMEL, snake_to_camel_case, key)
 
 
 def to_snake(data: Any) -> Any:

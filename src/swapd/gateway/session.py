@@ -415,7 +415,7 @@ class _Routing:
         """A checked CALL to its ``@on`` handler: what ocpp's ``_handle_call`` does, on the
         message already parsed and checked above, with key conversions cached (casing.py). A
         handler's OCPPError becomes its CALLERROR; anything else an InternalError. Our handlers
-        take no ``call_unique_id`` and have no ``@after`` hook (test_protocol holds that), the two
+        take no ``call_unique_id`` and have no ``@after`` hook (test_casing holds that), the two
         things of ocpp's routing this leaves out."""
         unique_id, action, payload = message[1], message[2], message[3]
         call = Call(unique_id=unique_id, action=action, payload=payload)
