@@ -574,8 +574,9 @@ def battery_in(
         serials = [b.serial for b in batteries]
         packs = tx.repo.packs(serials)
         holders = {s: p.rider_id for s, p in packs.items() if p.rider_id}
-        tx.repo.lock_riders(sorted(set(holders.values())))
         if tx.repo.locks_rows:  # riders first, then packs; the holders may have changed since
+            # (SQLite's write transaction holds the whole database: nothing to lock or re-read.)
+            tx.repo.lock_riders(sorted(set(holders.values())))
             packs = tx.repo.packs(serials, lock=True)
             if {s: p.rider_id for s, p in packs.items() if p.rider_id} != holders:
                 raise Retry()
