@@ -1,5 +1,6 @@
-"""``swapd serve`` settles its heap before serving: what exists then is left out of every garbage
-collection, and the young generation is large enough for a call's objects to die in it."""
+"""How ``swapd serve`` runs its process: it settles its heap before serving (what exists then is
+left out of every garbage collection, and the young generation is large enough for a call's
+objects to die in it), on uvloop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from swapd.gateway.server import GC_YOUNG_OBJECTS, settle_heap
+from swapd.gateway.server import GC_YOUNG_OBJECTS, settle_heap, uvicorn_config
+from swapd.store.database import Database
 
 
 @pytest.fixture
@@ -27,3 +29,15 @@ def test_settle_heap_freezes_what_exists_and_widens_the_young_generation(restore
     assert not any(o is survivor for o in gc.get_objects())  # frozen: no longer collected
     assert gc.get_threshold() == (GC_YOUNG_OBJECTS, older, oldest)
     assert GC_YOUNG_OBJECTS > 700  # CPython's default, which promoted calls in flight
+
+
+def test_serve_runs_on_uvloop(db: Database) -> None:
+    import uvloop
+
+    factory = uvicorn_config(db).get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
