@@ -242,6 +242,85 @@ COMMIT per transfer) reads 485 here against 815 there.
 """
 
 
+# The fourth round (2026-11-26, evening session).
+FIX4_ROWS = [
+    "| before (a76e4fc), two runs | - | 496.8, 352.2 | 2.02, 2.79 | 11.29 / 27.12, 5.94 / 17.36 ms "
+    "| 96.0 | 10.41 | 9.78 / 33.63 ms |",
+    "| items 15-16 (a21d5c8), two runs, alternated with the row above | - | 544.6, 416.0 "
+    "| 1.78, 2.36 | 6.16 / 30.36, 9.43 / 31.27 ms | - | - | - |",
+    "| items 15-18 on asyncio's loop, two runs | - | 448.0, 416.0 | 2.14, 2.16 "
+    "| 13.95 / 34.12, 9.12 / 273.12 ms | - | - | - |",
+    "| items 15-18 (aaae5d1, uvloop), alternated with the row above | - | 485.6, 497.8 | 1.89, 1.99 "
+    "| 12.63 / 56.59, 14.52 / 44.74 ms | 103.8 | 9.43 | 9.95 / 24.83 ms |",
+    "| aaae5d1, four more runs at other times | - | 441.2, 528.0, 411.7, 477.7 "
+    "| 2.14, 1.80, 2.30, 2.03 | 4.03 / 12.07, 16.29 / 48.95, 6.31 / 28.80, 4.59 / 15.72 ms "
+    "| - | - | - |",
+    "| aaae5d1, the full run above | 3.3 | 474.2 | 1.96 | 15.60 / 43.62 ms at 237.1/s | 112.0 | 8.17 "
+    "| 8.47 / 20.72 ms at 56.0/s |",
+]
+FIX4_INTRO = """\
+This session ran on another machine (AMD EPYC, 2 cores), where a76e4fc measured 352-497
+SQLite swaps/s at 2.0-2.8 ms of server CPU a swap. Measured back to back with the same benchmark
+code: `uv run python -m bench.swaps --seconds 10` (160 stations, 10 s per phase; the PostgreSQL
+column with `--databases postgresql`), each row's runs alternated with the row before it.
+The full run above is `uv run python -m bench run` on aaae5d1.
+"""
+FIX4_TEXT = """\
+What the profile and the process showed at a76e4fc (py-spy; per-thread CPU from /proc; the
+collector's pauses from `gc.callbacks`): the SQLite call thread was the serial path, at ~75 % of
+a core, the rest of its time waiting for the GIL held by the event loop; on the loop, uvicorn
+paused and resumed every socket's reads around every message (two `epoll_ctl` and two selector
+updates: 7 % of the server's CPU), and asyncio's own Python (selector, transports, handles)
+was most of what was left. Under load a full garbage collection ran every ~4 s and held the
+process for 115-135 ms (~220,000 objects from the imports and the app, walked every time):
+the worst of the decision p99's tail at half load (each pause delays ~3 % of the decisions).
+
+15. **Reading on while a few messages wait** (`gateway/protocol.py`): uvicorn's sans-I/O
+    websockets protocol, except that a socket's reading pauses only once 4 messages wait unread
+    (at most 4 frames of 1 MiB buffered per socket) and resumes when the app has taken them
+    all. `tests/gateway/test_ws_protocol.py`: the pause and resume points, a message after close,
+    and 40 frames sent back to back all answered in order over a real socket.
+16. **A settled heap** (`settle_heap` in `gateway/server.py`, run by `swapd serve` before it
+    serves): the startup objects are frozen out of every collection (`gc.freeze`) and the young
+    generation holds 20,000 objects instead of 700, so a call's objects die young instead of
+    reaching the old generation. Full collections under load: from one every ~4 s of
+    115-135 ms to none in a 45 s run; young ones stay under ~15 ms.
+17. **uvloop** (a pinned dependency except on Windows; uvicorn's `loop="auto"` takes it): the
+    event loop's selector and transports in C. Back to back, 8-20 % more swaps/s.
+18. **BatteryIn on SQLite does not read the returning riders**: the read was only there to
+    lock them (PostgreSQL). 51 statements a swap.
+
+Tried and dropped (the runs alternated, on aaae5d1): running the SQLite groups on the event
+loop itself instead of a thread (no GIL hand-overs, but the loop blocks for a whole group:
+531 and 442 swaps/s, decision p99 60.6 and 35.8 ms, against 412 and 478 swaps/s, 28.8 and
+15.7 ms with the thread); `sys.setswitchinterval(0.0005)` (448 and 456 swaps/s, p99 228 and
+82 ms); a larger SQLite page cache and `mmap_size` (the benchmark's database fits the default
+cache: within the noise); pinning the server to one core (561 and 464 swaps/s against 528 and
+550 unpinned).
+
+The decision p99 at half load is still not met in the full run (43.6 ms; 12-57 ms over single
+runs of aaae5d1). Timed inside the server (Authorize handler to answer, one run at 194
+swaps/s): p50 6.7 ms, p99 21.1 ms, so it is the queue in front of the call thread, not the
+network or the load generator. At half load that thread should be half idle, but each of a
+call's ~17 statements gives the GIL away inside SQLite and must take it back from a busy event
+loop, so a call's wall time is several times its CPU time, and groups grow to fill it.
+
+How noisy this machine is: single 10 s runs of one source gave 400 to 590 SQLite swaps/s, and
+decision p99 at half load 12 to 273 ms, while `vmstat` showed 45 % of the two cores idle and
+no steal. Server CPU per swap moves with it (1.6-2.4 ms). A difference below 20 % between two
+single runs is not evidence here.
+
+What still stands between swapd and a steady 500 swaps/s, and 0.5 of the raw driver (which
+writes a swap's rows at 1,200-1,400/s here), and of a steady p99: one process, one GIL. The
+call thread is the serial path; SQLite's own work in it is about a third of the samples, the
+services' Python and the prepared-statement layer most of the rest (51 statements a swap, each
+~25 us of the thread's time). The next steps, not taken: moving WebSocket and OCPP handling to
+processes of their own in front of one writer process (the machine's second core is half idle
+under the benchmark, and the writer would no longer share its GIL with the sockets), and fewer
+statements (a station's row read once per call, three times a swap).
+"""
+
+
 def what_was_fixed() -> str:
     """The "What was fixed" section: every round, newest last."""
     first = WHAT_WAS_FIXED.format(header=FIX_HEADER, rows="\n".join(FIX_ROWS), text=FIX_TEXT)
@@ -251,12 +330,17 @@ def what_was_fixed() -> str:
     third = WHAT_WAS_FIXED_2.format(
         intro=FIX3_INTRO.rstrip(), header=FIX_HEADER, rows="\n".join(FIX3_ROWS), text=FIX3_TEXT
     )
+    fourth = WHAT_WAS_FIXED_2.format(
+        intro=FIX4_INTRO.rstrip(), header=FIX_HEADER, rows="\n".join(FIX4_ROWS), text=FIX4_TEXT
+    )
     return (
         first.rstrip()
         + "\n\n### Second round\n\n"
         + second.rstrip()
         + "\n\n### Third round\n\n"
         + third.rstrip()
+        + "\n\n### Fourth round\n\n"
+        + fourth.rstrip()
     ).rstrip()
 
 
