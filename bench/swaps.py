@@ -21,11 +21,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from bench._common import (
@@ -205,6 +207,36 @@ class Generators:
             process.join(timeout=10)
 
 
+def _decision_buckets(http: str) -> dict[float, float]:
+    """The server's own Authorize timings so far (swapd_decision_seconds, from /metrics): the
+    cumulative count of each bucket, by its upper bound in seconds."""
+    with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "swapd_decision_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    counts[float(sample.labels["le"])] = sample.value
+    return counts
+
+
+def _server_side(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Server-side decision times of one phase: the share within the p99 target, and the upper
+    bound of the bucket that holds the 99th percentile. Next to the stations' round trips they
+    tell the server's queue from the network and the load generator."""
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    if total <= 0:
+        return {}
+    p99_bound = next(bound for bound, count in counts.items() if count >= 0.99 * total)
+    within = counts.get(TARGET_P99_MS / 1000, 0.0) / total
+    return {
+        "server_decisions_within_20ms": round(within, 4),
+        "server_decision_p99_at_most_ms": p99_bound * 1000,
+    }
+
+
 def run_on(kind: str, size: Size) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     with fresh_database(kind, "swaps") as url, Progress(console=console, transient=True) as progress:
@@ -243,13 +275,16 @@ def run_on(kind: str, size: Size) -> dict[str, Any]:
             half = max(max_rate / 2, 1.0)
             phase = progress.add_task(f"{kind}: open loop at {half:.0f} swaps/s", total=None)
             start_at = time.time() + 0.5
+            buckets_before = _decision_buckets(server.http)
             opened = generators.run(("open", start_at, size.warmup_s, size.run_s), rate_split=half)
+            server_side = _server_side(buckets_before, _decision_buckets(server.http))
             progress.remove_task(phase)
             generators.stop()
             metrics["open_loop_rate_swaps_per_s"] = round(half, 1)
             metrics["open_loop_achieved_swaps_per_s"] = round(opened.completed / size.run_s, 1)
             metrics["decision_p50_ms"] = _ms(opened.decision_s, 0.50)
             metrics["decision_p99_ms"] = _ms(opened.decision_s, 0.99)
+            metrics.update(server_side)  # warm-up included: the server cannot tell it apart
             metrics["battery_in_p99_ms"] = _ms(opened.battery_in_s, 0.99)
             metrics["swap_p50_ms"] = _ms(opened.swap_s, 0.50)
             metrics["swap_p99_ms"] = _ms(opened.swap_s, 0.99)
