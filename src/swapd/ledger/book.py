@@ -75,12 +75,10 @@ _RESOLUTION_ID = Prepared(sa.select(_x.id).where(_x.pending_id == sa.bindparam("
 # A transfer is inserted unless its key exists (then no row comes back): the key's uniqueness
 # answers "was this applied already?" in the INSERT itself, without a SELECT before it.
 _INSERT_TRANSFER = {
-    "sqlite": Prepared(
-        sqlite.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
-    ),
-    "postgresql": Prepared(
-        postgresql.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
-    ),
+    name: Prepared(
+        dialect.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
+    )
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _ADD_TO_ACCOUNT = Prepared(
