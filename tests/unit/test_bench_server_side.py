@@ -25,3 +25,9 @@ def test_the_p99_bucket_is_the_first_that_holds_99_percent() -> None:
 def test_no_decisions_in_the_phase_gives_no_numbers() -> None:
     same = {0.02: 5.0, INF: 5.0}
     assert _server_side(same, same) == {}
+
+
+def test_within_the_target_counts_only_buckets_known_to_be_within_it() -> None:
+    # No bucket ends at 20 ms: what lies between 10 and 50 ms may be above it, so it is left out.
+    after = {0.01: 600.0, 0.05: 990.0, INF: 1000.0}
+    assert _server_side({}, after)["server_decisions_within_20ms"] == 0.6
