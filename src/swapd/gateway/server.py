@@ -255,8 +255,8 @@ def uvicorn_config(
     keyfile: str | None = None,
 ) -> uvicorn.Config:
     """How swapd runs under uvicorn: the sans-I/O websockets protocol (reading on while a few
-    messages wait, see swapd.gateway.protocol), frames capped, no
-    compression, TLS when given a certificate, and logging left to swapd (log_config=None)."""
+    messages wait, see swapd.gateway.protocol), frames capped, no compression, TLS when given a
+    certificate, and logging left to swapd (log_config=None)."""
     return uvicorn.Config(
         create_app(db),
         host=host,
