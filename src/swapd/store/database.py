@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 
+from swapd.domain.plans import Plan
 from swapd.ledger.book import Book
 from swapd.store.engine import WRITE, open_database
 from swapd.store.repository import Repository, Retry
@@ -138,6 +139,9 @@ class Database:
         self._caller: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._start_lock = threading.Lock()
+        # Plans read by transactions that committed (see Repository.plan): written once, never
+        # changed, so the swap path need not read its rider's plan again each call.
+        self._plans: dict[str, Plan] = {}
 
     @classmethod
     def open(cls, url: str | None = None, clock: Clock | None = None) -> Database:
@@ -160,6 +164,7 @@ class Database:
                     tx = self._new_tx(connection)
                     result = work(tx)
                     tx.book.flush()
+                self._plans.update(tx.repo.plans_read)
                 return result
             except Exception as error:
                 if attempt == MAX_ATTEMPTS or not _retryable(error):
@@ -207,6 +212,8 @@ class Database:
         that passes (another process holds the lock past busy_timeout): then nothing of it was
         written. The error that ended the attempts, or None once committed."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            read: list[dict[str, Plan]] = []
+            self._in_group.plans_read = read  # what the calls that did not fail read
             try:
                 with (
                     self.engine.connect().execution_options(**{WRITE: True}) as connection,
@@ -219,6 +226,10 @@ class Database:
                 log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
+            finally:
+                self._in_group.plans_read = None
+            for plans in read:
+                self._plans.update(plans)
             return None
         raise AssertionError("unreachable")
 
@@ -257,19 +268,26 @@ class Database:
                 item.result, item.error = None, error
                 return
             driver.execute("RELEASE SAVEPOINT swapd_call")
+            self._in_group.plans_read.append(tx.repo.plans_read)
             item.result, item.error = result, None
             return
 
     def read(self, work: Callable[[Tx], T]) -> T:
         connection = getattr(self._in_group, "connection", None)
         if connection is not None:  # inside a call group: read on its transaction
-            return work(self._new_tx(connection))
+            tx = self._new_tx(connection)
+            result = work(tx)
+            self._in_group.plans_read.append(tx.repo.plans_read)
+            return result
         with self.engine.connect() as connection, connection.begin():
-            return work(self._new_tx(connection))
+            tx = self._new_tx(connection)
+            result = work(tx)
+        self._plans.update(tx.repo.plans_read)
+        return result
 
     def _new_tx(self, connection: sa.Connection) -> Tx:
         now = self.clock.now()
-        return Tx(Repository(connection), Book(connection, now), now)
+        return Tx(Repository(connection, self._plans), Book(connection, now), now)
 
     # -- blocking service calls from an event loop ---------------------------------------------
 

@@ -7,7 +7,7 @@ needed there. Services lock in one order: riders, then packs, then accounts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -165,9 +165,14 @@ def plan_from_row(row: Row) -> Plan:
 
 
 class Repository:
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection, plans: Mapping[str, Plan] | None = None) -> None:
         self.conn = connection
         self._lockable = connection.dialect.name == "postgresql"
+        # Plans are written once and never changed or deleted, so a plan read by a transaction
+        # that committed stays true: ``plans`` holds those (the Database's), and ``plans_read``
+        # what this transaction read, for the Database to keep once it has committed.
+        self._plans = plans
+        self.plans_read: dict[str, Plan] = {}
 
     @property
     def locks_rows(self) -> bool:
@@ -284,8 +289,15 @@ class Repository:
     # -- plans, riders, tokens -------------------------------------------------------------
 
     def plan(self, plan_id: str) -> Plan | None:
+        if self._plans is not None:
+            kept = self._plans.get(plan_id)
+            if kept is not None:
+                return kept
         row = self.run(_PLAN, {"plan_id": plan_id}).first()
-        return None if row is None else plan_from_row(row)
+        if row is None:
+            return None
+        plan = self.plans_read[plan_id] = plan_from_row(row)
+        return plan
 
     def plans(self) -> list[Plan]:
         return [plan_from_row(r) for r in self.conn.execute(sa.select(t.plans).order_by(t.plans.c.id))]
