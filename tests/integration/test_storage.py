@@ -46,7 +46,7 @@ from swapd.store.engine import (
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-HEAD = "0004"
+HEAD = "0005"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
 

@@ -56,26 +56,23 @@ class EventType:
 # The statements of the swap path, built once (see swapd.store.repository for why).
 _B = sa.bindparam
 _INSERT_SWAP = Prepared(sa.insert(t.swaps).returning(t.swaps.c.id))
+# The state is written as a literal so that SQLite can use the partial index ix_swaps_offered.
+_OFFERED: sa.ColumnElement[str] = sa.literal_column(f"'{SwapState.OFFERED}'")
 _OPEN_OFFER = Prepared(
     sa.select(t.swaps)
     .where(
         t.swaps.c.station_id == _B("station_id"),
         t.swaps.c.rider_id == _B("rider_id"),
-        t.swaps.c.state == SwapState.OFFERED,
+        t.swaps.c.state == _OFFERED,
     )
     .order_by(t.swaps.c.id.desc())
 )
-# The same pack as the key of a swap still open at another station (R3: one pack, one place).
-_KEY_OPEN_ELSEWHERE = Prepared(
-    sa.select(t.swaps.c.id)
-    .where(
-        t.swaps.c.rider_id == _B("rider_id"),
-        t.swaps.c.state == SwapState.OFFERED,
-        t.swaps.c.station_id != _B("station_id"),
-        t.swaps.c.token_type == TokenType.BATTERY_SERIAL.value,
-        t.swaps.c.token_value == _B("serial"),
-    )
-    .limit(1)
+# Every swap still offered to a rider, newest first: the open offer at this station, and the
+# same pack as the key of a swap still open at another station (R3: one pack, one place).
+_OFFERED_TO_RIDER = Prepared(
+    sa.select(t.swaps)
+    .where(t.swaps.c.rider_id == _B("rider_id"), t.swaps.c.state == _OFFERED)
+    .order_by(t.swaps.c.id.desc())
 )
 _INSERT_OFFER = Prepared(sa.insert(t.swap_offers))
 _SET_OFFER_STATE = Prepared(
@@ -304,14 +301,19 @@ def authorize(
         assert rider_id is not None
         rider = tx.repo.lock_riders([rider_id]).get(rider_id)
         assert rider is not None
+        offered = tx.repo.run(_OFFERED_TO_RIDER, {"rider_id": rider_id}).all()
         if token.type is TokenType.BATTERY_SERIAL:
             if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
                 pack = tx.repo.pack(token.value, lock=True)
                 if pack is None or pack.rider_id != rider_id:
                     raise Retry()  # the pack moved between reading it and locking its rider
             # Checked under the rider's lock, so of two stations asking at once one sees the other.
-            where = {"rider_id": rider_id, "station_id": station_id, "serial": token.value}
-            if tx.repo.run(_KEY_OPEN_ELSEWHERE, where).first() is not None:
+            if any(
+                s.station_id != station_id
+                and s.token_type == TokenType.BATTERY_SERIAL.value
+                and s.token_value == token.value
+                for s in offered
+            ):
                 return _refuse(
                     tx,
                     station_id,
@@ -320,7 +322,7 @@ def authorize(
                     rider_id=rider_id,
                     request_id=request_id,
                 )
-        open_offer = _open_offer(tx, station_id, rider_id)
+        open_offer = next((s for s in offered if s.station_id == station_id), None)
         if open_offer is not None and open_offer.request_id is None:
             if request_id is not None:
                 _set_swap(tx, open_offer.id, request_id=request_id)

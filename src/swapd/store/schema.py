@@ -181,6 +181,14 @@ swaps = sa.Table(
 )
 sa.Index("ix_swaps_rider", swaps.c.rider_id, swaps.c.id)
 sa.Index("ix_swaps_open", swaps.c.station_id, swaps.c.state)
+# The swaps still offered, by rider (Authorize reads them on every decision); a handful at most,
+# where a rider's whole history would be read through ix_swaps_rider.
+sa.Index(
+    "ix_swaps_offered",
+    swaps.c.rider_id,
+    sqlite_where=sa.text("state = 'offered'"),
+    postgresql_where=sa.text("state = 'offered'"),
+)
 sa.Index("ix_swaps_created", swaps.c.created_at)
 
 swap_offers = sa.Table(
