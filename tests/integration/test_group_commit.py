@@ -177,3 +177,82 @@ def test_calls_on_postgresql_run_in_a_thread_pool(pg_url: str) -> None:
         db.dispose()
     assert {f"PG{i}" for i in range(8)} <= codes
     assert sum(isinstance(o, Conflict) for o in outcomes) == 1  # PG0 twice: one of them refused
+
+
+def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_fail(
+    sqlite_db: Database,
+) -> None:
+    """Each call's changes to the operator's shared accounts are added up over its group and
+    written once before the COMMIT; a call that fails adds nothing, and the rider accounts
+    (whose limits decide) are written by each call at once, as before."""
+    from swapd.ledger.model import AccountCode, TransferCode, TransferRequest
+
+    def setup(tx: Tx) -> tuple[int, int, int]:
+        issued = tx.book.account("Wh", AccountCode.ALLOWANCE_ISSUED)
+        consumed = tx.book.account("Wh", AccountCode.ALLOWANCE_CONSUMED)
+        allowance = tx.book.account("Wh", AccountCode.ALLOWANCE, "R1")
+        tx.book.transfer(
+            TransferRequest("fund", "Wh", issued.id, allowance.id, 1_000, TransferCode.TOP_UP)
+        )
+        return issued.id, consumed.id, allowance.id
+
+    _, consumed_id, allowance_id = sqlite_db.write(setup)
+
+    def use(key: str, amount: int) -> int:
+        def work(tx: Tx) -> int:
+            tx.book.transfer(
+                TransferRequest(key, "Wh", allowance_id, consumed_id, amount, TransferCode.USAGE)
+            )
+            # The rider's balance is read back within the group, call after call.
+            return tx.book.get(allowance_id).credit_balance
+
+        return sqlite_db.write(work)
+
+    def fail_after_using(tx: Tx) -> None:
+        tx.book.transfer(
+            TransferRequest("lost", "Wh", allowance_id, consumed_id, 500, TransferCode.USAGE)
+        )
+        raise RuntimeError("the call fails after its transfer")
+
+    statements: list[str] = []
+
+    @sa.event.listens_for(sqlite_db.engine, "connect")
+    def trace(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    sqlite_db.engine.dispose()  # new connections, traced
+    hold, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        hold.set()
+        release.wait(5)
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(sqlite_db.call(slow))
+        await asyncio.to_thread(hold.wait, 5)
+        queued = [
+            asyncio.ensure_future(sqlite_db.call(use, "u1", 10)),
+            asyncio.ensure_future(sqlite_db.call(sqlite_db.write, fail_after_using)),
+            asyncio.ensure_future(sqlite_db.call(use, "u2", 20)),
+            asyncio.ensure_future(sqlite_db.call(use, "u3", 30)),
+        ]
+        await asyncio.sleep(0.05)  # all four are queued behind the slow call: one group
+        statements.clear()
+        release.set()
+        return await asyncio.gather(first, *queued, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        sqlite_db.dispose()
+    assert outcomes[1:] == [990, outcomes[2], 970, 940]
+    assert isinstance(outcomes[2], RuntimeError)
+
+    consumed = sqlite_db.read(lambda tx: tx.book.get(consumed_id).credit_balance)
+    allowance = sqlite_db.read(lambda tx: tx.book.get(allowance_id).credit_balance)
+    assert (consumed, allowance) == (60, 940)  # not the failed call's 500
+    updates = [s for s in statements if s.startswith("UPDATE accounts")]
+    operator_updates = [s for s in updates if s.endswith(f"WHERE accounts.id = {consumed_id}")]
+    assert len(operator_updates) == 1, updates  # once for the group, not once a call
+    # The rider's row by each call at once: the three that succeeded and the one rolled back.
+    assert len(updates) - len(operator_updates) == 3 + 1

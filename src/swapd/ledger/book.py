@@ -10,7 +10,7 @@ row locks short on PostgreSQL and makes lock order the same in every transaction
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -345,9 +345,29 @@ class Book:
 
     def flush(self) -> None:
         """Write the deferred operator-side balance changes, in account id order."""
-        for account_id in sorted(self._deferred):
-            delta = self._deferred[account_id]
-            if delta != Delta():
-                self._write(account_id, delta)
+        self.write_deltas(self._conn, self.take_deferred())
+
+    def take_deferred(self) -> dict[int, Delta]:
+        """The deferred operator-side balance changes, for the caller to write (``flush``, or a
+        SQLite call group once for all its calls); this book forgets them and its accounts."""
+        deferred = {k: delta for k, delta in self._deferred.items() if delta != Delta()}
         self._deferred.clear()
         self._accounts.clear()
+        return deferred
+
+    @staticmethod
+    def write_deltas(connection: sa.Connection, deltas: Mapping[int, Delta]) -> None:
+        """Add each delta to its account's balance, in account id order (so that two writers
+        never take the same rows in opposite orders)."""
+        for account_id in sorted(deltas):
+            delta = deltas[account_id]
+            _ADD_TO_ACCOUNT.run(
+                connection,
+                {
+                    "account_id": account_id,
+                    "add_debits_pending": delta.debits_pending,
+                    "add_debits_posted": delta.debits_posted,
+                    "add_credits_pending": delta.credits_pending,
+                    "add_credits_posted": delta.credits_posted,
+                },
+            )

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from swapd.domain.plans import Plan
 from swapd.ledger.book import Book
+from swapd.ledger.model import Delta
 from swapd.store.engine import WRITE, open_database
 from swapd.store.repository import Repository, Retry
 
@@ -214,12 +215,18 @@ class Database:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             read: list[dict[str, Plan]] = []
             self._in_group.plans_read = read  # what the calls that did not fail read
+            # The operator-side balance changes of the calls that did not fail, written once
+            # for the group: each call would update the same few shared rows again (the
+            # operator's revenue and consumed allowance), three statements a swap.
+            deferred: dict[int, Delta] = {}
+            self._in_group.deferred = deferred
             try:
                 with (
                     self.engine.connect().execution_options(**{WRITE: True}) as connection,
                     connection.begin(),
                 ):
                     run(connection)
+                    Book.write_deltas(connection, deferred)
             except Exception as error:
                 if attempt == MAX_ATTEMPTS or not _retryable(error):
                     return error
@@ -228,6 +235,7 @@ class Database:
                 continue
             finally:
                 self._in_group.plans_read = None
+                self._in_group.deferred = None
             for plans in read:
                 self._plans.update(plans)
             return None
@@ -258,7 +266,7 @@ class Database:
             try:
                 tx = self._new_tx(connection)
                 result = item.work(tx)
-                tx.book.flush()
+                deltas = tx.book.take_deferred()
             except Exception as error:
                 driver.execute("ROLLBACK TO SAVEPOINT swapd_call")
                 driver.execute("RELEASE SAVEPOINT swapd_call")
@@ -269,6 +277,9 @@ class Database:
                 return
             driver.execute("RELEASE SAVEPOINT swapd_call")
             self._in_group.plans_read.append(tx.repo.plans_read)
+            group = self._in_group.deferred
+            for account_id, delta in deltas.items():
+                group[account_id] = group[account_id] + delta if account_id in group else delta
             item.result, item.error = result, None
             return
 
