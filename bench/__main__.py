@@ -28,7 +28,14 @@ from rich.table import Table
 from bench._common import console, load_average, machine_facts
 
 # In run order: raw_limit needs swapd's rates from swaps to compute its ratio.
-MODULES = ("swaps", "raw_limit", "idle_connections", "ledger_transfers", "statements")
+MODULES = (
+    "swaps",
+    "raw_limit",
+    "idle_connections",
+    "ledger_transfers",
+    "rider_history",
+    "statements",
+)
 MODULE_TIMEOUT_S = 30 * 60
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

@@ -66,3 +66,19 @@ def test_ledger_transfers_quick(kind: str, request: pytest.FixtureRequest) -> No
     for phase in ("single", "two_phase", "concurrent_2w", "concurrent_4w", "concurrent_8w"):
         assert metrics[f"{prefix}_{phase}_transfers_per_s"] > 0
         assert 0 < metrics[f"{prefix}_{phase}_p50_ms"] <= metrics[f"{prefix}_{phase}_p99_ms"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rider_history_quick(kind: str, request: pytest.FixtureRequest) -> None:
+    if kind == "postgresql":
+        request.getfixturevalue("pg_url")
+    data = _run("bench.rider_history", kind)
+    metrics = data["metrics"]
+    assert data["name"] == "rider_history"
+    for history in (0, 2_000):
+        p50 = metrics[f"decision_p50_ms_{kind}_history_{history}"]
+        assert 0 < p50 <= metrics[f"decision_p99_ms_{kind}_history_{history}"]
+    growth = metrics[f"decision_p50_growth_{kind}"]
+    longest, none = (metrics[f"decision_p50_ms_{kind}_history_{h}"] for h in (2_000, 0))
+    assert abs(growth - longest / none) < 0.01
+    assert data["targets"] == {f"decision_p50_growth_{kind}": "<= 1.5"}
