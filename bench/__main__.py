@@ -328,6 +328,97 @@ statements (a station's row read once per call, three times a swap).
 """
 
 
+# The fifth round (2026-11-26, late session).
+FIX5_ROWS = [
+    "| before (ef774f7), first run of the session | 0.6 | 480.0 | 2.05 | 6.70 / 32.77 ms | - | - | - |",
+    "| before (ef774f7), three runs an hour later | 1.0-1.5 | 398.9, 399.4, 368.0 | 2.55, 2.38, "
+    "2.62 | 7.18 / 21.01, 7.93 / 18.59, 7.53 / 14.36 ms | - | - | - |",
+    "| items 19-22 (05299fa), alternated with the row above | 1.0-1.5 | 384.0, 432.0, 381.0 "
+    "| 2.40, 2.22, 2.69 | 7.36 / 20.94, 7.04 / 21.91, 6.96 / 14.09 ms | - | - | - |",
+    "| 05299fa, the full run above | 1.0 | 359.9 | 2.70 | 7.52 / 13.50 ms at 179.9/s | 74.7 | 11.38 "
+    "| 10.87 / 16.01 ms at 37.3/s |",
+    "| before (ef774f7), PostgreSQL, two runs | 0.0-2.5 | - | - | - | 89.5, 96.0 | 11.12, 9.84 "
+    "| 9.92 / 14.58, 9.51 / 14.43 ms |",
+    "| 05299fa, PostgreSQL, alternated with the row above | 2.0-2.6 | - | - | - | 109.0, 115.8 "
+    "| 8.77, 8.82 | 9.06 / 14.14, 8.29 / 13.44 ms |",
+]
+FIX5_INTRO = """\
+This session ran on a third machine (Intel Xeon, 2 cores). Its speed moved by a third within the
+hour: ef774f7 measured 480 SQLite swaps/s at 2.05 ms of server CPU a swap in the session's first
+run, and 288-399 swaps/s at 2.4-3.1 ms with the same code an hour later (`vmstat`: no steal, the
+cores otherwise idle). So every before/after below alternates the two sources back to back
+(`uv run python -m bench.swaps --databases sqlite --seconds 10`, from two git worktrees; the
+PostgreSQL rows with `--databases postgresql`). The full run above is `uv run python -m bench
+run` on 05299fa, at the machine's slow hour.
+"""
+FIX5_TEXT = """\
+What the first runs showed (the call thread's groups logged for one run at ef774f7, and py-spy
+`--gil`): the call thread is still the serial path, at 0.8 of a core with the event loop at
+0.16. In the closed loop its groups are full (64 calls) and a call costs 0.58 ms of its CPU; at
+half load the groups hold 2.2 calls on average, a call costs 0.93 ms of CPU and 1.34 ms of its
+time, and the thread is busy 94 % of the time. A group's own cost (taking a connection, BEGIN
+IMMEDIATE, COMMIT with the fsync of its WAL frames) is ~0.65 ms for a group of two, about half
+of it waiting for the disk. So the half-load p99 is the queue in front of a thread that is
+nearly saturated by small groups, and any stall of the process shows in it. This round takes
+work off that thread; the statements of a swap, counted with SQLite's trace callback in groups
+of one call, go from 51 to 47, and to 44 in full groups.
+
+19. **Plans kept once committed** (`Database._plans`, `Repository.plan`): plans are written once
+    and never changed or deleted, so a plan read by a transaction that committed is kept by the
+    Database and not read again; one SELECT fewer in each of a swap's three calls. A plan read
+    only by a transaction that rolled back, or by a call of a group that failed, is not kept
+    (`tests/integration/test_plan_cache.py`, both databases).
+20. **A rider's open offers through a partial index** (`ix_swaps_offered`, migration 0005):
+    Authorize read the rider's open offer at this station and, separately, any swap open at
+    another station with the same pack as key; the second walked the rider's whole history
+    through `ix_swaps_rider`. Now one statement reads the swaps still offered to the rider,
+    through an index of only those. `bench.rider_history` (new, in `bench run`; one caller,
+    services called directly), decision p50 with 0 / 1,000 / 10,000 past swaps, before:
+    SQLite 1.15 / 1.53 / 3.03 ms, PostgreSQL 3.19 / 3.58 / 5.81 ms; after: SQLite 1.23 / 0.87 /
+    0.88 ms, PostgreSQL 2.06 / 2.73 / 2.49 ms (the first length of a run is measured on a cold
+    process, which is why 0 is not the fastest). A rider who swaps twice a day has 700 swaps
+    after a year; before, every one of them made that rider's decisions slower.
+    `tests/integration/test_query_plans.py` holds SQLite's plan to the index.
+21. **SQLite timestamps in one step** (`UTCDateTime` on SQLite): one function each way instead
+    of ours wrapped around SQLAlchemy's dict-format of seven fields; some forty timestamps are
+    bound or read a swap, on the call thread. Property-tested to write exactly SQLAlchemy's text
+    and read back the same instant (`tests/unit/test_timestamps.py`).
+22. **The operator's accounts written once a group** (`Book.take_deferred`,
+    `Book.write_deltas`): every call updated the same shared rows (the operator's revenue and
+    consumed allowance) again, three UPDATEs a swap. In a SQLite call group, the deltas of the
+    calls that did not fail are added up and written once before the COMMIT; the rider's
+    accounts, whose limits decide, are still written by each call at once, so later calls of
+    the group see them. `tests/integration/test_group_commit.py`: one UPDATE of the operator's
+    row for a group of four calls, of which the failed one adds nothing.
+
+Measured: a services-only harness (60 stations through `Database.call`, no WebSocket), four
+alternated pairs: 2.06, 1.90, 2.26, 2.37 ms of process CPU a swap before, 1.93, 1.92, 1.96,
+2.34 after (5 % less on average). End to end, the table above: within this machine's noise.
+
+The ratio to the raw driver on PostgreSQL, met in the fourth round's full run (0.763), is not
+met here (0.267 in the full run; 0.39-0.41 from the alternated runs): this machine's PostgreSQL
+commits twice as fast (the raw driver writes 279.5 swaps/s against 146.8 there, and
+pg_single_transfers_per_s reads 874 against 463), and swapd's PostgreSQL path does not follow,
+because it is bound by round trips, not by commits: py-spy shows its eight call threads waiting
+on the socket, and each does ~4,000 context switches a second (~300 a swap), every statement's
+answer waking a thread that must then take the GIL back. The alternated runs show this round
+helping PostgreSQL too (109-116 against 90-96 swaps/s, 8.8 against 9.8-11.1 ms of server CPU a
+swap: fewer statements). The full run's 74.7 swaps/s came 30 s into a closed loop on a busy
+machine (load 4.1 after it); 10 s runs half an hour later gave 109-116.
+
+Not reached, and why: 500 swaps/s and 0.5 of the raw driver on SQLite, 0.5 of the raw driver on
+PostgreSQL on this machine, and a steady p99 at half load (met in the full run: 13.5 ms). What
+is left on the call thread is spread thin: SQLite's own execution is about a quarter of its
+samples, and the Python around it is spread over hundreds of functions, none above ~3 %; another
+10 % would take many more cuts of this size. The step that changes the picture is still the one
+named in the fourth round: WebSocket and OCPP handling in processes of their own in front of one
+writer, and, for the half-load latency, a writer whose per-group cost does not go through
+SQLAlchemy's connection and transaction machinery (~0.1 ms a group here). On PostgreSQL, fewer
+round trips: the calls of one process in groups on one connection, as on SQLite, or psycopg's
+pipeline mode for the statements of a call that do not depend on each other.
+"""
+
+
 def what_was_fixed() -> str:
     """The "What was fixed" section: every round, newest last."""
     first = WHAT_WAS_FIXED.format(header=FIX_HEADER, rows="\n".join(FIX_ROWS), text=FIX_TEXT)
@@ -340,6 +431,9 @@ def what_was_fixed() -> str:
     fourth = WHAT_WAS_FIXED_2.format(
         intro=FIX4_INTRO.rstrip(), header=FIX_HEADER, rows="\n".join(FIX4_ROWS), text=FIX4_TEXT
     )
+    fifth = WHAT_WAS_FIXED_2.format(
+        intro=FIX5_INTRO.rstrip(), header=FIX_HEADER, rows="\n".join(FIX5_ROWS), text=FIX5_TEXT
+    )
     return (
         first.rstrip()
         + "\n\n### Second round\n\n"
@@ -348,6 +442,8 @@ def what_was_fixed() -> str:
         + third.rstrip()
         + "\n\n### Fourth round\n\n"
         + fourth.rstrip()
+        + "\n\n### Fifth round\n\n"
+        + fifth.rstrip()
     ).rstrip()
 
 
