@@ -332,16 +332,7 @@ class Book:
         self._accounts[account.id] = self._accounts[account.id].with_delta(delta)
 
     def _write(self, account_id: int, delta: Delta) -> None:
-        self._run(
-            _ADD_TO_ACCOUNT,
-            {
-                "account_id": account_id,
-                "add_debits_pending": delta.debits_pending,
-                "add_debits_posted": delta.debits_posted,
-                "add_credits_pending": delta.credits_pending,
-                "add_credits_posted": delta.credits_posted,
-            },
-        )
+        _add_to_account(self._conn, account_id, delta)
 
     def flush(self) -> None:
         """Write the deferred operator-side balance changes, in account id order."""
@@ -350,7 +341,7 @@ class Book:
     def take_deferred(self) -> dict[int, Delta]:
         """The deferred operator-side balance changes, for the caller to write (``flush``, or a
         SQLite call group once for all its calls); this book forgets them and its accounts."""
-        deferred = {k: delta for k, delta in self._deferred.items() if delta != Delta()}
+        deferred = dict(self._deferred)
         self._deferred.clear()
         self._accounts.clear()
         return deferred
@@ -358,16 +349,20 @@ class Book:
     @staticmethod
     def write_deltas(connection: sa.Connection, deltas: Mapping[int, Delta]) -> None:
         """Add each delta to its account's balance, in account id order (so that two writers
-        never take the same rows in opposite orders)."""
+        never take the same rows in opposite orders); a delta that nets to nothing is skipped."""
         for account_id in sorted(deltas):
-            delta = deltas[account_id]
-            _ADD_TO_ACCOUNT.run(
-                connection,
-                {
-                    "account_id": account_id,
-                    "add_debits_pending": delta.debits_pending,
-                    "add_debits_posted": delta.debits_posted,
-                    "add_credits_pending": delta.credits_pending,
-                    "add_credits_posted": delta.credits_posted,
-                },
-            )
+            if deltas[account_id] != Delta():
+                _add_to_account(connection, account_id, deltas[account_id])
+
+
+def _add_to_account(connection: sa.Connection, account_id: int, delta: Delta) -> None:
+    _ADD_TO_ACCOUNT.run(
+        connection,
+        {
+            "account_id": account_id,
+            "add_debits_pending": delta.debits_pending,
+            "add_debits_posted": delta.debits_posted,
+            "add_credits_pending": delta.credits_pending,
+            "add_credits_posted": delta.credits_posted,
+        },
+    )

@@ -10,6 +10,7 @@ import queue
 import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -218,7 +219,7 @@ class Database:
             # The operator-side balance changes of the calls that did not fail, written once
             # for the group: each call would update the same few shared rows again (the
             # operator's revenue and consumed allowance), three statements a swap.
-            deferred: dict[int, Delta] = {}
+            deferred: defaultdict[int, Delta] = defaultdict(Delta)
             self._in_group.deferred = deferred
             try:
                 with (
@@ -277,9 +278,8 @@ class Database:
                 return
             driver.execute("RELEASE SAVEPOINT swapd_call")
             self._in_group.plans_read.append(tx.repo.plans_read)
-            group = self._in_group.deferred
             for account_id, delta in deltas.items():
-                group[account_id] = group[account_id] + delta if account_id in group else delta
+                self._in_group.deferred[account_id] += delta
             item.result, item.error = result, None
             return
 
