@@ -23,7 +23,7 @@ from rich.progress import Progress
 from bench._common import console, emit, fresh_database, load_average, percentile, pg_available
 from bench.swaps import Size, provision
 from swapd.domain.riders import IdToken, TokenType
-from swapd.services import swaps
+from swapd.services import catalog, swaps
 from swapd.services.swaps import BatteryReading, SwapState
 from swapd.store import schema as t
 from swapd.store.database import Database
@@ -55,17 +55,8 @@ def _add_history(db: Database, rider_id: str, serial: str, count: int) -> None:
         }
         for i in range(count)
     ]
+    catalog.add_station(db, "HIST", 2)
     with db.engine.begin() as connection:
-        connection.execute(
-            sa.insert(t.stations).values(
-                id="HIST",
-                slot_count=2,
-                enabled=True,
-                charged_soc_bp=9000,
-                min_soh_bp=0,
-                created_at=start,
-            )
-        )
         for offset in range(0, count, 5_000):
             connection.execute(sa.insert(t.swaps), rows[offset : offset + 5_000])
 

@@ -5,6 +5,7 @@ saw is never kept."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from swapd.services import catalog
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Joined, Tx
 from tests.plans import ENERGY
 
 
@@ -46,30 +47,20 @@ def test_an_unknown_plan_is_not_kept_as_missing(db: Database) -> None:
     assert _plan(db, ENERGY.id) == ENERGY
 
 
-def _insert_read_and_fail(tx: Tx) -> None:
-    tx.repo.execute(
-        sa.insert(t.plans).values(
-            id=ENERGY.id,
-            kind=ENERGY.kind.value,
-            unit=ENERGY.unit.value,
-            currency=ENERGY.currency,
-            price_minor=ENERGY.price_minor,
-            price_units=ENERGY.price_units,
-            granularity_s=ENERGY.granularity_s,
-            time_hold_s=ENERGY.time_hold_s,
-            fee_minor=ENERGY.fee_minor,
-            included_units=ENERGY.included_units,
-            carry_over=ENERGY.carry_over,
-            prorate_first_cycle=ENERGY.prorate_first_cycle,
-        )
-    )
-    assert tx.repo.plan(ENERGY.id) == ENERGY
-    raise Boom()
+def _insert_read_and_fail(db: Database) -> Callable[[Tx], None]:
+    """A transaction that adds the plan, reads it, then fails."""
+
+    def work(tx: Tx) -> None:
+        catalog.add_plan(Joined(db, tx), ENERGY)
+        assert tx.repo.plan(ENERGY.id) == ENERGY
+        raise Boom()
+
+    return work
 
 
 def test_a_plan_read_by_a_transaction_that_rolled_back_is_not_kept(db: Database) -> None:
     with pytest.raises(Boom):
-        db.write(_insert_read_and_fail)
+        db.write(_insert_read_and_fail(db))
     assert _plan(db, ENERGY.id) is None
     # The same id written again, with other terms, is read as written.
     dearer = replace(ENERGY, price_minor=ENERGY.price_minor * 2)
@@ -87,7 +78,7 @@ def test_in_a_call_group_only_calls_that_did_not_fail_keep_what_they_read(db: Da
     async def group() -> list[object]:
         # Sent together, the calls share one transaction on SQLite (each in its savepoint).
         return await asyncio.gather(
-            db.call(db.write, _insert_read_and_fail),
+            db.call(db.write, _insert_read_and_fail(db)),
             db.call(db.write, read_other),
             return_exceptions=True,
         )
