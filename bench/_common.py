@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,30 +130,53 @@ class Server:
         return self.process.pid
 
     def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
+        """Resident memory of the server and its writer process (SQLite), together."""
+        return sum(rss_bytes(pid) for pid in process_tree(self.pid))
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"{self.http}/metrics", timeout=10) as response:
             return str(response.read().decode())
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc): ``swapd serve`` on SQLite runs its service
+    calls in a child process (swapd.store.writer), whose CPU and memory count as the server's."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0  # exited meanwhile
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
 
 
 @contextlib.contextmanager
-def swapd_server(database_url: str) -> Iterator[Server]:
+def swapd_server(database_url: str, serve_args: Sequence[str] = ()) -> Iterator[Server]:
     """``swapd serve`` as its own OS process (uvicorn), on a free port, until the block ends.
     Its logs go to a file: at hundreds of messages a second a terminal would be the bottleneck."""
     port = free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="swapd-bench-log-"))
     log_path = log_dir / "serve.log"
     env = {**os.environ, "SWAPD_DATABASE_URL": database_url}
-    command = [str(SWAPD_BIN), "serve", "--port", str(port), "--json-logs"]
+    command = [str(SWAPD_BIN), "serve", "--port", str(port), "--json-logs", *serve_args]
     raise_fd_limit()  # the server inherits the raised limit on open files
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)

@@ -186,6 +186,14 @@ def serve(
         bool | None,
         typer.Option("--json-logs/--console-logs", help="Log format (default: JSON unless a TTY)."),
     ] = None,
+    writer_process: Annotated[
+        bool,
+        typer.Option(
+            "--writer-process/--no-writer-process",
+            help="SQLite: run the stations' service calls in a writer process of their own, "
+            "so that the server can use a second core.",
+        ),
+    ] = True,
 ) -> None:
     """Serve OCPP 2.1 at ws://HOST:PORT/ocpp/{station_id}, with /healthz and /metrics."""
     from swapd.gateway.server import serve as serve_gateway
@@ -212,6 +220,8 @@ def serve(
         port=port,
         certfile=None if certfile is None else str(certfile),
         keyfile=None if keyfile is None else str(keyfile),
+        writer_process=writer_process,
+        json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
     )
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from swapd.gateway.server import GC_YOUNG_OBJECTS, settle_heap, uvicorn_config
+from swapd.gateway.server import uvicorn_config
+from swapd.heap import GC_YOUNG_OBJECTS, settle_heap
 from swapd.store.database import Database
 
 

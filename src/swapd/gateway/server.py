@@ -10,7 +10,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import gc
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from swapd.gateway import commands
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
+from swapd.heap import settle_heap
 from swapd.security import verify_password
 from swapd.services import stations, swaps
 from swapd.store.database import Database
@@ -43,9 +43,6 @@ MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get 
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
 MAX_VERIFIED_CACHE = 100_000
-# Young-generation size of the cyclic garbage collector in the serve process (CPython's default:
-# 700). See settle_heap.
-GC_YOUNG_OBJECTS = 20_000
 
 
 class StarletteConnection:
@@ -285,23 +282,16 @@ def serve(
     port: int = 8000,
     certfile: str | None = None,
     keyfile: str | None = None,
+    writer_process: bool = True,
+    json_logs: bool = True,
 ) -> None:
+    """Serve until stopped. ``writer_process``: on SQLite, run the stations' service calls in a
+    writer process of their own (swapd.store.writer)."""
     config = uvicorn_config(db, host=host, port=port, certfile=certfile, keyfile=keyfile)
+    if writer_process:
+        db.start_writer_process(json_logs=json_logs)
     settle_heap()
-    uvicorn.Server(config).run()
-
-
-def settle_heap() -> None:
-    """Keep the garbage collector from stopping the server for long.
-
-    The imports and the app leave ~200,000 long-lived objects, and CPython's collector walks all
-    of them in each full collection. Under swap load, calls in flight outlive the young
-    collections (every 700 allocations by default), reach the old generation, and trigger a full
-    collection every ~4 s that held the event loop for 115-135 ms (measured with gc.callbacks in
-    bench.swaps): the decision p99 at half load went from ~10 ms to 40-70 ms. Frozen objects are
-    left out of every collection, and a larger young generation lets a call's objects die young.
-    """
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_OBJECTS, older, oldest)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        db.dispose()

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +26,8 @@ from swapd.ledger.book import Book
 from swapd.ledger.model import Delta
 from swapd.store.engine import WRITE, open_database
 from swapd.store.repository import Repository, Retry
+from swapd.store.turns import for_url_path
+from swapd.store.writer import WriterClient
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -100,6 +102,31 @@ class _Call:
     error: BaseException | None = None
 
 
+class Work(Protocol):
+    """A blocking service call as a call group runs it: ``function`` run in ``context``, and
+    its outcome."""
+
+    @property
+    def function(self) -> Callable[[], object]: ...
+    @property
+    def context(self) -> contextvars.Context: ...
+
+    result: object
+    error: BaseException | None
+
+
+def _answer(group: Sequence[Work]) -> None:
+    """Hand each call's outcome to the event loop that waits for it, one wake-up a loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+    for call in group:
+        assert isinstance(call, _Call)
+        by_loop.setdefault(call.loop, []).append(call)
+    for loop, calls in by_loop.items():
+        # A loop that closed meanwhile (shutdown) has nobody waiting for the answers.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, calls)
+
+
 def _settle(calls: list[_Call]) -> None:
     for call in calls:
         if call.future.cancelled():
@@ -141,6 +168,9 @@ class Database:
         self._caller: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._start_lock = threading.Lock()
+        self._writer: WriterClient | None = None
+        # SQLite: writers of other processes (the writer process, the CLI) take turns with ours.
+        self._turns = for_url_path(engine.url.database) if self._grouped else None
         # Plans read by transactions that committed (see Repository.plan): written once, never
         # changed, so the swap path need not read its rider's plan again each call.
         self._plans: dict[str, Plan] = {}
@@ -223,6 +253,7 @@ class Database:
             self._in_group.deferred = deferred
             try:
                 with (
+                    self._turns.turn() if self._turns is not None else contextlib.nullcontext(),
                     self.engine.connect().execution_options(**{WRITE: True}) as connection,
                     connection.begin(),
                 ):
@@ -325,6 +356,23 @@ class Database:
         self._calls.put(_Call(bound, context, loop, future))
         return await future
 
+    def start_writer_process(self, *, json_logs: bool) -> None:
+        """SQLite: run the event loop's service calls (``call``) in a writer process of its own
+        (see swapd.store.writer), so that the writer and the event loop each have a core. On
+        PostgreSQL the calls already run in threads, each its own transaction: nothing to do."""
+        if not self._grouped or self._writer is not None:
+            return
+        path = self.engine.url.database
+        if not path or path == ":memory:" or "mode=memory" in str(self.engine.url):
+            return  # another process would open another database: keep the calls here
+        writer = WriterClient(self.engine.url.render_as_string(hide_password=False), json_logs=json_logs)
+        writer.start()
+        self._writer = writer
+
+    @property
+    def writer_pid(self) -> int | None:
+        return None if self._writer is None else self._writer.pid
+
     def _thread_pool(self) -> ThreadPoolExecutor:
         with self._start_lock:
             if self._pool is None:
@@ -357,23 +405,27 @@ class Database:
                     stop = True
                     break
                 group.append(item)
-            try:
-                self._run_calls(group)
-            except Exception as error:  # a bug here must fail this group, not every later call
-                log.exception("call_group_failed")
-                for call in group:
-                    call.result, call.error = None, error
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
-            for call in group:
-                by_loop.setdefault(call.loop, []).append(call)
-            for loop, calls in by_loop.items():
-                # A loop that closed meanwhile (shutdown) has nobody waiting for the answers.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, calls)
+            if self._writer is not None:
+                # Answered from the writer's reply thread; the next group gathers meanwhile.
+                self._writer.submit(group, self, self._run_here, _answer)
+            else:
+                self._run_here(group)
+                _answer(group)
             if stop:
                 return
 
-    def _run_calls(self, group: list[_Call]) -> None:
+    def _run_here(self, group: Sequence[Work]) -> None:
+        try:
+            self.run_calls(group)
+        except Exception as error:  # a bug here must fail this group, not every later call
+            log.exception("call_group_failed")
+            for call in group:
+                call.result, call.error = None, error
+
+    def run_calls(self, group: Sequence[Work]) -> None:
+        """Run the calls of ``group`` in one transaction (each ``write`` of a call in a savepoint
+        of its own), commit once, and fill in each call's outcome."""
+
         def run(connection: sa.Connection) -> None:
             # The calls' own write() and read() find the group's connection here.
             self._in_group.connection = connection
@@ -397,9 +449,14 @@ class Database:
             self._calls.put(None)
             self._caller.join(timeout=10)
             self._caller = None
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+        if self._turns is not None:
+            self._turns.close()
         self.engine.dispose()
 
 

@@ -1,0 +1,214 @@
+"""SQLite under ``swapd serve``: service calls from the event loop run in a writer process
+(swapd.store.writer). They must commit there, answer with their results and errors as if run
+here, fail alone inside a group, survive the writer dying, and end with the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from swapd.domain.errors import Conflict, RateLimited
+from swapd.services import catalog
+from swapd.store import writer
+from swapd.store.database import Database
+from swapd.store.engine import make_engine, upgrade
+from swapd.store.writer import FrameReader, WriterUnavailable, encode_outcome, frame
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Database]:
+    """A Database as ``swapd serve`` has it on SQLite: migrated, with its writer process."""
+    url = f"sqlite:///{tmp_path / 'writer.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    db = Database(engine)
+    db.start_writer_process(json_logs=True)
+    yield db
+    db.dispose()
+
+
+def _exited(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_calls_run_and_commit_in_the_writer_process(served: Database) -> None:
+    pid = served.writer_pid
+    assert pid is not None and pid != os.getpid()
+
+    async def scenario() -> tuple[int, object]:
+        where = await served.call(os.getpid)
+        added = await served.call(catalog.add_pack_model, served, "WRITER", 1700)
+        return where, added
+
+    where, added = asyncio.run(scenario())
+    assert where == pid
+    assert getattr(added, "code", None) == "WRITER"
+    # Committed: this process reads it from the file.
+    assert served.read(lambda tx: [m.code for m in tx.repo.pack_models()]) == ["WRITER"]
+
+
+def test_a_domain_error_comes_back_as_itself_and_fails_its_call_alone(served: Database) -> None:
+    catalog.add_pack_model(served, "TAKEN", 1000)
+
+    async def scenario() -> list[object]:
+        codes = [f"M{i:02d}" for i in range(30)]
+        codes[7] = "TAKEN"
+        codes[21] = "TAKEN"
+        calls = [served.call(catalog.add_pack_model, served, code, 1000) for code in codes]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+    assert failed == [7, 21]
+    error = outcomes[7]
+    assert isinstance(error, Conflict) and "TAKEN" in error.message
+    stored = served.read(lambda tx: {m.code for m in tx.repo.pack_models()})
+    assert stored == {"TAKEN"} | {f"M{i:02d}" for i in range(30)} - {"M07", "M21"}
+
+
+def test_a_call_that_cannot_cross_runs_here(served: Database) -> None:
+    here = os.getpid()
+
+    async def scenario() -> list[object]:
+        # A closure cannot be pickled: it runs in this process, beside the writer's calls.
+        return list(await asyncio.gather(served.call(lambda: os.getpid()), served.call(os.getpid)))
+
+    assert asyncio.run(scenario()) == [here, served.writer_pid]
+
+
+def test_an_unexpected_error_is_logged_by_the_writer_with_the_callers_context(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Started here, after capfd has taken file descriptor 2: the writer inherits it.
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    upgrade(engine)
+    served = Database(engine)
+    served.start_writer_process(json_logs=True)
+
+    async def scenario() -> None:
+        with structlog.contextvars.bound_contextvars(station="ST-CONTEXT"):
+            await served.call(int, "not a number")
+
+    try:
+        with pytest.raises(ValueError, match="not a number"):
+            asyncio.run(scenario())
+    finally:
+        served.dispose()
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    failures = [entry for entry in logged if entry.get("event") == "call_failed"]
+    assert failures and failures[0]["station"] == "ST-CONTEXT"
+    assert "ValueError" in failures[0]["exception"]
+
+
+def test_a_writer_that_dies_fails_the_calls_it_held_and_the_next_call_starts_another(
+    served: Database,
+) -> None:
+    first = served.writer_pid
+    assert first is not None
+
+    async def scenario() -> tuple[BaseException | object, int]:
+        # The call holds the writer's transaction for 30 s: kill the writer meanwhile.
+        held = asyncio.ensure_future(served.call(time.sleep, 30))
+        await asyncio.sleep(1.0)
+        os.kill(first, signal.SIGKILL)
+        try:
+            outcome: BaseException | object = await asyncio.wait_for(held, 20)
+        except WriterUnavailable as error:
+            outcome = error
+        return outcome, await served.call(os.getpid)
+
+    outcome, where = asyncio.run(scenario())
+    assert isinstance(outcome, WriterUnavailable)
+    assert where == served.writer_pid and where not in (first, os.getpid())
+
+
+def test_the_writer_ends_with_the_server(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'end.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    db = Database(engine)
+    db.start_writer_process(json_logs=True)
+    pid = db.writer_pid
+    assert pid is not None
+    assert asyncio.run(db.call(os.getpid)) == pid
+    db.dispose()
+    assert _exited(pid)
+
+
+def test_an_in_memory_database_keeps_its_calls_here() -> None:
+    db = Database(make_engine("sqlite://"))
+    db.start_writer_process(json_logs=True)
+    try:
+        assert db.writer_pid is None
+        assert asyncio.run(db.call(os.getpid)) == os.getpid()
+    finally:
+        db.dispose()
+
+
+def test_outcomes_that_cannot_cross_whole_cross_as_text() -> None:
+    # RateLimited's __init__ takes two arguments but pickles one: it would not unpickle.
+    ok, error = pickle.loads(encode_outcome(None, RateLimited("slow down", 30)))
+    assert not ok and isinstance(error, RuntimeError) and "RateLimited: slow down" in str(error)
+    ok, error = pickle.loads(encode_outcome(lambda: None, None))
+    assert not ok and isinstance(error, RuntimeError) and "result" in str(error)
+    ok, value = pickle.loads(encode_outcome({"a": 1}, None))
+    assert ok and value == {"a": 1}
+
+
+def test_frames_are_read_whole_however_they_arrive() -> None:
+    left, right = socket.socketpair()
+    try:
+        reader = FrameReader(right)
+        one, two, three = frame(b"one"), frame(b""), frame(b"x" * 100_000)
+        left.sendall(one[:2])
+        assert reader.arrived() == []
+        left.sendall(one[2:] + two)
+        assert reader.arrived() == [b"one", b""]
+        left.sendall(three[:50_000])
+        assert reader.arrived() == []
+        left.sendall(three[50_000:] + frame(b"last"))
+        assert reader.next() == b"x" * 100_000
+        assert reader.next() == b"last"
+        left.sendall(frame(b"cut")[:5])
+        left.close()
+        with pytest.raises(EOFError):
+            reader.next()
+    finally:
+        right.close()
+
+
+def test_the_end_of_the_socket_between_frames_is_the_end() -> None:
+    left, right = socket.socketpair()
+    reader = FrameReader(right)
+    left.sendall(frame(b"only"))
+    left.close()
+    assert reader.arrived() == [b"only"]
+    assert reader.next() is None
+    right.close()
+
+
+def test_the_writer_module_refuses_to_run_without_its_arguments() -> None:
+    # ``python -m swapd.store.writer`` is only for the gateway to start; wrong use exits 2.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "swapd.store.writer"], capture_output=True, check=False)
+    assert done.returncode == 2
+    assert writer.ThisDatabase.__module__ == "swapd.store.writer"
