@@ -111,14 +111,19 @@ def kill9(
     stations: Annotated[int, typer.Option(min=1, max=500)] = 4,
     seed: Seed = 1,
     out_file: Out = None,
+    target: Annotated[
+        str, typer.Option(help="server, or writer: the server's writer process (SQLite)")
+    ] = "server",
 ) -> None:
     """SIGKILL ``swapd serve`` at random moments under load, restart it, verify."""
+    if target not in ("server", "writer"):
+        raise typer.BadParameter("server or writer", param_hint="--target")
     with _database(database) as url:
         _run(
-            f"kill -9 ({database})",
+            f"kill -9 of the {target} ({database})",
             rounds,
             lambda on_round: drills.kill9(
-                url, rounds=rounds, stations=stations, seed=seed, on_round=on_round
+                url, rounds=rounds, stations=stations, seed=seed, on_round=on_round, target=target
             ),
             out_file,
         )

@@ -122,8 +122,13 @@ async def kill9(
     seed: int = 1,
     on_round: OnRound | None = None,
     keep: list[Load] | None = None,
+    target: str = "server",
 ) -> DrillResult:
-    """SIGKILL the server at a random moment while stations swap, restart it, ``rounds`` times."""
+    """SIGKILL the server at a random moment while stations swap, restart it, ``rounds`` times.
+    ``target="writer"``: SIGKILL the server's writer process instead (SQLite), and let the
+    server start another; "restart" is then the time until the next acknowledged event."""
+    if target not in ("server", "writer"):
+        raise ValueError(f"unknown target {target!r}: server or writer")
     started = time.monotonic()
     db = Database.open(database_url)
     server = ServerProcess(database_url, free_port())
@@ -142,9 +147,13 @@ async def kill9(
                 await _progress(load, len(load.acks))  # the server is busy again
                 await asyncio.sleep(rng.uniform(0.0, 0.8))
                 acked = len(load.acks)
-                server.kill9()
-                restart_s = await asyncio.to_thread(server.start)
-                first_ack_s = await _progress(load, len(load.acks))
+                if target == "writer":
+                    server.kill9_writer()
+                    restart_s = first_ack_s = await _progress(load, len(load.acks))
+                else:
+                    server.kill9()
+                    restart_s = await asyncio.to_thread(server.start)
+                    first_ack_s = await _progress(load, len(load.acks))
                 detail = {
                     "round": round_no,
                     "acks_before_kill": acked,
@@ -172,6 +181,7 @@ async def kill9(
             details,
             {
                 "kills": server.kills,
+                "target": target,
                 "restart_s_max": max(restarts, default=0.0),
                 "restart_s_mean": round(sum(restarts) / len(restarts), 2) if restarts else 0.0,
                 "load_errors": dict(load.errors),

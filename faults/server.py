@@ -71,6 +71,22 @@ class ServerProcess:
         self.process.wait(timeout=10)
         self.kills += 1
 
+    def kill9_writer(self) -> int:
+        """SIGKILL the server's writer process (SQLite; see swapd.store.writer), not the server:
+        the server must fail the calls the writer held and start another. Its pid."""
+        assert self.process is not None
+        children = [
+            int(stat.parent.name)
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if _parent_of(stat) == self.process.pid
+        ]
+        if not children:
+            raise RuntimeError("the server has no writer process (is the database SQLite?)")
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        self.kills += 1
+        return children[0]
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -88,3 +104,10 @@ class ServerProcess:
         self.stop()
         self._log.close()
         self._log_path.unlink(missing_ok=True)
+
+
+def _parent_of(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None  # exited meanwhile

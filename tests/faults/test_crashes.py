@@ -39,6 +39,25 @@ def test_sigkill_under_load_loses_nothing_and_charges_nothing_twice(db_url: str)
     assert result.ok
 
 
+def test_sigkill_of_the_writer_process_loses_nothing_and_charges_nothing_twice(tmp_path: Path) -> None:
+    """SQLite: the server runs its stations' calls in a writer process. Killed under load, the
+    calls it held fail (InternalError; the stations resend), the server starts another, and
+    nothing is lost or doubled."""
+    url = f"sqlite:///{tmp_path / 'writer.db'}"
+    rounds = 4
+    result = asyncio.run(drills.kill9(url, rounds=rounds, stations=4, seed=7, target="writer"))
+    verdict = result.verdict
+    assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
+    assert verdict.ledger_ok and verdict.ledger_problems == []
+    assert verdict.duplicate_transfer_keys == 0 and verdict.place_mismatches == []
+    assert result.extra["kills"] == rounds and result.extra["target"] == "writer"
+    # The kills cut calls the writer held: stations got InternalError and sent them again.
+    assert result.counters["internal_error_answers"] >= 1
+    assert result.extra["load_errors"] == {}
+    assert verdict.server_completed == verdict.swaps_acknowledged > rounds
+    assert result.ok
+
+
 def test_the_verifier_sees_a_lost_and_a_doubled_event(tmp_path: Path) -> None:
     """The check above must be able to fail: remove one acknowledged event from the database
     and add a second charge for another, and the verdict names both."""
