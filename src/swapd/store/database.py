@@ -8,6 +8,7 @@ import contextvars
 import functools
 import queue
 import random
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -365,6 +366,8 @@ class Database:
         path = self.engine.url.database
         if not path or path == ":memory:" or "mode=memory" in str(self.engine.url):
             return  # another process would open another database: keep the calls here
+        if sys.platform == "win32":
+            return  # the writer is handed its socket by pass_fds, which Windows lacks
         writer = WriterClient(self.engine.url.render_as_string(hide_password=False), json_logs=json_logs)
         writer.start()
         self._writer = writer
