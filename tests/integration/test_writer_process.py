@@ -139,6 +139,19 @@ def test_a_writer_that_dies_fails_the_calls_it_held_and_the_next_call_starts_ano
     assert where == served.writer_pid and where not in (first, os.getpid())
 
 
+def test_the_writer_outlives_a_stop_signal_and_ends_with_its_socket(served: Database) -> None:
+    # systemd stops a service with SIGTERM to every process of it, Ctrl-C sends SIGINT to the
+    # process group: the writer waits for the server to close its socket instead.
+    pid = served.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert asyncio.run(served.call(os.getpid)) == pid
+    served.dispose()
+    assert _exited(pid)
+
+
 def test_the_writer_ends_with_the_server(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'end.db'}"
     engine = make_engine(url)

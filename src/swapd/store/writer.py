@@ -406,10 +406,11 @@ def main(argv: list[str]) -> int:
     from swapd.store.engine import make_engine
 
     fd, url, log_format = int(argv[0]), argv[1], argv[2]
-    # Ctrl-C at a terminal reaches the whole process group: the writer must not stop in the
-    # middle of a group because of it; it stops when the gateway, shutting down, closes the
-    # socket.
+    # Ctrl-C at a terminal reaches the whole process group, and a service manager's stop
+    # (systemd's SIGTERM) the whole cgroup: the writer must not stop in the middle of a group
+    # because of either; it stops when the gateway, shutting down, closes the socket (or dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json_logs=log_format == "json")
     sock = socket.socket(fileno=fd)
     db = Database(make_engine(url))  # the gateway has migrated the schema
