@@ -6,8 +6,9 @@ machine drive many stations through complete battery-as-key swaps (Authorize by 
 pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
 
 1. Closed loop: every station swaps back to back -> the most complete swaps per second.
-2. Open loop at half that rate (swaps start on a fixed schedule, whatever the answers take) ->
-   decision latency p50/p99: from sending Authorize with the returned pack's serial (the swap-in
+2. Open loop at half the target load (250 swaps/s; half the closed-loop maximum when that is
+   lower), swaps starting on a fixed schedule whatever the answers take -> decision latency
+   p50/p99: from sending Authorize with the returned pack's serial (the swap-in
    event) to receiving its answer, the one that decides.
 
 Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql]``
@@ -248,7 +249,17 @@ def _server_side(before: dict[float, float], after: dict[float, float]) -> dict[
     }
 
 
-def run_on(kind: str, size: Size, serve_args: Sequence[str] = ()) -> dict[str, Any]:
+def open_loop_rate(max_rate: float) -> float:
+    """The brief asks for the p99 "at half that load", that load being the 500 swaps/s target:
+    half of it, or half of what the server carried when it carried less. Not half of a closed
+    loop that beat the target: that would tie the latency measured to the throughput's noise
+    (the closed loop's maximum varies by a quarter from run to run on a shared machine)."""
+    return max(min(max_rate, TARGET_SWAPS_PER_S) / 2, 1.0)
+
+
+def run_on(
+    kind: str, size: Size, serve_args: Sequence[str] = (), open_rate: float | None = None
+) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     with fresh_database(kind, "swaps") as url, Progress(console=console, transient=True) as progress:
         db = Database.open(url)
@@ -283,7 +294,7 @@ def run_on(kind: str, size: Size, serve_args: Sequence[str] = ()) -> dict[str, A
             metrics["closed_loop_errors"] = closed.errors + closed.refused
             metrics["loadavg_1m_after_max"] = load_average()["loadavg_1m"]
 
-            half = max(max_rate / 2, 1.0)
+            half = open_rate or open_loop_rate(max_rate)
             phase = progress.add_task(f"{kind}: open loop at {half:.0f} swaps/s", total=None)
             start_at = time.time() + 0.5
             buckets_before = _decision_buckets(server.http)
@@ -328,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="serve SQLite's calls in the server process itself (as before the writer process)",
     )
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        help="swaps/s of the open loop (default: half the target, or of the maximum if lower)",
+    )
     args = parser.parse_args(argv)
     serve_args = ["--no-writer-process"] if args.no_writer_process else []
     size = QUICK if args.quick else FULL
@@ -346,7 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{size.stations} stations, {size.riders_per_station} riders each, "
         f"{size.workers} load-generator process(es), {size.warmup_s:g} s warm-up + "
         f"{size.run_s:g} s measured per phase; decision = "
-        "Authorize(BatterySerial) round trip; open loop at half the closed-loop maximum; "
+        "Authorize(BatterySerial) round trip; open loop at half the target (or of the "
+        "closed-loop maximum if lower); "
         "server CPU and memory include its writer process (SQLite)."
         + (" Run with --no-writer-process." if args.no_writer_process else "")
     ]
@@ -356,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
             notes.append("PostgreSQL unreachable: skipped")
             continue
         console.log(f"swaps on {kind}: {size}")
-        metrics.update(run_on(kind, size, serve_args))
+        metrics.update(run_on(kind, size, serve_args, args.open_rate))
     if "max_swaps_per_s_sqlite" in metrics:
         targets["max_swaps_per_s_sqlite"] = f">= {TARGET_SWAPS_PER_S}"
         targets["decision_p99_ms_sqlite"] = f"<= {TARGET_P99_MS:g}"
