@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from swapd.store.database import Database, Tx
 from swapd.store.engine import make_engine, upgrade
-from swapd.store.turns import Turns, for_url_path
+from swapd.store.turns import Turns, for_url
 
 # A process that takes the turn again and again, each time for 50 ms, logging "[" when its turn
 # begins and "]" when it ends.
@@ -100,7 +101,29 @@ def test_database_writes_take_turns_with_a_busy_writer_process(tmp_path: Path) -
     assert took < 5.0  # each write waited about one 50 ms turn, not a busy timeout
 
 
-def test_no_turns_for_an_in_memory_database() -> None:
-    assert for_url_path(":memory:") is None
-    assert for_url_path(None) is None
-    assert for_url_path("") is None
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:shared?mode=memory&cache=shared&uri=true",
+        "sqlite:///file::memory:?uri=true",
+    ],
+)
+def test_no_turns_for_an_in_memory_database(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert for_url(sa.make_url(url)) is None
+    db = Database(make_engine(url))
+    try:
+        db.write(lambda tx: tx.repo.execute(sa.text("SELECT 1")))
+    finally:
+        db.dispose()
+    assert list(tmp_path.iterdir()) == []  # no "file:shared-turns" or the like left behind
+
+
+def test_turns_sit_beside_the_file_a_uri_names(tmp_path: Path) -> None:
+    turns = for_url(sa.make_url(f"sqlite:///file:{tmp_path}/data.db?uri=true"))
+    assert turns is not None
+    assert turns.path == f"{tmp_path}/data.db-turns"

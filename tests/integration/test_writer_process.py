@@ -165,8 +165,11 @@ def test_the_writer_ends_with_the_server(tmp_path: Path) -> None:
     assert _exited(pid)
 
 
-def test_an_in_memory_database_keeps_its_calls_here() -> None:
-    db = Database(make_engine("sqlite://"))
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///file:writer_test?mode=memory&cache=shared&uri=true"]
+)
+def test_an_in_memory_database_keeps_its_calls_here(url: str) -> None:
+    db = Database(make_engine(url))
     db.start_writer_process(json_logs=True)
     try:
         assert db.writer_pid is None

@@ -25,9 +25,9 @@ from sqlalchemy.engine import Engine
 from swapd.domain.plans import Plan
 from swapd.ledger.book import Book
 from swapd.ledger.model import Delta
-from swapd.store.engine import WRITE, open_database
+from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.repository import Repository, Retry
-from swapd.store.turns import for_url_path
+from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
 
 T = TypeVar("T")
@@ -171,7 +171,7 @@ class Database:
         self._start_lock = threading.Lock()
         self._writer: WriterClient | None = None
         # SQLite: writers of other processes (the writer process, the CLI) take turns with ours.
-        self._turns = for_url_path(engine.url.database) if self._grouped else None
+        self._turns = for_url(engine.url) if self._grouped else None
         # Plans read by transactions that committed (see Repository.plan): written once, never
         # changed, so the swap path need not read its rider's plan again each call.
         self._plans: dict[str, Plan] = {}
@@ -363,9 +363,8 @@ class Database:
         PostgreSQL the calls already run in threads, each its own transaction: nothing to do."""
         if not self._grouped or self._writer is not None:
             return
-        path = self.engine.url.database
-        if not path or path == ":memory:" or "mode=memory" in str(self.engine.url):
-            return  # another process would open another database: keep the calls here
+        if sqlite_file_path(self.engine.url) is None:
+            return  # in memory: another process would open another database; keep the calls here
         if sys.platform == "win32":
             return  # the writer is handed its socket by pass_fds, which Windows lacks
         writer = WriterClient(self.engine.url.render_as_string(hide_password=False), json_logs=json_logs)

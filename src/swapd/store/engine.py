@@ -42,17 +42,36 @@ def display_url(url: str | None = None) -> str:
         return resolved.split("@")[-1]
 
 
+def sqlite_file_path(url: str | sa.URL | None = None) -> str | None:
+    """The file a SQLite URL opens; None for another database and for an in-memory one.
+
+    Everything that needs "is this one file that other processes can open too" asks here: the
+    writer process, the turns at the file, and read-only commands that must not create it.
+    A URI filename (``sqlite:///file:name?mode=memory&uri=true``) is read as SQLite reads it:
+    ``file:`` is a scheme only in URI mode, where ``mode=memory`` means no file at all."""
+    try:
+        parsed = url if isinstance(url, sa.URL) else sa.make_url(database_url(url))
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database or ""
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        if parsed.query.get("mode") == "memory":
+            return None
+        path = path.removeprefix("file:")
+        if path.startswith("//"):  # file://host/path: SQLite accepts only an empty or local host
+            path = "/" + path[2:].split("/", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    return path
+
+
 def missing_sqlite_file(url: str | None = None) -> str | None:
     """The path of a SQLite database file that does not exist yet, else None. Opening it would
     create an empty file, which read-only commands should not do."""
-    try:
-        parsed = sa.make_url(database_url(url))
-    except sa.exc.ArgumentError:
-        return None
-    path = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
-        return None
-    return None if os.path.exists(path) else path
+    path = sqlite_file_path(url)
+    return None if path is None or os.path.exists(path) else path
 
 
 def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:

@@ -19,6 +19,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import sqlalchemy as sa
+
+from swapd.store.engine import sqlite_file_path
+
 try:
     import fcntl
 except ImportError:  # Windows: no record locks; SQLite's busy handler alone decides
@@ -57,8 +61,7 @@ class Turns:
             self._fd = None
 
 
-def for_url_path(path: str | None) -> Turns | None:
+def for_url(url: sa.URL) -> Turns | None:
     """Turns for a SQLite database file; None for an in-memory database (one process only)."""
-    if not path or path == ":memory:" or path.startswith("file::memory:"):
-        return None
-    return Turns(path)
+    path = sqlite_file_path(url)
+    return None if path is None else Turns(path)
