@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+from bench._common import process_tree
 
 START_TIMEOUT_S = 60.0
 
@@ -75,11 +76,7 @@ class ServerProcess:
         """SIGKILL the server's writer process (SQLite; see swapd.store.writer), not the server:
         the server must fail the calls the writer held and start another. Its pid."""
         assert self.process is not None
-        children = [
-            int(stat.parent.name)
-            for stat in Path("/proc").glob("[0-9]*/stat")
-            if _parent_of(stat) == self.process.pid
-        ]
+        children = process_tree(self.process.pid)[1:]
         if not children:
             raise RuntimeError("the server has no writer process (is the database SQLite?)")
         for pid in children:
@@ -104,10 +101,3 @@ class ServerProcess:
         self.stop()
         self._log.close()
         self._log_path.unlink(missing_ok=True)
-
-
-def _parent_of(stat: Path) -> int | None:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None  # exited meanwhile
