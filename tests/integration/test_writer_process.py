@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from swapd.services import catalog
 from swapd.store import writer
 from swapd.store.database import Database
 from swapd.store.engine import make_engine, upgrade
-from swapd.store.writer import FrameReader, WriterUnavailable, encode_outcome, frame
+from swapd.store.writer import FrameReader, WriterUnavailable, encode_outcomes, frame
 
 
 @pytest.fixture
@@ -178,14 +179,36 @@ def test_an_in_memory_database_keeps_its_calls_here(url: str) -> None:
         db.dispose()
 
 
-def test_outcomes_that_cannot_cross_whole_cross_as_text() -> None:
-    # RateLimited's __init__ takes two arguments but pickles one: it would not unpickle.
-    ok, error = pickle.loads(encode_outcome(None, RateLimited("slow down", 30)))
-    assert not ok and isinstance(error, RuntimeError) and "RateLimited: slow down" in str(error)
-    ok, error = pickle.loads(encode_outcome(lambda: None, None))
-    assert not ok and isinstance(error, RuntimeError) and "result" in str(error)
-    ok, value = pickle.loads(encode_outcome({"a": 1}, None))
-    assert ok and value == {"a": 1}
+@dataclass
+class _Done:
+    result: object = None
+    error: BaseException | None = None
+
+
+def test_outcomes_that_cannot_cross_whole_cross_as_text_and_fail_alone() -> None:
+    calls = [
+        _Done(error=RateLimited("slow down", 30)),  # __init__ takes two args, pickles one
+        _Done(result=lambda: None),  # a result that will not pickle
+        _Done(result={"a": 1}),
+        _Done(error=ValueError("bad")),
+    ]
+    outcomes = pickle.loads(encode_outcomes(calls))  # type: ignore[arg-type]
+    (ok1, limited), (ok2, unsent), (ok3, value), (ok4, bad) = outcomes
+    assert not ok1 and isinstance(limited, RuntimeError) and "RateLimited: slow down" in str(limited)
+    assert not ok2 and isinstance(unsent, RuntimeError) and "result" in str(unsent)
+    assert ok3 and value == {"a": 1}
+    assert not ok4 and isinstance(bad, ValueError) and str(bad) == "bad"
+
+
+def test_a_group_whose_one_call_will_not_pickle_sends_the_rest(served: Database) -> None:
+    async def both() -> list[int]:
+        local = {"pid": os.getpid}
+        # Queued together, so that they travel as one group: the closure runs in the gateway.
+        return await asyncio.gather(served.call(lambda: local["pid"]()), served.call(os.getpid))
+
+    here, there = asyncio.run(both())
+    assert here == os.getpid()
+    assert there == served.writer_pid != os.getpid()
 
 
 def test_frames_are_read_whole_however_they_arrive() -> None:
@@ -228,3 +251,20 @@ def test_the_writer_module_refuses_to_run_without_its_arguments() -> None:
     done = subprocess.run([sys.executable, "-m", "swapd.store.writer"], capture_output=True, check=False)
     assert done.returncode == 2
     assert writer.ThisDatabase.__module__ == "swapd.store.writer"
+
+
+def test_a_failure_on_the_way_to_the_writer_fails_its_group_not_later_calls(
+    served: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = served._writer
+    assert client is not None
+    submit = client.submit
+
+    def broken_once(*args: object, **kwargs: object) -> None:
+        monkeypatch.setattr(client, "submit", submit)
+        raise RuntimeError("a bug in submit")
+
+    monkeypatch.setattr(client, "submit", broken_once)
+    with pytest.raises(RuntimeError, match="a bug in submit"):
+        asyncio.run(served.call(os.getpid))
+    assert asyncio.run(served.call(os.getpid)) == served.writer_pid

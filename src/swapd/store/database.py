@@ -409,7 +409,15 @@ class Database:
                 group.append(item)
             if self._writer is not None:
                 # Answered from the writer's reply thread; the next group gathers meanwhile.
-                self._writer.submit(group, self, self._run_here, _answer)
+                try:
+                    self._writer.submit(group, self, self._run_here, _answer)
+                except Exception as error:
+                    # A bug on the way to the writer fails this group, not this thread (and with
+                    # it every later call, which would wait forever).
+                    log.exception("call_group_failed")
+                    for call in group:
+                        call.result, call.error = None, error
+                    _answer(group)
             else:
                 self._run_here(group)
                 _answer(group)

@@ -132,19 +132,34 @@ def encode_call(
     return (function.func, args, kwargs, log_context)
 
 
-def encode_outcome(result: object, error: BaseException | None) -> bytes:
-    """One call's outcome, pickled; what cannot cross (or come back) whole crosses as text."""
+def encode_outcomes(calls: Sequence[Work]) -> bytes:
+    """A group's outcomes in one pickle (one call of the pickler, not one a call); a result that
+    will not pickle makes its own call fail, not the group."""
+    outcomes = [
+        _outcome(call.result, call.error) if call.error is not None else (True, call.result)
+        for call in calls
+    ]
+    try:
+        return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return pickle.dumps(
+            [_outcome(call.result, call.error) for call in calls], protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+
+def _outcome(result: object, error: BaseException | None) -> tuple[bool, object]:
     if error is None:
         try:
-            return pickle.dumps((True, result), protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            return (True, result)
         except Exception as failure:
             error = RuntimeError(f"the writer could not send a call's result back: {failure!r}")
     try:
-        payload = pickle.dumps((False, error), protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(payload)  # an exception whose __init__ does not take its args fails here
-        return payload
+        # An exception whose __init__ does not take its args pickles but fails to unpickle.
+        pickle.loads(pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL))
+        return (False, error)
     except Exception:
-        return pickle.dumps((False, RuntimeError(f"{type(error).__name__}: {error}")))
+        return (False, RuntimeError(f"{type(error).__name__}: {error}"))
 
 
 @dataclass(slots=True)
@@ -159,10 +174,9 @@ class _RemoteCall:
 
 def decode_calls(frame: bytes, db: Database) -> list[_RemoteCall]:
     calls = []
-    for encoded in pickle.loads(frame):
-        function, args, kwargs, log_context = pickle.loads(encoded)
-        args = tuple(db if arg is ThisDatabase else arg for arg in args)
-        kwargs = {key: db if value is ThisDatabase else value for key, value in kwargs.items()}
+    for function, given_args, given_kwargs, log_context in pickle.loads(frame):
+        args = tuple(db if arg is ThisDatabase else arg for arg in given_args)
+        kwargs = {key: db if value is ThisDatabase else value for key, value in given_kwargs.items()}
         context = contextvars.Context()
         context.run(structlog.contextvars.bind_contextvars, **log_context)
         calls.append(_RemoteCall(functools.partial(function, *args, **kwargs), context))
@@ -253,21 +267,25 @@ class WriterClient:
         """Send ``group`` to the writer; ``done`` gets it back with every outcome filled in.
         Calls that cannot be pickled run through ``here`` (the gateway's own group runner)."""
         remote: list[Work] = []
-        encoded: list[bytes] = []
+        requests: list[tuple[Any, ...]] = []
         local: list[Work] = []
         for call in group:
             try:
-                request = encode_call(call.function, call.context, db)
-                encoded.append(pickle.dumps(request, pickle.HIGHEST_PROTOCOL))
+                requests.append(encode_call(call.function, call.context, db))
                 remote.append(call)
-            except Exception:
+            except TypeError:
                 local.append(call)
+        try:
+            payload = pickle.dumps(requests, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            # Some call's arguments will not pickle (a closure among them): those run here.
+            remote, requests, local = _picklable(remote, requests, local)
+            payload = pickle.dumps(requests, pickle.HIGHEST_PROTOCOL)
         if local:
             here(local)
             done(local)
         if not remote:
             return
-        payload = pickle.dumps(encoded, pickle.HIGHEST_PROTOCOL)
         self._slots.acquire()
         with self._lock:
             try:
@@ -300,8 +318,7 @@ class WriterClient:
             with self._lock:
                 calls, done = self._in_flight.popleft()
             self._slots.release()
-            for call, outcome in zip(calls, pickle.loads(answer), strict=True):
-                ok, value = pickle.loads(outcome)
+            for call, (ok, value) in zip(calls, pickle.loads(answer), strict=True):
                 call.result, call.error = (value, None) if ok else (None, value)
             done(calls)
         # The writer is gone (or the gateway is stopping it): whatever it still held failed.
@@ -333,6 +350,23 @@ class WriterClient:
                     sock.shutdown(socket.SHUT_WR)
         if replies is not None:
             replies.join(timeout=STOP_TIMEOUT_S + 5)
+
+
+def _picklable(
+    remote: list[Work], requests: list[tuple[Any, ...]], local: list[Work]
+) -> tuple[list[Work], list[tuple[Any, ...]], list[Work]]:
+    """The calls whose requests pickle, their requests, and the rest added to ``local``."""
+    kept: list[Work] = []
+    kept_requests: list[tuple[Any, ...]] = []
+    for call, request in zip(remote, requests, strict=True):
+        try:
+            pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            local.append(call)
+        else:
+            kept.append(call)
+            kept_requests.append(request)
+    return kept, kept_requests, local
 
 
 def _fail(calls: list[Work], done: Callable[[list[Work]], None], error: BaseException | None) -> None:
@@ -385,8 +419,7 @@ def serve(sock: socket.socket, db: Database) -> None:
                 if call.error is not None and not _expected(call.error):
                     # In the call's context: the log line carries the caller's (station, ...).
                     call.context.run(log.error, "call_failed", exc_info=call.error)
-            outcomes = [encode_outcome(call.result, call.error) for call in group]
-            answers.append(frame(pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL)))
+            answers.append(frame(encode_outcomes(group)))
         try:
             sock.sendall(b"".join(answers))
         except OSError:
