@@ -7,6 +7,7 @@ Migration tests need an *empty* database: SQLite gets a new file, PostgreSQL a d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -36,6 +37,7 @@ from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
+    SQLITE_PAGE_SIZE,
     WRITE,
     alembic_config,
     downgrade,
@@ -766,3 +768,27 @@ def test_db_upgrade_does_not_print_the_database_password(pg_url: str) -> None:
     result = _upgrade_cli(url)
     assert result.exit_code == 0, result.output
     assert "s3cret-pw" not in result.stdout
+
+
+def test_a_new_sqlite_file_gets_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    # A swap dirties ~40 scattered B-tree pages, each written whole to the WAL at COMMIT and
+    # again at the checkpoint: 1 KiB pages write a fifth of what 4 KiB pages did (bench.swaps).
+    engine = open_database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA page_size").scalar_one() == SQLITE_PAGE_SIZE
+    finally:
+        engine.dispose()
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as made_before:
+        made_before.execute("PRAGMA page_size=4096")
+        made_before.execute("CREATE TABLE t (a)")
+        made_before.commit()
+    engine = open_database(f"sqlite:///{old}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA page_size").scalar_one() == 4096
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 0
+    finally:
+        engine.dispose()
