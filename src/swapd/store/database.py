@@ -128,6 +128,14 @@ def _answer(group: Sequence[Work]) -> None:
             loop.call_soon_threadsafe(_settle, calls)
 
 
+def _fail_group(group: Sequence[Work], error: BaseException) -> None:
+    """An unexpected error of the group machinery itself (not of a call): logged once, and
+    every call of the group fails with it."""
+    log.exception("call_group_failed")
+    for call in group:
+        call.result, call.error = None, error
+
+
 def _settle(calls: list[_Call]) -> None:
     for call in calls:
         if call.future.cancelled():
@@ -414,9 +422,7 @@ class Database:
                 except Exception as error:
                     # A bug on the way to the writer fails this group, not this thread (and with
                     # it every later call, which would wait forever).
-                    log.exception("call_group_failed")
-                    for call in group:
-                        call.result, call.error = None, error
+                    _fail_group(group, error)
                     _answer(group)
             else:
                 self._run_here(group)
@@ -428,9 +434,7 @@ class Database:
         try:
             self.run_calls(group)
         except Exception as error:  # a bug here must fail this group, not every later call
-            log.exception("call_group_failed")
-            for call in group:
-                call.result, call.error = None, error
+            _fail_group(group, error)
 
     def run_calls(self, group: Sequence[Work]) -> None:
         """Run the calls of ``group`` in one transaction (each ``write`` of a call in a savepoint
