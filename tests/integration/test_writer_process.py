@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import structlog
 
 from swapd.domain.errors import Conflict, RateLimited
 from swapd.services import catalog
 from swapd.store import writer
+from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES
 from swapd.store.database import Database
-from swapd.store.engine import make_engine, upgrade
+from swapd.store.engine import make_engine, sqlite_file_path, upgrade
 from swapd.store.writer import FrameReader, WriterUnavailable, encode_outcomes, frame
 
 
@@ -138,6 +140,29 @@ def test_a_writer_that_dies_fails_the_calls_it_held_and_the_next_call_starts_ano
     outcome, where = asyncio.run(scenario())
     assert isinstance(outcome, WriterUnavailable)
     assert where == served.writer_pid and where not in (first, os.getpid())
+
+
+def _wal_autocheckpoint_pages(db: Database) -> int:
+    return int(db.read(lambda tx: tx.repo.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar_one()))
+
+
+def test_the_writer_checkpoints_the_wal_in_a_thread_of_its_own(served: Database) -> None:
+    # Its own connection checkpoints only past a large WAL, so that a COMMIT seldom stalls...
+    assert asyncio.run(served.call(_wal_autocheckpoint_pages, served)) == WRITER_AUTOCHECKPOINT_PAGES
+    # ...and commits far below that size still reach the database file: the thread copied them.
+    path = Path(str(sqlite_file_path(served.engine.url)))
+    before = path.stat().st_size
+
+    async def scenario() -> None:
+        for start in range(0, 2000, 100):
+            codes = [f"CHECKPOINT-{i:05d}" for i in range(start, start + 100)]
+            await asyncio.gather(*(served.call(catalog.add_pack_model, served, c, 1000) for c in codes))
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < before + 100_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= before + 100_000
 
 
 def test_the_writer_outlives_a_stop_signal_and_ends_with_its_socket(served: Database) -> None:

@@ -75,10 +75,14 @@ def missing_sqlite_file(url: str | None = None) -> str | None:
     return None if path is None or os.path.exists(path) else path
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str | None = None, *, pool_size: int = 10, wal_autocheckpoint_pages: int | None = None
+) -> Engine:
+    """``wal_autocheckpoint_pages``: SQLite only, the WAL size at which a COMMIT checkpoints
+    (SQLite's default, 1,000 pages, when None); see swapd.store.checkpoints."""
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
-        return _sqlite_engine(resolved)
+        return _sqlite_engine(resolved, wal_autocheckpoint_pages)
     return sa.create_engine(
         resolved,
         pool_size=pool_size,
@@ -104,7 +108,7 @@ def _switch_to_wal(dbapi_connection: Any) -> None:
             time.sleep(random.uniform(0.001, 0.01))
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, wal_autocheckpoint_pages: int | None = None) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @sa.event.listens_for(engine, "connect")
@@ -122,6 +126,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if wal_autocheckpoint_pages is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -389,9 +389,10 @@ def _end(process: subprocess.Popen[bytes]) -> int | None:
 # -- the writer's side ----------------------------------------------------------------------------
 
 
-def serve(sock: socket.socket, db: Database) -> None:
+def serve(sock: socket.socket, db: Database, after_commit: Callable[[], None] = lambda: None) -> None:
     """Answer groups of calls until the gateway closes the socket. The groups that have arrived
-    while one ran are run together, as one transaction (up to ``MAX_GROUP`` calls)."""
+    while one ran are run together, as one transaction (up to ``MAX_GROUP`` calls);
+    ``after_commit`` is called after each (the WAL checkpoints)."""
     from swapd.store.database import MAX_GROUP
 
     sock.sendall(frame(b""))  # ready
@@ -413,6 +414,7 @@ def serve(sock: socket.socket, db: Database) -> None:
             count += len(waiting[0])
             groups.append(waiting.popleft())
         db.run_calls([call for group in groups for call in group])
+        after_commit()
         answers = []
         for group in groups:
             for call in group:
@@ -435,8 +437,9 @@ def _expected(error: BaseException) -> bool:
 def main(argv: list[str]) -> int:
     from swapd.heap import settle_heap
     from swapd.logs import configure_logging
+    from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
     from swapd.store.database import Database
-    from swapd.store.engine import make_engine
+    from swapd.store.engine import make_engine, sqlite_file_path
 
     fd, url, log_format = int(argv[0]), argv[1], argv[2]
     # Ctrl-C at a terminal reaches the whole process group, and a service manager's stop
@@ -446,11 +449,17 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json_logs=log_format == "json")
     sock = socket.socket(fileno=fd)
-    db = Database(make_engine(url))  # the gateway has migrated the schema
+    # The gateway has migrated the schema. Checkpoints: see swapd.store.checkpoints.
+    db = Database(make_engine(url, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES))
+    path = sqlite_file_path(url)
+    assert path is not None, "the gateway starts a writer process for a SQLite file only"
+    checkpointer = Checkpointer(path)
+    checkpointer.start()
     settle_heap()
     try:
-        serve(sock, db)
+        serve(sock, db, checkpointer.nudge)
     finally:
+        checkpointer.stop()
         db.dispose()
         sock.close()
     return 0
