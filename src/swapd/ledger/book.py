@@ -141,6 +141,7 @@ class Book:
         self._now = now
         self._deferred: dict[int, Delta] = defaultdict(Delta)
         self._accounts: dict[int, Account] = {}
+        self._ids: dict[tuple[str, AccountCode, str], int] = {}  # (ledger, code, owner) -> id
         self._transfers: dict[int, Transfer] = {}
         self._lockable = connection.dialect.name == "postgresql"
 
@@ -151,9 +152,9 @@ class Book:
 
     def account(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account:
         """The account for (ledger, code, owner), created on first use. Rider accounts are locked."""
-        for cached in self._accounts.values():
-            if (cached.ledger, cached.code, cached.owner) == (ledger, code, owner):
-                return self.get(cached.id)
+        known = self._ids.get((ledger, code, owner))
+        if known is not None:
+            return self.get(known)
         lock = ACCOUNT_FLAGS.get(code) is not None  # accounts with a balance limit
         row = self._select_account(ledger, code, owner, lock=lock)
         if row is None:
@@ -161,7 +162,7 @@ class Book:
             row = self._select_account(ledger, code, owner, lock=lock)
             assert row is not None
         account = _account(row)
-        self._accounts[account.id] = account
+        self._keep(account)
         return account
 
     def load(self, names: Sequence[tuple[str, AccountCode, str]]) -> None:
@@ -177,8 +178,7 @@ class Book:
             raise ValueError(f"load takes 1..{ACCOUNTS_AT_ONCE} accounts, got {len(names)}")
         if self._lockable:
             names = [n for n in names if n[2] != OPERATOR or ACCOUNT_FLAGS.get(n[1]) is not None]
-        cached = {(a.ledger, a.code, a.owner) for a in self._accounts.values()}
-        wanted = [name for name in names if name not in cached]
+        wanted = [name for name in names if name not in self._ids]
         if not wanted:
             return
         padded = [*wanted, *[wanted[-1]] * (ACCOUNTS_AT_ONCE - len(wanted))]
@@ -190,7 +190,11 @@ class Book:
         lock = self._lockable and any(ACCOUNT_FLAGS.get(code) is not None for _, code, _ in wanted)
         for row in self._run(_ACCOUNTS_LOCKED if lock else _ACCOUNTS, parameters):
             if row.id not in self._accounts:
-                self._accounts[row.id] = _account(row)
+                self._keep(_account(row))
+
+    def _keep(self, account: Account) -> None:
+        self._accounts[account.id] = account
+        self._ids[(account.ledger, account.code, account.owner)] = account.id
 
     def existing(self, ledger: str, code: AccountCode, owner: str = OPERATOR) -> Account | None:
         """The account if it exists, without creating or locking it (for reads)."""
@@ -207,7 +211,7 @@ class Book:
             cached = _account(row)
             if cached.flags != AccountFlags.NONE and self._lockable:
                 cached = _account(self._run(_ACCOUNT_BY_ID_LOCKED, key).one())
-            self._accounts[account_id] = cached
+            self._keep(cached)
         delta = self._deferred.get(account_id)
         return cached.with_delta(delta) if delta else cached
 
@@ -344,6 +348,7 @@ class Book:
         deferred = dict(self._deferred)
         self._deferred.clear()
         self._accounts.clear()
+        self._ids.clear()
         return deferred
 
     @staticmethod

@@ -9,7 +9,7 @@ for good and releases the rest, a *void* releases it all. Each pending transfer 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 class LedgerError(Exception):
@@ -110,8 +110,14 @@ class Account:
         return self.debits_posted - self.credits_posted
 
     def with_delta(self, delta: Delta) -> Account:
-        return replace(
-            self,
+        # The constructor, not dataclasses.replace: this runs for every account of every
+        # transfer, and replace() inspects the fields each time (2.5 % of the SQLite writer).
+        return Account(
+            id=self.id,
+            ledger=self.ledger,
+            code=self.code,
+            owner=self.owner,
+            flags=self.flags,
             debits_pending=self.debits_pending + delta.debits_pending,
             debits_posted=self.debits_posted + delta.debits_posted,
             credits_pending=self.credits_pending + delta.credits_pending,
