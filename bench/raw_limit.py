@@ -11,7 +11,10 @@ synchronous=FULL; PostgreSQL's default synchronous_commit=on):
 
 * ``raw_swaps_per_s_<db>``: one transaction per swap (the brief's definition of the raw limit);
 * ``raw_3tx_swaps_per_s_<db>``: three transactions per swap, as a server must commit each station
-  message before it answers (what swapd can at best reach without batching commits).
+  message before it answers (what swapd can at best reach without batching commits);
+* ``raw_swaps_per_s_sqlite_writer_checkpoints``: one transaction per swap again, with the WAL
+  checkpoint size of swapd's writer process instead of SQLite's default (for comparison: the
+  ratio's reference stays the minimal script).
 
 The ratio swapd / raw takes swapd's closed-loop maximum from ``bench.swaps`` when given
 (``--swapd-sqlite N --swapd-postgresql N``; the runner passes them).
@@ -37,6 +40,7 @@ from bench._common import console, emit, fresh_database, load_average, pg_availa
 from bench.swaps import PLAN, Size, provision
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags
 from swapd.store import schema as t
+from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES
 from swapd.store.database import Database
 from swapd.store.engine import SQLITE_BUSY_TIMEOUT_MS
 
@@ -65,7 +69,7 @@ class RawStation:
 class Driver:
     """The few things the loop needs of a DB-API connection, for sqlite3 and psycopg alike."""
 
-    def __init__(self, kind: str, url: str) -> None:
+    def __init__(self, kind: str, url: str, *, wal_autocheckpoint_pages: int | None = None) -> None:
         self.kind = kind
         if kind == "sqlite":
             path = sa.make_url(url).database
@@ -75,6 +79,8 @@ class Driver:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if wal_autocheckpoint_pages is not None:
+                self.conn.execute(f"PRAGMA wal_autocheckpoint={wal_autocheckpoint_pages}")
         else:
             import psycopg
 
@@ -335,13 +341,15 @@ def raw_swap(
     )
 
 
-def measure(kind: str, seconds: float, progress: Progress) -> tuple[float, float]:
+def measure(
+    kind: str, seconds: float, progress: Progress, *, wal_autocheckpoint_pages: int | None = None
+) -> tuple[float, float]:
     size = Size(stations=8, riders_per_station=2, stock_per_station=2, warmup_s=0, run_s=0, workers=1)
     with fresh_database(kind, "raw") as url:
         db = Database.open(url)
         stations, consumed, revenue = _setup(db, size, progress)
         db.dispose()
-        d = Driver(kind, url)
+        d = Driver(kind, url, wal_autocheckpoint_pages=wal_autocheckpoint_pages)
         results = []
         n = 0
         for per_message in (False, True):
@@ -387,11 +395,22 @@ def main(argv: list[str] | None = None) -> None:
             one_tx, three_tx = measure(kind, seconds, progress)
             metrics[f"raw_swaps_per_s_{kind}"] = round(one_tx, 1)
             metrics[f"raw_3tx_swaps_per_s_{kind}"] = round(three_tx, 1)
+            if kind == "sqlite":
+                # For comparison only: the raw script with the checkpoint size swapd's writer
+                # process uses (swapd.store.checkpoints), where a minimal script keeps SQLite's.
+                tuned, _ = measure(
+                    kind, seconds, progress, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES
+                )
+                metrics["raw_swaps_per_s_sqlite_writer_checkpoints"] = round(tuned, 1)
             swapd_rate = getattr(args, f"swapd_{kind}")
             if swapd_rate:
                 metrics[f"swapd_swaps_per_s_{kind}"] = swapd_rate
                 metrics[f"ratio_swapd_to_raw_{kind}"] = round(swapd_rate / one_tx, 3)
                 metrics[f"ratio_swapd_to_raw_3tx_{kind}"] = round(swapd_rate / three_tx, 3)
+                if kind == "sqlite":
+                    metrics["ratio_swapd_to_raw_sqlite_writer_checkpoints"] = round(
+                        swapd_rate / metrics["raw_swaps_per_s_sqlite_writer_checkpoints"], 3
+                    )
                 targets[f"ratio_swapd_to_raw_{kind}"] = f">= {TARGET_RATIO}"
     if not targets:
         notes.append("no swapd rate given (--swapd-sqlite/--swapd-postgresql): ratio not computed")
