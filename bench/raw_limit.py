@@ -342,8 +342,15 @@ def raw_swap(
 
 
 def measure(
-    kind: str, seconds: float, progress: Progress, *, wal_autocheckpoint_pages: int | None = None
-) -> tuple[float, float]:
+    kind: str,
+    seconds: float,
+    progress: Progress,
+    *,
+    per_message: tuple[bool, ...] = (False, True),
+    wal_autocheckpoint_pages: int | None = None,
+) -> list[float]:
+    """Swaps per second, one rate for each variant asked: one transaction a swap (False) or one
+    a station message (True)."""
     size = Size(stations=8, riders_per_station=2, stock_per_station=2, warmup_s=0, run_s=0, workers=1)
     with fresh_database(kind, "raw") as url:
         db = Database.open(url)
@@ -352,12 +359,12 @@ def measure(
         d = Driver(kind, url, wal_autocheckpoint_pages=wal_autocheckpoint_pages)
         results = []
         n = 0
-        for per_message in (False, True):
-            label = "3 tx/swap" if per_message else "1 tx/swap"
+        for each_message in per_message:
+            label = "3 tx/swap" if each_message else "1 tx/swap"
             task = progress.add_task(f"raw {kind}: {label}", total=None)
 
-            def boundary(per_message: bool = per_message) -> None:
-                if per_message:
+            def boundary(each_message: bool = each_message) -> None:
+                if each_message:
                     d.commit()
                     d.begin()
 
@@ -371,7 +378,7 @@ def measure(
             results.append(done / (time.perf_counter() - started))
             progress.remove_task(task)
         d.close()
-    return results[0], results[1]
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -398,8 +405,12 @@ def main(argv: list[str] | None = None) -> None:
             if kind == "sqlite":
                 # For comparison only: the raw script with the checkpoint size swapd's writer
                 # process uses (swapd.store.checkpoints), where a minimal script keeps SQLite's.
-                tuned, _ = measure(
-                    kind, seconds, progress, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES
+                (tuned,) = measure(
+                    kind,
+                    seconds,
+                    progress,
+                    per_message=(False,),
+                    wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES,
                 )
                 metrics["raw_swaps_per_s_sqlite_writer_checkpoints"] = round(tuned, 1)
             swapd_rate = getattr(args, f"swapd_{kind}")
