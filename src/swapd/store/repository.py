@@ -172,6 +172,14 @@ def _pack(row: Row) -> Pack:
     )
 
 
+def _station(row: Row) -> Station:
+    return Station(row.id, row.slot_count, row.enabled, row.charged_soc_bp, row.min_soh_bp)
+
+
+def _rider(row: Row) -> Rider:
+    return Rider(row.id, row.plan_id, RiderStatus(row.status), row.vehicle_packs)
+
+
 def plan_from_row(row: Row) -> Plan:
     return Plan(
         id=row.id,
@@ -278,11 +286,11 @@ class Repository:
         row = self.run(query, {"station_id": station_id}).first()
         if row is None:
             return None
-        return Station(row.id, row.slot_count, row.enabled, row.charged_soc_bp, row.min_soh_bp)
+        return _station(row)
 
     def stations(self) -> list[Station]:
-        rows = self.conn.execute(sa.select(t.stations).order_by(t.stations.c.id))
-        return [Station(r.id, r.slot_count, r.enabled, r.charged_soc_bp, r.min_soh_bp) for r in rows]
+        rows = self.conn.execute(sa.select(*_STATION_COLUMNS).order_by(t.stations.c.id))
+        return [_station(r) for r in rows]
 
     def slots(self, station_id: str) -> list[Slot]:
         rows = self.conn.execute(
@@ -332,7 +340,7 @@ class Repository:
         row = self.run(query, {"rider_id": rider_id}).first()
         if row is None:
             return None
-        return Rider(row.id, row.plan_id, RiderStatus(row.status), row.vehicle_packs)
+        return _rider(row)
 
     def lock_riders(self, rider_ids: Sequence[str]) -> dict[str, Rider]:
         """Lock riders in id order (the first step of every write that touches a rider)."""
@@ -343,11 +351,11 @@ class Repository:
             return {} if rider is None else {rider.id: rider}
         query = _RIDERS_LOCKED if self._lockable else _RIDERS
         rows = self.conn.execute(query, {"rider_ids": sorted(set(rider_ids))})
-        return {r.id: Rider(r.id, r.plan_id, RiderStatus(r.status), r.vehicle_packs) for r in rows}
+        return {r.id: _rider(r) for r in rows}
 
     def riders(self) -> list[Rider]:
-        rows = self.conn.execute(sa.select(t.riders).order_by(t.riders.c.id))
-        return [Rider(r.id, r.plan_id, RiderStatus(r.status), r.vehicle_packs) for r in rows]
+        rows = self.conn.execute(sa.select(*_RIDER_COLUMNS).order_by(t.riders.c.id))
+        return [_rider(r) for r in rows]
 
     def token_owner(self, token_type: str, value: str) -> Row | None:
         return self.run(_TOKEN, {"token_type": token_type, "value": value}).first()
