@@ -285,6 +285,44 @@ def test_a_webhook_confirming_another_amount_fails_the_payment_and_credits_nothi
     assert logged[-1].detail["confirmed"] == [AMOUNT_MINOR - 1, "KRW"]
 
 
+def test_a_webhook_naming_a_payment_with_another_reference_credits_nothing(
+    client: TestClient, db: Database
+) -> None:
+    alice, bob = rider(client, db), rider(client, db)
+    hers, his = start_top_up(client, alice), start_top_up(client, bob)
+    provider = provider_of(client)
+    crossed = {
+        # Alice's payment with Bob's reference, and the other way round.
+        "evt_a_b": (hers, f"sbx_{his['id']}"),
+        "evt_b_a": (his, f"sbx_{hers['id']}"),
+        # Alice's payment with a reference swapd never made.
+        "evt_a_x": (hers, "sbx_pay_made_up"),
+        # A payment swapd never made, with Bob's reference.
+        "evt_x_b": ({**his, "id": "pay_made_up"}, f"sbx_{his['id']}"),
+    }
+    for event_id, (named, ref) in crossed.items():
+        body, headers = signed_event(provider, named, event_id=event_id, provider_ref=ref)
+        answer = webhook(client, body, headers)
+        assert answer.status_code == 200, event_id
+        assert answer.json() == {"outcome": "ref_mismatch", "payment_id": named["id"]}, event_id
+
+    for who, payment in ((alice, hers), (bob, his)):
+        assert payment_of(client, who, payment["id"])["status"] == "pending"
+        assert balance(client, who)["posted_units"] == 0
+    # Recorded (a resend is a duplicate) and in the audit log, for staff to look into.
+    assert event_count(db) == len(crossed)
+    body, headers = signed_event(provider, hers, event_id="evt_a_b", provider_ref=f"sbx_{his['id']}")
+    assert webhook(client, body, headers).json()["outcome"] == "duplicate"
+    logged = audit.entries(db, target=hers["id"])
+    assert [e.action for e in logged] == ["payment.ref_mismatch"] * 2
+    assert {e.detail["event_ref"] for e in logged} == {f"sbx_{his['id']}", "sbx_pay_made_up"}
+    # The right event still credits the right payment.
+    body, headers = signed_event(provider, hers, event_id="evt_a_a")
+    assert webhook(client, body, headers).json()["outcome"] == "credited"
+    assert balance(client, alice)["posted_units"] == UNITS_WH
+    assert balance(client, bob)["posted_units"] == 0
+
+
 def test_events_for_payments_swapd_did_not_make_are_recorded_and_ignored(
     client: TestClient, db: Database
 ) -> None:

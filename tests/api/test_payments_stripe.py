@@ -242,6 +242,32 @@ def test_wrong_missing_and_stale_stripe_signatures_are_refused(
     assert deliver(client, body, stripe_signature(body)).json()["outcome"] == "credited"
 
 
+def test_a_session_event_naming_a_payment_that_is_not_its_own_credits_nothing(
+    client: TestClient, db: Database, fake_stripe: FakeStripe
+) -> None:
+    me = rider(client, db)
+    started = start_top_up(client, me)
+    other = start_top_up(client, me, key="k2")
+    # A session swapd did not make (a payment link on the same Stripe account, say) whose
+    # client_reference_id names the payment, and a session of another payment naming it.
+    stranger = {**session_completed(started), "id": "cs_test_someone_else"}
+    del stranger["metadata"]
+    crossed = {"evt_s": stranger, "evt_o": {**session_completed(started), "id": other["provider_ref"]}}
+    for event_id, session in crossed.items():
+        body = stripe_event(event_id, "checkout.session.completed", session)
+        answer = deliver(client, body, stripe_signature(body))
+        assert answer.status_code == 200, event_id
+        assert answer.json() == {"outcome": "ref_mismatch", "payment_id": started["id"]}, event_id
+
+    assert status_of(client, me, started["id"]) == status_of(client, me, other["id"]) == "pending"
+    assert queries.rider_balance(db, me.rider_id or "").posted_units == 0
+    assert [e.action for e in audit.entries(db, target=started["id"])] == ["payment.ref_mismatch"] * 2
+    # The payment's own session still credits it.
+    paid = stripe_event("evt_p", "checkout.session.completed", session_completed(started))
+    assert deliver(client, paid, stripe_signature(paid)).json()["outcome"] == "credited"
+    assert queries.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
+
+
 def test_failed_unpaid_and_mismatched_events_credit_nothing(
     client: TestClient, db: Database, fake_stripe: FakeStripe
 ) -> None:

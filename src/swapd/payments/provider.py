@@ -81,6 +81,8 @@ class VerifiedEvent:
     event_id: str
     kind: str
     status: EventStatus
+    # The checkout's reference (Checkout.provider_ref), when the event is about the checkout; when
+    # both this and payment_id are given they must name the same payment, or nothing is credited.
     provider_ref: str | None
     payment_id: str | None  # from the metadata swapd attached to the checkout
     amount_minor: int | None

@@ -148,7 +148,11 @@ def _event(document: dict[str, Any]) -> VerifiedEvent:
     payment_id = _text(metadata.get(METADATA_PAYMENT_ID)) if isinstance(metadata, dict) else None
     currency = _text(obj.get("currency"))
     currency = currency.upper() if currency else None
+    # The provider reference is the Checkout Session's id, as stored when swapd made the session;
+    # a PaymentIntent's id is not one, so intent events are matched by their metadata alone.
+    provider_ref = None
     if kind in _SESSION_EVENTS:
+        provider_ref = _text(obj.get("id"))
         status = _SESSION_EVENTS[kind]
         if status is None:
             # Completed with a delayed method (bank debit): not paid yet; async_payment_* follows.
@@ -166,7 +170,7 @@ def _event(document: dict[str, Any]) -> VerifiedEvent:
         event_id=event_id,
         kind=kind,
         status=status,
-        provider_ref=_text(obj.get("id")),
+        provider_ref=provider_ref,
         payment_id=payment_id,
         amount_minor=amount,
         currency=currency,

@@ -4,7 +4,10 @@ when, and only when, the provider's signed webhook says the money arrived.
 The credit (services/payments.top_up or subscribe, keyed by the payment id), the payment's new
 status and the record of the webhook event are written in one transaction: a replayed event finds
 its record and changes nothing, and a crash between them leaves nothing half done. An event whose
-amount or currency differs from the stored payment fails the payment and credits nothing.
+amount or currency differs from the stored payment fails the payment and credits nothing. An event
+is about a payment only when every reference it carries (the payment id, the provider's checkout
+reference) names that payment: an event naming one payment with another's reference credits
+nothing and changes no payment.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     MISMATCH = "mismatch"  # amount or currency differ from the payment: failed, nothing credited
+    # The event's provider reference is not the one of the payment it names: nothing credited,
+    # no payment changed (the event may be aimed at another rider's payment), audit-logged.
+    REF_MISMATCH = "ref_mismatch"
     NOT_CREDITED = "not_credited"  # paid, but the ledger refused the credit (see the audit log)
     UNKNOWN_PAYMENT = "unknown_payment"  # not a payment swapd made (recorded, ignored)
 
@@ -301,20 +307,61 @@ def _seen(tx: Tx, provider: str, event_id: str) -> bool:
     return row is not None
 
 
-def _find_locked(tx: Tx, provider: str, event: VerifiedEvent) -> Payment | None:
-    """The event's payment, locked, its rider locked first (the order every rider write uses)."""
-    where: list[sa.ColumnElement[bool]] = []
+@dataclass(frozen=True, slots=True)
+class _Crossed:
+    """An event whose references name different payments, or a payment and nothing."""
+
+    payment_id: str  # the payment the event names by id, else the one its reference belongs to
+    stored_ref: str | None  # that payment's provider reference
+
+
+def _find_locked(tx: Tx, provider: str, event: VerifiedEvent) -> Payment | _Crossed | None:
+    """The event's payment, locked, its rider locked first (the order every rider write uses).
+
+    Each reference the event carries must name that same payment: its id (from the metadata swapd
+    attached to the checkout) and the provider's reference (stored when the checkout was made). A
+    payment whose reference was never stored has had no checkout a rider could pay at.
+    """
+    by_id = by_ref = None
     if event.payment_id is not None:
-        where.append(t.payments.c.id == event.payment_id)
+        by_id = _select(tx, t.payments.c.provider == provider, t.payments.c.id == event.payment_id)
     if event.provider_ref is not None:
-        where.append(t.payments.c.provider_ref == event.provider_ref)
-    if not where:
-        return None
-    found = _select(tx, t.payments.c.provider == provider, sa.or_(*where))
+        by_ref = _select(
+            tx, t.payments.c.provider == provider, t.payments.c.provider_ref == event.provider_ref
+        )
+    if event.payment_id is None or event.provider_ref is None:
+        found = by_id or by_ref
+    elif by_id is None and by_ref is None:
+        found = None
+    elif by_id is None or by_ref is None or by_id.id != by_ref.id:
+        named = by_id or by_ref
+        assert named is not None
+        return _Crossed(named.id, named.provider_ref)
+    else:
+        found = by_id
     if found is None:
         return None
     tx.repo.lock_riders([found.rider_id])
     return _select(tx, t.payments.c.id == found.id, lock=True)
+
+
+def _refuse_crossed(tx: Tx, provider: str, event: VerifiedEvent, crossed: _Crossed) -> WebhookOutcome:
+    # The payment is left as it is: failing it would let whoever sent this cancel another
+    # rider's payment.
+    audit.record(
+        tx,
+        f"provider:{provider}",
+        "payment.ref_mismatch",
+        crossed.payment_id,
+        "webhook names this payment with another provider reference; nothing credited",
+        {
+            "event_id": event.event_id,
+            "event_payment_id": event.payment_id,
+            "event_ref": event.provider_ref,
+            "stored_ref": crossed.stored_ref,
+        },
+    )
+    return WebhookOutcome(Outcome.REF_MISMATCH, event.payment_id or crossed.payment_id)
 
 
 def _record_event(tx: Tx, provider: str, event: VerifiedEvent, payment_id: str | None) -> None:
@@ -355,6 +402,9 @@ def _apply(db: Database, tx: Tx, provider: str, event: VerifiedEvent) -> Webhook
     if _seen(tx, provider, event.event_id):
         return WebhookOutcome(Outcome.DUPLICATE, event.payment_id)
     payment = _find_locked(tx, provider, event)
+    if isinstance(payment, _Crossed):
+        _record_event(tx, provider, event, payment.payment_id)
+        return _refuse_crossed(tx, provider, event, payment)
     _record_event(tx, provider, event, None if payment is None else payment.id)
     if payment is None:
         return WebhookOutcome(Outcome.UNKNOWN_PAYMENT, None)
@@ -400,6 +450,9 @@ def _not_credited(tx: Tx, provider: str, event: VerifiedEvent, reason: str) -> W
     if _seen(tx, provider, event.event_id):
         return WebhookOutcome(Outcome.DUPLICATE, event.payment_id)
     payment = _find_locked(tx, provider, event)
+    if isinstance(payment, _Crossed):
+        _record_event(tx, provider, event, payment.payment_id)
+        return _refuse_crossed(tx, provider, event, payment)
     _record_event(tx, provider, event, None if payment is None else payment.id)
     if payment is None:
         return WebhookOutcome(Outcome.UNKNOWN_PAYMENT, None)
