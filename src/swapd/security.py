@@ -1,4 +1,4 @@
-"""Secrets: station passwords are generated here and stored only as scrypt hashes."""
+"""Secrets: station and user passwords are generated here and stored only as scrypt hashes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # scrypt parameters (RFC 7914): N=2**14, r=8, p=1 costs ~16 MiB and ~40 ms per check; stations
 # authenticate once per connection, so this is cheap for us and expensive for a guesser.
@@ -45,3 +48,46 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)
+
+
+class Busy(Exception):
+    """More callers want a password hashed or checked than this process lets in at once."""
+
+
+class PasswordGate:
+    """Bounds the scrypt work of one process.
+
+    At most ``running`` hashes run at once (each holds ~16 MiB and a core for ~40 ms), and at
+    most ``admitted`` callers are inside ``admit()`` at all: hashing, waiting their turn, or on
+    their way through the database. One more is refused at once (``Busy``) rather than parked on
+    yet another thread, so that a flood of logins cannot take every thread of the HTTP server's
+    pool (40 by default) away from the other routes.
+    """
+
+    def __init__(self, *, running: int, admitted: int) -> None:
+        if not 1 <= running <= admitted:
+            raise ValueError(f"need 1 <= running <= admitted, got {running} and {admitted}")
+        self.admitted = admitted
+        self._running = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self._inside = 0
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside >= self.admitted:
+                raise Busy(f"{self._inside} password checks under way already")
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+    def hash(self, password: str) -> str:
+        with self._running:
+            return hash_password(password)
+
+    def verify(self, password: str, stored: str) -> bool:
+        with self._running:
+            return verify_password(password, stored)

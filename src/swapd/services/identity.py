@@ -1,7 +1,7 @@
 """Who is calling: staff users with roles, rider accounts, session tokens, API keys, login limits.
 
 Passwords are scrypt hashes (swapd.security). Bearer secrets are 256-bit random and stored as
-SHA-256 only, so a stolen database holds no usable credential. Failed logins are counted in the
+SHA-256 only, so a stolen database holds no usable credential. Login attempts are counted in the
 database, per account and per client address, so every server process enforces the same limit.
 """
 
@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
 
 from swapd.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from swapd.domain.packs import validate_code
 from swapd.domain.riders import RiderStatus
-from swapd.security import hash_password, verify_password
+from swapd.security import Busy, PasswordGate, hash_password
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
+
+log = structlog.get_logger(__name__)
 
 SESSION_TTL_S = 12 * 3600
 RIDER_SESSION_TTL_S = 30 * 24 * 3600  # riders stay signed in on their phone
@@ -34,6 +39,10 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}$")
 # Checked against when the account does not exist, so that a login for an unknown address costs
 # the same time as a wrong password and does not reveal which addresses have accounts.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+# Sign-ins and sign-ups of one process: two scrypt runs at once (a core each on a small server),
+# sixteen requests inside at most; the HTTP server's other routes keep the rest of its threads.
+PASSWORD_CHECKS = PasswordGate(running=2, admitted=16)
+_BUSY = "too many sign-ins at once; try again in 1 s"
 
 
 class Role(enum.StrEnum):
@@ -155,7 +164,11 @@ def sign_up_rider(
 ) -> User:
     """A rider account and its rider, in one transaction: no rider without a login or vice versa."""
     email = normalise_email(email)
-    password_hash = hash_password(check_password(password))
+    try:
+        with PASSWORD_CHECKS.admit():
+            password_hash = PASSWORD_CHECKS.hash(check_password(password))
+    except Busy:
+        raise RateLimited(_BUSY, 1) from None
     validate_code(plan_id, "plan")
     if isinstance(vehicle_packs, bool) or not isinstance(vehicle_packs, int):
         raise InvalidInput("vehicle_packs must be an integer")
@@ -199,67 +212,93 @@ def _issue(tx: Tx, user: User, kind: TokenKind, name: str, ttl_s: int | None) ->
     return IssuedToken(token_id, secret, kind, name, expires_at, user)
 
 
-def _count_failure(tx: Tx, key: str) -> None:
-    row = tx.repo.execute(sa.select(t.rate_limits).where(t.rate_limits.c.key == key)).first()
-    window_open = row is not None and tx.now - row.window_start < timedelta(seconds=LOGIN_WINDOW_S)
-    if row is None:
-        tx.repo.execute(sa.insert(t.rate_limits).values(key=key, window_start=tx.now, count=1))
-    elif window_open:
-        tx.repo.execute(
-            sa.update(t.rate_limits)
-            .where(t.rate_limits.c.key == key)
-            .values(count=t.rate_limits.c.count + 1)
-        )
-    else:
-        tx.repo.execute(
-            sa.update(t.rate_limits)
-            .where(t.rate_limits.c.key == key)
-            .values(window_start=tx.now, count=1)
-        )
+def _reserve(tx: Tx, key: str, limit: int) -> int | None:
+    """Count one attempt against ``key`` unless ``limit`` attempts are counted in its window
+    already: None when counted, else the seconds until the window ends.
 
-
-def _retry_after_s(tx: Tx, key: str, limit: int) -> int | None:
-    """Seconds until ``key`` may try again, or None when it is under its limit."""
-    row = tx.repo.execute(sa.select(t.rate_limits).where(t.rate_limits.c.key == key)).first()
-    if row is None or row._mapping["count"] < limit:
+    One statement, so that it is atomic on both databases: PostgreSQL takes the row's lock for
+    the upsert and re-checks the condition on the newest row; SQLite runs one writer at a time.
+    A read followed by a write would let parallel attempts all read "under the limit".
+    """
+    c = t.rate_limits.c
+    now = sa.bindparam("now", tx.now, type_=c.window_start.type)
+    ended = c.window_start <= tx.now - timedelta(seconds=LOGIN_WINDOW_S)
+    dialect = sqlite if tx.repo.conn.dialect.name == "sqlite" else postgresql
+    upsert = dialect.insert(t.rate_limits).values(key=key, window_start=now, count=1)
+    counted = tx.repo.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[c.key],
+            set_={
+                "window_start": sa.case((ended, now), else_=c.window_start),
+                "count": sa.case((ended, 1), else_=c.count + 1),
+            },
+            where=sa.or_(ended, c.count < limit),
+        ).returning(c.count)
+    ).first()
+    if counted is not None:
         return None
-    remaining = timedelta(seconds=LOGIN_WINDOW_S) - (tx.now - row.window_start)
-    return None if remaining.total_seconds() <= 0 else max(1, int(remaining.total_seconds()))
+    window_start: datetime = tx.repo.execute(sa.select(c.window_start).where(c.key == key)).scalar_one()
+    remaining_s = LOGIN_WINDOW_S - (tx.now - window_start).total_seconds()
+    return max(1, math.ceil(remaining_s))
+
+
+def _release(tx: Tx, key: str, counted_at: datetime) -> None:
+    """Take back the attempt counted at ``counted_at``, unless its window has ended since."""
+    c = t.rate_limits.c
+    tx.repo.execute(
+        sa.update(t.rate_limits)
+        .where(c.key == key, c.window_start <= counted_at, c.count > 0)
+        .values(count=c.count - 1)
+    )
 
 
 def login(db: Database, email: str, password: str, *, client: str) -> IssuedToken:
-    """A session token for a right password; too many failures lock the account (and the client
-    address) out for the rest of the window, whatever the password."""
+    """A session token for a right password; after too many failures the account (and the client
+    address) gets RateLimited for the rest of the window, whatever the password.
+
+    Each attempt is counted before its password is checked and stays counted if it fails; a
+    success takes back its own count. So no more attempts than the limit are ever checked in a
+    window, however many arrive at once and at however many server processes.
+    """
     if not isinstance(email, str) or not isinstance(password, str):
         raise Unauthenticated("wrong email or password")
     email = email.strip().lower()
-    limits = (
+    try:
+        with PASSWORD_CHECKS.admit():
+            return _login(db, email, password, client)
+    except Busy:
+        log.warning("login_shed", email=email, client=client)
+        raise RateLimited(_BUSY, 1) from None
+
+
+def _login(db: Database, email: str, password: str, client: str) -> IssuedToken:
+    keys = (
         (f"login:account:{email}", LOGIN_MAX_FAILURES_PER_ACCOUNT),
         (f"login:client:{client}", LOGIN_MAX_FAILURES_PER_CLIENT),
     )
 
-    def blocked(tx: Tx) -> int | None:
-        waits = [w for key, limit in limits if (w := _retry_after_s(tx, key, limit)) is not None]
-        return max(waits) if waits else None
+    def count_attempt(tx: Tx) -> tuple[tuple[User, str] | None, datetime]:
+        for key, limit in keys:
+            wait_s = _reserve(tx, key, limit)
+            if wait_s is not None:  # raising rolls back the other key's count too
+                raise RateLimited(f"too many failed logins; try again in {wait_s} s", wait_s)
+        return _user_by(tx, t.users.c.email == email), tx.now
 
-    wait_s = db.read(blocked)
-    if wait_s is not None:
-        raise RateLimited(f"too many failed logins; try again in {wait_s} s", wait_s)
-    found = db.read(lambda tx: _user_by(tx, t.users.c.email == email))
+    try:
+        found, counted_at = db.write(count_attempt)
+    except RateLimited:
+        log.warning("login_rate_limited", email=email, client=client)
+        raise
     # The slow hash runs outside any transaction, and for unknown accounts too (same timing).
-    good = verify_password(password[:PASSWORD_MAX_CHARS], found[1] if found else _DUMMY_HASH)
+    good = PASSWORD_CHECKS.verify(password[:PASSWORD_MAX_CHARS], found[1] if found else _DUMMY_HASH)
     if found is None or not good or found[0].status != "active":
-
-        def fail(tx: Tx) -> None:
-            for key, _limit in limits:
-                _count_failure(tx, key)
-
-        db.write(fail)
+        log.warning("login_failed", email=email, client=client)
         raise Unauthenticated("wrong email or password")
     user = found[0]
 
     def work(tx: Tx) -> IssuedToken:
-        tx.repo.execute(sa.delete(t.rate_limits).where(t.rate_limits.c.key == limits[0][0]))
+        for key, _limit in keys:
+            _release(tx, key, counted_at)
         ttl_s = RIDER_SESSION_TTL_S if user.role is Role.RIDER else SESSION_TTL_S
         return _issue(tx, user, TokenKind.SESSION, "login", ttl_s)
 
