@@ -416,26 +416,67 @@ def user_by_email(db: Database, email: str) -> User:
 def update_staff(
     db: Database, user_id: str, *, role: Role | None = None, status: str | None = None
 ) -> User:
+    """Change a staff account's role or status.
+
+    There is always an active admin: the last one can be neither disabled nor demoted (Conflict).
+    A change of role ends the account's sessions, and disabling it also revokes its API keys, for
+    good: enabling it again revives none of them. (A key acts with its user's current role, so a
+    role change leaves the keys of an integration working, with the new role.)
+    """
     if status is not None and status not in ("active", "disabled"):
         raise InvalidInput(f"status must be active or disabled, got {status!r}")
     if role is not None and role not in STAFF_ROLES:
         raise InvalidInput("a staff role is admin, operator or support")
 
     def work(tx: Tx) -> User:
-        found = _user_by(tx, t.users.c.id == user_id)
-        if found is None:
+        # The active admins' rows first, locked in one order (PostgreSQL), then the account's:
+        # of two admins removing each other at once, the second sees the first's change and is
+        # refused. On SQLite a write transaction holds the whole database.
+        admins = (
+            tx.repo.execute(
+                sa.select(t.users.c.id)
+                .where(t.users.c.role == Role.ADMIN.value, t.users.c.status == "active")
+                .order_by(t.users.c.id)
+                .with_for_update()
+            )
+            .scalars()
+            .all()
+        )
+        row = tx.repo.execute(
+            sa.select(t.users).where(t.users.c.id == user_id).with_for_update()
+        ).first()
+        if row is None:
             raise NotFound(f"unknown user {user_id}")
-        if found[0].role is Role.RIDER:
+        user = _user(row)
+        if user.role is Role.RIDER:
             raise Conflict("rider accounts are managed through the rider (block/unblock)")
-        values: dict[str, object] = {}
-        if role is not None:
-            values["role"] = role.value
-        if status is not None:
-            values["status"] = status
-        if values:
-            tx.repo.execute(sa.update(t.users).where(t.users.c.id == user_id).values(**values))
-        updated = _user_by(tx, t.users.c.id == user_id)
-        assert updated is not None
-        return updated[0]
+        new_role = user.role if role is None else role
+        new_status = user.status if status is None else status
+        stays_admin = new_role is Role.ADMIN and new_status == "active"
+        if user.id in admins and not stays_admin and all(a == user.id for a in admins):
+            raise Conflict(
+                f"{user.email} is the last active admin: make another admin before "
+                "disabling or demoting this one"
+            )
+        if (new_role, new_status) != (user.role, user.status):
+            tx.repo.execute(
+                sa.update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(role=new_role.value, status=new_status)
+            )
+        ended = [TokenKind.SESSION.value]
+        if new_status == "disabled":
+            ended.append(TokenKind.API_KEY.value)
+        if new_status == "disabled" or new_role is not user.role:
+            tx.repo.execute(
+                sa.update(t.api_tokens)
+                .where(
+                    t.api_tokens.c.user_id == user_id,
+                    t.api_tokens.c.kind.in_(ended),
+                    t.api_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=tx.now)
+            )
+        return User(user.id, user.email, new_role, user.rider_id, new_status, user.created_at)
 
     return db.write(work)
