@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from swapd.domain.errors import InvalidInput
@@ -23,7 +23,7 @@ from swapd.domain.plans import (
     month_start,
     next_month_start,
 )
-from swapd.domain.quantities import Unit
+from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT, Unit
 from tests.unit.spec_plans import DELIVERIES, ENERGY, SUB, TIME
 
 KST = timezone(timedelta(hours=9))
@@ -113,6 +113,8 @@ def test_allowance_for_payment_refuses_bad_amounts(amount: object, shown: str) -
     amount_minor=st.integers(min_value=1, max_value=10**10),
 )
 def test_a_top_up_never_buys_unpaid_units(price_minor: int, price_units: int, amount_minor: int) -> None:
+    # A plan selling more than that per minor unit is refused (tests/unit/test_bounds.py).
+    assume(MAX_PAYMENT_MINOR * price_units // price_minor <= MAX_TRANSFER_AMOUNT)
     plan = Plan("P", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", price_minor, price_units)
     try:
         units = plan.allowance_for_payment(amount_minor)

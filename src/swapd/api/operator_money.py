@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from swapd.api.deps import Admin, Db, IdempotencyKey, once, service_key
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
+from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
 from swapd.services import audit, back_office, queries
-from swapd.services.payments import MAX_AMOUNT_MINOR
 
 router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
 
@@ -28,7 +28,7 @@ MONEY_REASON_MAX_CHARS = 120
 
 class NewRefund(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="In the plan's currency")
+    amount_minor: int = Field(ge=1, le=MAX_PAYMENT_MINOR, description="In the plan's currency")
     reason: str = Field(min_length=1, max_length=MONEY_REASON_MAX_CHARS)
 
 
@@ -43,7 +43,10 @@ class RefundOut(BaseModel):
 class NewAdjustment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     units: int = Field(
-        ge=-MAX_AMOUNT_MINOR, le=MAX_AMOUNT_MINOR, description="Positive adds allowance; not 0"
+        ge=-MAX_TRANSFER_AMOUNT,
+        le=MAX_TRANSFER_AMOUNT,
+        description="Positive adds allowance; not 0. Refused (409) if the rider's or the "
+        "operator's account would pass its limit",
     )
     reason: str = Field(min_length=1, max_length=MONEY_REASON_MAX_CHARS)
 

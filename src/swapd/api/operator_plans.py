@@ -1,5 +1,6 @@
 """Plans for staff: the four kinds, with prices in minor units of their currency. The domain
-validates a new plan (unit per kind, positive prices, a subscription's fee and allowance)."""
+validates a new plan (unit per kind, positive prices, a subscription's fee and allowance, and the
+bounds that keep every top-up inside one transfer: a refused plan is a 422)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from swapd.api.deps import Db, Operator, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX
 from swapd.domain.errors import InvalidInput
-from swapd.domain.plans import DEFAULT_TIME_HOLD_S, Plan, PlanKind
-from swapd.domain.quantities import Unit
+from swapd.domain.plans import (
+    DEFAULT_TIME_HOLD_S,
+    MAX_GRANULARITY_S,
+    MAX_TIME_HOLD_S,
+    Plan,
+    PlanKind,
+)
+from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT, Unit
 from swapd.services import back_office, views
-from swapd.services.payments import MAX_AMOUNT_MINOR
 
 router = APIRouter(prefix=f"{PREFIX}/plans", tags=["operator: plans"])
 
@@ -64,12 +70,12 @@ class NewPlan(BaseModel):
     kind: PlanKind
     unit: Unit | None = Field(None, description="Given by the kind, except for a subscription")
     currency: str = Field(min_length=3, max_length=3, examples=["KRW"])
-    price_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR)
-    price_units: int = Field(ge=1, le=10**12)
-    granularity_s: int = Field(60, ge=1, le=86_400)
-    time_hold_s: int = Field(DEFAULT_TIME_HOLD_S, ge=1, le=30 * 86_400)
-    fee_minor: int = Field(0, ge=0, le=MAX_AMOUNT_MINOR)
-    included_units: int = Field(0, ge=0, le=10**12)
+    price_minor: int = Field(ge=0, le=MAX_PAYMENT_MINOR)
+    price_units: int = Field(ge=1, le=MAX_TRANSFER_AMOUNT)
+    granularity_s: int = Field(60, ge=1, le=MAX_GRANULARITY_S)
+    time_hold_s: int = Field(DEFAULT_TIME_HOLD_S, ge=1, le=MAX_TIME_HOLD_S)
+    fee_minor: int = Field(0, ge=0, le=MAX_PAYMENT_MINOR)
+    included_units: int = Field(0, ge=0, le=MAX_TRANSFER_AMOUNT)
     carry_over: bool = True
     prorate_first_cycle: bool = True
 

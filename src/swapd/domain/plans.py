@@ -2,6 +2,11 @@
 
 ``price_minor`` buys ``price_units`` of allowance. For the prepaid kinds that is what a top-up buys;
 for a subscription it is the overage price (zero: no overage, the rider is refused instead).
+
+Every plan keeps inside the bounds of ``quantities``: prices and fees are at most one payment,
+allowances at most one transfer, and a prepaid plan's price is such that the largest payment buys
+at most one transfer's worth of allowance. So no top-up on any plan can make an amount the ledger
+would have to refuse.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from datetime import UTC, datetime
 from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import Pack, validate_code
 from swapd.domain.quantities import (
+    MAX_PAYMENT_MINOR,
+    MAX_TRANSFER_AMOUNT,
     Unit,
     currency_exponent,
     require_non_negative_int,
@@ -21,6 +28,10 @@ from swapd.domain.quantities import (
 )
 
 DEFAULT_TIME_HOLD_S = 3_600
+MAX_GRANULARITY_S = 86_400  # time plans count usage in steps of at most a day
+MAX_TIME_HOLD_S = 30 * 86_400  # what a time plan holds per pack out: at most a month
+# What a minor unit may buy at most: the largest payment then buys at most one transfer.
+MAX_UNITS_PER_MINOR = MAX_TRANSFER_AMOUNT // MAX_PAYMENT_MINOR
 
 
 class PlanKind(enum.StrEnum):
@@ -67,6 +78,31 @@ class Plan:
             require_positive_int(self.included_units, "included_units")
         else:
             require_positive_int(self.price_minor, "price_minor")
+            require_non_negative_int(self.fee_minor, "fee_minor")
+            require_non_negative_int(self.included_units, "included_units")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        for value, bound, field in (
+            (self.price_minor, MAX_PAYMENT_MINOR, "price_minor"),
+            (self.fee_minor, MAX_PAYMENT_MINOR, "fee_minor"),
+            (self.price_units, MAX_TRANSFER_AMOUNT, "price_units"),
+            (self.included_units, MAX_TRANSFER_AMOUNT, "included_units"),
+            (self.granularity_s, MAX_GRANULARITY_S, "granularity_s"),
+            (self.time_hold_s, MAX_TIME_HOLD_S, "time_hold_s"),
+        ):
+            if value > bound:
+                raise InvalidInput(f"plan {self.id}: {field} {value:,} is above the limit of {bound:,}")
+        if self.is_subscription:
+            return
+        most = MAX_PAYMENT_MINOR * self.price_units // self.price_minor
+        if most > MAX_TRANSFER_AMOUNT:
+            raise InvalidInput(
+                f"plan {self.id}: {self.price_minor:,} minor units for {self.price_units:,} "
+                f"{self.unit} would sell {most:,} {self.unit} for the largest payment "
+                f"({MAX_PAYMENT_MINOR:,}), above the {MAX_TRANSFER_AMOUNT:,} of one transfer; "
+                f"price at most {MAX_UNITS_PER_MINOR:,} {self.unit} per minor unit"
+            )
 
     @property
     def is_subscription(self) -> bool:
@@ -81,6 +117,9 @@ class Plan:
         if self.is_subscription:
             raise InvalidInput(f"plan {self.id} is a subscription: pay its fee, not a top-up")
         require_positive_int(amount_minor, "amount_minor")
+        if amount_minor > MAX_PAYMENT_MINOR:
+            raise InvalidInput(f"amount_minor {amount_minor} is above the limit of {MAX_PAYMENT_MINOR}")
+        # At most MAX_TRANSFER_AMOUNT: the plan's bounds see to it.
         units = amount_minor * self.price_units // self.price_minor
         if units == 0:
             raise InvalidInput(

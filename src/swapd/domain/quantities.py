@@ -14,6 +14,30 @@ from swapd.domain.errors import InvalidInput
 
 PERCENT_BP = 10_000  # 100.00 % in basis points
 
+# -- Bounds ----------------------------------------------------------------------------------------
+# Every amount and balance is an integer inside these, on every database: the domain refuses what
+# could pass them, the ledger refuses a transfer or a column past them, and the schema's CHECK
+# constraints refuse a row past them. An "amount" is in its ledger's unit: minor units of money,
+# Wh, s or count.
+#
+# One transfer, in any unit: the largest integer a JavaScript client reads exactly (2**53 - 1), so
+# any single amount swapd shows survives JSON. It costs nothing: at the largest payment below, a
+# plan may still sell up to 9,007 units per minor unit (a day of possession for 10 US cents).
+MAX_TRANSFER_AMOUNT = 2**53 - 1
+# One payment, refund, fee or price, in minor units: far above any real payment (a trillion KRW,
+# ten billion USD), so that a typo cannot mint allowance; and small enough that MAX_TRANSFER_AMOUNT
+# leaves room for real prices (see Plan's bounds).
+MAX_PAYMENT_MINOR = 10**12
+# Any of an account's four columns (debits/credits, pending/posted), in its ledger's unit. The
+# operator's accounts add up every rider's flows for as long as the network runs: its cash account
+# holds every payment ever received, its consumed account every Wh or second ever used. 2**53 would
+# last an Indonesian network taking 1 billion USD a year in IDR minor units (1.6 million a dollar)
+# about six years; 10^18 lasts it six centuries, and a million packs out day and night add 3*10^13
+# seconds a year. And it keeps sums of columns inside signed 64 bits (9.22*10^18), as SQL's SUM
+# and SQLite's integers need: any nine columns at the bound still add up without overflow, and a
+# column at the bound plus one more transfer is still a 64-bit integer the CHECK can refuse.
+MAX_ACCOUNT_COLUMN_AMOUNT = 10**18
+
 
 class Unit(enum.StrEnum):
     """The unit an allowance is counted in. Its value is also the ledger name of that unit."""

@@ -1,6 +1,8 @@
 """Accounts, transfers and the rules a transfer must satisfy. Pure: no I/O.
 
-Amounts are positive integers in the ledger's unit (money minor units, Wh, s, count). A ledger is
+Amounts are positive integers in the ledger's unit (money minor units, Wh, s, count), at most
+``MAX_TRANSFER_AMOUNT`` each; no column of an account ever passes ``MAX_ACCOUNT_COLUMN_AMOUNT``, so
+every balance stays an exact 64-bit integer in any database (``quantities`` says why). A ledger is
 named after its unit or currency ("Wh", "s", "count", "KRW"); a transfer stays inside one ledger.
 A *pending* transfer reserves its amount on both accounts; a later *post* moves up to that amount
 for good and releases the rest, a *void* releases it all. Each pending transfer is resolved once.
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from swapd.domain.quantities import MAX_ACCOUNT_COLUMN_AMOUNT, MAX_TRANSFER_AMOUNT
 
 
 class LedgerError(Exception):
@@ -143,6 +147,23 @@ class Account:
             )
         if min(self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted) < 0:
             raise LedgerError("negative_column", f"account {self.id} has a negative column")
+        if (
+            max(self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted)
+            > MAX_ACCOUNT_COLUMN_AMOUNT
+        ):
+            self._overflow()
+
+    def _overflow(self) -> None:
+        for column in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
+            value = getattr(self, column)
+            if value > MAX_ACCOUNT_COLUMN_AMOUNT:
+                # TigerBeetle's result names: overflows_debits_pending, ..._credits_posted.
+                raise LedgerError(
+                    f"overflows_{column}",
+                    f"account {self.id} ({self.code} {self.owner or 'operator'} {self.ledger}) "
+                    f"would hold {value:,} {column}, above the limit of "
+                    f"{MAX_ACCOUNT_COLUMN_AMOUNT:,}",
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +232,11 @@ def validate_request(request: TransferRequest, debit: Account, credit: Account) 
         raise LedgerError("amount_must_be_integer", f"amount {request.amount!r} is not an integer")
     if request.amount <= 0:
         raise LedgerError("amount_must_be_positive", f"amount {request.amount} must be > 0")
+    if request.amount > MAX_TRANSFER_AMOUNT:
+        raise LedgerError(
+            "amount_exceeds_limit",
+            f"amount {request.amount:,} is above the limit of {MAX_TRANSFER_AMOUNT:,} for one transfer",
+        )
     if not request.key:
         raise LedgerError("key_must_not_be_empty", "every transfer needs an idempotency key")
     if request.debit_account_id == request.credit_account_id:

@@ -9,14 +9,19 @@ import sqlalchemy as sa
 
 from swapd.domain.errors import Conflict, InvalidInput, NotFound
 from swapd.domain.plans import Plan, carry_over_units, first_cycle, following_cycle
-from swapd.domain.quantities import ceil_div, require_positive_int
+from swapd.domain.quantities import (
+    MAX_PAYMENT_MINOR,
+    MAX_TRANSFER_AMOUNT,
+    ceil_div,
+    require_positive_int,
+)
 from swapd.domain.riders import Rider
 from swapd.ledger.model import AccountCode, TransferCode
 from swapd.services.money import issue, move, recognise, rider_accounts
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 
-MAX_AMOUNT_MINOR = 10**12  # far above any real payment; keeps a typo from minting allowance
+MAX_AMOUNT_MINOR = MAX_PAYMENT_MINOR  # one payment, refund or receivable payment (quantities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,8 +340,8 @@ def adjust(db: Database, rider_id: str, units: int, *, reason: str, actor: str, 
     """A manual correction of the allowance, positive (goodwill) or negative, with who and why."""
     if isinstance(units, bool) or not isinstance(units, int) or units == 0:
         raise InvalidInput(f"units must be a non-zero integer, got {units!r}")
-    if abs(units) > MAX_AMOUNT_MINOR:
-        raise InvalidInput(f"adjustment of {units} is above the limit of {MAX_AMOUNT_MINOR}")
+    if abs(units) > MAX_TRANSFER_AMOUNT:
+        raise InvalidInput(f"adjustment of {units} is above the limit of {MAX_TRANSFER_AMOUNT}")
     _check_reference(reason, "reason")
     _check_actor(actor)
     _check_reference(key, "idempotency key")
