@@ -1,4 +1,5 @@
-"""``swapd user``: staff accounts for the HTTP API. ``swapd user add`` makes the first admin."""
+"""``swapd user``: staff accounts for the HTTP API. ``swapd user add`` makes the first admin;
+``swapd user change`` changes a role or disables an account (the last active admin stays)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,34 @@ def api_key(
     out.print(
         f"API key {issued.id} for {issued.user.email} (shown once): {issued.token}", highlight=False
     )
+
+
+@user_app.command("change")
+def change(
+    email: Annotated[str, typer.Argument(help="The staff account to change.")],
+    role: Annotated[str | None, typer.Option("--role", help="admin, operator or support.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="active or disabled.")] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a staff account's role or status. This ends its sessions, and disabling it also
+    revokes its API keys, for good; the last active admin can be neither disabled nor demoted."""
+    if role is not None and role not in ("admin", "operator", "support"):
+        fail(f"role must be admin, operator or support, got {role!r}")
+    if role is None and status is None:
+        fail("nothing to change: give --role or --status")
+    new_role = None if role is None else Role(role)
+
+    def work(db: Database) -> identity.User:
+        user_id = identity.user_by_email(db, email).id
+        return identity.update_staff(db, user_id, role=new_role, status=status)
+
+    user = with_db(database, work)
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"id": user.id, "email": user.email, "role": user.role.value, "status": user.status}
+            )
+        )
+        return
+    out.print(f"{user.email} ({user.id}): {user.role.value}, {user.status}")

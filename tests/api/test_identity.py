@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from swapd.services import identity
+from swapd.services import catalog, identity
 from swapd.services.identity import Role
 from swapd.store.database import Database, ManualClock
 from tests.api.conftest import PASSWORD, Account, bearer, rider, staff
+from tests.plans import ENERGY
 
 
 def test_a_rider_signs_up_and_sees_their_account(client: TestClient, db: Database) -> None:
@@ -172,3 +173,53 @@ def test_malformed_requests_get_the_one_error_shape(client: TestClient) -> None:
     assert garbage.status_code == 422 and garbage.json()["code"] == "invalid_input"
     unknown = client.get("/api/v1/no-such-thing")
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+
+def test_the_only_admin_can_neither_disable_nor_demote_itself(
+    client: TestClient, db: Database, admin: Account
+) -> None:
+    for change in ({"status": "disabled"}, {"role": "operator"}, {"role": "support"}):
+        refused = client.patch(f"/api/v1/users/{admin.user_id}", headers=admin.headers, json=change)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "conflict" and "last active admin" in refused.json()["detail"]
+    me = client.get("/api/v1/me", headers=admin.headers)
+    assert me.status_code == 200 and me.json()["role"] == "admin" and me.json()["status"] == "active"
+
+
+def staff_login(client: TestClient, email: str) -> dict[str, str]:
+    answer = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return bearer(answer.json()["token"])
+
+
+def test_a_disabled_account_stays_signed_out_when_enabled_again(
+    client: TestClient, db: Database, admin: Account
+) -> None:
+    other = staff(client, db, Role.ADMIN)
+    path = f"/api/v1/users/{other.user_id}"
+    assert client.patch(path, headers=admin.headers, json={"status": "disabled"}).status_code == 200
+    assert client.get("/api/v1/me", headers=other.headers).status_code == 401
+    assert client.patch(path, headers=admin.headers, json={"status": "active"}).status_code == 200
+    assert client.get("/api/v1/me", headers=other.headers).status_code == 401
+    # Demoting ends the new session too; signing in again gives the new role.
+    again = staff_login(client, other.email)
+    assert client.patch(path, headers=admin.headers, json={"role": "support"}).status_code == 200
+    assert client.get("/api/v1/me", headers=again).status_code == 401
+    assert client.get("/api/v1/me", headers=staff_login(client, other.email)).json()["role"] == "support"
+
+
+def test_answers_that_carry_a_secret_are_not_cached(
+    client: TestClient, db: Database, admin: Account
+) -> None:
+    login = client.post("/api/v1/auth/login", json={"email": admin.email, "password": PASSWORD})
+    assert login.headers["cache-control"] == "no-store"
+    identity.add_staff(db, "erp@example.com", PASSWORD, Role.OPERATOR)
+    erp = identity.user_by_email(db, "erp@example.com")
+    key = client.post(f"/api/v1/users/{erp.id}/api-keys", headers=admin.headers, json={"name": "erp"})
+    assert key.status_code == 201 and key.headers["cache-control"] == "no-store"
+    catalog.add_plan(db, ENERGY)
+    signup = client.post(
+        "/api/v1/auth/signup",
+        json={"email": "new@example.com", "password": PASSWORD, "plan_id": ENERGY.id},
+    )
+    assert signup.status_code == 201 and signup.headers["cache-control"] == "no-store"

@@ -70,3 +70,35 @@ def test_user_add_with_a_password_on_stdin_and_the_refusals(db_url: str) -> None
     assert [(u["email"], u["role"]) for u in json.loads(listed.stdout)] == [
         ("ops@example.com", "support")
     ]
+
+
+def test_user_change_keeps_the_last_admin_and_disables_others(db_url: str) -> None:
+    for email, role in (("boss@example.com", "admin"), ("ops@example.com", "operator")):
+        added = runner.invoke(app, ["user", "add", email, "--role", role, "--database", db_url])
+        assert added.exit_code == 0, added.output
+    for change in (["--status", "disabled"], ["--role", "operator"]):
+        refused = runner.invoke(
+            app, ["user", "change", "boss@example.com", *change, "--database", db_url]
+        )
+        assert refused.exit_code == 2, refused.output
+        assert "last active admin" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    for args, expected in (
+        (["user", "change", "ops@example.com"], "nothing to change"),
+        (["user", "change", "ops@example.com", "--status", "gone"], "status must be"),
+        (["user", "change", "ops@example.com", "--role", "rider"], "role must be"),
+        (["user", "change", "nobody@example.com", "--role", "support"], "no account"),
+    ):
+        result = runner.invoke(app, [*args, "--database", db_url])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and expected in result.stderr
+    changed = runner.invoke(
+        app,
+        ["user", "change", "ops@example.com", "--status", "disabled", "--json", "--database", db_url],
+    )
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["status"] == "disabled"
+    listed = runner.invoke(app, ["user", "list", "--json", "--database", db_url])
+    assert [(u["email"], u["role"], u["status"]) for u in json.loads(listed.stdout)] == [
+        ("boss@example.com", "admin", "active"),
+        ("ops@example.com", "operator", "disabled"),
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from swapd.api.deps import Admin, Caller, Db, client_address
@@ -13,6 +13,11 @@ from swapd.services import audit, identity
 from swapd.services.identity import Role, TokenKind
 
 router = APIRouter(tags=["identity"])
+
+
+def _no_store(response: Response) -> None:
+    """An answer that holds a secret (a session token, an API key) is kept by no cache."""
+    response.headers["Cache-Control"] = "no-store"
 
 
 class UserOut(BaseModel):
@@ -101,16 +106,18 @@ class TokenLineOut(BaseModel):
 @router.post(
     "/auth/signup",
     status_code=status.HTTP_201_CREATED,
-    responses=responses(404, 409, 422),
+    responses=responses(404, 409, 422, 429),
     summary="Create a rider account (and its rider) and sign in",
 )
-def sign_up(body: SignUp, db: Db, request: Request) -> TokenOut:
+def sign_up(body: SignUp, db: Db, request: Request, response: Response) -> TokenOut:
     identity.sign_up_rider(db, body.email, body.password, body.plan_id, vehicle_packs=body.vehicle_packs)
+    _no_store(response)
     return TokenOut.of(identity.login(db, body.email, body.password, client=client_address(request)))
 
 
 @router.post("/auth/login", responses=responses(401, 429), summary="Sign in: a session token")
-def log_in(body: Login, db: Db, request: Request) -> TokenOut:
+def log_in(body: Login, db: Db, request: Request, response: Response) -> TokenOut:
+    _no_store(response)
     return TokenOut.of(identity.login(db, body.email, body.password, client=client_address(request)))
 
 
@@ -153,6 +160,9 @@ def add_staff(body: NewStaff, caller: Admin, db: Db) -> UserOut:
     summary="Change a staff account's role or disable it (admin)",
 )
 def change_staff(user_id: str, body: StaffChange, caller: Admin, db: Db) -> UserOut:
+    """A change of role ends the account's sessions; disabling it also revokes its API keys.
+    Neither comes back when the account is enabled again. The last active admin can be neither
+    disabled nor demoted (409)."""
     user = identity.update_staff(db, user_id, role=body.role, status=body.status)
     detail = body.model_dump(mode="json", exclude_none=True)
     db.write(lambda tx: audit.record(tx, caller.actor, "user.change", user_id, "staff change", detail))
@@ -185,13 +195,14 @@ def list_keys(user_id: str, _caller: Admin, db: Db) -> list[TokenLineOut]:
     responses=responses(401, 403, 404, 422),
     summary="Create an API key for an integration account (admin); the key is shown once",
 )
-def create_key(user_id: str, body: NewApiKey, caller: Admin, db: Db) -> TokenOut:
+def create_key(user_id: str, body: NewApiKey, caller: Admin, db: Db, response: Response) -> TokenOut:
     issued = identity.create_api_key(db, user_id, body.name)
     db.write(
         lambda tx: audit.record(
             tx, caller.actor, "api_key.create", user_id, body.name, {"token_id": issued.id}
         )
     )
+    _no_store(response)
     return TokenOut.of(issued)
 
 
