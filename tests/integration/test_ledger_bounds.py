@@ -37,7 +37,7 @@ from swapd.services.queries import rider_balance
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, Joined, ManualClock, Tx
-from swapd.store.engine import WRITE, make_engine, upgrade
+from swapd.store.engine import WRITE, downgrade, make_engine, upgrade
 from tests.plans import ENERGY
 
 BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
@@ -319,7 +319,78 @@ def test_an_account_column_reaches_its_bound_exactly_and_no_further(
         _assert_clean(db)
 
 
-# -- ledger check, on a database from before the bounds ------------------------
+# -- the schema ----------------------------------------------------------------------------------
+
+# value -> whether PostgreSQL stores it as an integer instead of refusing it (it rounds a
+# fraction into BIGINT; SQLite would keep the fraction, so it refuses it)
+BAD_BALANCES = {
+    "1.8e19": False,
+    "0.5": True,
+    "'lots'": False,
+    str(MAX_ACCOUNT_COLUMN_AMOUNT + 1): False,
+    "-1": False,
+}
+BAD_AMOUNTS = {"1.5e19": False, "1.5": True, str(MAX_TRANSFER_AMOUNT + 1): False, "0": False}
+
+
+def _refused(db: Database, statement: str) -> bool:
+    try:
+        with db.engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+            connection.execute(sa.text(statement))
+    except sa.exc.DBAPIError:
+        return True
+    return False
+
+
+def _topped_up(db: Database) -> None:
+    catalog.add_plan(db, ENERGY)
+    catalog.add_rider(db, "R1", ENERGY.id)
+    payments.top_up(db, "R1", 10_000, "pay-1")
+    assert not _refused(
+        db,
+        "INSERT INTO payments (id, rider_id, provider, purpose, amount_minor, currency, status,"
+        " created_at, updated_at) VALUES ('P1', 'R1', 'sandbox', 'top_up', 10000, 'KRW',"
+        " 'succeeded', '2026-11-02 09:00:00', '2026-11-02 09:00:00')",
+    )
+
+
+def _integers_within_bounds(db: Database) -> bool:
+    with db.engine.connect() as connection:
+        amounts = connection.execute(sa.select(t.transfers.c.amount)).scalars().all()
+        paid = connection.execute(sa.select(t.payments.c.amount_minor)).scalars().all()
+    return all(type(v) is int and 0 <= v <= MAX_ACCOUNT_COLUMN_AMOUNT for v in _columns(db)) and all(
+        type(v) is int and 1 <= v <= MAX_TRANSFER_AMOUNT for v in [*amounts, *paid]
+    )
+
+
+@pytest.mark.parametrize("value", BAD_BALANCES)
+@pytest.mark.parametrize("column", BALANCE_COLUMNS)
+def test_the_schema_refuses_an_account_column_that_is_no_integer_within_its_bound(
+    db: Database, column: str, value: str
+) -> None:
+    _topped_up(db)
+    before = _state(db)
+    refused = _refused(db, f"UPDATE accounts SET {column} = {value}")
+    if db.dialect == "postgresql" and BAD_BALANCES[value]:
+        assert not refused
+    else:
+        assert refused
+        assert _state(db) == before
+    assert _integers_within_bounds(db)
+
+
+@pytest.mark.parametrize("value", BAD_AMOUNTS)
+@pytest.mark.parametrize(("table", "column"), [("transfers", "amount"), ("payments", "amount_minor")])
+def test_the_schema_refuses_a_transfer_or_payment_amount_out_of_bounds(
+    db: Database, table: str, column: str, value: str
+) -> None:
+    _topped_up(db)
+    refused = _refused(db, f"UPDATE {table} SET {column} = {value}")
+    assert refused is not (db.dialect == "postgresql" and BAD_AMOUNTS[value])
+    assert _integers_within_bounds(db)
+
+
+# -- ledger check and the migration, on a database from before the bounds ------------------------
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BEFORE_BOUNDS = "0005"
@@ -430,3 +501,40 @@ def test_ledger_check_command_reports_them_in_its_json(old_url: str) -> None:
         "transfer 1: amount 9,000,000,000,000,000,000 is outside 1..9,007,199,254,740,991"
         in (report["problems"])
     )
+
+
+def test_the_upgrade_keeps_a_ledger_within_its_bounds(old_url: str, clock: ManualClock) -> None:
+    engine = make_engine(old_url)
+    db = Database(engine, clock)
+    try:
+        catalog.add_plan(db, ENERGY)
+        catalog.add_rider(db, "R1", ENERGY.id)
+        payments.top_up(db, "R1", 10_000, "pay-1")
+        payments.adjust(db, "R1", MAX_TRANSFER_AMOUNT, reason="r", actor="t", key="k")
+        before = _state(db)
+        upgrade(engine)
+        with engine.connect() as connection:
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        assert version != BEFORE_BOUNDS
+        assert _state(db) == before
+        _assert_clean(db)
+        assert _refused(db, f"UPDATE accounts SET credits_posted = {MAX_ACCOUNT_COLUMN_AMOUNT + 1}")
+        # and back: the constraints go, the rows stay
+        downgrade(engine, BEFORE_BOUNDS)
+        assert _state(db) == before
+        assert not _refused(db, "UPDATE transfers SET amount = amount + 0")
+    finally:
+        db.dispose()
+
+
+def test_the_upgrade_stops_at_amounts_past_their_bounds_and_names_them(old_url: str) -> None:
+    engine = make_engine(old_url)
+    try:
+        _the_reported_rows(engine)
+        with pytest.raises(DomainError, match=r"cannot upgrade: .*\(accounts 1, accounts 2"):
+            upgrade(engine)
+        with engine.connect() as connection:
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == BEFORE_BOUNDS
+    finally:
+        engine.dispose()

@@ -8,6 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from swapd.domain.quantities import MAX_ACCOUNT_COLUMN_AMOUNT, MAX_TRANSFER_AMOUNT
 
 metadata = sa.MetaData(
     naming_convention={
@@ -78,6 +82,38 @@ def _sqlite_datetime(value: str | None) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class BoundedInteger(sa.ColumnElement[bool]):
+    """A CHECK constraint's text: ``column`` holds an integer in ``low..high``.
+
+    PostgreSQL's BIGINT holds nothing but 64-bit integers, so the range is all it needs. SQLite
+    keeps what it cannot convert in an integer column as it came (a float past 64 bits, a text),
+    so it also checks the stored type. One constraint, one name, each database's text."""
+
+    inherit_cache = False  # DDL only: never part of a cached statement
+
+    def __init__(self, column: str, low: int, high: int) -> None:
+        self.column, self.low, self.high = column, low, high
+
+
+@compiles(BoundedInteger)
+def _bounded_integer(element: BoundedInteger, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"{element.column} BETWEEN {element.low} AND {element.high}"
+
+
+@compiles(BoundedInteger, "sqlite")
+def _bounded_integer_sqlite(element: BoundedInteger, _compiler: SQLCompiler, **_kw: Any) -> str:
+    column = element.column
+    return f"typeof({column}) = 'integer' AND {column} BETWEEN {element.low} AND {element.high}"
+
+
+def bounded(column: str, low: int, high: int) -> sa.CheckConstraint:
+    """The CHECK that ``column`` is an integer in ``low..high``, named ``<column>_bounded``."""
+    return sa.CheckConstraint(BoundedInteger(column, low, high), name=f"{column}_bounded")
+
+
+_BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 
 
 pack_models = sa.Table(
@@ -307,6 +343,7 @@ accounts = sa.Table(
     sa.Column("credits_pending", sa.BigInteger, nullable=False, default=0),
     sa.Column("credits_posted", sa.BigInteger, nullable=False, default=0),
     sa.UniqueConstraint("ledger", "code", "owner"),
+    *(bounded(column, 0, MAX_ACCOUNT_COLUMN_AMOUNT) for column in _BALANCE_COLUMNS),
 )
 
 transfers = sa.Table(
@@ -326,7 +363,7 @@ transfers = sa.Table(
     sa.Column("actor", sa.String(80), nullable=False),
     sa.Column("memo", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    bounded("amount", 1, MAX_TRANSFER_AMOUNT),
     sa.CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
 )
 sa.Index("ix_transfers_rider", transfers.c.rider_id, transfers.c.id)
@@ -424,7 +461,8 @@ payments = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("credited_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("provider", "provider_ref"),
-    sa.CheckConstraint("amount_minor > 0", name="amount_positive"),
+    # A payment becomes one transfer of the ledger (the domain keeps it to MAX_PAYMENT_MINOR).
+    bounded("amount_minor", 1, MAX_TRANSFER_AMOUNT),
 )
 sa.Index("ix_payments_rider", payments.c.rider_id, payments.c.created_at)
 
