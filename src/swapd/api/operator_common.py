@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -12,6 +11,7 @@ from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from swapd import csv_safe
 from swapd.api.deps import allow
 from swapd.services.identity import Principal, Role
 
@@ -55,11 +55,12 @@ def bp_to_percent(value_bp: int) -> Decimal:
 def csv_response(
     filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]
 ) -> StreamingResponse:
-    """A CSV download written as the rows arrive: memory stays bounded whatever the size."""
+    """A CSV download written as the rows arrive: memory stays bounded whatever the size. Text
+    cells that a spreadsheet would run as formulas are written as text (swapd.csv_safe)."""
 
     def chunks() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv_safe.writer(buffer, lineterminator="\n")
         writer.writerow(header)
         pending = 1
         for row in rows:

@@ -14,7 +14,6 @@ row per rider, so the work is set-based and the export streams with bounded memo
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from swapd import csv_safe
 from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.plans import month_start, next_month_start
 from swapd.domain.quantities import Unit
@@ -437,7 +437,7 @@ def export_csv(
     rows = 0
     try:
         with partial.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
+            writer = csv_safe.writer(file)
             writer.writerow(COLUMNS)
             for item in iter_statements(db, month):
                 values = [getattr(item, name) for name in COLUMNS]
