@@ -1,13 +1,27 @@
-"""Domain errors as HTTP answers: a status, a stable code and a reason a person can act on."""
+"""Domain errors as HTTP answers: a status, a stable code and a reason a person can act on.
+
+Also the answer to the unexpected: an exception no handler knows is a 500 ``internal_error``
+whose detail names only the request id, logged once with its traceback and that id. Starlette's
+ServerErrorMiddleware, outside every other middleware, calls ``unexpected`` and then re-raises the
+exception for the server (and for test clients); uvicorn would log it a second time, without the
+request id, so its log line is dropped for the exceptions ``unexpected`` logged.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
+
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from swapd.api.headers import SECURITY_HEADERS
 from swapd.domain.errors import (
     Conflict,
     DomainError,
@@ -19,6 +33,10 @@ from swapd.domain.errors import (
     Unauthenticated,
 )
 from swapd.ledger.model import LedgerError
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
 
 _STATUS: list[tuple[type[DomainError], int]] = [
     (InvalidInput, 422),
@@ -93,9 +111,12 @@ def install(app: FastAPI) -> None:
         # A body that is not JSON at all is malformed input like any other: 422, documented.
         if status == 400:
             status = 422
-        code = {404: "not_found", 405: "method_not_allowed", 422: "invalid_input"}.get(
-            status, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+            422: "invalid_input",
+        }.get(status, "http_error")
         body = ErrorBody(code=code, detail=str(error.detail))
         return JSONResponse(
             body.model_dump(exclude_none=True), status_code=status, headers=error.headers
@@ -105,6 +126,81 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LedgerError, ledger)
     app.add_exception_handler(RequestValidationError, malformed)
     app.add_exception_handler(HTTPException, http)
+    app.add_exception_handler(Exception, unexpected)
+    server_log = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, AlreadyLogged) for f in server_log.filters):
+        server_log.addFilter(AlreadyLogged())
+
+
+def internal_error(request_id: str) -> JSONResponse:
+    """The 500: nothing about the failure itself, only the id that finds it in the logs. It
+    carries the security headers itself: ServerErrorMiddleware sends it past every middleware."""
+    body = ErrorBody(
+        code="internal_error",
+        detail=f"an unexpected error; quote request id {request_id} when reporting it",
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=500,
+        headers={**SECURITY_HEADERS, "Cache-Control": "no-store", REQUEST_ID_HEADER: request_id},
+    )
+
+
+def request_id_of(scope: Scope) -> str | None:
+    state = scope.get("state")
+    found = state.get("request_id") if isinstance(state, dict) else None
+    return found if isinstance(found, str) else None
+
+
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    request_id = request_id_of(request.scope) or secrets.token_hex(8)
+    if not getattr(error, _LOGGED, False):
+        log.error(
+            "unexpected_error",
+            request_id=request_id,
+            method=request.method,
+            path=request.url.path,
+            exc_info=error,
+        )
+        setattr(error, _LOGGED, True)
+    return internal_error(request_id)
+
+
+SERVER_LOGGER = "uvicorn.error"  # where uvicorn logs "Exception in ASGI application"
+_LOGGED = "_swapd_logged"
+
+
+class AlreadyLogged(logging.Filter):
+    """Drops the server's log record of an exception ``unexpected`` has logged already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, _LOGGED, False)
+
+
+class RequestIds:
+    """Pure ASGI middleware: gives each HTTP request an id, sent back as ``X-Request-Id`` and
+    bound as ``request_id`` in every log line written while the request runs. ``unexpected``
+    names it in the 500 and in its log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])  # optional in ASGI
+                MutableHeaders(scope=message).setdefault(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 # For route declarations: the refusals a route documents in OpenAPI.
