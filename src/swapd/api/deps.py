@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -20,6 +21,8 @@ from swapd.domain.errors import Forbidden, Unauthenticated
 from swapd.services import idempotency, identity
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
+
+log = structlog.get_logger(__name__)
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -41,16 +44,36 @@ def client_address(request: Request) -> str:
 
 
 def principal(
-    db: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    db: Db,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("sign in: send Authorization: Bearer <token>")
-    return identity.authenticate(db, credentials.credentials)
+    try:
+        return identity.authenticate(db, credentials.credentials)
+    except Unauthenticated as error:
+        # An operator tracing a token-guessing client needs its address; the token is never
+        # logged (a wrong one may be a typo of a right one).
+        log.warning(
+            "bearer_auth_failed",
+            client=client_address(request),
+            path=request.url.path,
+            reason=error.message,
+        )
+        raise
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
-    def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+def allow(*roles: Role) -> Callable[..., Principal]:
+    def check(request: Request, caller: Annotated[Principal, Depends(principal)]) -> Principal:
         if caller.role not in roles:
+            log.warning(
+                "role_refused",
+                client=client_address(request),
+                user=caller.user_id,
+                role=caller.role.value,
+                path=request.url.path,
+            )
             allowed = ", ".join(r.value for r in roles)
             raise Forbidden(f"this needs the role {allowed}; you are {caller.role.value}")
         return caller
