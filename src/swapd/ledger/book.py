@@ -5,6 +5,13 @@ recomputes them). Accounts with a balance limit (the riders') are locked and upd
 a limit is checked against the committed truth. Accounts without a limit (the operator's, touched by
 every swap) are updated once per transaction, just before commit, in id order: that keeps their
 row locks short on PostgreSQL and makes lock order the same in every transaction.
+
+Every column keeps inside its bound (``model.Account.check_limits``, ``overflows_*``). For an
+operator's account the check sees what this book read plus its own changes; what concurrent
+transactions (PostgreSQL) or the other calls of a SQLite call group add before the deferred update
+is not seen, and there the schema's CHECK constraint refuses the update instead: the transaction
+fails and nothing of it is written. That needs an operator's column within one group's transfers
+of 10^18, which no network reaches in centuries (``quantities.MAX_ACCOUNT_COLUMN_AMOUNT``).
 """
 
 from __future__ import annotations
