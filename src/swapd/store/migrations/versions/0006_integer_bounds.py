@@ -7,8 +7,8 @@ bound: the four balance columns of ``accounts`` (0..10^18), ``transfers.amount``
 checks the stored type, since it keeps a float or a text that an integer column cannot take.
 
 Not here: the plans' prices, the holds and usage copied onto offers and possessions, the
-subscription counters. They are no balance of the ledger, the domain bounds them, and a plan
-written before the bounds must still load (its riders are refused top-ups, not swaps).
+subscription counters. They are no balance of the ledger and the domain bounds them: a plan written
+before the bounds and past them is kept, but refused (InvalidInput naming it) wherever it is read.
 
 A database that holds an amount outside these bounds is not upgraded: the upgrade stops with the
 rows at fault (``swapd ledger check`` lists them), rather than lose or rewrite money.
