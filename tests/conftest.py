@@ -2,6 +2,8 @@
 
 PostgreSQL tests skip only when no server answers and SWAPD_REQUIRE_POSTGRES is unset;
 .ci/run sets it, so in CI an unreachable server fails the run instead of hiding tests.
+
+Every test runs with the sandbox payment provider chosen, as an operator chooses a provider.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from swapd.payments import config as payments_config
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
 from swapd.store.schema import metadata
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def sandbox_payments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no provider configured swapd takes no payments, so the apps tests build (and the
+    servers they start, which inherit the environment) opt in to the sandbox. A test of the
+    unconfigured default deletes the variable with its own monkeypatch."""
+    monkeypatch.setenv(payments_config.ENV_PROVIDER, "sandbox")
 
 
 def _pg_reachable() -> str | None:

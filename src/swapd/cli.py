@@ -198,6 +198,7 @@ def serve(
     """Serve OCPP 2.1 at ws://HOST:PORT/ocpp/{station_id}, with /healthz and /metrics."""
     from swapd.gateway.server import serve as serve_gateway
     from swapd.logs import configure_logging
+    from swapd.payments import config as payments_config
 
     configure_logging(json_logs=json_logs)
 
@@ -206,6 +207,10 @@ def serve(
     for path in (certfile, keyfile):
         if path is not None and not path.is_file():
             fail(f"no such file: {path}")
+    try:
+        payment_provider = payments_config.provider_name()
+    except payments_config.PaymentConfigError as error:
+        fail(str(error))
     db = run(lambda: Database.open(database))
     scheme = "wss" if certfile else "ws"
     structlog.get_logger("swapd").info(
@@ -214,6 +219,7 @@ def serve(
         ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
         database=display_url(database),
     )
+    payments_config.announce(payment_provider)
     serve_gateway(
         db,
         host=host,

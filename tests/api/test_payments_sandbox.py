@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from swapd.domain.plans import Plan, PlanKind, first_cycle
 from swapd.domain.quantities import Unit
+from swapd.gateway.server import create_app
 from swapd.ledger.check import check_ledger
 from swapd.payments import config
 from swapd.payments.sandbox import SIGNATURE_HEADER, SandboxProvider
@@ -46,7 +47,7 @@ MONTHLY = Plan(
 @pytest.fixture(autouse=True)
 def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Set before the app starts (autouse fixtures come first), so the provider is made from it.
-    monkeypatch.delenv(config.ENV_PROVIDER, raising=False)
+    monkeypatch.setenv(config.ENV_PROVIDER, "sandbox")
     monkeypatch.setenv(config.ENV_SANDBOX_SECRET, SECRET)
     yield
 
@@ -530,3 +531,46 @@ def test_the_sandbox_is_off_when_another_provider_takes_payments(
     body, headers = signed_event(SandboxProvider(SECRET), started)
     assert webhook(client, body, headers).status_code == 404
     assert balance(client, me)["posted_units"] == 0
+
+
+def test_with_no_provider_configured_no_payment_starts_and_nothing_is_credited(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A top-up started while the sandbox took payments; then the server restarts with none.
+    me = rider(client, db)
+    started = start_top_up(client, me)
+    body, headers = signed_event(provider_of(client), started)
+    monkeypatch.delenv(config.ENV_PROVIDER)
+    with TestClient(create_app(db)) as unconfigured:
+        starts = {
+            "/api/v1/me/top-ups": {"amount_minor": AMOUNT_MINOR},
+            "/api/v1/me/subscription": {},
+        }
+        refusals = [
+            unconfigured.post(path, json=json_body, headers={**me.headers, "Idempotency-Key": "n"})
+            for path, json_body in starts.items()
+        ]
+        refusals += [
+            unconfigured.post(f"/api/v1/payments/webhooks/{name}", content=body, headers=headers)
+            for name in ("sandbox", "stripe")
+        ]
+        for answer in refusals:
+            # 400 until api/errors answers payments_not_configured with 503.
+            assert answer.status_code in (400, 503), answer.text
+            assert answer.json()["code"] == "payments_not_configured"
+            assert f"set {config.ENV_PROVIDER}=stripe" in answer.json()["detail"]
+        # The sandbox's page and buttons are not there.
+        assert unconfigured.get(started["checkout_url"]).status_code == 404
+        for button in ("pay", "decline"):
+            pressed = unconfigured.post(f"{started['checkout_url']}/{button}")
+            assert pressed.status_code == 404 and pressed.json()["code"] == "not_found"
+        # Riders still see their payments, with nowhere to pay them.
+        [listed] = unconfigured.get("/api/v1/me/payments", headers=me.headers).json()
+        assert (listed["id"], listed["status"], listed["checkout_url"]) == (
+            started["id"],
+            "pending",
+            None,
+        )
+        assert balance(unconfigured, me)["posted_units"] == 0
+    assert event_count(db) == 0
+    assert len(checkout.payments_of(db, me.rider_id or "")) == 1

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import stripe
+import structlog.testing
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -340,14 +341,37 @@ def test_the_provider_is_chosen_from_the_environment(db: Database) -> None:
         config.ENV_STRIPE_API_KEY: "sk_test_x",
         config.ENV_STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
     }
-    assert config.provider_from_env(db, stripe_env).name == "stripe"
-    assert config.provider_from_env(db, {}).name == "sandbox"
+    stripe_provider = config.provider_from_env(db, stripe_env)
+    assert stripe_provider is not None and stripe_provider.name == "stripe"
+    # No default: the sandbox, where riders credit themselves, only when named.
+    assert config.provider_from_env(db, {}) is None
+    assert config.provider_from_env(db, {config.ENV_PROVIDER: " "}) is None
+    sandbox = config.provider_from_env(db, {config.ENV_PROVIDER: "Sandbox"})
+    assert sandbox is not None and sandbox.name == "sandbox"
     with pytest.raises(config.PaymentConfigError, match="STRIPE_WEBHOOK_SECRET"):
         config.provider_from_env(db, {config.ENV_PROVIDER: "stripe", config.ENV_STRIPE_API_KEY: "sk"})
     with pytest.raises(config.PaymentConfigError, match="sandbox, stripe"):
         config.provider_from_env(db, {config.ENV_PROVIDER: "paypal"})
     with pytest.raises(config.PaymentConfigError, match="16"):
-        config.provider_from_env(db, {config.ENV_SANDBOX_SECRET: "short"})
+        config.provider_from_env(
+            db, {config.ENV_PROVIDER: "sandbox", config.ENV_SANDBOX_SECRET: "short"}
+        )
+
+
+def test_the_server_says_which_provider_takes_payments_and_warns_of_the_sandbox() -> None:
+    with structlog.testing.capture_logs() as logged:
+        config.announce(None)
+        config.announce("stripe")
+        config.announce("sandbox")
+    lines = [(e["log_level"], e["event"], e.get("provider")) for e in logged]
+    assert lines == [
+        ("info", "payments", "none"),
+        ("info", "payments", "stripe"),
+        ("info", "payments", "sandbox"),
+        ("warning", "payments_sandbox", None),
+    ]
+    assert "no payment provider is configured" in logged[0]["detail"]
+    assert "any rider can credit their own top-ups" in logged[-1]["detail"]
 
 
 def test_a_misconfigured_provider_stops_the_server_at_startup(

@@ -1,6 +1,9 @@
 """Riders pay through a provider: top-ups and subscriptions open a pending payment and return the
 provider's checkout URL; the provider's signed webhook credits the allowance. Also the sandbox
-provider's hosted payment page."""
+provider's hosted payment page, there only when the sandbox is the configured provider.
+
+With no provider configured, starting a payment and webhooks are refused with
+``payments_not_configured``; riders still see the payments they made before."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import html
 import threading
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -21,22 +24,30 @@ from swapd.api.errors import responses
 from swapd.domain.errors import NotFound
 from swapd.domain.quantities import format_money
 from swapd.payments import config
-from swapd.payments.provider import MAX_WEBHOOK_BYTES, PaymentProvider, PaymentStatus, Purpose
+from swapd.payments.provider import (
+    MAX_WEBHOOK_BYTES,
+    PaymentProvider,
+    PaymentsNotConfigured,
+    PaymentStatus,
+    Purpose,
+)
 from swapd.payments.sandbox import SandboxProvider
 from swapd.services import checkout, payments
 from swapd.store.database import Database
 
 _provider_lock = threading.Lock()
+_UNSET = object()
 
 
-def _provider_for(app: FastAPI, db: Database) -> PaymentProvider:
-    """The app's provider, made from the environment once (tests may set app.state's first)."""
+def _provider_for(app: FastAPI, db: Database) -> PaymentProvider | None:
+    """The app's provider, made from the environment once (tests may set app.state's first);
+    None when none is configured."""
     with _provider_lock:
-        provider: PaymentProvider | None = getattr(app.state, "payment_provider", None)
-        if provider is None:
+        provider = getattr(app.state, "payment_provider", _UNSET)
+        if provider is _UNSET:
             provider = config.provider_from_env(db)
             app.state.payment_provider = provider
-        return provider
+        return cast(PaymentProvider | None, provider)
 
 
 @contextlib.asynccontextmanager
@@ -49,11 +60,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(tags=["payments"], lifespan=_lifespan)
 
 
-def provider_of(request: Request) -> PaymentProvider:
+def configured_provider(request: Request) -> PaymentProvider | None:
     return _provider_for(request.app, get_db(request))
 
 
+def provider_of(request: Request) -> PaymentProvider:
+    provider = configured_provider(request)
+    if provider is None:
+        raise PaymentsNotConfigured(config.NOT_CONFIGURED)
+    return provider
+
+
 Provider = Annotated[PaymentProvider, Depends(provider_of)]
+MaybeProvider = Annotated[PaymentProvider | None, Depends(configured_provider)]
 PaymentId = Annotated[str, Path(min_length=1, max_length=40)]
 _RETURN_URL = Field(
     None,
@@ -123,7 +142,7 @@ def _site(request: Request) -> str:
     "/me/top-ups",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    responses=responses(400, 401, 403, 404, 409, 422),
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
     summary="Start a top-up: a pending payment and the page to pay it at (Idempotency-Key)",
 )
 def top_up(
@@ -156,7 +175,7 @@ def top_up(
     "/me/subscription",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    responses=responses(400, 401, 403, 404, 409, 422),
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
     summary="Subscribe: a pending payment of the first cycle's fee (Idempotency-Key)",
 )
 def subscribe(
@@ -186,8 +205,12 @@ def subscribe(
     return once(db, caller, idempotency_key, request, wanted, work)
 
 
-def _pending_url(provider: PaymentProvider, payment: checkout.Payment, request: Request) -> str | None:
-    if payment.status is not PaymentStatus.PENDING or payment.provider != provider.name:
+def _pending_url(
+    provider: PaymentProvider | None, payment: checkout.Payment, request: Request
+) -> str | None:
+    if provider is None or payment.status is not PaymentStatus.PENDING:
+        return None
+    if payment.provider != provider.name:
         return None
     return provider.checkout_url(payment.id, payment.provider_ref, _site(request))
 
@@ -196,7 +219,7 @@ def _pending_url(provider: PaymentProvider, payment: checkout.Payment, request: 
 def my_payments(
     caller: Rider,
     db: Db,
-    provider: Provider,
+    provider: MaybeProvider,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=checkout.MAX_PAGE)] = 50,
 ) -> list[PaymentOut]:
@@ -210,7 +233,7 @@ def my_payments(
     "/me/payments/{payment_id}", responses=responses(401, 403, 404, 422), summary="One of your payments"
 )
 def my_payment(
-    payment_id: PaymentId, caller: Rider, db: Db, provider: Provider, request: Request
+    payment_id: PaymentId, caller: Rider, db: Db, provider: MaybeProvider, request: Request
 ) -> PaymentOut:
     payment = checkout.payment_of(db, caller.rider_id or "", payment_id)
     return PaymentOut.of(payment, _pending_url(provider, payment, request))
@@ -218,7 +241,7 @@ def my_payment(
 
 @router.post(
     "/payments/webhooks/{provider_name}",
-    responses=responses(400, 404, 422),
+    responses=responses(400, 404, 422, 503),
     summary="Provider webhooks (no bearer token: the provider's signature is the authentication)",
 )
 async def webhook(
@@ -245,9 +268,9 @@ async def webhook(
 # -- the sandbox provider's hosted payment page -------------------------------------------------------
 
 
-def _sandbox(provider: PaymentProvider) -> SandboxProvider:
+def _sandbox(provider: PaymentProvider | None) -> SandboxProvider:
     if not isinstance(provider, SandboxProvider):
-        raise NotFound("the sandbox payment page is off: payments go through a real provider")
+        raise NotFound(f"the sandbox payment page is off: {config.ENV_PROVIDER} is not sandbox")
     return provider
 
 
@@ -312,7 +335,9 @@ def _return_query(request: Request) -> str:
     responses=responses(404, 422),
     summary="The sandbox provider's payment page (HTML, Pay and Decline)",
 )
-def sandbox_page(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> HTMLResponse:
+def sandbox_page(
+    payment_id: PaymentId, db: Db, provider: MaybeProvider, request: Request
+) -> HTMLResponse:
     sandbox = _sandbox(provider)
     return _page(_sandbox_payment(db, sandbox, payment_id), _return_query(request))
 
@@ -324,7 +349,7 @@ _SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def _sandbox_submit(
-    db: Database, provider: PaymentProvider, payment_id: str, request: Request, *, paid: bool
+    db: Database, provider: PaymentProvider | None, payment_id: str, request: Request, *, paid: bool
 ) -> Response:
     sandbox = _sandbox(provider)
     payment = _sandbox_payment(db, sandbox, payment_id)
@@ -349,7 +374,7 @@ def _sandbox_submit(
     responses=_SUBMIT_RESPONSES,
     summary="Sandbox: pay (sends a signed payment.succeeded webhook)",
 )
-def sandbox_pay(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> Response:
+def sandbox_pay(payment_id: PaymentId, db: Db, provider: MaybeProvider, request: Request) -> Response:
     return _sandbox_submit(db, provider, payment_id, request, paid=True)
 
 
@@ -359,5 +384,7 @@ def sandbox_pay(payment_id: PaymentId, db: Db, provider: Provider, request: Requ
     responses=_SUBMIT_RESPONSES,
     summary="Sandbox: decline (sends a signed payment.failed webhook)",
 )
-def sandbox_decline(payment_id: PaymentId, db: Db, provider: Provider, request: Request) -> Response:
+def sandbox_decline(
+    payment_id: PaymentId, db: Db, provider: MaybeProvider, request: Request
+) -> Response:
     return _sandbox_submit(db, provider, payment_id, request, paid=False)

@@ -1,6 +1,9 @@
 """Which provider takes payments, from the environment.
 
-``SWAPD_PAYMENT_PROVIDER`` is ``sandbox`` (default) or ``stripe``.
+``SWAPD_PAYMENT_PROVIDER`` is ``stripe`` or ``sandbox``. Unset (or empty), no provider takes
+payments: top-ups and subscriptions are refused (``payments_not_configured``) and nothing is ever
+credited without a real provider's confirmation. The sandbox lets any rider credit their own
+top-ups, so it is only ever chosen by name (tests, demos).
 Sandbox: ``SWAPD_SANDBOX_WEBHOOK_SECRET`` signs its webhooks; when unset, each process makes a
 random one (its own page's webhooks are handled in the same process, so they still verify; set it
 to send signed sandbox webhooks from outside, as tests and demos do).
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 
 import structlog
 
+from swapd.payments import sandbox
 from swapd.payments.provider import PaymentProvider
 from swapd.payments.sandbox import SandboxProvider
 from swapd.payments.stripe_checkout import StripeProvider
@@ -30,6 +34,10 @@ ENV_STRIPE_API_KEY = "STRIPE_API_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_PUBLIC_URL = "SWAPD_PUBLIC_URL"
 PROVIDERS = ("sandbox", "stripe")
+NOT_CONFIGURED = (
+    f"no payment provider is configured; set {ENV_PROVIDER}=stripe (with {ENV_STRIPE_API_KEY} and "
+    f"{ENV_STRIPE_WEBHOOK_SECRET}) or sandbox for testing"
+)
 
 
 class PaymentConfigError(ValueError):
@@ -37,9 +45,23 @@ class PaymentConfigError(ValueError):
     rider who tries to pay."""
 
 
-def provider_from_env(db: Database, env: Mapping[str, str] | None = None) -> PaymentProvider:
+def provider_name(env: Mapping[str, str] | None = None) -> str | None:
+    """The provider the environment names, or None when it names none."""
     env = os.environ if env is None else env
-    name = env.get(ENV_PROVIDER, "sandbox").strip().lower() or "sandbox"
+    name = env.get(ENV_PROVIDER, "").strip().lower()
+    if not name:
+        return None
+    if name not in PROVIDERS:
+        raise PaymentConfigError(f"{ENV_PROVIDER} must be one of {', '.join(PROVIDERS)}, got {name!r}")
+    return name
+
+
+def provider_from_env(db: Database, env: Mapping[str, str] | None = None) -> PaymentProvider | None:
+    """The configured provider, or None: then swapd takes no payments."""
+    env = os.environ if env is None else env
+    name = provider_name(env)
+    if name is None:
+        return None
     if name == "sandbox":
         secret = env.get(ENV_SANDBOX_SECRET, "").strip()
         if not secret:
@@ -61,7 +83,21 @@ def provider_from_env(db: Database, env: Mapping[str, str] | None = None) -> Pay
         if missing:
             raise PaymentConfigError(f"{ENV_PROVIDER}=stripe needs {' and '.join(missing)}")
         return StripeProvider(api_key, webhook_secret)
-    raise PaymentConfigError(f"{ENV_PROVIDER} must be one of {', '.join(PROVIDERS)}, got {name!r}")
+    raise AssertionError(f"provider_name() let {name!r} through")
+
+
+def announce(name: str | None) -> None:
+    """The server's start-up line saying which provider takes payments, and a warning when it is
+    the sandbox."""
+    if name is None:
+        log.info("payments", provider="none", detail=NOT_CONFIGURED)
+        return
+    log.info("payments", provider=name)
+    if name == sandbox.NAME:
+        log.warning(
+            "payments_sandbox",
+            detail="sandbox payments: any rider can credit their own top-ups; never use in production",
+        )
 
 
 def site_url(request_base_url: str, env: Mapping[str, str] | None = None) -> str:

@@ -50,6 +50,12 @@ class WebhookRefused(DomainError):
     code = "webhook_refused"
 
 
+class PaymentsNotConfigured(DomainError):
+    """No provider takes payments here: the operator has configured none."""
+
+    code = "payments_not_configured"
+
+
 class ProviderUnavailable(DomainError):
     """The provider could not be reached or failed; retrying the same request later is safe."""
 
