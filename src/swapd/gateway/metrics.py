@@ -25,6 +25,12 @@ class GatewayMetrics:
         self.refusals = Counter(
             "swapd_refusals", "Swap refusals, by reason", ["reason"], registry=self.registry
         )
+        self.auth_refusals = Counter(
+            "swapd_station_auth_refusals",
+            "WebSocket upgrades refused by station auth, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.decision_seconds = Histogram(
             "swapd_decision_seconds",
             "Time to answer Authorize (the swap decision)",

@@ -1,22 +1,80 @@
 """The WebSocket protocol swapd runs under uvicorn: uvicorn's sans-I/O websockets one, reading on
-while a station has a few messages waiting.
+while a station has a few messages waiting, refusing limited clients before the application,
+and logging less.
 
-uvicorn pauses reading a socket after every message it queues for the application and resumes
-as soon as the application takes it. For OCPP-J, where a station sends one CALL and waits for its
-answer, that is two ``epoll_ctl`` system calls and two selector updates per message for no
-back-pressure gained: 7 % of the server's CPU in the swap benchmark (py-spy). Here reading pauses
-only once ``PAUSE_AFTER_MESSAGES`` messages wait unread, and resumes when the application has
-taken them all, so one socket still buffers at most that many frames of ``ws_max_size``.
+Reading: uvicorn pauses reading a socket after every message it queues for the application and
+resumes as soon as the application takes it. For OCPP-J, where a station sends one CALL and
+waits for its answer, that is two ``epoll_ctl`` system calls and two selector updates per
+message for no back-pressure gained: 7 % of the server's CPU in the swap benchmark (py-spy).
+Here reading pauses only once ``PAUSE_AFTER_MESSAGES`` messages wait unread, and resumes when
+the application has taken them all, so one socket still buffers at most that many frames of
+``ws_max_size``.
+
+Refusing early: a client address limited for failed logins (swapd.gateway.auth_limits) is
+answered 429 here, as soon as its upgrade request is parsed, without the application's
+middleware, routing and handler: under a flood of upgrades from such an address, each costs
+the server as little as it can. The check comes from the application's lifespan state
+(``EARLY_REFUSAL``); without it every upgrade goes to the application, which checks again.
+
+Logging: uvicorn and websockets write two or three lines for every upgrade, accepted or refused,
+and an error ("returned without completing handshake") after every refusal, which is the right
+answer to a wrong password, not an error. swapd logs what matters itself (a station connected,
+disconnected, refused: swapd.gateway.auth), so these loggers keep only warnings and errors.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 PAUSE_AFTER_MESSAGES = 4
+# Lifespan state key: a function of the client's host giving seconds to wait, or None if the
+# upgrade may go on to the application.
+EARLY_REFUSAL = "swapd.early_refusal"
+EarlyRefusal = Callable[[str], float | None]
+OCPP_PATH_PREFIX = "/ocpp/"
+_LOG = logging.getLogger("swapd.gateway.websocket")
+_LOG.setLevel(logging.WARNING)
 
 
 class SwapdWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger = _LOG
+        self.conn.logger = _LOG
+        self.conn.debug = False
+
+    def handle_connect(self, event: Request) -> None:
+        refusal: EarlyRefusal | None = self.app_state.get(EARLY_REFUSAL)
+        if refusal is not None and self.client is not None and event.path.startswith(OCPP_PATH_PREFIX):
+            retry_s = refusal(self.client[0])
+            if retry_s is not None:
+                self._refuse_early(retry_s)
+                return
+        super().handle_connect(event)
+
+    def _refuse_early(self, retry_s: float) -> None:
+        """429 with Retry-After and close, as uvicorn answers an upgrade it cannot accept."""
+        response = self.conn.reject(429, "too many failed logins\n")
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.conn.send_response(response)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and self.close_sent:
+            # A refusal (401, 429, ...) was sent and the socket closed: that is the handshake's
+            # end, and uvicorn should not report the application for not completing it.
+            self.handshake_complete = True
+
     def send_receive_event_to_app(self) -> None:
         paused = self.read_paused
         # uvicorn's method queues the message and pauses unless reading is paused already:
@@ -29,3 +87,34 @@ class SwapdWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused and self.queue.qsize() >= PAUSE_AFTER_MESSAGES:
             self.read_paused = True
             self.transport.pause_reading()
+
+
+class SwapdHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    """uvicorn's HTTP protocol (httptools when installed, else h11), answering 429 to an OCPP
+    upgrade from a limited client address by the first bytes of its connection, before any
+    HTTP parsing. A first read too short to tell goes the ordinary way, and is checked there."""
+
+    _first_read = True
+    _OCPP_REQUEST = b"GET " + OCPP_PATH_PREFIX.encode()
+
+    def data_received(self, data: bytes) -> None:
+        if self._first_read:
+            self._first_read = False
+            if data.startswith(self._OCPP_REQUEST) and self._refused_early():
+                return
+        super().data_received(data)
+
+    def _refused_early(self) -> bool:
+        refusal: EarlyRefusal | None = self.app_state.get(EARLY_REFUSAL)
+        if refusal is None or self.client is None:
+            return False
+        retry_s = refusal(self.client[0])
+        if retry_s is None:
+            return False
+        self.transport.write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %d\r\nConnection: close\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\n\r\n"
+            b"too many failed logins\n" % max(1, math.ceil(retry_s))
+        )
+        self.transport.close()
+        return True

@@ -1,17 +1,14 @@
 """The ``swapd serve`` process: OCPP over WebSocket at /ocpp/{station_id}, /healthz and /metrics.
 
 Security profiles 1 and 2: HTTP Basic auth on the upgrade request (username = the station id in
-the URL), inside TLS when a certificate is given. Unknown station: 404; wrong password: 401.
+the URL), inside TLS when a certificate is given. Unknown station: 404; wrong password: 401;
+too many failed logins: 429; password checks all busy: 503 (see swapd.gateway.auth).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +25,11 @@ from starlette.websockets import WebSocketDisconnect
 from swapd import __version__
 from swapd.api import router as api_router
 from swapd.gateway import commands
+from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
-from swapd.gateway.protocol import SwapdWebSocketProtocol
+from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
-from swapd.security import verify_password
 from swapd.services import stations, swaps
 from swapd.store.database import Database
 
@@ -42,7 +39,6 @@ SUBPROTOCOLS = ("ocpp2.1", "ocpp2.0.1")
 MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get a CALLERROR
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
-MAX_VERIFIED_CACHE = 100_000
 
 
 class StarletteConnection:
@@ -75,23 +71,10 @@ class Gateway:
     db: Database
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     sessions: dict[str, Station21 | Station201] = field(default_factory=dict)
+    auth: StationAuth = field(init=False)
 
-    # Stations reconnect often and all at once after an outage; scrypt per connection would then
-    # cost minutes of CPU. A password verified once is remembered as a SHA-256 digest (in memory
-    # only) for as long as the stored hash does not change.
-    verified: dict[tuple[str, str], bytes] = field(default_factory=dict)
-
-    async def verify(self, station_id: str, password: str, stored_hash: str) -> bool:
-        digest = hashlib.sha256(password.encode()).digest()
-        known = self.verified.get((station_id, stored_hash))
-        if known is not None and hmac.compare_digest(known, digest):
-            return True
-        if not await asyncio.to_thread(verify_password, password, stored_hash):
-            return False
-        if len(self.verified) >= MAX_VERIFIED_CACHE:
-            self.verified.clear()
-        self.verified[(station_id, stored_hash)] = digest
-        return True
+    def __post_init__(self) -> None:
+        self.auth = StationAuth(self.db, self.metrics)
 
     def connected(self) -> list[str]:
         return list(self.sessions)
@@ -134,36 +117,25 @@ async def _expire_offers_forever(db: Database) -> None:
             log.exception("offer_sweep_failed")
 
 
-def _credentials(websocket: WebSocket) -> tuple[str, str] | None:
-    header = websocket.headers.get("authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    username, sep, password = decoded.partition(":")
-    return (username, password) if sep else None
-
-
 def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     gw = gateway or Gateway(db)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         tasks = [
             asyncio.create_task(commands.dispatch_forever(db, gw.connected, gw.send_command)),
             asyncio.create_task(_expire_offers_forever(db)),
         ]
         try:
-            yield
+            # swapd.gateway.protocol reads this to refuse limited clients before the app.
+            yield {EARLY_REFUSAL: gw.auth.address_retry_after_s}
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            gw.auth.close()
 
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
@@ -195,24 +167,21 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
 
 
 async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
-    headers = {"WWW-Authenticate": 'Basic realm="swapd"'} if status == 401 else None
-    await websocket.send_denial_response(PlainTextResponse(reason, status_code=status, headers=headers))
+    await _refuse(websocket, Refusal(status, "", reason))
+
+
+async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
+    response = PlainTextResponse(refusal.text, status_code=refusal.status, headers=refusal.headers())
+    await websocket.send_denial_response(response)
 
 
 async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> None:
     offered = websocket.scope.get("subprotocols", [])
     subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
-    access = await asyncio.to_thread(stations.access, gw.db, station_id)
-    if access is None:
-        await _deny(websocket, 404, f"unknown station {station_id}")
-        return
-    credentials = _credentials(websocket)
-    if credentials is None or credentials[0] != station_id or access.password_hash is None:
-        await _deny(websocket, 401, "Basic auth with the station id as username is required")
-        return
-    if not await gw.verify(station_id, credentials[1], access.password_hash):
-        log.warning("station_auth_failed", station=station_id)
-        await _deny(websocket, 401, "wrong password")
+    client = websocket.client.host if websocket.client is not None else ""
+    access = await gw.auth.admit(station_id, client, websocket.headers.get("authorization", ""))
+    if isinstance(access, Refusal):
+        await _refuse(websocket, access)
         return
     if not access.enabled:
         await _deny(websocket, 403, f"station {station_id} is disabled")
@@ -258,6 +227,7 @@ def uvicorn_config(
         create_app(db),
         host=host,
         port=port,
+        http=SwapdHTTPProtocol,
         ws=SwapdWebSocketProtocol,
         ws_max_size=MAX_FRAME_BYTES,
         # OCPP frames are small and stations mostly idle: permessage-deflate would cost ~40 KiB
