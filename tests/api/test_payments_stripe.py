@@ -314,7 +314,7 @@ def test_stripe_down_is_refused_and_the_same_key_retries_into_the_same_payment(
         json={"amount_minor": AMOUNT_MINOR},
         headers={**me.headers, "Idempotency-Key": "retry"},
     )
-    assert down.status_code == 400 and down.json()["code"] == "payment_provider_unavailable"
+    assert down.status_code == 503 and down.json()["code"] == "payment_provider_unavailable"
     fake_stripe.fail_with = None
     started = start_top_up(client, me, key="retry")
     assert started["status"] == "pending" and started["checkout_url"]

@@ -33,6 +33,7 @@ from swapd.domain.errors import (
     Unauthenticated,
 )
 from swapd.ledger.model import LedgerError
+from swapd.payments.provider import PaymentsNotConfigured, ProviderUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,10 @@ _STATUS: list[tuple[type[DomainError], int]] = [
     (Unauthenticated, 401),
     (Forbidden, 403),
     (RateLimited, 429),
+    # The server cannot take payments now (none configured, or the provider is down): the
+    # request was fine and may be sent again later, so a 5xx the client may retry, not a 400.
+    (PaymentsNotConfigured, 503),
+    (ProviderUnavailable, 503),
 ]
 
 
