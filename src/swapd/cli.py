@@ -196,6 +196,7 @@ def serve(
     ] = True,
 ) -> None:
     """Serve OCPP 2.1 at ws://HOST:PORT/ocpp/{station_id}, with /healthz and /metrics."""
+    from swapd.api.limits import BodyLimitConfigError, max_body_bytes_from_env
     from swapd.gateway.server import serve as serve_gateway
     from swapd.logs import configure_logging
     from swapd.payments import config as payments_config
@@ -209,7 +210,8 @@ def serve(
             fail(f"no such file: {path}")
     try:
         payment_provider = payments_config.provider_name()
-    except payments_config.PaymentConfigError as error:
+        max_body_bytes_from_env()
+    except (payments_config.PaymentConfigError, BodyLimitConfigError) as error:
         fail(str(error))
     db = run(lambda: Database.open(database))
     scheme = "wss" if certfile else "ws"
