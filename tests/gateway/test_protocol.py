@@ -4,6 +4,7 @@ or close, nothing written, and the other stations keep being served."""
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import subprocess
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from swapd.gateway.session import MAX_MESSAGE_BYTES
+from swapd.gateway.session import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, UNUSABLE_MESSAGE_ID
 from swapd.services import catalog, stations
 from swapd.services.payments import top_up
 from swapd.sim.embedded import embedded_server
@@ -269,3 +271,49 @@ def test_tls_with_certificate_and_key(db: Database, tmp_path: Path) -> None:
         plain = ssl.create_default_context()  # does not trust the self-signed certificate
         with pytest.raises(ssl.SSLCertVerificationError):
             asyncio.run(websockets.connect(f"{url}/ocpp/ST1", ssl=plain).__aenter__())
+
+
+async def test_a_message_id_longer_than_36_characters_is_refused_under_id_minus_1(
+    db: Database, live_server: LiveServer
+) -> None:
+    """OCPP-J: a message id has at most 36 characters. Our CALLERROR must keep that rule too,
+    so it goes under the id OCPP-J keeps for a CALL whose id cannot be used, "-1"."""
+    passwords = _network(db)
+    ws = await _raw(live_server, "ST1", passwords["ST1"])
+    before = _snapshot(db)
+    too_long = "m" * (MAX_MESSAGE_ID_CHARS + 1)
+    reply = await _ask(ws, _battery_in(too_long, 7, "B-1", [battery(2, "B-1", 20, 99)]))
+    assert reply[:3] == [4, UNUSABLE_MESSAGE_ID, "RpcFrameworkError"], reply
+    assert _snapshot(db) == before  # the swap event was not processed
+    oversized = [2, too_long, "DataTransfer", {"vendorId": "x", "data": "y" * MAX_MESSAGE_BYTES}]
+    assert (await _ask(ws, oversized))[:3] == [4, UNUSABLE_MESSAGE_ID, "FormatViolation"]
+    # A reply with such an id answers no CALL of ours: dropped, unanswered, the socket stays.
+    await ws.send(json.dumps([3, too_long, {}]))
+    longest = "h" * MAX_MESSAGE_ID_CHARS
+    assert (await _ask(ws, [2, longest, "Heartbeat", {}]))[:2] == [3, longest]
+    await ws.close()
+
+
+@pytest.mark.parametrize("case", ["missing required field", "idToken outside the character set"])
+async def test_a_refused_call_is_one_warning_line_without_a_traceback(
+    db: Database, live_server: LiveServer, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """A station's bad payload is its mistake, refused as the protocol expects: one warning,
+    whether the schema check or a handler refuses it; not an error with a traceback."""
+    passwords = _network(db)
+    ws = await _raw(live_server, "ST1", passwords["ST1"])
+    frame, code = BAD_CALLS[case]
+    assert isinstance(frame, list)
+    with caplog.at_level(logging.INFO), structlog.testing.capture_logs() as logged:
+        assert (await _ask(ws, frame))[:3] == [4, frame[1], code]
+    refused = [e for e in logged if e["event"] == "ocpp_call_refused"]
+    assert len(refused) == 1, logged
+    assert refused[0]["log_level"] == "warning"
+    assert (refused[0]["station"], refused[0]["message_id"], refused[0]["code"]) == (
+        "ST1",
+        frame[1],
+        code,
+    )
+    assert [e for e in logged if e["log_level"] in ("error", "critical", "exception")] == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    await ws.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import structlog
 from ocpp import v21, v201
 from ocpp.exceptions import (
     GenericError,
+    OCPPError,
     PropertyConstraintViolationError,
 )
 from ocpp.messages import Call, CallError, MessageType
@@ -43,10 +43,16 @@ from swapd.services.swaps import AuthorizeResult, BatteryReading
 from swapd.store.database import Database
 
 log = structlog.get_logger(__name__)
-_ocpp_log = logging.getLogger("ocpp")  # where ocpp's own routing logs a failed handler
 T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024  # far above any swap message; larger frames are refused
+# OCPP-J 2.0.1/2.1 part 4: a message id is at most 36 characters (room for a UUID). A CALL with
+# a longer one is refused with RpcFrameworkError, the code for a CALL that is not a valid RPC
+# request, under the id OCPP-J gives a CALLERROR whose CALL's id cannot be used: "-1". Echoing
+# the id back would make our CALLERROR break the same rule, and reflect up to MAX_MESSAGE_BYTES
+# of the sender's text.
+MAX_MESSAGE_ID_CHARS = 36
+UNUSABLE_MESSAGE_ID = "-1"
 HEARTBEAT_INTERVAL_S = 300
 # The ocpp package validates each payload in a worker thread by default: two thread hops per
 # message for a check of a few hundred microseconds. Stations' CALLs are validated by us (see
@@ -375,27 +381,41 @@ class _Routing:
         if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], str):
             await self._connection.close(1007, "not an OCPP-J message")
             return
-        kind = message[0]
+        kind, unique_id = message[0], message[1]
+        if kind in (MessageType.CallResult, MessageType.CallError):
+            if len(unique_id) > MAX_MESSAGE_ID_CHARS:
+                # Not an answer to any CALL of ours (ours are UUIDs), and never answered itself.
+                log.warning("ocpp_reply_dropped", station=self.id, message_id=unique_id[:40] + "...")
+                return
+            await self._route(raw_msg)
+            return
+        if len(unique_id) > MAX_MESSAGE_ID_CHARS:
+            description = f"message id longer than {MAX_MESSAGE_ID_CHARS} characters"
+            await self._error(UNUSABLE_MESSAGE_ID, "RpcFrameworkError", description)
+            return
         if kind == MessageType.Call:
             if len(message) != 4 or not isinstance(message[2], str) or not isinstance(message[3], dict):
-                await self._error(message[1], "FormatViolation", "a CALL is [2, id, action, {payload}]")
+                await self._error(unique_id, "FormatViolation", "a CALL is [2, id, action, {payload}]")
                 return
             action = message[2]
             self.metrics.messages.labels(action).inc()
             if not self.booted and action != "BootNotification":
-                await self._error(message[1], "SecurityError", "BootNotification must be accepted first")
+                text = "BootNotification must be accepted first"
+                await self._error(unique_id, "SecurityError", text, action=action)
                 return
             if action not in self._station_actions:
                 # OCPP-J: NotSupported for an action of the protocol a CSMS does not take,
                 # NotImplemented for a name the protocol does not have.
                 if action in self._all_actions:
-                    await self._error(message[1], "NotSupported", f"{action} is not sent to a CSMS")
+                    text = f"{action} is not sent to a CSMS"
+                    await self._error(unique_id, "NotSupported", text, action=action)
                 else:
-                    await self._error(message[1], "NotImplemented", f"unknown action {action!r}")
+                    text = f"unknown action {action!r}"
+                    await self._error(unique_id, "NotImplemented", text, action=action[:60])
                 return
             fault = schema_fault(self._ocpp_version, action, message[3])
             if fault is not None:
-                await self._error(message[1], *fault)
+                await self._error(unique_id, *fault, action=action)
                 return
             handlers = self.route_map.get(action)
             if handlers is None or "_on_action" not in handlers:
@@ -403,10 +423,7 @@ class _Routing:
                 return
             await self._handle(message, handlers)
             return
-        if kind in (MessageType.CallResult, MessageType.CallError):
-            await self._route(raw_msg)
-            return
-        await self._error(message[1], "MessageTypeNotSupported", f"message type {kind!r} is unknown")
+        await self._error(unique_id, "MessageTypeNotSupported", f"message type {kind!r} is unknown")
 
     async def _route(self, raw_msg: str) -> None:
         await super().route_message(raw_msg)  # type: ignore[misc]
@@ -416,7 +433,11 @@ class _Routing:
         message already parsed and checked above, with key conversions cached (casing.py). A
         handler's OCPPError becomes its CALLERROR; anything else an InternalError. Our handlers
         take no ``call_unique_id`` and have no ``@after`` hook (test_casing holds that), the two
-        things of ocpp's routing this leaves out."""
+        things of ocpp's routing this leaves out.
+
+        A handler's OCPPError is a refusal it meant (a bad value, a pack in the wrong place):
+        one warning line, as for every CALLERROR. Anything else is a fault of ours, logged
+        with its traceback."""
         unique_id, action, payload = message[1], message[2], message[3]
         call = Call(unique_id=unique_id, action=action, payload=payload)
         handler = handlers["_on_action"]
@@ -424,11 +445,14 @@ class _Routing:
             response = handler(**to_snake(payload))
             if inspect.isawaitable(response):
                 response = await response
-        except Exception as error:
-            _ocpp_log.exception("Error while handling request '%s'", call)
-            reply = call.create_call_error(error)
-            if isinstance(reply, CallError):
-                self.metrics.call_errors.labels(reply.error_code).inc()
+        except OCPPError as error:
+            await self._error(unique_id, error.code, error.description, error.details, action)
+            return
+        except Exception:
+            log.exception("ocpp_handler_failed", station=self.id, action=action, message_id=unique_id)
+            reply = call.create_call_error(None)  # InternalError, with nothing of ours in it
+            assert isinstance(reply, CallError)
+            self.metrics.call_errors.labels(reply.error_code).inc()
             await self._send(reply.to_json())
             return
         await self._send(call.create_call_result(to_wire(response)).to_json())
@@ -449,13 +473,32 @@ class _Routing:
         except ValueError:
             unique_id = None
         if isinstance(unique_id, str):
+            if len(unique_id) > MAX_MESSAGE_ID_CHARS:
+                unique_id = UNUSABLE_MESSAGE_ID
             await self._error(unique_id, code, description)
         else:
             await self._connection.close(1009, description)
 
-    async def _error(self, unique_id: str, code: str, description: str) -> None:
+    async def _error(
+        self,
+        unique_id: str,
+        code: str,
+        description: str,
+        details: dict[str, Any] | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Send a CALLERROR, counted and logged as one warning line: a refusal the protocol
+        expects (a station's mistake), not a fault of the server's."""
         self.metrics.call_errors.labels(code).inc()
-        await self._send(CallError(unique_id, code, description, {}).to_json())
+        log.warning(
+            "ocpp_call_refused",
+            station=self.id,
+            message_id=unique_id,
+            action=action,
+            code=code,
+            description=description[:200],
+        )
+        await self._send(CallError(unique_id, code, description, details or {}).to_json())
 
 
 class Station21(_Routing, SwapHandlers, v21.ChargePoint):
