@@ -226,3 +226,19 @@ async def test_the_upgrade_checks_keep_their_statuses(db: Database, live_server:
     await ok.close()
     status, headers = await _upgrade(live_server, "ST1", WRONG)
     assert status == 401 and headers["www-authenticate"] == 'Basic realm="swapd"'
+
+
+async def test_an_upgrade_without_credentials_is_challenged_at_no_cost(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network(db)
+    reads: list[str] = []
+    monkeypatch.setattr(stations, "access", lambda _db, station_id: reads.append(station_id))
+    checker = StationAuth(db, GatewayMetrics())
+    for _ in range(2 * ADDRESS_LIMITS.max_failures):
+        refused = await checker.admit("ST1", "10.0.0.1", "")
+        assert isinstance(refused, Refusal) and refused.status == 401
+        assert refused.headers()["WWW-Authenticate"] == 'Basic realm="swapd"'
+    # No database read, and the client's address is not limited for asking.
+    assert reads == []
+    assert checker.address_retry_after_s("10.0.0.1") is None

@@ -4,15 +4,17 @@
 The checks run cheapest first, so that a guesser's attempts cost as little as possible:
 
 1. the client address's failure limit (``auth_limits``): a dictionary lookup, no database;
+   no credentials at all: 401 (the Basic challenge), not counted as a failure;
 2. a password verified before by this process (a SHA-256 digest in memory) skips the station
    id's limit, so a real station reconnects while its id is under attack;
 3. otherwise the station id's turn (``StationGate``: one hash at a time per id, fewer once it
    is limited), still before the database;
-4. the station's row: unknown id 404, no or mismatched credentials 401;
+4. the station's row: unknown id 404, credentials for another id or unreadable 401;
 5. scrypt in ``HashPool``: wrong password 401, and 503 at once when the pool's queue is full.
 
-Every refusal but a limited address's and a full pool's counts as a failure of the client's
-address, and each is logged as one warning with the station id and the client's address. The
+Every refusal but the challenge, a limited address's and a full pool's counts as a failure of
+the client's address, and each is logged as one warning with the station id and the client's
+address (a limited address's refusals are only counted, in swapd_station_auth_refusals). The
 password itself is never logged.
 """
 
@@ -53,6 +55,7 @@ HASH_THREADS = 1 if (os.cpu_count() or 1) <= 2 else 2
 HASH_QUEUE_PER_THREAD = 4
 HASH_BUSY_RETRY_AFTER_S = 2
 MAX_VERIFIED_CACHE = 100_000
+_CREDENTIALS_REQUIRED = "Basic auth with the station id as username is required"
 
 
 class HashPoolFull(Exception):
@@ -163,6 +166,10 @@ class StationAuth:
         """The station's access row when the upgrade's credentials are right, else why not."""
         if (retry_s := self.address_retry_after_s(client)) is not None:
             return Refusal(429, "address_limited", "too many failed logins", retry_s)
+        if not authorization:
+            # HTTP's challenge, answered without the database and not counted as a failure: a
+            # client may ask first and send its credentials on the next request.
+            return self._refused(Refusal(401, "no_credentials", _CREDENTIALS_REQUIRED))
         address = address_key(client)
         password = basic_password(authorization, station_id)
         digest = None if password is None else hashlib.sha256(password.encode()).digest()
@@ -178,8 +185,8 @@ class StationAuth:
                 refusal = Refusal(404, "unknown_station", f"unknown station {station_id}")
                 return self._failed(station_id, client, address, refusal)
             if password is None or digest is None or access.password_hash is None:
-                text = "Basic auth with the station id as username is required"
-                return self._failed(station_id, client, address, Refusal(401, "no_credentials", text))
+                refusal = Refusal(401, "bad_credentials", _CREDENTIALS_REQUIRED)
+                return self._failed(station_id, client, address, refusal)
             if self._cached_hash(station_id, digest) == access.password_hash:
                 return access
             if not gated:  # cached against an older stored hash: the password was changed
