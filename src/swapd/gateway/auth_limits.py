@@ -3,10 +3,11 @@
 A wrong password costs the server one scrypt hash (tens of milliseconds of CPU) and the guesser
 nothing, so failures are counted and, past a limit, refused at once without hashing:
 
-- per client address (``ADDRESS_LIMITS``): every upgrade that did not authenticate counts (an
-  unknown station id, missing or wrong credentials, a refusal because the station id is
-  limited). Checked before any database work, so a limited address costs a dictionary lookup.
-  IPv6 clients count per /64 (``address_key``), the block one subscriber gets.
+- per client address (``ADDRESS_LIMITS``): every upgrade with credentials that did not
+  authenticate counts (an unknown station id, unreadable credentials or another station's, a
+  wrong password, a refusal because the station id is limited). Checked before any database
+  work, so a limited address costs a dictionary lookup. IPv6 clients count per /64
+  (``address_key``), the block one subscriber gets.
 - per station id (``StationGate``): wrong passwords for that id, whatever their address, so that
   guessing one station's password from many addresses is limited too. At most one hash per
   station id is in flight at any time (a real station opens one connection at a time).
