@@ -95,9 +95,7 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
     ) -> Server:
         port = free_port()
         log_path = tmp_path / f"serve-{port}.log"
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))
-        }
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
         environment.update(env or {})
         command = [
             sys.executable,
