@@ -99,3 +99,13 @@ def db(db_url: str, clock: ManualClock) -> Iterator[Database]:
     database = Database(make_engine(db_url), clock)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def two_processes(db_url: str, clock: ManualClock) -> Iterator[tuple[Database, Database]]:
+    """Two Database objects on one database, each with its own engine and pool: what two server
+    processes are to each other, for races that must hold across processes."""
+    first, second = Database(make_engine(db_url), clock), Database(make_engine(db_url), clock)
+    yield first, second
+    first.dispose()
+    second.dispose()

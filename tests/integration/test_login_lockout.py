@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -23,19 +23,10 @@ from swapd.services import identity
 from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
-from swapd.store.engine import make_engine
 
 PASSWORD = "correct horse battery"
 WRONG = "not the password"
 ATTEMPTS = 40
-
-
-@pytest.fixture
-def two_processes(db_url: str, clock: ManualClock) -> Iterator[tuple[Database, Database]]:
-    first, second = Database(make_engine(db_url), clock), Database(make_engine(db_url), clock)
-    yield first, second
-    first.dispose()
-    second.dispose()
 
 
 @pytest.fixture(autouse=True)

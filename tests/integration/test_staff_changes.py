@@ -4,15 +4,13 @@ end for good (a disabled account's API keys too), on both databases."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from swapd.domain.errors import Conflict, Unauthenticated
 from swapd.services import identity
 from swapd.services.identity import Role
-from swapd.store.database import Database, ManualClock
-from swapd.store.engine import make_engine
+from swapd.store.database import Database
 
 PASSWORD = "correct horse battery"
 ROUNDS = 10
@@ -40,14 +38,6 @@ def test_the_only_admin_can_be_neither_disabled_nor_demoted(db: Database) -> Non
         identity.update_staff(db, other.id, status="disabled")
     # Changes that keep an active admin are fine.
     assert identity.update_staff(db, other.id, role=Role.ADMIN, status="active").status == "active"
-
-
-@pytest.fixture
-def two_processes(db_url: str, clock: ManualClock) -> Iterator[tuple[Database, Database]]:
-    first, second = Database(make_engine(db_url), clock), Database(make_engine(db_url), clock)
-    yield first, second
-    first.dispose()
-    second.dispose()
 
 
 def _refused_at_once(change: dict[str, object], *calls: tuple[Database, str]) -> list[str]:
