@@ -184,3 +184,27 @@ def test_the_gate_admits_its_number_and_runs_fewer_hashes_at_once(
     assert most == 1
     with pytest.raises(ValueError):
         PasswordGate(running=3, admitted=2)
+
+
+def test_counters_of_ended_windows_are_forgotten_and_the_limit_still_holds(
+    db: Database, clock: ManualClock
+) -> None:
+    identity.add_staff(db, "ops@example.com", PASSWORD, Role.OPERATOR)
+    for n in range(3):  # keys an outsider makes up: unknown accounts, one address each
+        with pytest.raises(Unauthenticated):
+            identity.login(db, f"nobody{n}@example.com", WRONG, client=f"10.0.0.{n}")
+
+    def keys() -> set[str]:
+        return set(db.read(lambda tx: tx.repo.execute(sa.select(t.rate_limits.c.key)).scalars()))
+
+    assert identity.forget_ended_login_windows(db) == 0  # inside their window: kept
+    assert len(keys()) == 6
+    clock.set(clock.now() + timedelta(seconds=identity.LOGIN_WINDOW_S - 1))
+    for _ in range(identity.LOGIN_MAX_FAILURES_PER_ACCOUNT):
+        with pytest.raises(Unauthenticated):
+            identity.login(db, "ops@example.com", WRONG, client="10.1.1.1")
+    clock.set(clock.now() + timedelta(seconds=1))
+    assert identity.forget_ended_login_windows(db) == 6
+    assert keys() == {"login:account:ops@example.com", "login:client:10.1.1.1"}
+    with pytest.raises(RateLimited):  # the sweep left the live window alone
+        identity.login(db, "ops@example.com", PASSWORD, client="10.1.1.1")

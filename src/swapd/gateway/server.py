@@ -30,7 +30,7 @@ from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
-from swapd.services import stations, swaps
+from swapd.services import identity, stations, swaps
 from swapd.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,7 @@ SUBPROTOCOLS = ("ocpp2.1", "ocpp2.0.1")
 MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get a CALLERROR
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
+LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
 
 
 class StarletteConnection:
@@ -117,6 +118,19 @@ async def _expire_offers_forever(db: Database) -> None:
             log.exception("offer_sweep_failed")
 
 
+async def _forget_login_windows_forever(db: Database) -> None:
+    """Login counters whose window has ended limit nothing; without this sweep every email and
+    address ever tried would keep a row, a table any outsider could grow at will."""
+    while True:
+        await asyncio.sleep(LOGIN_LIMIT_SWEEP_INTERVAL_S)
+        try:
+            forgotten = await asyncio.to_thread(identity.forget_ended_login_windows, db)
+            if forgotten:
+                log.info("login_windows_forgotten", rows=forgotten)
+        except Exception:
+            log.exception("login_limit_sweep_failed")
+
+
 def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     gw = gateway or Gateway(db)
 
@@ -125,6 +139,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(commands.dispatch_forever(db, gw.connected, gw.send_command)),
             asyncio.create_task(_expire_offers_forever(db)),
+            asyncio.create_task(_forget_login_windows_forever(db)),
         ]
         try:
             # swapd.gateway.protocol reads this to refuse limited clients before the app.

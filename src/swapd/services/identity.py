@@ -242,6 +242,18 @@ def _reserve(tx: Tx, key: str, limit: int) -> int | None:
     return max(1, math.ceil(remaining_s))
 
 
+def forget_ended_login_windows(db: Database) -> int:
+    """Delete the login counters whose window has ended; how many. ``_reserve`` restarts such a
+    row at 1 anyway, so this changes no limit; it keeps the table as small as the set of keys
+    tried in the last window."""
+
+    def work(tx: Tx) -> int:
+        ended = t.rate_limits.c.window_start <= tx.now - timedelta(seconds=LOGIN_WINDOW_S)
+        return int(tx.repo.execute(sa.delete(t.rate_limits).where(ended)).rowcount)
+
+    return db.write(work)
+
+
 def _release(tx: Tx, key: str, counted_at: datetime) -> None:
     """Take back the attempt counted at ``counted_at``, unless its window has ended since."""
     c = t.rate_limits.c
