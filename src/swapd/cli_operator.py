@@ -8,6 +8,7 @@ printed in minor units through ``format_money``; SoC and SoH as exact percentage
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import sys
@@ -34,7 +35,7 @@ from swapd.domain.quantities import Unit, bp_to_percent, format_money
 from swapd.domain.riders import RiderStatus, TokenType
 from swapd.domain.stations import Station
 from swapd.ledger.model import LedgerError
-from swapd.services import app_swaps, catalog, payments, queries, stations, views
+from swapd.services import app_swaps, catalog, issue, payments, queries, stations, views
 from swapd.store.database import Database, Joined, Tx
 
 T = TypeVar("T")
@@ -524,6 +525,27 @@ def pack_retire(
 ) -> None:
     """Retire a pack for good."""
     _move(serial, PackStatus.RETIRED, "retired", database, as_json)
+
+
+@pack_app.command("issue")
+def pack_issue(
+    serial: SerialArgument,
+    rider: Annotated[str, typer.Option("--rider", help="The rider who takes the pack.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hand a pack from its slot to a rider outside a swap (their first pack): same checks and
+    hold as a station hand-over. Issuing it to the same rider again changes nothing."""
+    done = with_db(database, lambda db: issue.issue_pack(db, "cli", serial, rider))
+    if as_json:
+        print_json(dataclasses.asdict(done))
+        return
+    verb = "was already with" if done.repeated else "issued to"
+    say(
+        f"pack {done.serial} {verb} {done.rider_id} from slot {done.slot_no} of station "
+        f"{done.station_id}: SoC {pct(done.soc_bp)} %, SoH {pct(done.soh_bp)} %, "
+        f"hold {units(done.hold_units, done.unit)}; {units(done.available_units, done.unit)} available"
+    )
 
 
 # -- stations -----------------------------------------------------------------------------------
