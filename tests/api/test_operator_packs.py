@@ -10,11 +10,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from swapd.services import catalog, queries
+from swapd.services import catalog, payments, queries
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from tests.api.conftest import Account
 from tests.api.test_operator_swaps import network
+from tests.plans import ENERGY
 
 
 def _fleet(db: Database) -> None:
@@ -275,3 +276,56 @@ def test_exports_stream_csv_with_a_header_and_amounts_in_minor_units(
     assert all(x["code"] != "top_up" for x in later)
     empty = client.get("/api/v1/ops/exports/packs.csv", headers={})
     assert empty.status_code == 401
+
+
+def _issue(
+    client: TestClient, who: Account, serial: str, rider_id: str, key: str
+) -> tuple[int, dict[str, object], str | None]:
+    answer = client.post(
+        f"/api/v1/ops/packs/{serial}/issue",
+        json={"rider_id": rider_id},
+        headers={**who.headers, "Idempotency-Key": key},
+    )
+    return answer.status_code, answer.json(), answer.headers.get("Idempotent-Replayed")
+
+
+def test_an_operator_issues_a_rider_their_first_pack_once(
+    client: TestClient, db: Database, operator: Account, support: Account
+) -> None:
+    catalog.add_pack_model(db, "G2", 1700)
+    catalog.add_plan(db, ENERGY)
+    catalog.add_station(db, "ST1", 4)
+    catalog.register_pack(db, "B/1", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
+    catalog.register_pack(db, "B/2", "G2", soc=100, soh=100, station_id="ST1", slot_no=4)
+    catalog.add_rider(db, "R1", "energy")
+    catalog.add_rider(db, "R2", "energy")
+    payments.top_up(db, "R1", 10_000, "pay-1")
+
+    no_key = client.post(
+        "/api/v1/ops/packs/B/1/issue", json={"rider_id": "R1"}, headers=operator.headers
+    )
+    assert no_key.status_code == 422
+    assert _issue(client, support, "B/1", "R1", "k1")[0] == 403
+
+    code, body, replayed = _issue(client, operator, "B/1", "R1", "k1")
+    assert code == 201, body
+    assert (body["rider_id"], body["station_id"], body["slot_no"], body["hold_units"]) == (
+        "R1",
+        "ST1",
+        3,
+        1_583,
+    )
+    assert (body["available_units"], body["repeated"], replayed) == (31_750, False, None)
+    # The same request again: the stored answer; a new key: the same possession, nothing written.
+    assert _issue(client, operator, "B/1", "R1", "k1") == (201, body, "true")
+    code, again, _ = _issue(client, operator, "B/1", "R1", "k2")
+    assert (code, again["repeated"], again["swap_id"]) == (200, True, body["swap_id"])
+    balance = queries.rider_balance(db, "R1")
+    assert (balance.held_units, balance.packs_held) == (1_583, ("B/1",))
+
+    code, refused, _ = _issue(client, operator, "B/1", "R2", "k3")
+    assert code == 409 and "pack_held_by_other" in str(refused)
+    code, refused, _ = _issue(client, operator, "B/2", "R2", "k4")  # R2 has no allowance
+    assert code == 409 and "no_credit" in str(refused)
+    assert _issue(client, operator, "B/2", "R9", "k5")[0] == 404
+    assert queries.rider_balance(db, "R2").packs_held == ()

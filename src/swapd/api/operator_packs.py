@@ -1,12 +1,15 @@
 """Pack models and packs for staff: lists with filters, registration one by one or from a CSV
-file (all or nothing, with a report per line), quarantine, retirement and a pack's history.
+file (all or nothing, with a report per line), quarantine, retirement, issuing a pack to a rider
+outside a swap, and a pack's history.
 
 Pack serials may contain '/', so the routes take them as path parameters of the ``path`` kind;
-the routes with a suffix (``/history``, ``/quarantine``, ``/retire``) are declared first.
+the routes with a suffix (``/history``, ``/quarantine``, ``/retire``, ``/issue``) are declared
+first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.parser
 import email.policy
 from datetime import datetime
@@ -17,12 +20,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, IdempotencyKey, Operator, Staff, once
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Bp, Limit, Page, Reason, bp_to_percent, page_of
 from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import Pack, PackModel, PackStatus
-from swapd.services import back_office, catalog, ops_queries, views
+from swapd.services import back_office, catalog, issue, ops_queries, views
 
 router = APIRouter(prefix=PREFIX, tags=["operator: packs"])
 
@@ -283,6 +286,49 @@ def quarantine_pack(serial: str, body: Reason, caller: Operator, db: Db) -> Pack
 def retire_pack(serial: str, body: Reason, caller: Operator, db: Db) -> PackOut:
     pack = back_office.take_out_of_service(db, caller.actor, serial, PackStatus.RETIRED, body.reason)
     return PackOut.of(pack)
+
+
+class NewIssue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rider_id: str = Field(min_length=1, max_length=40, examples=["R1"])
+
+
+class IssuedOut(BaseModel):
+    serial: str
+    rider_id: str
+    station_id: str  # the station and slot it was handed over from
+    slot_no: int
+    soc_bp: int
+    soh_bp: int
+    hold_units: int
+    unit: str
+    available_units: int
+    swap_id: int | None
+    repeated: bool  # the rider held this pack already: nothing was written
+
+
+@router.post(
+    "/packs/{serial:path}/issue",
+    status_code=status.HTTP_201_CREATED,
+    response_model=IssuedOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Hand a pack from its slot to a rider outside a swap, as a station would "
+    "(Idempotency-Key; audited)",
+)
+def issue_pack(
+    serial: str,
+    body: NewIssue,
+    caller: Operator,
+    db: Db,
+    request: Request,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    def work() -> tuple[int, IssuedOut]:
+        done = issue.issue_pack(db, caller.actor, serial, body.rider_id)
+        code = status.HTTP_200_OK if done.repeated else status.HTTP_201_CREATED
+        return code, IssuedOut(**dataclasses.asdict(done))
+
+    return once(db, caller, idempotency_key, request, body, work)
 
 
 @router.get("/packs/{serial:path}", responses=responses(401, 403, 404), summary="One pack")
