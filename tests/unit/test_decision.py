@@ -17,6 +17,7 @@ from swapd.domain.decision import (
     check_returned_pack,
     decide,
     is_charged,
+    is_token_pack_mismatch,
     refuse,
 )
 from swapd.domain.errors import InvalidInput
@@ -521,3 +522,20 @@ def test_validate_slot_count_refuses(slot_count: object, message: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         validate_slot_count(slot_count)
     assert raised.value.message == message
+
+
+# -- R3: the token and the returned packs ---------------------------------------------------------
+
+
+def test_a_token_naming_a_rider_who_holds_none_of_the_packs_is_a_mismatch() -> None:
+    assert is_token_pack_mismatch("RB", {"RA"})
+
+
+def test_a_token_naming_one_of_the_holders_is_no_mismatch() -> None:
+    assert not is_token_pack_mismatch("RA", {"RA"})
+    assert not is_token_pack_mismatch("RA", {"RA", "RC"})
+
+
+def test_a_token_naming_nobody_or_packs_held_by_nobody_is_no_mismatch() -> None:
+    assert not is_token_pack_mismatch(None, {"RA"})
+    assert not is_token_pack_mismatch("RB", set())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from swapd.domain.packs import Pack, PackStatus
@@ -92,6 +92,13 @@ def check_returned_pack(pack: Pack | None, station: Station) -> RefusalReason | 
     if pack.soh_bp < station.min_soh_bp:
         return RefusalReason.PACK_SOH_LOW
     return None
+
+
+def is_token_pack_mismatch(token_rider_id: str | None, holder_ids: Collection[str]) -> bool:
+    """R3: the returned packs, not the token, name the rider billed. A token that names a rider
+    who holds none of them (a lent card, a borrowed vehicle) is flagged, never silently obeyed.
+    A token that names nobody, or packs that nobody holds, is no disagreement."""
+    return token_rider_id is not None and bool(holder_ids) and token_rider_id not in holder_ids
 
 
 def decide(

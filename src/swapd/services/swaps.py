@@ -21,6 +21,7 @@ from swapd.domain.decision import (
     RefusalReason,
     check_returned_pack,
     decide,
+    is_token_pack_mismatch,
 )
 from swapd.domain.errors import Conflict, InvalidInput, NotFound
 from swapd.domain.metering import meter
@@ -626,8 +627,46 @@ def _swap_for_return(
             _set_swap(tx, offer.id, request_id=request_id)
             return int(offer.id)
     used = token or IdToken(TokenType.BATTERY_SERIAL, serials[0])
-    return _insert_swap(
+    swap_id = _insert_swap(
         tx, station_id, used, SwapState.RETURNED, rider_id=rider_id, request_id=request_id
+    )
+    # Rare: the packs' holder has no offer here, yet a card or app token names someone.
+    if rider_id is not None and token is not None and token.type is not TokenType.BATTERY_SERIAL:
+        _check_token_against_packs(tx, station_id, request_id, swap_id, token, holders, serials)
+    return swap_id
+
+
+def _check_token_against_packs(
+    tx: Tx,
+    station_id: str,
+    request_id: str,
+    swap_id: int,
+    token: IdToken,
+    holders: dict[str, str],
+    serials: Sequence[str],
+) -> None:
+    """The packs decide who is billed (R3); a token naming someone else is an alert, and the
+    offer that token was given here is abandoned now instead of at its timeout. Runs once per
+    BatteryIn: a repeated event is answered from its record before getting here."""
+    token_rider_id = _token_rider(tx, token)
+    if not is_token_pack_mismatch(token_rider_id, set(holders.values())):
+        return
+    assert token_rider_id is not None
+    offer = _open_offer(tx, station_id, token_rider_id)
+    released = ""
+    if offer is not None and offer.request_id is None:  # unbound: it was given for this token
+        outcomes = _abandon(tx, offer)
+        released = f"; offer {offer.id} to {token_rider_id} released ({len(outcomes)} packs)"
+    held = [s for s in serials if s in holders]
+    tx.repo.alert(
+        "token_pack_mismatch",
+        f"{token.type.value} token of rider {token_rider_id} returned {', '.join(held)} held by "
+        f"{', '.join(sorted(set(holders.values())))} at {station_id} "
+        f"(request {request_id}, swap {swap_id}); the pack's holder is billed{released}",
+        tx.now,
+        station_id=station_id,
+        pack_serial=held[0],
+        rider_id=token_rider_id,
     )
 
 
