@@ -7,7 +7,7 @@ from ocpp.v21 import call
 
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import catalog, swaps
+from swapd.services import catalog, ops_queries, swaps
 from swapd.services.payments import top_up
 from swapd.services.queries import rider_balance, transfers_of
 from swapd.store.database import Database
@@ -57,6 +57,43 @@ async def test_e1_over_ocpp(db: Database, live_server: LiveServer) -> None:
     assert rider_balance(db, "R1").available_units == 30_373
     assert len([t for t in transfers_of(db, "R1") if t.code is TransferCode.USAGE]) == 1
     await again.close()
+
+
+async def test_a_card_returning_another_riders_pack_is_flagged(
+    db: Database, live_server: LiveServer
+) -> None:
+    """RFID (S01) with B's card, A's pack in the slot: A is billed, the disagreement is an alert,
+    and B's offer is released at once; the station's resend after a reconnect changes nothing."""
+    passwords = network(db)
+    catalog.register_pack(db, "P-A", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
+    catalog.register_pack(db, "P-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
+    for rider_id in ("RA", "RB"):
+        catalog.add_rider(db, rider_id, "energy")
+        top_up(db, rider_id, 10_000, f"pay-{rider_id}")
+    catalog.add_token(db, TokenType.RFID, "CARD-B", rider_id="RB")
+    app_a = IdToken(TokenType.APP, "RA")
+    assert swaps.authorize(db, "ST2", app_a).accepted
+    swaps.battery_out(db, "ST2", "out-a", [swaps.BatteryReading(1, "P-A", 10_000, 10_000)], token=app_a)
+
+    st1 = await connect(live_server, "ST1", passwords["ST1"])
+    await boot(st1)
+    card = {"idToken": "CARD-B", "type": "ISO14443"}
+    answer = await st1.station.call(call.Authorize(id_token=card))
+    assert answer.id_token_info["status"] == "Accepted"
+    assert rider_balance(db, "RB").held_units == 1_700
+    returned = swap_event(31, "BatteryIn", card, [battery(5, "P-A", 20.0)])
+    await st1.station.call(returned)
+    assert rider_balance(db, "RA").posted_units == 33_333 - 1_360
+    assert rider_balance(db, "RB").available_units == 33_333
+    await st1.close()
+
+    again = await connect(live_server, "ST1", passwords["ST1"])
+    await boot(again)
+    await again.station.call(returned)
+    await again.close()
+    (alert,) = ops_queries.alerts(db, kind="token_pack_mismatch")
+    assert (alert.station_id, alert.pack_serial, alert.rider_id) == ("ST1", "P-A", "RB")
+    assert rider_balance(db, "RB").available_units == 33_333
 
 
 async def test_messages_before_boot_are_refused(db: Database, live_server: LiveServer) -> None:
