@@ -30,6 +30,7 @@ AlertKind = Literal[
     "unoffered_handover",
     "too_many_packs",
     "withdraw_mismatch",
+    "token_pack_mismatch",
 ]
 StationFilter = Annotated[str | None, Query(max_length=40)]
 SerialFilter = Annotated[str | None, Query(max_length=50)]
