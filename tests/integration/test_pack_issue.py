@@ -258,6 +258,9 @@ def test_swapd_pack_issue_prints_what_was_issued_and_a_refusal_is_one_line(tmp_p
     assert done.returncode == 0, done.stderr
     assert "B-0001 issued to R1 from slot 3 of station ST1" in done.stdout
     assert "hold 1,583 Wh" in done.stdout and "31,750 Wh available" in done.stdout
+    again = _swapd("pack", "issue", "B-0001", "--rider", "R1", "--database", url)
+    assert again.returncode == 0, again.stderr
+    assert "B-0001 was already with R1 from slot 3 of station ST1" in again.stdout
 
     refused = _swapd("pack", "issue", "B-0002", "--rider", "R2", "--database", url)
     assert refused.returncode == 2
