@@ -311,7 +311,10 @@ class IssuedOut(BaseModel):
     "/packs/{serial:path}/issue",
     status_code=status.HTTP_201_CREATED,
     response_model=IssuedOut,
-    responses=responses(401, 403, 404, 409, 422),
+    responses={
+        200: {"model": IssuedOut, "description": "The rider holds the pack already"},
+        **responses(401, 403, 404, 409, 422),
+    },
     summary="Hand a pack from its slot to a rider outside a swap, as a station would "
     "(Idempotency-Key; audited)",
 )
