@@ -845,7 +845,7 @@ def test_every_command_has_json_and_database_options() -> None:
     command = typer.main.get_command(app)
     expected = {
         "pack-model": {"add", "list"},
-        "pack": {"add", "import", "list", "restock", "withdraw", "quarantine", "retire"},
+        "pack": {"add", "import", "issue", "list", "restock", "withdraw", "quarantine", "retire"},
         "station": {"add", "password", "list", "show", "disable", "enable"},
         "plan": {"add", "list"},
         "rider": {"add", "block", "unblock", "list", "show"},
