@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sqlite3
 import time
 from typing import Any
@@ -24,14 +25,29 @@ SQLITE_PAGE_SIZE = 1024  # bytes; for new files (see _sqlite_engine)
 WRITE = "swapd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 
 
-def database_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else SWAPD_DATABASE_URL, else ./swapd.db."""
-    url = url or os.environ.get("SWAPD_DATABASE_URL") or DEFAULT_DATABASE_URL
+class DatabaseFileError(OSError):
+    """The SQLite file named cannot be opened as a database, said in one line that names it.
+    An OSError, because every command already turns one into a line on stderr and exit 2."""
+
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def database_url(database: str | None = None) -> str:
+    """The URL for what the operator named: the argument, else SWAPD_DATABASE_URL, else ./swapd.db.
+
+    Either may be a URL or a plain file path (``./x.db``, ``/srv/swapd/x.db``, ``~/x.db``): a
+    path is a SQLite file, relative to the working directory as in ``sqlite:///x.db``. Every
+    entry point resolves through here (make_engine, sqlite_file_path, display_url), so a path
+    works wherever a URL does."""
+    given = database or os.environ.get("SWAPD_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not _URL_SCHEME.match(given):
+        return "sqlite:///" + os.path.expanduser(given)
     # psycopg 3 is the driver we ship; accept the plain scheme operators paste from elsewhere.
     for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+        if given.startswith(prefix):
+            return "postgresql+psycopg://" + given[len(prefix) :]
+    return given
 
 
 def display_url(url: str | None = None) -> str:
@@ -39,7 +55,7 @@ def display_url(url: str | None = None) -> str:
     resolved = database_url(url)
     try:
         return sa.make_url(resolved).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return resolved.split("@")[-1]
 
 
@@ -52,7 +68,7 @@ def sqlite_file_path(url: str | sa.URL | None = None) -> str | None:
     ``file:`` is a scheme only in URI mode, where ``mode=memory`` means no file at all."""
     try:
         parsed = url if isinstance(url, sa.URL) else sa.make_url(database_url(url))
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         return None
     if parsed.get_backend_name() != "sqlite":
         return None
@@ -81,6 +97,10 @@ def make_engine(
     """``wal_autocheckpoint_pages``: SQLite only, the WAL size at which a COMMIT checkpoints
     (SQLite's default, 1,000 pages, when None); see swapd.store.checkpoints."""
     resolved = database_url(url)
+    try:
+        sa.make_url(resolved)
+    except ValueError as error:  # a port that is not a number; callers expect ArgumentError
+        raise sa.exc.ArgumentError(f"{display_url(url)}: {error}") from error
     if resolved.startswith("sqlite"):
         return _sqlite_engine(resolved, wal_autocheckpoint_pages)
     return sa.create_engine(
@@ -108,8 +128,31 @@ def _switch_to_wal(dbapi_connection: Any) -> None:
             time.sleep(random.uniform(0.001, 0.01))
 
 
+def _file_problem(path: str, error: BaseException) -> DatabaseFileError | None:
+    """What is wrong with the file at ``path``, for an error SQLite gave on opening it: its own
+    words ("unable to open database file") name neither the file nor the cause."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return None
+    if "file is not a database" in str(error):
+        # Raised reading the header, before SQLite writes anything: the file is left as it was.
+        return DatabaseFileError(f"{path} is not an SQLite database")
+    directory = os.path.dirname(path) or "."
+    if "unable to open database file" in str(error) and not os.path.isdir(directory):
+        return DatabaseFileError(f"directory {directory} does not exist (for database {path})")
+    return None
+
+
 def _sqlite_engine(url: str, wal_autocheckpoint_pages: int | None = None) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    path = sqlite_file_path(url)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> BaseException | None:
+        # Only errors on connecting (no connection yet): that is where a wrong file shows, on
+        # whichever use of the engine comes first (migrating, a read command, the writer).
+        if path is None or context.connection is not None:
+            return None
+        return _file_problem(path, context.original_exception)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
