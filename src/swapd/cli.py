@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -69,13 +71,15 @@ T = TypeVar("T")
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
-        "--database", envvar="SWAPD_DATABASE_URL", help="SQLAlchemy URL (default: ./swapd.db)."
+        "--database",
+        envvar="SWAPD_DATABASE_URL",
+        help="SQLAlchemy URL or SQLite file path (default: ./swapd.db).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: a long message stays one line (scripts grep it; terminals wrap it themselves).
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -173,6 +177,26 @@ def ledger_check(database: DatabaseOption = None, as_json: JsonOption = False) -
         raise typer.Exit(1)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) as uvicorn binds one (SO_REUSEADDR), for uvicorn to listen
+    on: bound before the database is opened or the writer process started, so a port in use
+    stops ``serve`` before anything else, and kept, so no other process can take the port between
+    this check and the server's start."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is in use; is another swapd serve running? "
+                "choose another with --port"
+            )
+        fail(f"cannot listen on port {port} on {host}: {error.strerror or error}")
+    return sock
+
+
 @app.command()
 def serve(
     database: DatabaseOption = None,
@@ -213,24 +237,30 @@ def serve(
         max_body_bytes_from_env()
     except (payments_config.PaymentConfigError, BodyLimitConfigError) as error:
         fail(str(error))
-    db = run(lambda: Database.open(database))
-    scheme = "wss" if certfile else "ws"
-    structlog.get_logger("swapd").info(
-        "serving",
-        version=__version__,
-        ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
-        database=display_url(database),
-    )
-    payments_config.announce(payment_provider)
-    serve_gateway(
-        db,
-        host=host,
-        port=port,
-        certfile=None if certfile is None else str(certfile),
-        keyfile=None if keyfile is None else str(keyfile),
-        writer_process=writer_process,
-        json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
-    )
+    sock = listening_socket(host, port)
+    try:
+        db = run(lambda: Database.open(database))
+        port = int(sock.getsockname()[1])  # the one chosen for --port 0
+        scheme = "wss" if certfile else "ws"
+        structlog.get_logger("swapd").info(
+            "serving",
+            version=__version__,
+            ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
+            database=display_url(database),
+        )
+        payments_config.announce(payment_provider)
+        serve_gateway(
+            db,
+            host=host,
+            port=port,
+            certfile=None if certfile is None else str(certfile),
+            keyfile=None if keyfile is None else str(keyfile),
+            writer_process=writer_process,
+            json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
+            sock=sock,
+        )
+    finally:
+        sock.close()
 
 
 @scenario_app.command("run")

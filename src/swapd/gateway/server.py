@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,14 +270,16 @@ def serve(
     keyfile: str | None = None,
     writer_process: bool = True,
     json_logs: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until stopped. ``writer_process``: on SQLite, run the stations' service calls in a
-    writer process of their own (swapd.store.writer)."""
+    writer process of their own (swapd.store.writer). ``sock``: a socket already bound to
+    (host, port), so that a port in use was found before anything started."""
     config = uvicorn_config(db, host=host, port=port, certfile=certfile, keyfile=keyfile)
     if writer_process:
         db.start_writer_process(json_logs=json_logs)
     settle_heap()
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=None if sock is None else [sock])
     finally:
         db.dispose()
