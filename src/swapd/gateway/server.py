@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +217,10 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
         await previous._connection.close(1000, "replaced by a new connection")
     gw.sessions[station_id] = session
     gw.metrics.connected.inc()
+    # Recorded for every process (swapd.services.stations.Presence): a command to a station that
+    # no process holds is refused at once instead of waiting for an answer that cannot come.
+    connection_id = secrets.token_hex(16)
+    await _record_presence(gw, stations.record_connected, station_id, connection_id)
     log.info("station_connected", station=station_id, subprotocol=subprotocol)
     try:
         await session.start()
@@ -225,7 +230,19 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
         if gw.sessions.get(station_id) is session:
             del gw.sessions[station_id]
         gw.metrics.connected.dec()
+        await _record_presence(gw, stations.record_disconnected, station_id, connection_id)
         log.info("station_disconnected", station=station_id)
+
+
+async def _record_presence(
+    gw: Gateway, record: Callable[[Database, str, str], object], station_id: str, connection_id: str
+) -> None:
+    """A failed write is logged and the connection goes on: the station's swaps work, and only
+    commands to it are refused (as offline) until it connects again."""
+    try:
+        await gw.db.call(record, gw.db, station_id, connection_id)
+    except Exception:
+        log.exception("station_presence_not_recorded", station=station_id)
 
 
 def uvicorn_config(

@@ -99,6 +99,74 @@ def seen(db: Database, station_id: str) -> datetime:
     return db.write(work)
 
 
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Whether a server process holds the station's socket now, and when it was last heard from
+    (connected, booted, sent a heartbeat or disconnected)."""
+
+    station_id: str
+    enabled: bool
+    connected_at: datetime | None
+    last_seen_at: datetime | None
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_at is not None
+
+    def offline_text(self) -> str:
+        if self.last_seen_at is None:
+            return f"station {self.station_id} is not connected (never connected)"
+        seen = self.last_seen_at.isoformat(timespec="seconds")
+        return f"station {self.station_id} is not connected (last seen {seen})"
+
+
+def presence(db: Database, station_id: str) -> Presence:
+    c = t.stations.c
+
+    def work(tx: Tx) -> Presence:
+        row = tx.repo.execute(
+            sa.select(c.enabled, c.connected_at, c.last_seen_at).where(c.id == station_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"unknown station {station_id}")
+        return Presence(station_id, row.enabled, row.connected_at, row.last_seen_at)
+
+    return db.read(work)
+
+
+def record_connected(db: Database, station_id: str, connection_id: str) -> datetime:
+    """A server process accepted the station's socket: one write per connection, never per
+    message, so that presence costs nothing on the swap path."""
+    c = t.stations.c
+
+    def work(tx: Tx) -> datetime:
+        tx.repo.execute(
+            sa.update(t.stations)
+            .where(c.id == station_id)
+            .values(connected_at=tx.now, connection_id=connection_id, last_seen_at=tx.now)
+        )
+        return tx.now
+
+    return db.write(work)
+
+
+def record_disconnected(db: Database, station_id: str, connection_id: str) -> bool:
+    """The connection ended. Only the connection that is recorded clears it: when the station has
+    connected again meanwhile (here or to another process), the newer connection stays. Returns
+    whether this connection was still the recorded one."""
+    c = t.stations.c
+
+    def work(tx: Tx) -> bool:
+        result = tx.repo.execute(
+            sa.update(t.stations)
+            .where(c.id == station_id, c.connection_id == connection_id)
+            .values(connected_at=None, connection_id=None, last_seen_at=tx.now)
+        )
+        return result.rowcount == 1
+
+    return db.write(work)
+
+
 def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState) -> None:
     """Availability reported by the station. Occupancy itself follows the swap events: a slot we
     know holds a pack stays occupied, and an emptied slot becomes available again."""

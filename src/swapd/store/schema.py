@@ -145,6 +145,11 @@ stations = sa.Table(
     sa.Column("name", sa.String(100), nullable=True),
     sa.Column("lat_microdeg", sa.Integer, nullable=True),
     sa.Column("lon_microdeg", sa.Integer, nullable=True),
+    # Presence, for every process to read: set when a server process accepts the station's socket,
+    # cleared when that same connection (connection_id) ends. A later connection, in this process
+    # or another, overwrites both, so an old socket closing late cannot clear a newer one.
+    sa.Column("connected_at", UTCDateTime, nullable=True),
+    sa.Column("connection_id", sa.String(32), nullable=True),
     sa.CheckConstraint("slot_count >= 2", name="two_slots"),
 )
 
