@@ -127,7 +127,7 @@ async def test_refusals_unknown_and_offline_stations(
     payments.top_up(db, me.rider_id, 10_000, "pay-1")
     st1.station.request_swap_status = "Rejected"
     rejected = await http.post("/me/swaps", headers=keyed(me), json={"station_id": "ST1"})
-    assert rejected.json()["accepted"] is False and rejected.json()["reason"] == "no_charged_pack"
+    assert rejected.json()["accepted"] is False and rejected.json()["reason"] == "station_refused"
     assert "Rejected" in rejected.json()["text"]
     # The rejected offer was abandoned: its hold released, the pack free for the next rider.
     assert rider_balance(db, me.rider_id).held_units == 0
@@ -167,3 +167,31 @@ async def test_two_first_attempts_with_one_key_reserve_one_swap(
     assert rider_balance(db, me.rider_id).held_units == 1_700
     assert len({r["request_id"] for r in st1.station.swap_requests}) == 1
     await st1.close()
+
+
+async def test_a_station_that_connected_and_left_is_409_station_offline_at_once(
+    db: Database, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    import asyncio
+    import time
+
+    password = _setup(db)
+    me = await sign_up(http)
+    assert me.rider_id is not None
+    payments.top_up(db, me.rider_id, 10_000, "pay-1")
+    st1 = await booted(live, "ST1", password)
+    await st1.close()
+    for _ in range(200):  # the server records the disconnection as the socket closes
+        if not stations.presence(db, "ST1").connected:
+            break
+        await asyncio.sleep(0.02)
+
+    started = time.monotonic()
+    answer = await http.post("/me/swaps", headers=keyed(me), json={"station_id": "ST1"})
+    assert time.monotonic() - started < 3  # not the 20 s the command would wait
+    assert answer.status_code == 409, answer.text
+    assert answer.json() == {
+        "code": "station_offline",
+        "detail": "station ST1 is not connected (last seen 2026-11-02T09:00:00+00:00)",
+    }
+    assert _count(db, t.swaps) == 0 and rider_balance(db, me.rider_id).held_units == 0

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swapd.api.deps import Db, IdempotencyKey, Rider, once, service_key
 from swapd.api.errors import responses
-from swapd.domain.errors import Conflict
 from swapd.domain.riders import TokenType
 from swapd.services import app_swaps, rider_views, views
 
@@ -23,12 +22,6 @@ router = APIRouter(tags=["rider"])
 # a station on a mobile link, short enough for a person looking at their phone.
 SWAP_REQUEST_TIMEOUT_S = 20.0
 _BP = "basis points of a percent: 9850 = 98.50 %"
-
-
-class StationOffline(Conflict):
-    """The station is not connected to the server: nothing was reserved or held."""
-
-    code = "station_offline"
 
 
 # -- balance --------------------------------------------------------------------------------------
@@ -259,17 +252,10 @@ def start_swap(
     assert rider_id is not None
 
     def work() -> tuple[int, SwapStarted]:
-        station = rider_views.station_exists(db, body.station_id)
-
-        def online() -> bool:
-            # Connected to this process, or seen lately by any process (several may serve).
-            here = body.station_id in request.app.state.gateway.sessions
-            return here or rider_views.station_online(db, body.station_id)
-
-        # A disabled station is refused by the decision itself (recorded as such); an enabled one
-        # that is not connected would only make the rider wait for the command to expire.
-        if station.enabled and not online():
-            raise StationOffline(f"station {body.station_id} is offline now: try another station")
+        # Checked before the decision too, so that nothing is decided or recorded for a station
+        # the rider cannot use; request_swap checks again (StationOffline) until the station
+        # answers, so one that drops off meanwhile is the same 409.
+        app_swaps.ensure_connected(db, body.station_id)
         outcome = app_swaps.request_swap(
             db,
             body.station_id,
@@ -277,9 +263,6 @@ def start_swap(
             timeout_s=SWAP_REQUEST_TIMEOUT_S,
             key=service_key(caller, idempotency_key),
         )
-        # Asked (a request id) and not accepted: the station may have dropped off meanwhile.
-        if not outcome.accepted and outcome.request_id is not None and not online():
-            raise StationOffline(f"station {body.station_id} went offline; nothing was reserved")
         return 200, SwapStarted(
             accepted=outcome.accepted,
             reason=outcome.reason,

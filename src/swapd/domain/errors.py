@@ -49,3 +49,10 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StationOffline(Conflict):
+    """The station is not connected to any server process, so a command to it cannot be
+    delivered: nothing was sent, and whatever an attempt reserved has been released."""
+
+    code = "station_offline"

@@ -4,6 +4,11 @@ A command is a row in ``station_commands``. Every server process polls for pendi
 the stations connected to it; on PostgreSQL a NOTIFY wakes them at once. A process claims a row
 with a conditional UPDATE, so exactly one process sends it, and writes the station's answer back
 for the requester (a CLI command, the HTTP API) to read.
+
+The requester waits no longer than it takes to see that nobody can answer: a command that no
+process takes within ``PICKUP_TIMEOUT_S`` (none holds the station's socket), or whose station's
+connection (``stations.connection_id``) ends or changes while it waits, is undelivered at once
+instead of waiting out its whole timeout.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +35,10 @@ POLL_INTERVAL_S = 0.25
 # Unexpired pending commands live seconds (an app swap waits <= its timeout), so this many
 # covers every process's stations at once.
 MAX_PENDING_SCAN = 5000
+# Twenty poll intervals: a process holding the station's socket claims a command within one
+# (at once on PostgreSQL), so one still pending after this has no process to take it.
+PICKUP_TIMEOUT_S = 5.0
+WAIT_POLL_S = 0.05
 
 
 class CommandState:
@@ -37,6 +47,16 @@ class CommandState:
     ANSWERED = "answered"
     FAILED = "failed"
     EXPIRED = "expired"
+    UNDELIVERED = "undelivered"  # no connection of the station took it, or its connection ended
+
+    FINAL = frozenset({ANSWERED, FAILED, EXPIRED, UNDELIVERED})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str
+    response: dict[str, Any] | None = None
+    error: str | None = None
 
 
 def enqueue(
@@ -70,36 +90,61 @@ def enqueue(
 
 
 def wait_for(
-    db: Database, command_id: int, *, timeout_s: float
-) -> tuple[str, dict[str, Any] | None, str | None]:
-    """Block until the command is answered, failed or expired: (state, response, error)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        row = db.read(
-            lambda tx: tx.repo.execute(
-                sa.select(t.station_commands).where(t.station_commands.c.id == command_id)
-            ).one()
+    db: Database, command_id: int, *, timeout_s: float, pickup_s: float = PICKUP_TIMEOUT_S
+) -> Outcome:
+    """Block until the command is answered or failed, or it cannot be any more: undelivered when
+    no process took it within ``pickup_s`` or the station's connection ended or changed since the
+    first look (the socket that would answer is gone), expired after ``timeout_s``."""
+    c, s = t.station_commands.c, t.stations.c
+    query = (
+        sa.select(c.state, c.response, c.error, s.connection_id)
+        .join_from(t.station_commands, t.stations, s.id == c.station_id)
+        .where(c.id == command_id)
+    )
+    start = time.monotonic()
+    pickup_deadline, deadline = start + min(pickup_s, timeout_s), start + timeout_s
+    first_connection: str | None = None
+    for poll_no in range(int(timeout_s / WAIT_POLL_S) + 10):
+        row = db.read(lambda tx: tx.repo.execute(query).one())
+        if row.state in CommandState.FINAL:
+            return Outcome(row.state, row.response, row.error)
+        if poll_no == 0:
+            first_connection = row.connection_id
+        now = time.monotonic()
+        gone = row.connection_id is None or (
+            row.state == CommandState.SENT and row.connection_id != first_connection
         )
-        if row.state in (CommandState.ANSWERED, CommandState.FAILED, CommandState.EXPIRED):
-            return row.state, row.response, row.error
-        if time.monotonic() >= deadline:
-            _expire(db, command_id)
-            return CommandState.EXPIRED, None, "the station did not answer in time"
-        time.sleep(0.05)
+        if gone or (row.state == CommandState.PENDING and now >= pickup_deadline):
+            why = "the station's connection ended" if gone else "no server process took it"
+            if _end(db, command_id, CommandState.UNDELIVERED, why):
+                return Outcome(CommandState.UNDELIVERED, None, why)
+            continue  # it was answered meanwhile: read the answer
+        if now >= deadline:
+            why = "the station did not answer in time"
+            if _end(db, command_id, CommandState.EXPIRED, why):
+                return Outcome(CommandState.EXPIRED, None, why)
+            continue
+        time.sleep(WAIT_POLL_S)
+    # Not reached: the deadline ends the loop first, unless the clock stood still.
+    _end(db, command_id, CommandState.EXPIRED, "the station did not answer in time")
+    return Outcome(CommandState.EXPIRED, None, "the station did not answer in time")
 
 
-def _expire(db: Database, command_id: int) -> None:
-    def work(tx: Tx) -> None:
-        tx.repo.execute(
+def _end(db: Database, command_id: int, state: str, error: str) -> bool:
+    """Give up on a command that is still pending or sent; False when it reached an end first."""
+
+    def work(tx: Tx) -> bool:
+        result = tx.repo.execute(
             sa.update(t.station_commands)
             .where(
                 t.station_commands.c.id == command_id,
                 t.station_commands.c.state.in_([CommandState.PENDING, CommandState.SENT]),
             )
-            .values(state=CommandState.EXPIRED, updated_at=tx.now)
+            .values(state=state, error=error, updated_at=tx.now)
         )
+        return bool(result.rowcount == 1)
 
-    db.write(work)
+    return db.write(work)
 
 
 def claim(db: Database, station_ids: list[str]) -> list[tuple[int, str, str, dict[str, Any]]]:
@@ -151,7 +196,11 @@ def finish(db: Database, command_id: int, *, response: dict[str, Any] | None, er
     def work(tx: Tx) -> None:
         tx.repo.execute(
             sa.update(t.station_commands)
-            .where(t.station_commands.c.id == command_id)
+            # A requester that gave up (expired, undelivered) keeps its verdict.
+            .where(
+                t.station_commands.c.id == command_id,
+                t.station_commands.c.state == CommandState.SENT,
+            )
             .values(
                 state=CommandState.FAILED if error else CommandState.ANSWERED,
                 response=response,

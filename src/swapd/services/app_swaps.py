@@ -6,11 +6,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from swapd.domain.decision import REFUSAL_TEXT, RefusalReason
-from swapd.domain.errors import Conflict
+from swapd.domain.errors import Conflict, StationOffline
 from swapd.domain.riders import IdToken, TokenType
 from swapd.gateway import commands
-from swapd.services import swaps
+from swapd.services import stations, swaps
 from swapd.store.database import Database
 
 
@@ -24,6 +23,15 @@ class AppSwap:
     offered_slots: tuple[int, ...] = ()
 
 
+# Refusals by the station itself, after the server accepted (the decision's own are in
+# swapd.domain.decision.RefusalReason): the offer is abandoned, nothing stays held.
+STATION_REFUSED = "station_refused"
+STATION_NO_ANSWER = "station_no_answer"
+STATION_TEXT = {
+    STATION_REFUSED: "The station could not start the swap: please try again",
+    STATION_NO_ANSWER: "The station did not answer: please try again",
+}
+
 # OCPP's requestId is an integer; ours are ten digits, apart from small station-made ones.
 _REQUEST_ID_LOW, _REQUEST_ID_SPAN = 10**9, 2**31 - 10**9
 
@@ -33,6 +41,14 @@ def request_id_for(key: str) -> str:
     (or two first attempts racing) finds the same swap instead of reserving packs twice."""
     digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     return str(_REQUEST_ID_LOW + digest % _REQUEST_ID_SPAN)
+
+
+def ensure_connected(db: Database, station_id: str) -> None:
+    """Refuse with StationOffline when no server process holds the station's socket. A disabled
+    station passes: the decision refuses it, and records the refusal as such."""
+    presence = stations.presence(db, station_id)
+    if presence.enabled and not presence.connected:
+        raise StationOffline(presence.offline_text())
 
 
 def request_swap(
@@ -45,7 +61,11 @@ def request_swap(
 ) -> AppSwap:
     """Decide (R6), reserve packs and holds, then send RequestBatterySwap to the station through
     whichever server process holds its socket. A station that rejects or does not answer gets
-    the offer abandoned, so no hold outlives the attempt. With ``key`` the attempt is idempotent."""
+    the offer abandoned, so no hold outlives the attempt. With ``key`` the attempt is idempotent.
+
+    A station that is not connected, or whose connection ends before it answers, is
+    StationOffline, within seconds (swapd.gateway.commands.PICKUP_TIMEOUT_S), not a refusal. The
+    decision comes first, so that an unknown rider or one without credit hears that."""
     if key is None:
         request_id = str(_REQUEST_ID_LOW + secrets.randbelow(_REQUEST_ID_SPAN))
     else:
@@ -59,19 +79,29 @@ def request_swap(
         return AppSwap(False, decision.reason, decision.text, swap_id=decision.swap_id)
     assert decision.swap_id is not None
     payload = {"id_token": {"id_token": rider_id, "type": "Central"}, "request_id": int(request_id)}
-    command_id = commands.enqueue(db, station_id, "RequestBatterySwap", payload, timeout_s=timeout_s)
-    state, response, error = commands.wait_for(db, command_id, timeout_s=timeout_s)
-    if state == commands.CommandState.ANSWERED and response and response.get("status") == "Accepted":
+    try:
+        ensure_connected(db, station_id)
+        command_id = commands.enqueue(db, station_id, "RequestBatterySwap", payload, timeout_s=timeout_s)
+        outcome = commands.wait_for(db, command_id, timeout_s=timeout_s)
+    except BaseException:
+        swaps.abandon_offer(db, decision.swap_id)
+        raise
+    response = outcome.response or {}
+    if outcome.state == commands.CommandState.ANSWERED and response.get("status") == "Accepted":
         return AppSwap(
             True, None, "Accepted", request_id, decision.swap_id, tuple(decision.offered_slots)
         )
     swaps.abandon_offer(db, decision.swap_id)
-    reason = RefusalReason.NO_CHARGED_PACK.value
-    detail = error or f"station answered {response}"
-    return AppSwap(
-        False,
-        reason,
-        f"{REFUSAL_TEXT[RefusalReason.NO_CHARGED_PACK]} ({detail})",
-        request_id,
-        decision.swap_id,
-    )
+    if outcome.state == commands.CommandState.UNDELIVERED:
+        # No process took it, or the connection it went to ended: even if the record says the
+        # station is connected (again, or still, after its process died), no socket answered.
+        raise StationOffline(stations.presence(db, station_id).offline_text())
+    if outcome.state == commands.CommandState.FAILED:
+        ensure_connected(db, station_id)  # the send failed because the station left: say so
+    if outcome.state == commands.CommandState.ANSWERED:
+        reason, detail = STATION_REFUSED, f"the station answered {response.get('status')}"
+    elif outcome.state == commands.CommandState.FAILED:
+        reason, detail = STATION_REFUSED, outcome.error or "the station answered with an error"
+    else:
+        reason, detail = STATION_NO_ANSWER, outcome.error or "the station did not answer"
+    return AppSwap(False, reason, f"{STATION_TEXT[reason]} ({detail})", request_id, decision.swap_id)
