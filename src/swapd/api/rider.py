@@ -232,7 +232,10 @@ class SwapStart(BaseModel):
 
 class SwapStarted(BaseModel):
     accepted: bool
-    reason: str | None = Field(description="Why it was refused: no_credit, no_charged_pack, ...")
+    reason: str | None = Field(
+        description="Why it was refused: no_credit, no_charged_pack, ... (the decision's), or"
+        " station_refused, station_no_answer (the station's, after the server accepted)"
+    )
     text: str = Field(description="What to tell the rider")
     station_id: str
     swap_id: int | None
