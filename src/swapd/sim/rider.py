@@ -234,7 +234,8 @@ class SimRider:
             await station.send_status(slots)
             key = app_refusal_key(result.reason)
             stats.refusals[key] += 1
-            if result.reason == RefusalReason.NO_CHARGED_PACK and result.request_id is not None:
+            if result.reason in (app_swaps.STATION_REFUSED, app_swaps.STATION_NO_ANSWER):
+                # The server decided yes and asked the station, which did not start the swap.
                 stats.note(f"{self.id} at {station.id}: app swap not started: {result.text}")
             return Outcome("refused", key, station.id)
         request_id = int(result.request_id)
