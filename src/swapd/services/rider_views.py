@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,9 +26,6 @@ from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 
 MAX_PAGE = 100
-# A station reports itself at boot and with every Heartbeat (every HEARTBEAT_INTERVAL_S = 300 s):
-# one missed heartbeat plus slack is tolerated before we call it offline.
-ONLINE_WITHIN_S = 2 * 300 + 60
 EARTH_RADIUS_M = 6_371_008  # IUGG mean radius
 MICRODEG = 1_000_000
 METRES_PER_DEG_LAT = 111_195  # 2 * pi * EARTH_RADIUS_M / 360, rounded
@@ -364,21 +361,6 @@ def remove_card(db: Database, rider_id: str, uid: str) -> None:
 
 
 # -- stations -------------------------------------------------------------------------------------
-
-
-def station_online(db: Database, station_id: str) -> bool:
-    """Whether the station spoke to any server process recently (boot or heartbeat)."""
-
-    def work(tx: Tx) -> bool:
-        row = tx.repo.execute(
-            sa.select(t.stations.c.last_seen_at).where(t.stations.c.id == station_id)
-        ).first()
-        if row is None:
-            raise NotFound(f"unknown station {station_id}")
-        seen: datetime | None = row.last_seen_at
-        return seen is not None and tx.now - seen <= timedelta(seconds=ONLINE_WITHIN_S)
-
-    return db.read(work)
 
 
 def station_exists(db: Database, station_id: str) -> Station:
