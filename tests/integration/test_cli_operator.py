@@ -718,7 +718,7 @@ def test_bad_input_with_json_is_still_one_line(db_url: str) -> None:
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}"
-    assert "database unavailable" in refused(url, "station", "list")
+    assert f"directory {tmp_path / 'missing' / 'dir'} does not exist" in refused(url, "station", "list")
 
 
 # -- CSV import -----------------------------------------------------------------------------------

@@ -741,7 +741,10 @@ def test_db_upgrade_on_an_unopenable_database_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.stdout == ""
-    assert result.stderr.splitlines() == ["error: database unavailable: unable to open database file"]
+    assert result.stderr.splitlines() == [
+        f"error: directory {tmp_path}/no/such/dir does not exist "
+        f"(for database {tmp_path}/no/such/dir/swapd.db)"
+    ]
 
 
 def test_db_upgrade_success_message_is_one_line_on_80_columns(tmp_path: Path) -> None:
