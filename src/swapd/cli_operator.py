@@ -46,7 +46,9 @@ err = Console(stderr=True)
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
-        "--database", envvar="SWAPD_DATABASE_URL", help="SQLAlchemy URL (default: ./swapd.db)."
+        "--database",
+        envvar="SWAPD_DATABASE_URL",
+        help="SQLAlchemy URL or SQLite file path (default: ./swapd.db).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line however long (an absolute path); escape: a path may hold [brackets].
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -138,7 +140,10 @@ def sim_command(
         typer.Option(
             "--database",
             envvar="SWAPD_DATABASE_URL",
-            help="SQLAlchemy URL (default: a temporary SQLite file when embedded, else ./swapd.db).",
+            help=(
+                "SQLAlchemy URL or SQLite file path (default: a temporary SQLite file when "
+                "embedded, else ./swapd.db)."
+            ),
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation's random choices.")] = 1,
