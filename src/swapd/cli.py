@@ -118,6 +118,24 @@ def version() -> None:
     out.print(__version__)
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """swapd: operation server for battery-swap networks."""
+
+
 @db_app.command("upgrade")
 def db_upgrade(database: DatabaseOption = None) -> None:
     """Create or migrate the schema to the newest version."""

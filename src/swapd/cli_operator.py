@@ -1171,7 +1171,8 @@ def topup(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Sandbox top-up: a payment of AMOUNT_MINOR becomes allowance on the rider's plan."""
+    """Staff top-up: money taken outside swapd (cash, bank transfer) becomes allowance on the
+    rider's plan; no payment provider is involved."""
     reference = ref or sandbox_reference()
 
     def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
