@@ -226,14 +226,17 @@ def broken_frames(draw: st.DrawFn) -> str:
     )
 
 
+_PRESENCE = frozenset({"last_seen_at", "connected_at", "connection_id"})
+
+
 def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table; a station's last_seen_at moves with each Heartbeat."""
+    """Every row of every table, less a station's presence: last_seen_at moves with each
+    Heartbeat, connected_at and connection_id with each socket the probe reopens (and the server
+    writes them after the close it answered, so a snapshot may fall on either side)."""
     tables: dict[str, list[tuple[Any, ...]]] = {}
     with db.engine.connect() as connection:
         for table in t.metadata.sorted_tables:
-            columns = [
-                c for c in table.columns if not (table is t.stations and c.name == "last_seen_at")
-            ]
+            columns = [c for c in table.columns if not (table is t.stations and c.name in _PRESENCE)]
             rows = connection.execute(sa.select(*columns)).all()
             tables[table.name] = sorted(tuple(map(repr, r)) for r in rows)
     return tables
