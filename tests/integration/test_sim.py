@@ -41,7 +41,7 @@ def _assert_consistent(summary: dict[str, Any]) -> None:
     assert consistency["ledger_ok"] and consistency["ledger_problems"] == []
     assert consistency["pack_places_agree"] and consistency["pack_place_mismatches"] == []
     assert consistency["resends_that_changed_something"] == 0
-    assert summary["errors"] == {}
+    assert summary["errors"] == {}, summary["notes"]
     assert summary["messages"]["call_errors"] == {}
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swapd.domain.decision import RefusalReason
+from swapd.domain.errors import StationOffline
 from swapd.gateway.codes import REASON_CODE, status_for
 from swapd.services import app_swaps, payments, queries
 from swapd.sim.config import SimConfig
@@ -223,6 +224,13 @@ class SimRider:
                     self.id,
                     timeout_s=self.ctx.config.app_timeout_s,
                 )
+        except StationOffline:
+            # The station's socket dropped (the simulator drops some on purpose) before the
+            # server could deliver RequestBatterySwap: a refusal the rider sees, not an error.
+            self.packs = station.hand_back(slots)
+            await station.send_status(slots)
+            stats.refusals[StationOffline.code] += 1
+            return Outcome("refused", StationOffline.code, station.id)
         except Exception as error:
             self.packs = station.hand_back(slots)
             await station.send_status(slots)
