@@ -234,3 +234,27 @@ def machine_facts() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version(),
     }
+
+
+BUSY_STATUSES = (429, 503)
+
+
+async def connect_station(url: str, *, open_timeout: float, **options: Any) -> Any:
+    """A station's WebSocket, retried as a real station retries: the server answers a burst of
+    first connections beyond what its password pool takes with 503 (or 429) and Retry-After, and
+    a station comes back after that many seconds. Gives up at ``open_timeout``."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    deadline = time.monotonic() + open_timeout
+    while True:
+        try:
+            return await connect(url, open_timeout=max(1.0, deadline - time.monotonic()), **options)
+        except InvalidStatus as refused:
+            response = refused.response
+            if response.status_code not in BUSY_STATUSES or time.monotonic() >= deadline:
+                raise
+            retry_s = float(response.headers.get("Retry-After", "1") or 1)
+            await asyncio.sleep(min(retry_s, max(0.0, deadline - time.monotonic())))

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
+
+from bench._common import connect_station
 
 CONNECT_CONCURRENCY = 50
 RETURN_SOC_DROP_PCT = (2.0, 8.0)  # a returned pack stays above the station's 90 % "charged" mark
@@ -153,7 +155,7 @@ def _auth(station_id: str, password: str) -> dict[str, str]:
 
 async def _open(url: str, plan: StationPlan, gate: asyncio.Semaphore) -> SimStation:
     async with gate:
-        ws = await connect(
+        ws = await connect_station(
             f"{url}/ocpp/{plan.station_id}",
             subprotocols=[Subprotocol("ocpp2.1")],
             additional_headers=_auth(plan.station_id, plan.password),

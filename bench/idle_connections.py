@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from rich.progress import Progress
 
 from bench._common import (
+    connect_station,
     console,
     emit,
     fresh_database,
@@ -96,12 +97,11 @@ async def _station(
     stats: dict[str, Any],
     deflate: bool,
 ) -> None:
-    from websockets.asyncio.client import connect
     from websockets.typing import Subprotocol
 
     auth = base64.b64encode(f"{station_id}:{PASSWORD}".encode()).decode()
     async with gate:
-        ws = await connect(
+        ws = await connect_station(
             f"{url}/ocpp/{station_id}",
             subprotocols=[Subprotocol("ocpp2.1")],
             additional_headers={"Authorization": f"Basic {auth}"},
