@@ -131,13 +131,7 @@ def upgrade() -> None:
     for table, columns in BOUNDED.items():
         drop = [_positive_name(table)] if table in POSITIVE else []
         add = [(_bounded_name(table, c), _check(c, low, high, sqlite)) for c, low, high in columns]
-        if sqlite:
-            _rebuild_sqlite(connection, table, drop, add)
-            continue
-        for name in drop:
-            op.drop_constraint(op.f(name), table, type_="check")
-        for name, text in add:
-            op.create_check_constraint(op.f(name), table, text)
+        _replace_checks(connection, sqlite, table, drop, add)
 
 
 def downgrade() -> None:
@@ -146,10 +140,18 @@ def downgrade() -> None:
     for table, columns in BOUNDED.items():
         drop = [_bounded_name(table, c) for c, _low, _high in columns]
         add = [(_positive_name(table), POSITIVE[table])] if table in POSITIVE else []
-        if sqlite:
-            _rebuild_sqlite(connection, table, drop, add)
-            continue
-        for name in drop:
-            op.drop_constraint(op.f(name), table, type_="check")
-        for name, text in add:
-            op.create_check_constraint(op.f(name), table, text)
+        _replace_checks(connection, sqlite, table, drop, add)
+
+
+def _replace_checks(
+    connection: sa.Connection, sqlite: bool, table: str, drop: list[str], add: list[tuple[str, str]]
+) -> None:
+    """Drop the named CHECK constraints of ``table`` and add the given ones: a table rebuild on
+    SQLite (which cannot alter constraints), ALTER TABLE on PostgreSQL."""
+    if sqlite:
+        _rebuild_sqlite(connection, table, drop, add)
+        return
+    for name in drop:
+        op.drop_constraint(op.f(name), table, type_="check")
+    for name, text in add:
+        op.create_check_constraint(op.f(name), table, text)
