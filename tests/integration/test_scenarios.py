@@ -606,9 +606,9 @@ LOAD_ERRORS: dict[str, tuple[str, str]] = {
         "step 1 (plan), unit: required field missing",
     ),
     "unknown currency": (
-        '[[step]]\ndo = "plan"\nid = "p"\nkind = "prepaid_time"\ncurrency = "KRX"\n'
+        '[[step]]\ndo = "plan"\nid = "p"\nkind = "prepaid_time"\ncurrency = "KRWW"\n'
         "price_minor = 1\nprice_units = 1\n",
-        "step 1 (plan), currency: unknown currency 'KRX' (did you mean 'KRW'?)",
+        "step 1 (plan), currency: unknown currency 'KRWW' (did you mean 'KRW'?)",
     ),
     "token with two keys": (
         '[[step]]\ndo = "authorize"\nstation = "ST1"\ntoken = { app = "R1", rfid = "X" }\n',

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from decimal import Decimal, InvalidOperation
 
+from swapd.domain.currencies import ISO_4217_EXPONENTS
 from swapd.domain.errors import InvalidInput
 
 PERCENT_BP = 10_000  # 100.00 % in basis points
@@ -47,36 +48,16 @@ class Unit(enum.StrEnum):
     DELIVERIES = "count"
 
 
-# ISO 4217 minor-unit exponents for the currencies swap networks bill in today.
-CURRENCY_EXPONENTS: dict[str, int] = {
-    "KRW": 0,
-    "JPY": 0,
-    "VND": 0,
-    "IDR": 2,
-    "TWD": 2,
-    "CNY": 2,
-    "INR": 2,
-    "THB": 2,
-    "PHP": 2,
-    "MYR": 2,
-    "USD": 2,
-    "EUR": 2,
-    "GBP": 2,
-    "KES": 2,
-    "NGN": 2,
-    "RWF": 0,
-    "UGX": 0,
-    "BHD": 3,
-    "KWD": 3,
-}
+# Every ISO 4217 currency in use and its minor-unit exponent (generated from Babel's CLDR data,
+# corrected to ISO 4217: see src/swapd/domain/currencies.py). The old name stays for callers.
+CURRENCY_EXPONENTS: dict[str, int] = ISO_4217_EXPONENTS
 
 
 def currency_exponent(currency: str) -> int:
     try:
         return CURRENCY_EXPONENTS[currency]
     except KeyError:
-        known = ", ".join(sorted(CURRENCY_EXPONENTS))
-        raise InvalidInput(f"unknown currency {currency!r}; known: {known}") from None
+        raise InvalidInput(f"unknown currency {currency!r}: not an ISO 4217 code in use") from None
 
 
 def format_money(amount_minor: int, currency: str) -> str:

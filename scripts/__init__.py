@@ -1,0 +1,1 @@
+"""Maintenance scripts run by hand from the repository root (``uv run python -m scripts.NAME``)."""
