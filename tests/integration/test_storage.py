@@ -48,7 +48,7 @@ from swapd.store.engine import (
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-HEAD = "0007"
+HEAD = "0008"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
 

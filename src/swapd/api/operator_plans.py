@@ -43,6 +43,7 @@ class PlanOut(BaseModel):
     included_units: int
     carry_over: bool
     prorate_first_cycle: bool
+    listed: bool = Field(description="In the public plan list and open to rider sign-up")
     riders: int
 
     @classmethod
@@ -60,6 +61,7 @@ class PlanOut(BaseModel):
             included_units=plan.included_units,
             carry_over=plan.carry_over,
             prorate_first_cycle=plan.prorate_first_cycle,
+            listed=plan.listed,
             riders=riders,
         )
 

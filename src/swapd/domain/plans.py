@@ -62,6 +62,9 @@ class Plan:
     included_units: int = 0
     carry_over: bool = True
     prorate_first_cycle: bool = True
+    # Listed: in the public plan list and open to rider sign-up. An unlisted plan (the simulator's)
+    # works the same for the riders staff put on it.
+    listed: bool = True
 
     def __post_init__(self) -> None:
         validate_code(self.id, "plan")

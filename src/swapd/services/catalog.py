@@ -88,6 +88,7 @@ def add_plan(db: Database, plan: Plan) -> Plan:
                 included_units=plan.included_units,
                 carry_over=plan.carry_over,
                 prorate_first_cycle=plan.prorate_first_cycle,
+                listed=plan.listed,
             )
         )
         return plan

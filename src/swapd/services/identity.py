@@ -176,7 +176,8 @@ def sign_up_rider(
         raise InvalidInput(f"vehicle_packs must be 1..8, got {vehicle_packs}")
 
     def work(tx: Tx) -> User:
-        if tx.repo.plan(plan_id) is None:
+        plan = tx.repo.plan(plan_id)
+        if plan is None or not plan.listed:  # an unlisted plan is not there for the public
             raise NotFound(f"unknown plan {plan_id}")
         rider_id = f"r-{secrets.token_hex(6)}"
         tx.repo.execute(

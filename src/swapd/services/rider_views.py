@@ -41,7 +41,8 @@ def quantity_name(unit: str) -> str:
 
 
 def plans(db: Database) -> list[Plan]:
-    return db.read(lambda tx: tx.repo.plans())
+    """The plans riders can choose from: the listed ones."""
+    return db.read(lambda tx: tx.repo.plans(listed_only=True))
 
 
 # -- balance --------------------------------------------------------------------------------------

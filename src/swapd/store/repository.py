@@ -194,6 +194,7 @@ def plan_from_row(row: Row) -> Plan:
         included_units=row.included_units,
         carry_over=row.carry_over,
         prorate_first_cycle=row.prorate_first_cycle,
+        listed=bool(row.listed),  # SQLite's driver gives 0 or 1 on the prepared path
     )
 
 
@@ -332,8 +333,11 @@ class Repository:
         plan = self.plans_read[plan_id] = plan_from_row(row)
         return plan
 
-    def plans(self) -> list[Plan]:
-        return [plan_from_row(r) for r in self.conn.execute(sa.select(t.plans).order_by(t.plans.c.id))]
+    def plans(self, *, listed_only: bool = False) -> list[Plan]:
+        query = sa.select(t.plans).order_by(t.plans.c.id)
+        if listed_only:
+            query = query.where(t.plans.c.listed.is_(True))
+        return [plan_from_row(r) for r in self.conn.execute(query)]
 
     def rider(self, rider_id: str, *, lock: bool = False) -> Rider | None:
         query = _RIDER_LOCKED if lock and self._lockable else _RIDER

@@ -177,6 +177,8 @@ plans = sa.Table(
     sa.Column("included_units", sa.BigInteger, nullable=False),
     sa.Column("carry_over", sa.Boolean, nullable=False),
     sa.Column("prorate_first_cycle", sa.Boolean, nullable=False),
+    # Listed plans are the public plan list and what riders may sign up for; set once, at creation.
+    sa.Column("listed", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 riders = sa.Table(
