@@ -118,6 +118,13 @@ def render_summary(console: Console, summary: Summary) -> None:
         console.print(f"  [red]{line}[/]", highlight=False)
     for note in stats.notes[:10]:
         console.print(f"  [yellow]note:[/] {note}", highlight=False)
+    if summary.cleanup is not None:
+        done = summary.cleanup
+        console.print(escape(done.line()), style=None if done.ok else "bold red", highlight=False)
+        if not done.ledger_ok:
+            console.print("[bold red]ledger check after the removal: FAIL[/]")
+            for line in done.ledger_problems[:10]:
+                console.print(f"  [red]{escape(line)}[/]", highlight=False)
     console.print("[bold green]consistent[/]" if summary.ok else "[bold red]INCONSISTENT[/]")
 
 
@@ -147,17 +154,40 @@ def sim_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation's random choices.")] = 1,
+    allow_real_data: Annotated[
+        bool,
+        typer.Option(
+            "--allow-real-data",
+            help="With --server: run even though the database holds riders of its own.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulate stations and riders against a real server over real WebSockets.
 
+    Everything a run creates has ids starting with SIM-<run>-, and its plans are unlisted (never
+    in the public plan list, never open to sign-up).
+
+    With --server the database is a live one: the run refuses it (exit 2) when it holds riders
+    that are not the simulator's, unless given --allow-real-data. At the end, also when
+    interrupted or failed, the run removes every row it created: stations with their slots and
+    passwords, riders with their cards, plans, packs, pack model, swaps, and its riders' ledger
+    accounts with every transfer touching them; the operator accounts give back exactly what
+    those transfers added, so `swapd ledger check` stays clean and the operator's books are as
+    if the run never happened. One audit log entry (sim.remove) records it. Should the removal
+    be impossible, the run is retired instead (stations disabled, riders blocked) and the
+    summary says so. Embedded runs keep what they made (their database is a scratch one unless
+    --database is given).
+
     Exits 1 when the server's count of completed swaps differs from the simulator's, the ledger
-    check fails, a pack is not where the simulator put it, or a resent message changed anything.
+    check fails, a pack is not where the simulator put it, a resent message changed anything, or
+    a live-server run could not be removed.
     """
     import sqlalchemy as sa
 
     from swapd.domain.errors import DomainError
     from swapd.logs import configure_logging
+    from swapd.sim.cleanup import RealData
     from swapd.sim.config import SimConfig
     from swapd.sim.runner import run
     from swapd.sim.station import StationError
@@ -173,6 +203,7 @@ def sim_command(
         server=server,
         database=database,
         seed=seed,
+        allow_real_data=allow_real_data,
     )
     try:
         config.check()
@@ -196,15 +227,24 @@ def sim_command(
                     live.update(render_progress(snapshot, title))
 
                 summary = run(config, on_progress=progress, on_phase=phase)
+    except RealData as error:
+        fail(str(error))
+    except KeyboardInterrupt as error:
+        _say_notes(error)
+        fail("interrupted", 130)
     except DomainError as error:
+        _say_notes(error)
         fail(error.message)
     except StationError as error:
+        _say_notes(error)
         fail(f"stations cannot reach the server: {error}")
     except sa.exc.OperationalError as error:
+        _say_notes(error)
         fail(f"database unavailable: {str(error.orig).strip().splitlines()[0]}")
     except sa.exc.ArgumentError as error:
         fail(f"bad database URL: {error}")
     except (OSError, RuntimeError) as error:
+        _say_notes(error)
         fail(str(error))
     if as_json:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2, default=_default) + "\n")
@@ -212,6 +252,12 @@ def sim_command(
         render_summary(out, summary)
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _say_notes(error: BaseException) -> None:
+    """What a live-server run did about its rows before the error ended it (on stdout)."""
+    for note in getattr(error, "__notes__", ()):
+        out.print(note, highlight=False, soft_wrap=True)
 
 
 def _default(value: Any) -> Any:

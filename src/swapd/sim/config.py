@@ -43,6 +43,7 @@ class SimConfig:
     server: str | None = None  # ws://host:port of a running server; None: start one in-process
     database: str | None = None  # None: a temporary SQLite file (embedded only)
     seed: int = 1
+    allow_real_data: bool = False  # with --server: run even if the database holds real riders
     shares: Shares = Shares()
     meter_interval_s: int = 900  # simulated seconds between SoC reports of a charging pack
     heartbeat_interval_s: int = 1800  # simulated seconds between heartbeats

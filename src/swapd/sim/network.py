@@ -1,7 +1,8 @@
 """The network a run plays on, set up through the services: pack model, plans, stations with
 passwords and stocked slots, riders with cards and sandbox top-ups, and each rider's first pack.
 
-Every id starts with a run prefix (``SIM-xxxxxx``), so runs share a database without colliding.
+Every id starts with a run prefix (``SIM-xxxxxx``), so runs share a database without colliding
+and a run's rows can be found again (``cleanup``). Its plans are unlisted: riders never see them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import catalog, payments, stations, swaps
 from swapd.services.swaps import BatteryReading
+from swapd.sim.cleanup import SIM_PREFIX
 from swapd.sim.config import SimConfig
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
@@ -74,10 +76,14 @@ class Network:
 
 def new_prefix(db: Database) -> str:
     for _ in range(MAX_PREFIX_TRIES):
-        prefix = f"SIM-{secrets.token_hex(3).upper()}"
-        if stations.access(db, f"{prefix}-S1") is None:
+        prefix = f"{SIM_PREFIX}{secrets.token_hex(3).upper()}"
+        if stations.access(db, f"{prefix}-S1") is None and not _plan_exists(db, f"{prefix}-energy"):
             return prefix
     raise RuntimeError("could not find an unused sim prefix")
+
+
+def _plan_exists(db: Database, plan_id: str) -> bool:
+    return db.read(lambda tx: tx.repo.plan(plan_id)) is not None
 
 
 def _pick(rng: random.Random, population: int, share: float) -> set[int]:
@@ -91,7 +97,15 @@ def build(db: Database, config: SimConfig, rng: random.Random, prefix: str | Non
     catalog.add_pack_model(db, model, NOMINAL_WH)
     plans = {
         PlanKind.PREPAID_ENERGY: catalog.add_plan(
-            db, Plan(f"{prefix}-energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", *ENERGY_PRICE)
+            db,
+            Plan(
+                f"{prefix}-energy",
+                PlanKind.PREPAID_ENERGY,
+                Unit.ENERGY_WH,
+                "KRW",
+                *ENERGY_PRICE,
+                listed=False,
+            ),
         ),
         PlanKind.PREPAID_DELIVERIES: catalog.add_plan(
             db,
@@ -101,6 +115,7 @@ def build(db: Database, config: SimConfig, rng: random.Random, prefix: str | Non
                 Unit.DELIVERIES,
                 "KRW",
                 *DELIVERY_PRICE,
+                listed=False,
             ),
         ),
     }

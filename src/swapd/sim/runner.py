@@ -1,5 +1,11 @@
 """One simulation run: set the network up, start (or reach) the server, play the simulated time
-over real WebSockets, then compare what the simulator saw with what the server wrote."""
+over real WebSockets, then compare what the simulator saw with what the server wrote.
+
+Against a live server (``server`` given) the database is the operator's: the run refuses one that
+holds real riders unless allowed, and at the end, whatever happened, removes every row it created
+(``cleanup``); should that removal be impossible it retires them instead (stations disabled,
+riders blocked; its plans were never listed).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ import sqlalchemy as sa
 
 from swapd.ledger.check import check_ledger
 from swapd.services.swaps import SwapState
+from swapd.sim import cleanup as sim_cleanup
 from swapd.sim import network as net
 from swapd.sim.config import SimConfig
 from swapd.sim.embedded import embedded_server
@@ -55,6 +62,7 @@ class Summary:
     ledger_transfers: int
     place_mismatches: list[str] = field(default_factory=list)
     open_offers: int = 0
+    cleanup: Cleanup | None = None  # against a live server: what was removed afterwards
 
     @property
     def sim_completed(self) -> int:
@@ -71,6 +79,7 @@ class Summary:
             and self.ledger_ok
             and not self.place_mismatches
             and self.stats.resends_changed == 0
+            and (self.cleanup is None or self.cleanup.ok)
         )
 
     @property
@@ -129,7 +138,44 @@ class Summary:
                 "pack_place_mismatches": self.place_mismatches,
                 "open_offers_left": self.open_offers,
             },
+            "cleanup": None if self.cleanup is None else self.cleanup.to_json(),
             "notes": stats.notes,
+        }
+
+
+@dataclass
+class Cleanup:
+    """What became of a live-server run's rows: removed (``removed``), else retired."""
+
+    prefix: str
+    removed: sim_cleanup.Removed | None
+    retired: sim_cleanup.Retired | None
+    error: str | None
+    ledger_ok: bool
+    ledger_problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.removed is not None and self.ledger_ok
+
+    def line(self) -> str:
+        if self.removed is not None:
+            return f"removed run {self.prefix} from the database: {self.removed.line()}"
+        if self.retired is not None:
+            return (
+                f"could not remove run {self.prefix} ({self.error}); retired it instead: "
+                f"{self.retired.line()}"
+            )
+        return f"could not remove or retire run {self.prefix}: {self.error}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "removed": None if self.removed is None else asdict(self.removed),
+            "retired": None if self.retired is None else asdict(self.retired),
+            "error": self.error,
+            "ledger_ok_after": self.ledger_ok,
+            "ledger_problems_after": self.ledger_problems[:MAX_REPORTED_MISMATCHES],
         }
 
 
@@ -151,28 +197,70 @@ def run(
     with _database_url(config) as url:
         db = Database.open(url)  # migrates a new database
         try:
-            phase("setting up the network")
-            started = time.monotonic()
-            network = net.build(db, config, random.Random(config.seed))
-            setup_s = time.monotonic() - started
-            stats = Stats()
-            with contextlib.ExitStack() as stack:
-                if config.server is None:
-                    server_db = Database(make_engine(url))  # the server's own engine and pool
-                    stack.callback(server_db.dispose)
-                    server_url = stack.enter_context(embedded_server(server_db))
-                else:
-                    server_url = config.server
-                phase(f"running {config.hours:g} simulated hours against {server_url}")
-                run_s, riders, stations = asyncio.run(
-                    _play(config, network, server_url, db, stats, on_progress)
-                )
-            phase("checking")
-            return _summarise(
-                config, network, db, stats, riders, stations, setup_s, run_s, url, server_url
-            )
+            if config.embedded:
+                return _run(config, db, url, net.new_prefix(db), phase, on_progress)
+            real = sim_cleanup.real_riders(db)
+            if real and not config.allow_real_data:
+                raise sim_cleanup.RealData(real)
+            prefix = net.new_prefix(db)
+            try:
+                summary = _run(config, db, url, prefix, phase, on_progress)
+            except BaseException as error:
+                phase(f"removing what run {prefix} created")
+                try:
+                    error.add_note(_clean_up(db, prefix).line())
+                except Exception as failure:  # the database is gone too: say so, keep the cause
+                    error.add_note(f"could not remove run {prefix}: {failure}")
+                raise
+            phase(f"removing what run {prefix} created")
+            summary.cleanup = _clean_up(db, prefix)
+            return summary
         finally:
             db.dispose()
+
+
+def _clean_up(db: Database, prefix: str) -> Cleanup:
+    """Remove the run's rows; if that fails, retire them. Then check the ledger again."""
+    sim_cleanup.wait_disconnected(db, prefix)
+    removed = retired = None
+    error = None
+    try:
+        removed = sim_cleanup.remove_run(db, prefix)
+    except (sim_cleanup.CleanupError, sa.exc.SQLAlchemyError) as failure:
+        error = str(failure).splitlines()[0]
+        try:
+            retired = sim_cleanup.retire_run(db, prefix)
+        except sa.exc.SQLAlchemyError as second:
+            error += f"; retiring failed too: {str(second).splitlines()[0]}"
+    with db.engine.connect() as connection:
+        report = check_ledger(connection)
+    return Cleanup(prefix, removed, retired, error, report.ok, list(report.problems))
+
+
+def _run(
+    config: SimConfig,
+    db: Database,
+    url: str,
+    prefix: str,
+    phase: Phase,
+    on_progress: Progress | None,
+) -> Summary:
+    phase("setting up the network")
+    started = time.monotonic()
+    network = net.build(db, config, random.Random(config.seed), prefix)
+    setup_s = time.monotonic() - started
+    stats = Stats()
+    with contextlib.ExitStack() as stack:
+        if config.server is None:
+            server_db = Database(make_engine(url))  # the server's own engine and pool
+            stack.callback(server_db.dispose)
+            server_url = stack.enter_context(embedded_server(server_db))
+        else:
+            server_url = config.server
+        phase(f"running {config.hours:g} simulated hours against {server_url}")
+        run_s, riders, stations = asyncio.run(_play(config, network, server_url, db, stats, on_progress))
+    phase("checking")
+    return _summarise(config, network, db, stats, riders, stations, setup_s, run_s, url, server_url)
 
 
 async def _play(
@@ -201,6 +289,29 @@ async def _play(
     except StationError:
         await asyncio.gather(*(s.stop() for s in stations), return_exceptions=True)
         raise
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        run_s, riders = await _play_time(config, network, db, stats, on_progress, clock, stations, tasks)
+    finally:
+        # Interrupted or failed: no rider or station loop outlives the run, and every socket is
+        # closed before the caller removes the run's stations.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.stop() for s in stations), return_exceptions=True)
+    return run_s, riders, stations
+
+
+async def _play_time(
+    config: SimConfig,
+    network: net.Network,
+    db: Database,
+    stats: Stats,
+    on_progress: Progress | None,
+    clock: SimClock,
+    stations: list[SimStation],
+    tasks: list[asyncio.Task[Any]],
+) -> tuple[float, list[SimRider]]:
     clock.start()
     end_s = config.duration_s
     ctx = Context(
@@ -216,6 +327,7 @@ async def _play(
     if on_progress is not None:
         background.append(asyncio.create_task(_progress(clock, end_s, config, stats, on_progress, stop)))
     rider_tasks = [asyncio.create_task(r.live(), name=r.id) for r in riders]
+    tasks += background + rider_tasks
     _done, pending = await asyncio.wait(rider_tasks, timeout=end_s / config.speed + config.grace_s)
     for task in pending:
         task.cancel()
@@ -234,8 +346,7 @@ async def _play(
     run_s = clock.real_elapsed()
     if on_progress is not None:
         on_progress(stats.snapshot(min(clock.now(), end_s), end_s, run_s))
-    await asyncio.gather(*(s.stop() for s in stations), return_exceptions=True)
-    return run_s, riders, stations
+    return run_s, riders
 
 
 async def _progress(
