@@ -113,6 +113,8 @@ def test_sim_against_a_separate_server_process_on_postgresql(pg_url: str, server
     code, summary = _sim(
         "--stations", "3", "--riders", "60", "--hours", "6", "--speed", "3000", "--seed", "3",
         "--server", server_process, "--database", pg_url,
+        # The session's database may hold other tests' riders; the run removes only its own.
+        "--allow-real-data",
     )  # fmt: skip
     assert code == 0
     _assert_consistent(summary)
