@@ -24,7 +24,10 @@ from typer.testing import CliRunner, Result
 from swapd.ledger.check import check_ledger
 from swapd.services import catalog, payments
 from swapd.sim.cli import sim_command
-from swapd.sim.embedded import free_port
+from swapd.sim.config import SimConfig
+from swapd.sim.embedded import embedded_server, free_port
+from swapd.sim.runner import run
+from swapd.sim.stats import Snapshot
 from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.engine import make_engine
@@ -185,3 +188,30 @@ def test_a_run_that_fails_midway_still_removes_what_it_made(db_url: str) -> None
     assert "removed run SIM-" in result.stdout and "2 stations, 6 riders" in result.stdout
     assert _state(db_url) == before
     assert _count(db_url, t.stations, "id") == 0
+
+
+def test_an_interrupted_run_still_removes_what_it_made(db_url: str) -> None:
+    """Ctrl-C in the middle of the simulated day: the stations let go, then the rows go."""
+    before = _state(db_url)
+    frames = 0
+
+    def interrupt_soon(_snapshot: Snapshot) -> None:
+        nonlocal frames
+        frames += 1
+        if frames == 3:  # some 0.5 s into a run of 144 s
+            raise KeyboardInterrupt
+
+    server_db = Database(make_engine(db_url))  # the server's own engine, as another process has
+    try:
+        with embedded_server(server_db) as server:
+            config = SimConfig(
+                stations=2, slots=4, riders=6, hours=24, speed=600, server=server, database=db_url
+            )
+            with pytest.raises(KeyboardInterrupt) as interrupted:
+                run(config, on_progress=interrupt_soon)
+    finally:
+        server_db.dispose()
+    notes = getattr(interrupted.value, "__notes__", [])
+    assert len(notes) == 1 and notes[0].startswith("removed run SIM-"), notes
+    assert "2 stations, 6 riders" in notes[0]
+    assert _state(db_url) == before
