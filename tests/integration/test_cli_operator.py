@@ -711,9 +711,14 @@ def test_bad_input_is_one_line_and_writes_nothing(db_url: str, case: str) -> Non
     assert snapshot(db_url) == before
 
 
-def test_bad_input_with_json_is_still_one_line(db_url: str) -> None:
+def test_bad_input_with_json_is_one_json_line(db_url: str) -> None:
     network(db_url)
-    assert "unknown rider NOPE" in refused(db_url, "rider", "show", "NOPE", "--json")
+    result = invoke(db_url, "rider", "show", "NOPE", "--json")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert json.loads(lines[0]) == {"error": {"code": "not_found", "message": "unknown rider NOPE"}}
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from swapd.cli_operator import (
+from swapd.cli.common import (
     DatabaseOption,
     JsonOption,
     cell,
@@ -27,9 +26,10 @@ from swapd.cli_operator import (
     with_db,
 )
 from swapd.domain.quantities import format_money
-from swapd.services import statements
-from swapd.services.statements import ExportSummary, Month, Statement
-from swapd.store.database import Database
+
+if TYPE_CHECKING:
+    from swapd.services.statements import ExportSummary, Month, Statement
+    from swapd.store.database import Database
 
 statements_app = typer.Typer(
     help="Monthly statements: one rider's, or every rider's as CSV.", no_args_is_help=True
@@ -39,6 +39,8 @@ MonthOption = Annotated[str, typer.Option("--month", help="Calendar month in UTC
 
 
 def _month(text: str) -> Month:
+    from swapd.services.statements import Month
+
     with clear_errors():
         return Month.parse(text)
     raise AssertionError("unreachable")
@@ -52,6 +54,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """A rider's month: opening balance, payments, usage and charges, refunds, closing balance."""
+    from swapd.services import statements
+
     parsed = _month(month)
     found = with_db(database, lambda db: statements.statement(db, rider_id, parsed))
     if as_json:
@@ -131,6 +135,16 @@ def export(
     as_json: JsonOption = False,
 ) -> None:
     """Every rider's statement for the month as CSV, one row per rider (streamed, any size)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from swapd.services import statements
+
     parsed = _month(month)
 
     def action(db: Database) -> ExportSummary:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from swapd.cli_operator import DatabaseOption, JsonOption, fail, out, with_db
-from swapd.security import generate_password
-from swapd.services import identity
-from swapd.services.identity import Role
-from swapd.store.database import Database
+from swapd.cli.common import DatabaseOption, JsonOption, fail, out, with_db
+
+if TYPE_CHECKING:
+    from swapd.services import identity
+    from swapd.store.database import Database
 
 user_app = typer.Typer(help="Staff accounts of the HTTP API and their API keys.", no_args_is_help=True)
 
@@ -33,6 +33,10 @@ def add(
     """Add a staff account; without --password-stdin a password is generated and shown once."""
     if role not in ("admin", "operator", "support"):
         fail(f"role must be admin, operator or support, got {role!r}")
+    from swapd.security import generate_password
+    from swapd.services import identity
+    from swapd.services.identity import Role
+
     password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
     user = with_db(database, lambda db: identity.add_staff(db, email, password, Role(role)))
     shown = None if password_stdin else password
@@ -49,6 +53,8 @@ def add(
 @user_app.command("list")
 def list_users(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Every account: staff and riders."""
+    from swapd.services import identity
+
     users = with_db(database, identity.users)
     if as_json:
         rows = [
@@ -77,6 +83,7 @@ def api_key(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API key for a staff account; the key is shown once."""
+    from swapd.services import identity
 
     def work(db: Database) -> identity.IssuedToken:
         return identity.create_api_key(db, identity.user_by_email(db, email).id, name)
@@ -104,6 +111,9 @@ def change(
         fail(f"role must be admin, operator or support, got {role!r}")
     if role is None and status is None:
         fail("nothing to change: give --role or --status")
+    from swapd.services import identity
+    from swapd.services.identity import Role
+
     new_role = None if role is None else Role(role)
 
     def work(db: Database) -> identity.User:

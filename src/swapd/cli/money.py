@@ -1,0 +1,190 @@
+"""``swapd topup``, ``subscribe``, ``refund`` and ``adjust``: money and allowance by hand.
+
+Registered on the top-level app (see swapd.cli), each with ``NUMBERS`` so that a negative amount
+reaches the domain checks instead of being taken for an unknown option."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from swapd.cli.common import DatabaseOption, JsonOption, print_json, say, unit_name, units, with_db
+from swapd.cli.riders import RiderArgument, balance_json, say_balance
+from swapd.domain.quantities import format_money
+
+if TYPE_CHECKING:
+    from swapd.services import payments, queries
+    from swapd.store.database import Database
+
+# Negative numbers must reach the domain checks (and adjustments may be negative), not be taken
+# for unknown options by the argument parser.
+NUMBERS = {"ignore_unknown_options": True}
+
+
+def sandbox_reference() -> str:
+    return f"sandbox-{uuid.uuid4().hex}"
+
+
+RefOption = Annotated[
+    str | None,
+    typer.Option("--ref", help="Payment reference (default: a new sandbox reference)."),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept on the transfers).")]
+ActorOption = Annotated[str, typer.Option("--actor", help="Who decided it.")]
+KeyOption = Annotated[str, typer.Option("--key", help="Idempotency key: a repeat changes nothing.")]
+
+
+def topup(
+    rider_id: RiderArgument,
+    amount_minor: Annotated[int, typer.Argument(metavar="AMOUNT_MINOR", help="Minor units paid.")],
+    ref: RefOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Staff top-up: money taken outside swapd (cash, bank transfer) becomes allowance on the
+    rider's plan; no payment provider is involved."""
+    from swapd.services import payments, queries
+
+    reference = ref or sandbox_reference()
+
+    def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
+        result = payments.top_up(db, rider_id, amount_minor, reference, actor="cli")
+        return result, queries.rider_balance(db, rider_id)
+
+    result, balance = with_db(database, action)
+    if as_json:
+        print_json(
+            {
+                "rider": rider_id,
+                "payment_ref": reference,
+                "amount_minor": result.amount_minor,
+                "amount": format_money(result.amount_minor, result.currency),
+                "units": result.units,
+                "unit": result.unit,
+                "repeated": result.repeated,
+                "balance": balance_json(balance),
+            }
+        )
+        return
+    again = " (this reference was applied before: nothing changed)" if result.repeated else ""
+    say(
+        f"top-up {reference}: {format_money(result.amount_minor, result.currency)} credited "
+        f"{units(result.units, result.unit)} to rider {rider_id}{again}"
+    )
+    say_balance(balance)
+
+
+def subscribe(
+    rider_id: RiderArgument,
+    ref: RefOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the rider's subscription: the (pro-rated) first cycle's fee buys its allowance."""
+    from swapd.services import payments, queries
+
+    reference = ref or sandbox_reference()
+
+    def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
+        result = payments.subscribe(db, rider_id, reference, actor="cli")
+        return result, queries.rider_balance(db, rider_id)
+
+    result, balance = with_db(database, action)
+    if as_json:
+        print_json(
+            {
+                "rider": rider_id,
+                "payment_ref": reference,
+                "fee_minor": result.amount_minor,
+                "fee": format_money(result.amount_minor, result.currency),
+                "units": result.units,
+                "unit": result.unit,
+                "repeated": result.repeated,
+                "balance": balance_json(balance),
+            }
+        )
+        return
+    say(
+        f"rider {rider_id} subscribed: {format_money(result.amount_minor, result.currency)} "
+        f"for {units(result.units, result.unit)} this cycle"
+    )
+    say_balance(balance)
+
+
+def refund(
+    rider_id: RiderArgument,
+    amount_minor: Annotated[int, typer.Argument(metavar="AMOUNT", help="Minor units to pay back.")],
+    reason: ReasonOption,
+    actor: ActorOption,
+    key: KeyOption,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pay prepaid money back; the allowance it bought leaves with it."""
+    from swapd.services import payments, queries
+
+    def action(db: Database) -> tuple[payments.Refund, queries.RiderBalance]:
+        result = payments.refund(db, rider_id, amount_minor, reason=reason, actor=actor, key=key)
+        return result, queries.rider_balance(db, rider_id)
+
+    result, balance = with_db(database, action)
+    if as_json:
+        print_json(
+            {
+                "rider": rider_id,
+                "key": key,
+                "amount_minor": result.amount_minor,
+                "amount": format_money(result.amount_minor, balance.currency),
+                "units": result.units,
+                "unit": balance.unit,
+                "repeated": result.repeated,
+                "balance": balance_json(balance),
+            }
+        )
+        return
+    say(
+        f"refunded {format_money(result.amount_minor, balance.currency)} to rider {rider_id}; "
+        f"{units(result.units, balance.unit)} of allowance left with it"
+        + (" (repeat: nothing changed)" if result.repeated else "")
+    )
+    say_balance(balance)
+
+
+def adjust(
+    rider_id: RiderArgument,
+    units_delta: Annotated[
+        int, typer.Argument(metavar="UNITS", help="Units to add (negative: to take away).")
+    ],
+    reason: ReasonOption,
+    actor: ActorOption,
+    key: KeyOption,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Correct a rider's allowance by hand, with who and why."""
+    from swapd.services import payments, queries
+
+    def action(db: Database) -> tuple[payments.Adjustment, queries.RiderBalance]:
+        result = payments.adjust(db, rider_id, units_delta, reason=reason, actor=actor, key=key)
+        return result, queries.rider_balance(db, rider_id)
+
+    result, balance = with_db(database, action)
+    if as_json:
+        print_json(
+            {
+                "rider": rider_id,
+                "key": key,
+                "units": result.units,
+                "unit": result.unit,
+                "repeated": result.repeated,
+                "balance": balance_json(balance),
+            }
+        )
+        return
+    say(
+        f"adjusted rider {rider_id} by {result.units:+,} {unit_name(result.unit, result.units)}"
+        + (" (repeat: nothing changed)" if result.repeated else "")
+    )
+    say_balance(balance)

@@ -1,0 +1,120 @@
+"""``swapd serve`` and ``swapd db upgrade``."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swapd import __version__
+from swapd.cli.common import DatabaseOption, fail, out, run
+
+db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DatabaseOption = None) -> None:
+    """Create or migrate the schema to the newest version."""
+    from swapd.store.engine import display_url, make_engine, upgrade
+
+    def action() -> None:
+        engine = make_engine(database)
+        upgrade(engine)
+        engine.dispose()
+
+    run(action)
+    out.print(f"database at {display_url(database)} is up to date", highlight=False, soft_wrap=True)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) as uvicorn binds one (SO_REUSEADDR), for uvicorn to listen
+    on: bound before the database is opened or the writer process started, so a port in use
+    stops ``serve`` before anything else, and kept, so no other process can take the port between
+    this check and the server's start."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is in use; is another swapd serve running? "
+                "choose another with --port",
+                "port_in_use",
+            )
+        fail(f"cannot listen on port {port} on {host}: {error.strerror or error}", "os_error")
+    return sock
+
+
+def serve(
+    database: DatabaseOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM): security profile 2.")
+    ] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    json_logs: Annotated[
+        bool | None,
+        typer.Option("--json-logs/--console-logs", help="Log format (default: JSON unless a TTY)."),
+    ] = None,
+    writer_process: Annotated[
+        bool,
+        typer.Option(
+            "--writer-process/--no-writer-process",
+            help="SQLite: run the stations' service calls in a writer process of their own, "
+            "so that the server can use a second core.",
+        ),
+    ] = True,
+) -> None:
+    """Serve OCPP 2.1 at ws://HOST:PORT/ocpp/{station_id}, with /healthz and /metrics."""
+    import structlog
+
+    from swapd.api.limits import BodyLimitConfigError, max_body_bytes_from_env
+    from swapd.gateway.server import serve as serve_gateway
+    from swapd.logs import configure_logging
+    from swapd.payments import config as payments_config
+    from swapd.store.database import Database
+    from swapd.store.engine import display_url
+
+    configure_logging(json_logs=json_logs)
+
+    if (certfile is None) != (keyfile is None):
+        fail("give both --certfile and --keyfile, or neither")
+    for path in (certfile, keyfile):
+        if path is not None and not path.is_file():
+            fail(f"no such file: {path}")
+    try:
+        payment_provider = payments_config.provider_name()
+        max_body_bytes_from_env()
+    except (payments_config.PaymentConfigError, BodyLimitConfigError) as error:
+        fail(str(error))
+    sock = listening_socket(host, port)
+    try:
+        db = run(lambda: Database.open(database))
+        port = int(sock.getsockname()[1])  # the one chosen for --port 0
+        scheme = "wss" if certfile else "ws"
+        structlog.get_logger("swapd").info(
+            "serving",
+            version=__version__,
+            ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
+            database=display_url(database),
+        )
+        payments_config.announce(payment_provider)
+        serve_gateway(
+            db,
+            host=host,
+            port=port,
+            certfile=None if certfile is None else str(certfile),
+            keyfile=None if keyfile is None else str(keyfile),
+            writer_process=writer_process,
+            json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
+            sock=sock,
+        )
+    finally:
+        sock.close()

@@ -1,0 +1,239 @@
+"""``swapd station``: stations, their slots, credentials and what they hold."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from swapd.cli.common import (
+    DatabaseOption,
+    JsonOption,
+    cell,
+    out,
+    pct,
+    print_json,
+    say,
+    when,
+    with_db,
+)
+from swapd.domain.decision import is_charged
+from swapd.domain.stations import Station
+
+if TYPE_CHECKING:
+    from swapd.services import queries, views
+    from swapd.store.database import Database
+
+station_app = typer.Typer(help="Stations: slots, credentials, what they hold.", no_args_is_help=True)
+
+HostOption = Annotated[
+    str, typer.Option("--host", help="Host name or address the stations reach `swapd serve` at.")
+]
+PortOption = Annotated[int, typer.Option("--port", help="Port of `swapd serve`.")]
+TlsOption = Annotated[bool, typer.Option("--tls", help="Stations connect with TLS (wss://).")]
+
+
+def station_url(station_id: str, host: str, port: int, tls: bool) -> str:
+    return f"{'wss' if tls else 'ws'}://{host}:{port}/ocpp/{station_id}"
+
+
+def _show_credentials(station: Station, password: str, url: str, as_json: bool, *, added: bool) -> None:
+    if as_json:
+        data: dict[str, Any] = {"station": station.id}
+        if added:
+            data |= {
+                "slot_count": station.slot_count,
+                "charged_soc": pct(station.charged_soc_bp),
+                "min_soh": pct(station.min_soh_bp),
+            }
+        print_json(data | {"url": url, "username": station.id, "password": password})
+        return
+    if added:
+        say(
+            f"station {station.id} added: {station.slot_count} slots, charged at SoC >= "
+            f"{pct(station.charged_soc_bp)} %, packs below SoH {pct(station.min_soh_bp)} % held back"
+        )
+    else:
+        say(f"station {station.id} has a new password; the old one no longer admits it")
+    say(f"OCPP URL:  {url}")
+    say(f"username:  {station.id}")
+    say(f"password:  {password}")
+    say("The password is shown only this once: configure the station with it now.")
+
+
+@station_app.command("add")
+def station_add(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id, e.g. ST1.")],
+    slots: Annotated[int, typer.Option("--slots", help="Number of slots (2 or more).")],
+    charged_soc: Annotated[
+        str, typer.Option("--charged-soc", help="SoC % from which a pack is handed out.")
+    ] = "90",
+    min_soh: Annotated[str, typer.Option("--min-soh", help="Packs below this SoH % stay.")] = "70",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    tls: TlsOption = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a station and print its OCPP Basic-auth password, once."""
+    from swapd.services import catalog, stations
+
+    def action(db: Database) -> tuple[Station, str]:
+        station = catalog.add_station(db, station_id, slots, charged_soc=charged_soc, min_soh=min_soh)
+        return station, stations.set_password(db, station.id)
+
+    station, password = with_db(database, action)
+    url = station_url(station.id, host, port, tls)
+    _show_credentials(station, password, url, as_json, added=True)
+
+
+@station_app.command("password")
+def station_password(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    tls: TlsOption = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a station a new password (rotate) and print it, once."""
+    from swapd.services import stations, views
+
+    def action(db: Database) -> tuple[Station, str]:
+        line = views.station(db, station_id)
+        return line.station, stations.set_password(db, station_id)
+
+    station, password = with_db(database, action)
+    _show_credentials(station, password, station_url(station.id, host, port, tls), as_json, added=False)
+
+
+def _set_station_enabled(station_id: str, enabled: bool, database: str | None, as_json: bool) -> None:
+    from swapd.services import stations
+
+    with_db(database, lambda db: stations.set_enabled(db, station_id, enabled))
+    if as_json:
+        print_json({"station_id": station_id, "enabled": enabled})
+    else:
+        say(f"station {station_id} is {'in service' if enabled else 'disabled'}")
+
+
+@station_app.command("disable")
+def station_disable(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take a station out of service: its connections are refused (403), its swaps too."""
+    _set_station_enabled(station_id, False, database, as_json)
+
+
+@station_app.command("enable")
+def station_enable(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a disabled station back in service."""
+    _set_station_enabled(station_id, True, database, as_json)
+
+
+def station_json(line: views.StationLine) -> dict[str, Any]:
+    s = line.station
+    return {
+        "station": s.id,
+        "enabled": s.enabled,
+        "slot_count": s.slot_count,
+        "charged_soc": pct(s.charged_soc_bp),
+        "min_soh": pct(s.min_soh_bp),
+        "packs": line.packs,
+        "charged": line.charged,
+        "reserved": line.reserved,
+        "unavailable_slots": line.unavailable_slots,
+        "password_set": line.password_set,
+        "vendor": line.vendor,
+        "model": line.model,
+        "firmware": line.firmware,
+        "booted_at": when(line.booted_at),
+        "last_seen_at": when(line.last_seen_at),
+    }
+
+
+@station_app.command("list")
+def station_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List the stations with their stock."""
+    from swapd.services import views
+
+    lines = with_db(database, views.stations)
+    if as_json:
+        print_json([station_json(line) for line in lines])
+        return
+    table = Table("station", "slots", "packs", "charged", "reserved", "password", "last seen")
+    for line in lines:
+        table.add_row(
+            cell(line.station.id) + ("" if line.station.enabled else " (disabled)"),
+            str(line.station.slot_count),
+            str(line.packs),
+            str(line.charged),
+            str(line.reserved),
+            "set" if line.password_set else "[red]none[/]",
+            cell(when(line.last_seen_at)) or "never",
+        )
+    out.print(table)
+
+
+@station_app.command("show")
+def station_show(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A station's slots: the pack in each, its SoC, SoH and state, and reservations."""
+    from swapd.services import queries, views
+
+    def action(db: Database) -> tuple[views.StationLine, queries.StationView]:
+        return views.station(db, station_id), queries.station_view(db, station_id)
+
+    line, view = with_db(database, action)
+    slots = []
+    for slot in view.slots:
+        pack = view.packs.get(slot.pack_serial) if slot.pack_serial else None
+        slots.append(
+            {
+                "slot": slot.slot_no,
+                "state": slot.state.value,
+                "pack": slot.pack_serial,
+                "model": None if pack is None else pack.model_code,
+                "soc": None if pack is None else pct(pack.soc_bp),
+                "soh": None if pack is None else pct(pack.soh_bp),
+                "ready": pack is not None and is_charged(pack, view.station),
+                "reserved_swap_id": None if pack is None else pack.reserved_swap_id,
+            }
+        )
+    if as_json:
+        print_json(station_json(line) | {"slots": slots})
+        return
+    s = line.station
+    say(
+        f"station {s.id}: {s.slot_count} slots, {line.packs} packs, {line.charged} ready "
+        f"(SoC >= {pct(s.charged_soc_bp)} %, SoH >= {pct(s.min_soh_bp)} %)"
+        + ("" if s.enabled else ", DISABLED")
+    )
+    if line.booted_at is not None:
+        say(
+            f"{line.vendor or '?'} {line.model or '?'} firmware {line.firmware or '?'}; "
+            f"booted {when(line.booted_at)}, last seen {when(line.last_seen_at)}"
+        )
+    table = Table("slot", "state", "pack", "model", "SoC %", "SoH %", "ready", "reserved")
+    for row in slots:
+        table.add_row(
+            str(row["slot"]),
+            cell(row["state"]),
+            cell(row["pack"]),
+            cell(row["model"]),
+            cell(row["soc"]),
+            cell(row["soh"]),
+            "yes" if row["ready"] else "",
+            "" if row["reserved_swap_id"] is None else f"swap {row['reserved_swap_id']}",
+        )
+    out.print(table)
