@@ -241,10 +241,14 @@ def _remove_ledger(tx: Tx, prefix: str) -> tuple[int, int, dict[str, dict[str, i
             f"run {prefix}: its transfers also touch {', '.join(strangers[:5])}; removed nothing"
         )
     outside = [row.id for row in rows if row.pending_id is not None and row.pending_id not in ids]
+    # Transfers outside the run resolving one of its pending transfers (an alias: the inner
+    # query must not be correlated with the outer one).
+    run = t.transfers.alias("run")
+    run_ids = sa.select(run.c.id).where(
+        sa.or_(run.c.debit_account_id.in_(ours), run.c.credit_account_id.in_(ours))
+    )
     resolvers = list(
-        tx.repo.execute(
-            sa.select(x.id).where(x.pending_id.in_(sa.select(x.id).where(in_run)), sa.not_(in_run))
-        ).scalars()
+        tx.repo.execute(sa.select(x.id).where(x.pending_id.in_(run_ids), sa.not_(in_run))).scalars()
     )
     if outside or resolvers:
         raise CleanupError(
