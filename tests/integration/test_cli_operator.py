@@ -92,6 +92,11 @@ def test_catalog_commands(db_url: str) -> None:
     password = added.pop("password")
     assert added == {
         "station": "ST1",
+        "name": None,
+        "lat": None,
+        "lon": None,
+        "lat_microdeg": None,
+        "lon_microdeg": None,
         "slot_count": 6,
         "charged_soc": "90.0",
         "min_soh": "70.0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,10 +20,11 @@ from swapd.cli.common import (
     with_db,
 )
 from swapd.domain.decision import is_charged
+from swapd.domain.errors import InvalidInput
 from swapd.domain.stations import Station
 
 if TYPE_CHECKING:
-    from swapd.services import queries, views
+    from swapd.services import ops_queries, queries
     from swapd.store.database import Database
 
 station_app = typer.Typer(help="Stations: slots, credentials, what they hold.", no_args_is_help=True)
@@ -38,21 +40,94 @@ def station_url(station_id: str, host: str, port: int, tls: bool) -> str:
     return f"{'wss' if tls else 'ws'}://{host}:{port}/ocpp/{station_id}"
 
 
-def _show_credentials(station: Station, password: str, url: str, as_json: bool, *, added: bool) -> None:
+# -- coordinates: WGS84 decimal degrees as text <-> whole millionths of a degree -----------------
+
+MICRODEG_PER_DEG = 1_000_000
+MAX_DECIMALS = 6
+_DEGREES = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def parse_degrees(text: str, option: str, limit_deg: int) -> int:
+    """``text`` (decimal degrees, e.g. "-33.868820") in millionths of a degree, exactly: no
+    float on the way, so what the operator typed is what is stored."""
+    match = _DEGREES.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(f"{option} must be decimal degrees such as 37.5665, got {text!r}")
+    sign, whole, decimals = match[1], match[2], match[3] or ""
+    if len(decimals) > MAX_DECIMALS:
+        raise InvalidInput(
+            f"{option} takes at most {MAX_DECIMALS} decimals (a millionth of a degree), got {text}"
+        )
+    microdeg = int(whole) * MICRODEG_PER_DEG + int(decimals.ljust(MAX_DECIMALS, "0"))
+    if microdeg > limit_deg * MICRODEG_PER_DEG:
+        raise InvalidInput(f"{option} must be between -{limit_deg} and {limit_deg}, got {text}")
+    return -microdeg if sign == "-" else microdeg
+
+
+def coordinates(lat: str | None, lon: str | None) -> tuple[int | None, int | None]:
+    if (lat is None) != (lon is None):
+        raise InvalidInput("give both --lat and --lon, or neither")
+    if lat is None or lon is None:
+        return None, None
+    return parse_degrees(lat, "--lat", 90), parse_degrees(lon, "--lon", 180)
+
+
+def degrees(microdeg: int | None) -> str | None:
+    """Millionths of a degree as decimal degrees, exactly (trailing zeros dropped)."""
+    if microdeg is None:
+        return None
+    whole, fraction = divmod(abs(microdeg), MICRODEG_PER_DEG)
+    decimals = f"{fraction:06d}".rstrip("0") or "0"
+    return f"{'-' if microdeg < 0 else ''}{whole}.{decimals}"
+
+
+def place_json(info: ops_queries.StationInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "lat": degrees(info.lat_microdeg),
+        "lon": degrees(info.lon_microdeg),
+        "lat_microdeg": info.lat_microdeg,
+        "lon_microdeg": info.lon_microdeg,
+    }
+
+
+def place_text(info: ops_queries.StationInfo) -> str:
+    """ "Main St depot at 37.5665, 126.978" (or what of it is known)."""
+    where = (
+        ""
+        if info.lat_microdeg is None
+        else f"{degrees(info.lat_microdeg)}, {degrees(info.lon_microdeg)}"
+    )
+    if info.name and where:
+        return f"{info.name} at {where}"
+    return info.name or where
+
+
+def _show_credentials(
+    station: Station,
+    password: str,
+    url: str,
+    as_json: bool,
+    *,
+    added: ops_queries.StationInfo | None = None,
+) -> None:
+    """``added``: the new station's line, for a station just added (else a new password)."""
     if as_json:
         data: dict[str, Any] = {"station": station.id}
-        if added:
-            data |= {
+        if added is not None:
+            data |= place_json(added) | {
                 "slot_count": station.slot_count,
                 "charged_soc": pct(station.charged_soc_bp),
                 "min_soh": pct(station.min_soh_bp),
             }
         print_json(data | {"url": url, "username": station.id, "password": password})
         return
-    if added:
+    if added is not None:
+        place = place_text(added)
         say(
-            f"station {station.id} added: {station.slot_count} slots, charged at SoC >= "
-            f"{pct(station.charged_soc_bp)} %, packs below SoH {pct(station.min_soh_bp)} % held back"
+            f"station {station.id} added{f' ({place})' if place else ''}: "
+            f"{station.slot_count} slots, charged at SoC >= {pct(station.charged_soc_bp)} %, "
+            f"packs below SoH {pct(station.min_soh_bp)} % held back"
         )
     else:
         say(f"station {station.id} has a new password; the old one no longer admits it")
@@ -73,19 +148,39 @@ def station_add(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
     tls: TlsOption = False,
+    name: Annotated[str | None, typer.Option("--name", help="What riders see it called.")] = None,
+    lat: Annotated[
+        str | None, typer.Option("--lat", help="Latitude, decimal degrees (WGS84), e.g. 37.5665.")
+    ] = None,
+    lon: Annotated[
+        str | None, typer.Option("--lon", help="Longitude, decimal degrees, e.g. 126.978.")
+    ] = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a station and print its OCPP Basic-auth password, once."""
-    from swapd.services import catalog, stations
+    """Add a station and print its OCPP Basic-auth password, once. With --lat and --lon riders
+    find it among the stations near them."""
+    from swapd.services import back_office, ops_queries
 
-    def action(db: Database) -> tuple[Station, str]:
-        station = catalog.add_station(db, station_id, slots, charged_soc=charged_soc, min_soh=min_soh)
-        return station, stations.set_password(db, station.id)
+    def action(db: Database) -> tuple[ops_queries.StationInfo, str]:
+        lat_microdeg, lon_microdeg = coordinates(lat, lon)
+        password = back_office.create_station(
+            db,
+            "cli",
+            station_id,
+            slots,
+            charged_soc=charged_soc,
+            min_soh=min_soh,
+            name=name,
+            lat_microdeg=lat_microdeg,
+            lon_microdeg=lon_microdeg,
+        )
+        return ops_queries.station(db, station_id), password
 
-    station, password = with_db(database, action)
+    info, password = with_db(database, action)
+    station = info.line.station
     url = station_url(station.id, host, port, tls)
-    _show_credentials(station, password, url, as_json, added=True)
+    _show_credentials(station, password, url, as_json, added=info)
 
 
 @station_app.command("password")
@@ -105,7 +200,7 @@ def station_password(
         return line.station, stations.set_password(db, station_id)
 
     station, password = with_db(database, action)
-    _show_credentials(station, password, station_url(station.id, host, port, tls), as_json, added=False)
+    _show_credentials(station, password, station_url(station.id, host, port, tls), as_json)
 
 
 def _set_station_enabled(station_id: str, enabled: bool, database: str | None, as_json: bool) -> None:
@@ -138,10 +233,12 @@ def station_enable(
     _set_station_enabled(station_id, True, database, as_json)
 
 
-def station_json(line: views.StationLine) -> dict[str, Any]:
+def station_json(info: ops_queries.StationInfo) -> dict[str, Any]:
+    line = info.line
     s = line.station
     return {
         "station": s.id,
+        **place_json(info),
         "enabled": s.enabled,
         "slot_count": s.slot_count,
         "charged_soc": pct(s.charged_soc_bp),
@@ -162,16 +259,18 @@ def station_json(line: views.StationLine) -> dict[str, Any]:
 @station_app.command("list")
 def station_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List the stations with their stock."""
-    from swapd.services import views
+    from swapd.services import ops_queries
 
-    lines = with_db(database, views.stations)
+    infos = with_db(database, ops_queries.stations)
     if as_json:
-        print_json([station_json(line) for line in lines])
+        print_json([station_json(info) for info in infos])
         return
-    table = Table("station", "slots", "packs", "charged", "reserved", "password", "last seen")
-    for line in lines:
+    table = Table("station", "place", "slots", "packs", "charged", "reserved", "password", "last seen")
+    for info in infos:
+        line = info.line
         table.add_row(
             cell(line.station.id) + ("" if line.station.enabled else " (disabled)"),
+            cell(place_text(info)),
             str(line.station.slot_count),
             str(line.packs),
             str(line.charged),
@@ -189,12 +288,13 @@ def station_show(
     as_json: JsonOption = False,
 ) -> None:
     """A station's slots: the pack in each, its SoC, SoH and state, and reservations."""
-    from swapd.services import queries, views
+    from swapd.services import ops_queries, queries
 
-    def action(db: Database) -> tuple[views.StationLine, queries.StationView]:
-        return views.station(db, station_id), queries.station_view(db, station_id)
+    def action(db: Database) -> tuple[ops_queries.StationInfo, queries.StationView]:
+        return ops_queries.station(db, station_id), queries.station_view(db, station_id)
 
-    line, view = with_db(database, action)
+    info, view = with_db(database, action)
+    line = info.line
     slots = []
     for slot in view.slots:
         pack = view.packs.get(slot.pack_serial) if slot.pack_serial else None
@@ -211,11 +311,12 @@ def station_show(
             }
         )
     if as_json:
-        print_json(station_json(line) | {"slots": slots})
+        print_json(station_json(info) | {"slots": slots})
         return
     s = line.station
+    place = f" ({place_text(info)})" if place_text(info) else ""
     say(
-        f"station {s.id}: {s.slot_count} slots, {line.packs} packs, {line.charged} ready "
+        f"station {s.id}{place}: {s.slot_count} slots, {line.packs} packs, {line.charged} ready "
         f"(SoC >= {pct(s.charged_soc_bp)} %, SoH >= {pct(s.min_soh_bp)} %)"
         + ("" if s.enabled else ", DISABLED")
     )
