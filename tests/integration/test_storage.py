@@ -657,7 +657,9 @@ def test_ledger_check_on_a_database_that_cannot_be_opened_exits_2(tmp_path: Path
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert result.stdout == ""
-    assert result.stderr.splitlines() == [message.format(tmp=tmp_path)]
+    # With --json the one line is a JSON error; its message is the line people get without it.
+    (line,) = result.stderr.splitlines()
+    assert json.loads(line)["error"]["message"] == message.format(tmp=tmp_path).removeprefix("error: ")
     assert not (tmp_path / "missing.db").exists()  # a check creates no database
 
 
