@@ -35,6 +35,7 @@ MODULES = (
     "ledger_transfers",
     "rider_history",
     "statements",
+    "startup",
 )
 MODULE_TIMEOUT_S = 30 * 60
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {

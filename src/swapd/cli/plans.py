@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,9 +11,6 @@ from swapd.cli.common import DatabaseOption, JsonOption, cell, out, print_json, 
 from swapd.domain.errors import InvalidInput
 from swapd.domain.plans import DEFAULT_TIME_HOLD_S, Plan, PlanKind
 from swapd.domain.quantities import Unit, format_money
-
-if TYPE_CHECKING:
-    pass
 
 plan_app = typer.Typer(help="Plans: how payments become allowance.", no_args_is_help=True)
 

@@ -1,0 +1,185 @@
+"""How long ``swapd`` takes to start: the median wall time of whole runs of ``swapd --version`` and
+of the read-only commands an operator types most (``rider list``, ``station list``, ``plan list``,
+``ledger check``) on a migrated SQLite database with a small network in it, and of
+``python -c "import swapd.cli"``.
+
+The same commands run from a baseline source too (default: 64df4ac, before the command line was
+made light at import time and the migration check cheap), taken out of git with ``git archive``
+and run with this environment's Python and packages through PYTHONPATH, each source on a database
+made by its own ``swapd``. The two sources alternate run by run, so that both see the same load
+on a shared machine.
+
+Run: ``uv run python -m bench.startup [--quick] [--runs N] [--baseline COMMIT]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from bench._common import SWAPD_BIN, console, emit, load_average
+
+NAME = "startup"
+BASELINE = "64df4ac"
+REPO = Path(__file__).resolve().parents[1]
+RUNS = 15
+QUICK_RUNS = 3
+COMMAND_TIMEOUT_S = 120.0
+TARGET_S = "< 1.0"  # "well under a second" on an idle 2-core machine
+
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "version": ("--version",),
+    "rider_list": ("rider", "list", "--database", "{db}"),
+    "station_list": ("station", "list", "--database", "{db}"),
+    "plan_list": ("plan", "list", "--database", "{db}"),
+    "ledger_check": ("ledger", "check", "--database", "{db}"),
+}
+# A small network, made with commands every source knows.
+SETUP: tuple[tuple[str, ...], ...] = (
+    ("db", "upgrade"),
+    ("pack-model", "add", "G2", "--nominal-wh", "1700"),
+    ("station", "add", "ST1", "--slots", "8"),
+    ("station", "add", "ST2", "--slots", "8"),
+    (
+        *("plan", "add", "energy", "--kind", "prepaid_energy", "--currency", "KRW"),
+        *("--price-minor", "300", "--price-units", "1000"),
+    ),
+    ("rider", "add", "R1", "--plan", "energy"),
+    ("rider", "add", "R2", "--plan", "energy"),
+    ("topup", "R1", "10000", "--ref", "bench-1"),
+)
+
+
+def environment(source: Path | None, pycache: Path) -> dict[str, str]:
+    """No SWAPD_* setting of the caller; a baseline source first on the path; compiled bytecode
+    cached under ``pycache`` (per source), as an installed swapd has it, even where the caller
+    sets PYTHONDONTWRITEBYTECODE: compiling every module on every start would measure the
+    compiler, not the start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPD_")}
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return env
+
+
+def extract(commit: str, into: Path) -> Path:
+    """The ``src`` directory of ``commit``, written under ``into``; git's own files untouched."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"],
+        capture_output=True,
+        check=True,
+        timeout=COMMAND_TIMEOUT_S,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path | None  # None: the source this environment has installed
+    database: Path
+    pycache: Path
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float
+    cpu_s: float  # user + system of the process: what an idle machine's wall time comes near
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[Timing, subprocess.CompletedProcess[bytes]]:
+    cpu, started = _children_cpu_s(), time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    return Timing(time.perf_counter() - started, _children_cpu_s() - cpu), done
+
+
+def swapd(args: tuple[str, ...], source: Source) -> Timing:
+    """One whole run of ``swapd ARGS``."""
+    command = [str(SWAPD_BIN), *(arg.replace("{db}", str(source.database)) for arg in args)]
+    timing, done = timed(command, environment(source.path, source.pycache))
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    return timing
+
+
+def import_time(source: Source) -> Timing:
+    command = [sys.executable, "-c", "import swapd.cli"]
+    timing, done = timed(command, environment(source.path, source.pycache))
+    done.check_returncode()
+    return timing
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_RUNS} runs of each")
+    parser.add_argument("--runs", type=int, help=f"runs of each command (default {RUNS})")
+    parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
+    args = parser.parse_args(argv)
+    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
+    before_load = load_average()
+    with tempfile.TemporaryDirectory(prefix="swapd-bench-startup-") as scratch:
+        root = Path(scratch)
+        paths: dict[str, Path | None] = {"": None}
+        if args.baseline:
+            paths["baseline_"] = extract(args.baseline, root / "baseline")
+        sources = {
+            prefix: Source(path, root / f"{prefix or 'current'}.db", root / f"{prefix}pycache")
+            for prefix, path in paths.items()
+        }
+        for source in sources.values():  # also the warm-up: the bytecode caches get written
+            for step in SETUP:
+                swapd((*step, "--database", "{db}"), source)
+            for command in COMMANDS.values():
+                swapd(command, source)
+        samples: dict[str, list[Timing]] = {}
+        for run in range(runs):
+            console.print(f"run {run + 1}/{runs}")
+            for prefix, source in sources.items():  # alternated: both see the same load
+                samples.setdefault(f"{prefix}import", []).append(import_time(source))
+                for name, command in COMMANDS.items():
+                    samples.setdefault(f"{prefix}{name}", []).append(swapd(command, source))
+    metrics: dict[str, object] = {}
+    for key, timings in samples.items():
+        metrics[f"{key}_s"] = round(statistics.median(t.wall_s for t in timings), 3)
+        metrics[f"{key}_cpu_s"] = round(statistics.median(t.cpu_s for t in timings), 3)
+    metrics |= {f"{key}_before": value for key, value in before_load.items()}
+    metrics |= load_average()
+    targets = {f"{name}_s": TARGET_S for name in COMMANDS}
+    notes = (
+        f"Median wall time of {runs} whole runs of each command (a new process each: Python's "
+        "start, the imports, opening the database, the query, the output), on a migrated SQLite "
+        "file with 2 stations, 1 plan and 2 riders, after a warm-up run that writes the bytecode "
+        'caches; import_s is `python -c "import swapd.cli"`; *_cpu_s is the median user + system '
+        "CPU time of the same runs, which an idle machine's wall time comes near. "
+        + (
+            f"baseline_* is the same with the source of {args.baseline} (every command imported "
+            "the whole server, and every command that opened a database ran alembic), run "
+            "alternately with the current source. "
+            if args.baseline
+            else ""
+        )
+        + "The machine is shared: loadavg_*_before and loadavg_* are the load before and after."
+    )
+    emit(NAME, metrics, targets, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""``bench.startup`` keeps the benchmark contract (the last stdout line is one JSON object with
+name, numeric metrics, targets and notes) and measures every command for both sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("import", "version", "rider_list", "station_list", "plan_list", "ledger_check")
+
+
+def test_one_run_of_each_command_for_both_sources() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.startup", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(data) == {"name", "metrics", "targets", "notes"}
+    assert data["name"] == "startup"
+    metrics = data["metrics"]
+    for prefix in ("", "baseline_"):
+        for command in COMMANDS:
+            assert metrics[f"{prefix}{command}_s"] > 0, (prefix, command)
+    assert set(data["targets"]) == {f"{c}_s" for c in COMMANDS if c != "import"}
