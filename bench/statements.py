@@ -263,7 +263,9 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
         for table in (*_BIG, "accounts", "riders"):
             conn.execute(f"ALTER TABLE {table} SET UNLOGGED")
         conn.execute(
-            "INSERT INTO plans VALUES ('energy', 'prepaid_energy', 'Wh', 'KRW', 300, 1000, 60, 3600, "
+            "INSERT INTO plans (id, kind, unit, currency, price_minor, price_units, granularity_s, "
+            "time_hold_s, fee_minor, included_units, carry_over, prorate_first_cycle) "
+            "VALUES ('energy', 'prepaid_energy', 'Wh', 'KRW', 300, 1000, 60, 3600, "
             "0, 0, true, true)"
         )
         conn.commit()
@@ -373,7 +375,9 @@ def _sqlite_rows(riders: int) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     yield (
-        "INSERT INTO plans VALUES ('energy', 'prepaid_energy', 'Wh', 'KRW', 300, 1000, 60, 3600, "
+        "INSERT INTO plans (id, kind, unit, currency, price_minor, price_units, granularity_s, "
+        "time_hold_s, fee_minor, included_units, carry_over, prorate_first_cycle) "
+        "VALUES ('energy', 'prepaid_energy', 'Wh', 'KRW', 300, 1000, 60, 3600, "
         "0, 0, 1, 1)",
         [()],
     )
