@@ -34,8 +34,11 @@ from swapd.store.database import Database
 from tests.security.conftest import ServeFactory, Server, migrated_sqlite_url
 
 FLOOD_CONCURRENCY = 300
-CONNECT_LIMIT_S = 1.0
-HEALTHZ_LIMIT_S = 0.100
+# Before the fix, stations connected in 6.6-14 s and /healthz answered in 1.2-6.8 s during this
+# flood; after it, in milliseconds on an idle machine. The limits sit far from both, so that the
+# other tests running beside this one (pytest-xdist, a busy CI machine) do not make it fail.
+CONNECT_LIMIT_S = 3.0
+HEALTHZ_LIMIT_S = 0.5
 SAMPLES = 7
 PAUSE_BETWEEN_SAMPLES_S = 0.2
 FLOOD_START_TIMEOUT_S = 60.0
