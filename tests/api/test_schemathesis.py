@@ -33,10 +33,13 @@ from swapd.services.swaps import BatteryReading
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests import soak
 from tests.api.conftest import PASSWORD
 from tests.plans import ENERGY, TIME
 
-MAX_EXAMPLES = 20
+pytestmark = pytest.mark.soak
+
+MAX_EXAMPLES = soak.size(6, 20)
 
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]

@@ -18,10 +18,14 @@ from faults.verify import verify
 from faults import drills
 from swapd.store import schema as t
 from swapd.store.engine import make_engine
+from tests import soak
 
-KILL_ROUNDS = {"sqlite": 6, "postgresql": 4}  # 20+ in the long runs (RELIABILITY.md)
-PG_CRASH_ROUNDS = 2
-STORM_STATIONS = 200
+pytestmark = pytest.mark.soak
+
+KILL_ROUNDS = {"sqlite": soak.size(3, 6), "postgresql": soak.size(2, 4)}  # 20+: python -m faults
+WRITER_KILL_ROUNDS = soak.size(2, 4)
+PG_CRASH_ROUNDS = soak.size(1, 2)
+STORM_STATIONS = soak.size(60, 200)
 
 
 def test_sigkill_under_load_loses_nothing_and_charges_nothing_twice(db_url: str) -> None:
@@ -44,7 +48,7 @@ def test_sigkill_of_the_writer_process_loses_nothing_and_charges_nothing_twice(t
     calls it held fail (InternalError; the stations resend), the server starts another, and
     nothing is lost or doubled."""
     url = f"sqlite:///{tmp_path / 'writer.db'}"
-    rounds = 4
+    rounds = WRITER_KILL_ROUNDS
     result = asyncio.run(drills.kill9(url, rounds=rounds, stations=4, seed=7, target="writer"))
     verdict = result.verdict
     assert verdict.lost == [] and verdict.doubled == [], verdict.to_json()
@@ -108,7 +112,7 @@ def test_postgresql_crash_under_load_reconnects_and_loses_nothing() -> None:
     assert result.ok
 
 
-def test_reconnect_storm_of_200_stations(tmp_path: Path) -> None:
+def test_a_reconnect_storm_of_every_station_at_once_loses_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'storm.db'}"
     result = asyncio.run(drills.storm(url, stations=STORM_STATIONS, rounds=1, seed=4))
     assert result.extra["failures"] == [] and result.extra["load_errors"] == {}

@@ -33,8 +33,11 @@ from swapd.services.queries import rider_balance
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
-from swapd.store.engine import make_engine, upgrade
-from tests.conftest import START, _truncate
+from swapd.store.engine import make_engine
+from tests import soak
+from tests.conftest import START, _truncate, copy_of_migrated_sqlite
+
+pytestmark = pytest.mark.soak
 
 PLANS = [
     Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000),
@@ -329,22 +332,20 @@ class SwapNetwork(RuleBasedStateMachine):
                 assert balance.prepaid_minor == 0, balance
 
 
-def test_random_sequences_on_sqlite() -> None:
+def test_random_sequences_on_sqlite(migrated_sqlite_file: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         counter = itertools.count()
 
         class OnSqlite(SwapNetwork):
             def __init__(self) -> None:
-                url = f"sqlite:///{Path(scratch) / f'm{next(counter)}.db'}"
-                engine = make_engine(url)
-                upgrade(engine)
-                engine.dispose()
-                type(self).url = url
+                directory = Path(scratch) / f"m{next(counter)}"
+                directory.mkdir()
+                type(self).url = copy_of_migrated_sqlite(migrated_sqlite_file, directory)
                 super().__init__()
 
         runner = OnSqlite.TestCase
         runner.settings = settings(
-            max_examples=30,
+            max_examples=soak.size(12, 30),
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=list(HealthCheck),
@@ -362,6 +363,9 @@ def test_random_sequences_on_postgresql(pg_url: str) -> None:
 
     runner = OnPostgres.TestCase
     runner.settings = settings(
-        max_examples=10, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
+        max_examples=soak.size(5, 10),
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
