@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.domain.riders import IdToken, TokenType
@@ -21,6 +20,7 @@ from swapd.security import verify_password
 from swapd.services import stations, swaps
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests.cli_runner import CliRunner
 
 runner = CliRunner()
 
@@ -335,10 +335,10 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
     }
     assert again["balance"]["available_units"] == 33333
 
-    sandbox = js(url, "topup", "R1", "1000")
-    assert sandbox["payment_ref"].startswith("sandbox-")
-    assert (sandbox["units"], sandbox["repeated"]) == (3333, False)
-    assert js(url, "topup", "R1", "1000")["payment_ref"] != sandbox["payment_ref"]  # unique
+    staff = js(url, "topup", "R1", "1000")
+    assert staff["payment_ref"].startswith("staff-")
+    assert (staff["units"], staff["repeated"]) == (3333, False)
+    assert js(url, "topup", "R1", "1000")["payment_ref"] != staff["payment_ref"]  # unique
     balance = js(url, "topup", "R3", "2500", "--ref", "pay-3")["balance"]
     assert balance == {
         "rider": "R3",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from swapd.cli import app
+from tests.cli_runner import CliRunner
 
 runner = CliRunner()
 

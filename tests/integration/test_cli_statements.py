@@ -12,12 +12,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from click.testing import Result
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.services import statements
 from swapd.services.statements import COLUMNS
 from swapd.store.database import Database, ManualClock
+from tests.cli_runner import CliRunner
 from tests.integration.test_statements import OCTOBER, _build
 
 runner = CliRunner()

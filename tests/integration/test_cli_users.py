@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.gateway.server import create_app
 from swapd.store.database import Database
+from tests.cli_runner import CliRunner
 
 runner = CliRunner()
 

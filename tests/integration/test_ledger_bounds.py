@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.domain.errors import DomainError, InvalidInput
@@ -38,6 +37,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, Joined, ManualClock, Tx
 from swapd.store.engine import WRITE, downgrade, make_engine, upgrade
+from tests.cli_runner import CliRunner
 from tests.plans import ENERGY
 
 BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner, Result
 
 from swapd import scenario
 from swapd.cli import app
@@ -22,6 +21,7 @@ from swapd.domain.errors import InvalidInput
 from swapd.ledger.model import TransferCode
 from swapd.scenario.expect import Expect
 from swapd.store.database import Database, SystemClock
+from tests.cli_runner import CliRunner, Result
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = (

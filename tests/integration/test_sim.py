@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.ledger.check import check_ledger
 from swapd.sim.embedded import free_port
 from swapd.store.engine import make_engine
 from tests import soak
+from tests.cli_runner import CliRunner
 
 
 def _sim(*args: str) -> tuple[int, dict[str, Any]]:

@@ -19,7 +19,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import typer
-from typer.testing import CliRunner, Result
 
 from swapd.ledger.check import check_ledger
 from swapd.services import catalog, payments
@@ -31,6 +30,7 @@ from swapd.sim.stats import Snapshot
 from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.engine import make_engine
+from tests.cli_runner import CliRunner, Result
 from tests.plans import ENERGY
 
 START_TIMEOUT_S = 120.0

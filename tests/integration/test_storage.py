@@ -27,7 +27,6 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import Result
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner
 
 from swapd.cli import app
 from swapd.domain.riders import IdToken, TokenType
@@ -45,6 +44,7 @@ from swapd.store.engine import (
     open_database,
     upgrade,
 )
+from tests.cli_runner import CliRunner
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
