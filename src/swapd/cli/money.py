@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 NUMBERS = {"ignore_unknown_options": True}
 
 
-def sandbox_reference() -> str:
-    return f"sandbox-{uuid.uuid4().hex}"
+def staff_reference() -> str:
+    """A payment taken by staff outside any payment provider (cash at the counter, a bank
+    transfer seen by hand): named as such, never as a provider's payment."""
+    return f"staff-{uuid.uuid4().hex}"
 
 
 RefOption = Annotated[
     str | None,
-    typer.Option("--ref", help="Payment reference (default: a new sandbox reference)."),
+    typer.Option("--ref", help="Payment reference (default: a new staff-... reference)."),
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept on the transfers).")]
 ActorOption = Annotated[str, typer.Option("--actor", help="Who decided it.")]
@@ -47,7 +49,7 @@ def topup(
     rider's plan; no payment provider is involved."""
     from swapd.services import payments, queries
 
-    reference = ref or sandbox_reference()
+    reference = ref or staff_reference()
 
     def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
         result = payments.top_up(db, rider_id, amount_minor, reference, actor="cli")
@@ -85,7 +87,7 @@ def subscribe(
     """Start the rider's subscription: the (pro-rated) first cycle's fee buys its allowance."""
     from swapd.services import payments, queries
 
-    reference = ref or sandbox_reference()
+    reference = ref or staff_reference()
 
     def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
         result = payments.subscribe(db, rider_id, reference, actor="cli")
