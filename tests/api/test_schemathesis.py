@@ -39,7 +39,7 @@ from tests.plans import ENERGY, TIME
 
 pytestmark = pytest.mark.soak
 
-MAX_EXAMPLES = soak.size(6, 20)
+MAX_EXAMPLES = soak.size(4, 20)
 
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]

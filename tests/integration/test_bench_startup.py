@@ -1,5 +1,7 @@
 """``bench.startup`` keeps the benchmark contract (the last stdout line is one JSON object with
-name, numeric metrics, targets and notes) and measures every command for both sources."""
+name, numeric metrics, targets and notes) and measures every command. The comparison with a
+baseline commit (a second checkout, its own environment) is left to the benchmark run itself:
+it doubles the cost of this test and proves nothing more about the measurement."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("import", "version", "rider_list", "station_list", "plan_list", "ledger_check")
 
 
-def test_one_run_of_each_command_for_both_sources() -> None:
+def test_one_run_of_each_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.startup", "--runs", "1"],
+        [sys.executable, "-m", "bench.startup", "--runs", "1", "--baseline", ""],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -26,7 +28,7 @@ def test_one_run_of_each_command_for_both_sources() -> None:
     assert set(data) == {"name", "metrics", "targets", "notes"}
     assert data["name"] == "startup"
     metrics = data["metrics"]
-    for prefix in ("", "baseline_"):
-        for command in COMMANDS:
-            assert metrics[f"{prefix}{command}_s"] > 0, (prefix, command)
+    for command in COMMANDS:
+        assert metrics[f"{command}_s"] > 0, command
+    assert not any(name.startswith("baseline_") for name in metrics), metrics
     assert set(data["targets"]) == {f"{c}_s" for c in COMMANDS if c != "import"}
