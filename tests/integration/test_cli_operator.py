@@ -164,6 +164,7 @@ def test_catalog_commands(db_url: str) -> None:
         "included_units": 0,
         "carry_over": True,
         "prorate_first_cycle": True,
+        "listed": True,
     }
     time_plan = js(
         url, "plan", "add", "time", "--kind", "prepaid_time", "--currency", "KRW",
@@ -872,3 +873,20 @@ def test_every_command_has_json_and_database_options() -> None:
     for name in ("topup", "subscribe", "refund", "adjust", "alerts"):
         options = {o for p in groups.commands[name].params for o in getattr(p, "opts", [])}
         assert {"--json", "--database"} <= options, name
+
+
+def test_an_unlisted_plan_is_listed_for_staff_and_hidden_from_riders(db_url: str) -> None:
+    from swapd.services import rider_views
+
+    ok(db_url, "plan", "add", "public", "--kind", "prepaid_energy", "--currency", "KRW",
+       "--price-minor", "300", "--price-units", "1000")  # fmt: skip
+    added = ok(db_url, "plan", "add", "fleet", "--kind", "prepaid_energy", "--currency", "KRW",
+               "--price-minor", "250", "--price-units", "1000", "--unlisted")  # fmt: skip
+    assert "(prepaid_energy, unlisted)" in added.stdout
+    staff = {p["plan"]: p["listed"] for p in js(db_url, "plan", "list")}
+    assert staff == {"public": True, "fleet": False}
+    db = Database.open(db_url)
+    try:
+        assert [plan.id for plan in rider_views.plans(db)] == ["public"]
+    finally:
+        db.dispose()

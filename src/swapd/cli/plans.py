@@ -40,6 +40,7 @@ def plan_json(plan: Plan, riders: int | None = None) -> dict[str, Any]:
         "included_units": plan.included_units,
         "carry_over": plan.carry_over,
         "prorate_first_cycle": plan.prorate_first_cycle,
+        "listed": plan.listed,
     }
     if riders is not None:
         data["riders"] = riders
@@ -89,6 +90,14 @@ def plan_add(
     prorate: Annotated[
         bool, typer.Option("--prorate/--no-prorate", help="Subscription: pro-rate the first cycle.")
     ] = True,
+    listed: Annotated[
+        bool,
+        typer.Option(
+            "--listed/--unlisted",
+            help="Listed plans are offered to riders signing up (GET /api/v1/plans); an unlisted "
+            "one is given by staff only. Set once, at creation.",
+        ),
+    ] = True,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -125,13 +134,15 @@ def plan_add(
             included_units=included_units,
             carry_over=carry_over,
             prorate_first_cycle=prorate,
+            listed=listed,
         )
 
     plan = with_db(database, lambda db: catalog.add_plan(db, build()))
     if as_json:
         print_json(plan_json(plan))
     else:
-        say(f"plan {plan.id} added ({plan.kind}): {plan_terms(plan)}")
+        unlisted = "" if plan.listed else ", unlisted"
+        say(f"plan {plan.id} added ({plan.kind}{unlisted}): {plan_terms(plan)}")
 
 
 @plan_app.command("list")
@@ -143,8 +154,14 @@ def plan_list(database: DatabaseOption = None, as_json: JsonOption = False) -> N
     if as_json:
         print_json([plan_json(line.plan, line.riders) for line in lines])
         return
-    table = Table("plan", "kind", "terms", "riders")
+    table = Table("plan", "kind", "terms", "riders", "listed")
     for line in lines:
         plan = line.plan
-        table.add_row(cell(plan.id), plan.kind.value, cell(plan_terms(plan)), str(line.riders))
+        table.add_row(
+            cell(plan.id),
+            plan.kind.value,
+            cell(plan_terms(plan)),
+            str(line.riders),
+            "yes" if plan.listed else "no",
+        )
     out.print(table)
