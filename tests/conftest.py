@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
+from swapd import security
 from swapd.payments import config as payments_config
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
@@ -35,6 +36,20 @@ def pytest_configure(config: pytest.Config) -> None:
     processors = list(structlog.get_config()["processors"])
     processors[-1] = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(processors=processors)
+
+
+# scrypt with N=2**10 instead of 2**14: 16 times cheaper (about 5 ms instead of 85 per hash).
+# A stored hash names its own parameters, so hashes made either way verify anywhere. Tests about
+# what a hash costs (floods, lockouts, bounded hash pools) and every test under tests/security
+# keep the real cost: mark their module `real_password_cost`.
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_password_cost") or "security" in request.node.path.parts:
+        return
+    monkeypatch.setattr(security, "_N", TEST_SCRYPT_N)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from swapd.services import catalog, identity
@@ -11,6 +12,9 @@ from swapd.services.identity import Role
 from swapd.store.database import Database, ManualClock
 from tests.api.conftest import PASSWORD, Account, bearer, rider, staff
 from tests.plans import ENERGY
+
+# Hash pools, gates and lockouts are about what a hash costs: keep the real cost.
+pytestmark = pytest.mark.real_password_cost
 
 
 def test_a_rider_signs_up_and_sees_their_account(client: TestClient, db: Database) -> None:

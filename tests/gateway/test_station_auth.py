@@ -25,7 +25,8 @@ from swapd.services.stations import StationAccess
 from swapd.store.database import Database
 from tests.gateway.conftest import LiveServer, basic_auth, connect, network
 
-pytestmark = pytest.mark.anyio
+# Hash pools, gates and lockouts are about what a hash costs: keep the real cost.
+pytestmark = [pytest.mark.anyio, pytest.mark.real_password_cost]
 
 WRONG = "wrong-password-123"
 

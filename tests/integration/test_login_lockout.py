@@ -24,6 +24,9 @@ from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 
+# Hash pools, gates and lockouts are about what a hash costs: keep the real cost.
+pytestmark = pytest.mark.real_password_cost
+
 PASSWORD = "correct horse battery"
 WRONG = "not the password"
 ATTEMPTS = 40
