@@ -4,15 +4,7 @@ public plan list unchanged, the operator's balances as before, ``ledger check`` 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,9 +24,11 @@ from swapd.store.database import Database
 from swapd.store.engine import make_engine
 from tests.cli_runner import CliRunner, Result
 from tests.plans import ENERGY
+from tests.security.conftest import (
+    ServeFactory,
+    serve,  # noqa: F401 (the fixture: one way to start swapd serve)
+)
 
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 15.0
 SMALL_RUN = ("--stations", "2", "--slots", "4", "--riders", "6", "--hours", "1", "--speed", "3000")
 
 app = typer.Typer()
@@ -58,41 +52,6 @@ def operator_db(db_url: str) -> str:
     finally:
         db.dispose()
     return db_url
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """``serve(database_url)`` starts ``swapd serve`` in its own process; the ws:// base URL."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(database_url: str) -> str:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
-        command = [sys.executable, "-m", "swapd.cli", "serve", "--database", database_url]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        started.append(process)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"swapd serve exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0).status_code == 200:
-                    return f"ws://127.0.0.1:{port}"
-            time.sleep(0.1)
-        pytest.fail(f"swapd serve did not start:\n{log.read_text()}")
-
-    yield start
-    for process in started:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
 
 
 def _state(url: str) -> dict[str, Any]:
@@ -146,10 +105,11 @@ def test_a_run_against_a_database_with_a_real_rider_is_refused_in_one_line(
 
 
 def test_a_run_allowed_on_real_data_removes_what_it_made_and_keeps_the_books(
-    operator_db: str, serve: Callable[[str], str]
+    operator_db: str,
+    serve: ServeFactory,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    server = serve(operator_db)
-    http = server.replace("ws://", "http://")
+    running = serve(operator_db)
+    server, http = f"ws://127.0.0.1:{running.port}", running.http_url
     public_plans = httpx.get(f"{http}/api/v1/plans").json()
     assert [p["id"] for p in public_plans] == [ENERGY.id]
     before = _state(operator_db)
