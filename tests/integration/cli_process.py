@@ -11,9 +11,13 @@ SWAPD = Path(sys.executable).with_name("swapd")
 COMMAND_TIMEOUT_S = 120.0  # a loaded 2-core machine
 
 
-def swapd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``swapd ARGS``, with no SWAPD_* setting from the test's own environment, 120 columns wide."""
+def swapd(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``swapd ARGS``, with no SWAPD_* setting from the test's own environment (``env`` added),
+    120 columns wide."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SWAPD_")}
+    environment.update(env or {})
     environment["COLUMNS"] = "120"
     return subprocess.run(
         [str(SWAPD), *args],
