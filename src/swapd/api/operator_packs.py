@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from swapd.api.deps import Db, IdempotencyKey, Operator, Staff, once
-from swapd.api.errors import responses
+from swapd.api.errors import ErrorBody, responses
 from swapd.api.operator_common import PREFIX, Bp, Limit, Page, Reason, bp_to_percent, page_of
 from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import Pack, PackModel, PackStatus
@@ -190,6 +190,18 @@ def register_pack(body: NewPack, _caller: Operator, db: Db) -> PackOut:
     return PackOut.of(pack)
 
 
+CSV_TYPES = ("text/csv", "text/plain")
+
+
+class UnsupportedCsvType(Exception):
+    """The body is neither CSV nor a form: 415, before anything is parsed."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"send the CSV as text/csv or as multipart/form-data field 'file', not {kind or 'no type'}"
+        )
+
+
 def _csv_text(content_type: str, raw: bytes) -> str:
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
@@ -205,8 +217,8 @@ def _csv_text(content_type: str, raw: bytes) -> str:
                 break
         else:
             raise InvalidInput("send the CSV as the form field 'file'")
-    elif kind not in ("text/csv", "text/plain"):
-        raise InvalidInput("send the CSV as text/csv or as multipart/form-data field 'file'")
+    elif kind not in CSV_TYPES:
+        raise UnsupportedCsvType(kind)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -232,7 +244,8 @@ _IMPORT_BODY = {
 
 @router.post(
     "/packs/import",
-    responses={**responses(401, 403, 413), 422: {"model": ImportOut}},
+    # 422: an import whose every line was rejected (ImportOut), or a body that cannot be read.
+    responses={**responses(401, 403, 413, 415), 422: {"model": ImportOut | ErrorBody}},
     openapi_extra=_IMPORT_BODY,
     summary="Import packs from CSV (serial,model,soh,soc[,station,slot]): all or none",
 )
@@ -246,7 +259,13 @@ async def import_packs(request: Request, caller: Operator, db: Db) -> JSONRespon
                 {"code": "too_large", "detail": f"at most {MAX_IMPORT_BYTES} bytes per import"},
                 status_code=413,
             )
-    text = _csv_text(request.headers.get("content-type", ""), bytes(raw))
+    try:
+        text = _csv_text(request.headers.get("content-type", ""), bytes(raw))
+    except UnsupportedCsvType as error:
+        return JSONResponse(
+            {"code": "unsupported_media_type", "detail": str(error)},
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
     report = await run_in_threadpool(back_office.import_packs, db, caller.actor, text)
     body = ImportOut(
         imported=report.imported,
