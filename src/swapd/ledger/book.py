@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from swapd.ledger.model import (
     ACCOUNT_FLAGS,
@@ -81,12 +80,30 @@ _RESOLUTION_FLAGS = Prepared(sa.select(_x.flags).where(_x.pending_id == sa.bindp
 _RESOLUTION_ID = Prepared(sa.select(_x.id).where(_x.pending_id == sa.bindparam("resolved_id")))
 # A transfer is inserted unless its key exists (then no row comes back): the key's uniqueness
 # answers "was this applied already?" in the INSERT itself, without a SELECT before it.
-_INSERT_TRANSFER = {
-    name: Prepared(
-        dialect.insert(transfers).on_conflict_do_nothing(index_elements=[_x.key]).returning(_x.id)
-    )
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+_INSERT_TRANSFER: dict[str, Prepared] = {}
+
+
+def _insert_transfer(dialect_name: str) -> Prepared:
+    """The INSERT ... ON CONFLICT of the connection's dialect, built on first use: importing
+    every dialect up front costs each ``swapd`` command that never writes a transfer some 50 ms."""
+    prepared = _INSERT_TRANSFER.get(dialect_name)
+    if prepared is None:
+        insert = _dialect_insert(dialect_name)
+        statement = insert(transfers).on_conflict_do_nothing(index_elements=[_x.key])
+        prepared = _INSERT_TRANSFER[dialect_name] = Prepared(statement.returning(_x.id))
+    return prepared
+
+
+def _dialect_insert(dialect_name: str) -> Any:
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
 _BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _ADD_TO_ACCOUNT = Prepared(
     sa.update(accounts)
@@ -238,8 +255,7 @@ class Book:
             "credits_pending": 0,
             "credits_posted": 0,
         }
-        dialect = self._conn.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = _dialect_insert(self._conn.dialect.name)
         # Two transactions may create the same operator account at once: one wins, both go on.
         self._conn.execute(insert(accounts).values(**values).on_conflict_do_nothing())
 
@@ -272,7 +288,7 @@ class Book:
                 raise
             return _repeated(existing, request)
         inserted = self._run(
-            _INSERT_TRANSFER[self._conn.dialect.name],
+            _insert_transfer(self._conn.dialect.name),
             {
                 "key": request.key,
                 "ledger": request.ledger,

@@ -19,19 +19,19 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.engine import Engine
 
 from swapd.domain.plans import Plan
 from swapd.ledger.book import Book
 from swapd.ledger.model import Delta
+from swapd.logger import get_logger
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.repository import Repository, Retry
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
 
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_ATTEMPTS = 8
 # SQLite group commit: at most this many service calls share one transaction (one fsync).

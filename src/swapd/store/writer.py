@@ -38,12 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from swapd.logger import get_logger
 
 if TYPE_CHECKING:
     from swapd.store.database import Database, Work
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _HEADER = struct.Struct("!I")
 START_TIMEOUT_S = 60.0
@@ -128,7 +128,9 @@ def encode_call(
         raise TypeError("only functools.partial calls go to the writer")
     args = tuple(ThisDatabase if arg is db else arg for arg in function.args)
     kwargs = {key: ThisDatabase if value is db else value for key, value in function.keywords.items()}
-    log_context = context.run(structlog.contextvars.get_contextvars)
+    from structlog import contextvars as log_contextvars  # imported by then: the server logs
+
+    log_context = context.run(log_contextvars.get_contextvars)
     return (function.func, args, kwargs, log_context)
 
 
@@ -173,12 +175,14 @@ class _RemoteCall:
 
 
 def decode_calls(frame: bytes, db: Database) -> list[_RemoteCall]:
+    from structlog import contextvars as log_contextvars
+
     calls = []
     for function, given_args, given_kwargs, log_context in pickle.loads(frame):
         args = tuple(db if arg is ThisDatabase else arg for arg in given_args)
         kwargs = {key: db if value is ThisDatabase else value for key, value in given_kwargs.items()}
         context = contextvars.Context()
-        context.run(structlog.contextvars.bind_contextvars, **log_context)
+        context.run(log_contextvars.bind_contextvars, **log_context)
         calls.append(_RemoteCall(functools.partial(function, *args, **kwargs), context))
     return calls
 
