@@ -93,11 +93,29 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
+_SEQUENCES: dict[str, list[str]] = {}
+
+
 def _truncate(url: str) -> None:
+    """Empty every swapd table of a PostgreSQL test database and restart its id sequences.
+
+    DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE of 23 tables makes 23 new files
+    (about 0.2 s a test here) where deleting the rows takes 0.02 s. Children go before parents."""
     engine = make_engine(url)
-    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        sequences = _SEQUENCES.get(url)
+        if sequences is None:
+            found = connection.execute(
+                sa.text(
+                    "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name) "
+                    "FROM information_schema.columns WHERE table_schema = current_schema()"
+                )
+            ).scalars()
+            sequences = _SEQUENCES[url] = sorted(name for name in found if name is not None)
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+        for sequence in sequences:
+            connection.execute(sa.text(f"ALTER SEQUENCE {sequence} RESTART"))
     engine.dispose()
 
 
