@@ -7,7 +7,10 @@ services directly (``Database.write``, no WebSocket, one caller), so only the da
 timed: a rider with ``H`` completed swaps behind them (rows written straight into ``swaps``)
 makes complete battery-as-key swaps, and the Authorize calls are timed, for each ``H``.
 
-Run: ``uv run python -m bench.rider_history [--quick] [--databases sqlite,postgresql]``
+``--smoke`` (for the tests) is the quick run's history lengths with 10 decisions each: every
+measurement made, none worth reading.
+
+Run: ``uv run python -m bench.rider_history [--quick | --smoke] [--databases sqlite,postgresql]``
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ HISTORY = (0, 1_000, 10_000)
 QUICK_HISTORY = (0, 2_000)
 DECISIONS = 300
 QUICK_DECISIONS = 60
+SMOKE_DECISIONS = 10
 # The decision with the longest history may take at most this many times the one with none.
 TARGET_GROWTH = 1.5
 
@@ -92,11 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.rider_history", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"the quick run with {SMOKE_DECISIONS} decisions (tests)"
+    )
     parser.add_argument("--databases", default="sqlite,postgresql")
     args = parser.parse_args(argv)
     kinds = [k for k in args.databases.split(",") if k != "postgresql" or pg_available()]
-    histories = QUICK_HISTORY if args.quick else HISTORY
-    decisions = QUICK_DECISIONS if args.quick else DECISIONS
+    histories = QUICK_HISTORY if args.quick or args.smoke else HISTORY
+    decisions = SMOKE_DECISIONS if args.smoke else QUICK_DECISIONS if args.quick else DECISIONS
     metrics: dict[str, float] = dict(load_average())
     targets: dict[str, str] = {}
     with Progress(console=console, transient=True) as progress:

@@ -9,12 +9,17 @@ and run with this environment's Python and packages through PYTHONPATH, each sou
 made by its own ``swapd``. The two sources alternate run by run, so that both see the same load
 on a shared machine.
 
-Run: ``uv run python -m bench.startup [--quick] [--runs N] [--baseline COMMIT]``
+``--smoke`` (for the tests) proves that every command runs and is measured, not how fast: one
+run, no bytecode cache of its own (Python's usual ``__pycache__`` as the caller has it, so no
+module of swapd and its packages is compiled again first).
+
+Run: ``uv run python -m bench.startup [--quick | --smoke] [--runs N] [--baseline COMMIT]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -58,17 +63,33 @@ SETUP: tuple[tuple[str, ...], ...] = (
     ("rider", "add", "R2", "--plan", "energy"),
     ("topup", "R1", "10000", "--ref", "bench-1"),
 )
+# The set-up and the warm-up (which writes the bytecode caches) are not measured: one process
+# runs every command of both through ``swapd.cli.main``, which every source has, instead of a
+# process (and a second of imports) each.
+IN_ONE_PROCESS = """
+import json, sys
+from swapd.cli import main
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["swapd", *args]
+    try:
+        main()
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise SystemExit(f"swapd {' '.join(args)} exited with {done.code}") from None
+"""
 
 
-def environment(source: Path | None, pycache: Path) -> dict[str, str]:
+def environment(source: Path | None, pycache: Path | None) -> dict[str, str]:
     """No SWAPD_* setting of the caller; a baseline source first on the path; compiled bytecode
     cached under ``pycache`` (per source), as an installed swapd has it, even where the caller
     sets PYTHONDONTWRITEBYTECODE: compiling every module on every start would measure the
-    compiler, not the start."""
+    compiler, not the start. Without ``pycache`` (a smoke run), Python's own caching as the
+    caller has it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPD_")}
     env.pop("PYTHONPATH", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     if source is not None:
         env["PYTHONPATH"] = str(source)
     return env
@@ -91,7 +112,7 @@ def extract(commit: str, into: Path) -> Path:
 class Source:
     path: Path | None  # None: the source this environment has installed
     database: Path
-    pycache: Path
+    pycache: Path | None
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,16 @@ def swapd(args: tuple[str, ...], source: Source) -> Timing:
     return timing
 
 
+def prepare(source: Source) -> None:
+    """The small network, then one (unmeasured) run of every measured command."""
+    steps = [[*step, "--database", "{db}"] for step in SETUP] + [list(c) for c in COMMANDS.values()]
+    steps = [[arg.replace("{db}", str(source.database)) for arg in step] for step in steps]
+    command = [sys.executable, "-c", IN_ONE_PROCESS, json.dumps(steps)]
+    _, done = timed(command, environment(source.path, source.pycache))
+    if done.returncode != 0:
+        raise RuntimeError(f"set-up failed: {done.stderr.decode(errors='replace')[-3000:]}")
+
+
 def import_time(source: Source) -> Timing:
     command = [sys.executable, "-c", "import swapd.cli"]
     timing, done = timed(command, environment(source.path, source.pycache))
@@ -130,10 +161,15 @@ def import_time(source: Source) -> Timing:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RUNS} runs of each")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one run, on the caller's bytecode caches: that each command runs, not how fast",
+    )
     parser.add_argument("--runs", type=int, help=f"runs of each command (default {RUNS})")
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
     args = parser.parse_args(argv)
-    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
+    runs = args.runs or (1 if args.smoke else QUICK_RUNS if args.quick else RUNS)
     before_load = load_average()
     with tempfile.TemporaryDirectory(prefix="swapd-bench-startup-") as scratch:
         root = Path(scratch)
@@ -141,14 +177,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.baseline:
             paths["baseline_"] = extract(args.baseline, root / "baseline")
         sources = {
-            prefix: Source(path, root / f"{prefix or 'current'}.db", root / f"{prefix}pycache")
+            prefix: Source(
+                path,
+                root / f"{prefix or 'current'}.db",
+                None if args.smoke else root / f"{prefix}pycache",
+            )
             for prefix, path in paths.items()
         }
-        for source in sources.values():  # also the warm-up: the bytecode caches get written
-            for step in SETUP:
-                swapd((*step, "--database", "{db}"), source)
-            for command in COMMANDS.values():
-                swapd(command, source)
+        for source in sources.values():
+            prepare(source)
         samples: dict[str, list[Timing]] = {}
         for run in range(runs):
             console.print(f"run {run + 1}/{runs}")
@@ -164,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics |= load_average()
     targets = {f"{name}_s": TARGET_S for name in COMMANDS}
     notes = (
-        f"Median wall time of {runs} whole runs of each command (a new process each: Python's "
+        ("Smoke run (on the caller's bytecode caches): not the real numbers. " if args.smoke else "")
+        + f"Median wall time of {runs} whole runs of each command (a new process each: Python's "
         "start, the imports, opening the database, the query, the output), on a migrated SQLite "
         "file with 2 stations, 1 plan and 2 riders, after a warm-up run that writes the bytecode "
         'caches; import_s is `python -c "import swapd.cli"`; *_cpu_s is the median user + system '

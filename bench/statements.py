@@ -20,8 +20,11 @@ Then: the full export (``swapd.services.statements.export_csv``) is timed, its c
 checked against the numbers the generator implies, and single-rider statements are timed.
 SQLite runs the same at a smaller size (rows generated in Python), for comparison.
 
-Run: ``uv run python -m bench.statements [--quick] [--riders N] [--load insert|copy] [--keep]
-[--reuse DATABASE] [--databases postgresql,sqlite]``
+``--smoke`` (for the tests) makes 100 riders on each database and times 5 single statements: every
+step runs and the export's totals are checked, at a size that proves nothing about speed.
+
+Run: ``uv run python -m bench.statements [--quick | --smoke] [--riders N] [--load insert|copy]
+[--keep] [--reuse DATABASE] [--databases postgresql,sqlite]``
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ TARGET_EXPORT_S = 300.0
 FULL_RIDERS = 1_000_000
 SQLITE_FULL_RIDERS = 100_000
 QUICK_RIDERS = 2_000
+SMOKE_RIDERS = 100
+STATEMENT_SAMPLES = 20  # single-rider statements timed
+SMOKE_STATEMENT_SAMPLES = 5
 # Operator accounts have ids 1-5; rider i's four accounts are 100 + 4i .. 103 + 4i.
 CASH, REVENUE, ISSUED, CONSUMED = 1, 2, 3, 4
 ALLOWANCE, OVERDRAWN, PREPAID, RECEIVABLE = 0, 1, 2, 3
@@ -555,6 +561,11 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.statements", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_RIDERS} riders a database: every step checked, no number worth reading (tests)",
+    )
     parser.add_argument("--riders", type=int, help="PostgreSQL riders (default 1,000,000)")
     parser.add_argument("--sqlite-riders", type=int, help="SQLite riders (default 100,000)")
     parser.add_argument("--databases", default="postgresql,sqlite", help="comma-separated")
@@ -568,8 +579,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse", metavar="DATABASE", help="export from a database kept before")
     parser.add_argument("--all-indexes", action="store_true", help="rebuild every index after the load")
     args = parser.parse_args(argv)
-    pg_riders = args.riders or (QUICK_RIDERS if args.quick else FULL_RIDERS)
-    sqlite_riders = args.sqlite_riders or (QUICK_RIDERS if args.quick else SQLITE_FULL_RIDERS)
+    small = SMOKE_RIDERS if args.smoke else QUICK_RIDERS if args.quick else None
+    pg_riders = args.riders or small or FULL_RIDERS
+    sqlite_riders = args.sqlite_riders or small or SQLITE_FULL_RIDERS
+    samples = SMOKE_STATEMENT_SAMPLES if args.smoke else STATEMENT_SAMPLES
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
     metrics: dict[str, Any] = {}
     notes = []
@@ -587,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
                             database, pg_riders, method=args.load, all_indexes=args.all_indexes
                         ).items()
                     }
-                metrics |= _measure(_pg_url(database), pg_riders, "pg", 20)
+                metrics |= _measure(_pg_url(database), pg_riders, "pg", samples)
             finally:
                 if args.keep:
                     console.print(f"kept database {database} (--reuse {database})")
@@ -599,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(scratch) / "swapd.db"
             console.print(f"[bold]generating {sqlite_riders:,} riders in SQLite[/]")
             metrics |= {f"sqlite_{k}": v for k, v in _create_sqlite(path, sqlite_riders).items()}
-            metrics |= _measure(f"sqlite:///{path}", sqlite_riders, "sqlite", 20)
+            metrics |= _measure(f"sqlite:///{path}", sqlite_riders, "sqlite", samples)
     metrics["total_s"] = round(time.perf_counter() - began, 1)
     metrics |= load_average()
     targets = {"pg_export_s": f"<= {TARGET_EXPORT_S:g}"} if pg_riders == FULL_RIDERS else {}
