@@ -4,6 +4,7 @@ injects its fault, and returns what it measured with the verdict of ``verify``."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -21,7 +22,7 @@ from faults.load import Load
 from faults.pg import PrivatePostgres
 from faults.server import ServerProcess
 from faults.verify import Verdict, verify
-from swapd.sim.embedded import free_port
+from swapd.sim.embedded import embedded_server, free_port
 from swapd.store import schema
 from swapd.store.database import Database
 from swapd.store.engine import make_engine
@@ -90,6 +91,22 @@ async def _progress(load: Load, after: int, timeout_s: float = PROGRESS_TIMEOUT_
     return time.monotonic() - started
 
 
+async def _start_while_building(server: ServerProcess, build: Callable[[], Load]) -> Load:
+    """Start the server while the load's network is built: the server's start-up (imports, its
+    writer process) runs in its own process and the build (station passwords, top-ups) here,
+    so the two take the time of the longer one. The database must already be migrated."""
+    # Submitted to a thread now, not at the loop's next turn: the build below blocks the loop.
+    starting = asyncio.get_running_loop().run_in_executor(None, server.start)
+    try:
+        load = build()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await starting
+        raise
+    await starting
+    return load
+
+
 @contextmanager
 def sqlite_database(directory: Path) -> Iterator[str]:
     yield f"sqlite:///{directory / f'faults-{uuid.uuid4().hex[:8]}.db'}"
@@ -134,10 +151,9 @@ async def kill9(
     server = ServerProcess(database_url, free_port())
     rng = random.Random(seed)
     try:
-        load = Load(db, stations=stations, seed=seed)
+        load = await _start_while_building(server, lambda: Load(db, stations=stations, seed=seed))
         if keep is not None:
             keep.append(load)  # for a test that tampers with the database afterwards
-        await asyncio.to_thread(server.start)
         await load.connect(server.ws_url)
         stop = asyncio.Event()
         runner = asyncio.create_task(load.run(stop))
@@ -193,6 +209,48 @@ async def kill9(
         db.dispose()
 
 
+async def steady(
+    database_url: str,
+    *,
+    acks: int,
+    stations: int = 2,
+    seed: int = 1,
+    keep: list[Load] | None = None,
+) -> DrillResult:
+    """No fault: stations swap against a server in this process until ``acks`` events are
+    acknowledged, then stop; the verdict of ``verify``. The baseline for a test of the verifier
+    itself, which tampers with the database afterwards: no server process to start."""
+    started = time.monotonic()
+    db = Database.open(database_url)
+    try:
+        load = Load(db, stations=stations, seed=seed)
+        if keep is not None:
+            keep.append(load)
+        with embedded_server(db) as url:
+            await load.connect(url)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(load.run(stop))
+            try:
+                await _progress(load, acks - 1)
+            finally:
+                stop.set()
+                await runner
+                await load.close()
+        verdict = await asyncio.to_thread(verify, database_url, load)
+        return DrillResult(
+            "steady",
+            db.dialect,
+            0,
+            stations,
+            time.monotonic() - started,
+            verdict,
+            _sum_counters(load),
+            extra={"load_errors": dict(load.errors), "notes": load.notes[:10]},
+        )
+    finally:
+        db.dispose()
+
+
 def _health_status(http_url: str) -> int:
     return httpx.get(f"{http_url}/healthz", timeout=30).status_code
 
@@ -219,9 +277,9 @@ async def pg_restart(
         pg.start()
         url = pg.create_database("swapd")
         db = Database.open(url)
-        load = Load(db, stations=stations, seed=seed)
+        opened = db
         server = ServerProcess(url, free_port())
-        await asyncio.to_thread(server.start)
+        load = await _start_while_building(server, lambda: Load(opened, stations=stations, seed=seed))
         await load.connect(server.ws_url)
         stop = asyncio.Event()
         runner = asyncio.create_task(load.run(stop))
@@ -318,8 +376,9 @@ async def storm(
     db = Database.open(database_url)
     server = ServerProcess(database_url, free_port())
     try:
-        load = Load(db, stations=stations, riders_per_station=1, slots=4, seed=seed)
-        await asyncio.to_thread(server.start)
+        load = await _start_while_building(
+            server, lambda: Load(db, stations=stations, riders_per_station=1, slots=4, seed=seed)
+        )
         connect_started = time.monotonic()
         await load.connect(server.ws_url)
         first_connect_s = time.monotonic() - connect_started

@@ -7,6 +7,7 @@ connection_id); these tests drive it through a real server and real OCPP clients
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -126,16 +127,22 @@ async def test_a_station_that_drops_off_before_answering_is_offline_not_a_refusa
     assert rider_balance(db, "R1").held_units == 0
 
 
+PICKUP_S = 0.5  # the pickup wait here, a tenth of the product's PICKUP_TIMEOUT_S
+
+
 def test_a_station_recorded_connected_that_no_process_holds_is_offline_after_the_pickup_wait(
-    db: Database,
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server process that died holding the station: its record says connected, but no process
-    claims the command, so the request ends after PICKUP_TIMEOUT_S, not after its timeout."""
+    claims the command, so the request ends after the pickup wait, not after its timeout. The
+    wait is shortened through wait_for's pickup_s; the request's timeout stays 30 s."""
     _network(db)
     stations.record_connected(db, "ST1", "gone-process")
-    error, took_s = _request(db)
+    monkeypatch.setattr(commands, "wait_for", functools.partial(commands.wait_for, pickup_s=PICKUP_S))
+    error, took_s = _request(db, timeout_s=30)
     assert error.message.startswith("station ST1 is not connected (last seen ")
-    assert took_s < commands.PICKUP_TIMEOUT_S + QUICK_S
+    # At least the pickup wait: the connected record was believed until nobody took the command.
+    assert PICKUP_S <= took_s < PICKUP_S + QUICK_S
 
 
 def test_a_late_disconnect_of_an_old_connection_keeps_the_newer_one(db: Database) -> None:
