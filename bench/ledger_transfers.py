@@ -1,4 +1,4 @@
-"""Ledger transfers per second through swapd's ledger (``swapd.ledger.book.Book``).
+"""Ledger transfers per second through swapd's ledger (``swapd.store.ledger_book.Book``).
 
 Each transfer is one database transaction through ``Database.write``, as the services run them:
 the idempotency lookup, the two accounts read (the rider's locked on PostgreSQL), the transfer row,
@@ -173,7 +173,7 @@ def _phase(url: str, phase: str, writers: int, duration_s: float, lead_s: float)
 
 def _check(url: str) -> None:
     """The ledger must still reconcile after the run: every balance equals its transfers."""
-    from swapd.ledger.check import check_ledger
+    from swapd.store.ledger_check import check_ledger
 
     engine = make_engine(url)
     with engine.connect() as connection:

@@ -131,7 +131,7 @@ def _setup(db: Database, size: Size, progress: Progress) -> tuple[list[RawStatio
     revenue = accounts.get((money, AccountCode.REVENUE.value, ""))
     if revenue is None:
         # The first usage creates the operator's revenue account; create it the same way.
-        from swapd.ledger.book import Book
+        from swapd.store.ledger_book import Book
 
         def create(tx: Any) -> int:
             return Book(tx.repo.conn, tx.now).account(money, AccountCode.REVENUE).id

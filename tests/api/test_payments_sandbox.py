@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient
 from swapd.domain.plans import Plan, PlanKind, first_cycle
 from swapd.domain.quantities import Unit
 from swapd.gateway.server import create_app
-from swapd.ledger.check import check_ledger
 from swapd.payments import config
 from swapd.payments.sandbox import SIGNATURE_HEADER, SandboxProvider
 from swapd.services import audit, catalog, checkout, queries
 from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from swapd.store.ledger_check import check_ledger
 from tests.api.conftest import Account, rider, staff
 
 SECRET = "sandbox-test-secret-0123456789"

@@ -18,12 +18,12 @@ import pytest
 import sqlalchemy as sa
 from ocpp.v21 import call
 
-from swapd.ledger.check import check_ledger
 from swapd.services import catalog, stations
 from swapd.services.queries import rider_balance
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.ledger_check import check_ledger
 from tests.api.conftest import PASSWORD
 from tests.gateway.conftest import LiveServer, battery, booted, swap_event
 from tests.plans import ENERGY

@@ -14,10 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from faults.client import StationClient, battery, meter_soc, swap_event
 
-from swapd.ledger.check import check_ledger
 from swapd.services import queries
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.ledger_check import check_ledger
 from tests.faults.conftest import Net, alerts, booted, run, table_counts
 
 SOC_IN_PCT = 40.0

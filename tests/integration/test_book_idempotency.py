@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from swapd.ledger.book import OPERATOR, Book
 from swapd.ledger.model import (
     Account,
     AccountCode,
@@ -20,6 +19,7 @@ from swapd.ledger.model import (
     TransferRequest,
 )
 from swapd.store.database import Database, Tx
+from swapd.store.ledger_book import OPERATOR, Book
 
 LEDGER = "Wh"
 

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import rider_balance, transfers_of
@@ -19,6 +18,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
+from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY
 
 WORKERS = 8

@@ -8,13 +8,13 @@ import sqlalchemy as sa
 
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import alerts, rider_balance, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from swapd.store.ledger_check import check_ledger
 from tests.plans import BUNDLE, ENERGY, TIME
 
 

@@ -29,7 +29,6 @@ from swapd.domain.quantities import (
     Unit,
 )
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import LedgerError
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import rider_balance
@@ -37,6 +36,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, Joined, ManualClock, Tx
 from swapd.store.engine import WRITE, downgrade, make_engine, upgrade
+from swapd.store.ledger_check import check_ledger
 from tests.cli_runner import CliRunner
 from tests.plans import ENERGY
 

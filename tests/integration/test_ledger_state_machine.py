@@ -27,13 +27,13 @@ from swapd.domain.errors import DomainError
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import rider_balance
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
+from swapd.store.ledger_check import check_ledger
 from tests import soak
 from tests.conftest import START, _truncate, copy_of_migrated_sqlite
 

@@ -19,7 +19,6 @@ from swapd.domain.decision import RefusalReason
 from swapd.domain.errors import Conflict
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken, RiderStatus, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode, TransferFlags
 from swapd.services import catalog, payments, swaps
 from swapd.services.issue import IssueRefused, issue_pack
@@ -28,6 +27,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
+from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY
 
 

@@ -19,7 +19,6 @@ from swapd.domain.packs import PackStatus
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import AccountCode, Transfer, TransferCode, TransferFlags
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import (
@@ -32,6 +31,7 @@ from swapd.services.queries import (
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from swapd.store.ledger_check import check_ledger
 from tests.plans import BUNDLE, ENERGY, TIME
 
 # Subscription: 30,000 KRW a month for 60,000 Wh; overage 250 KRW per 1,000 Wh.

@@ -11,15 +11,15 @@ import sqlalchemy as sa
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger import book as book_module
-from swapd.ledger.book import OPERATOR, Book
 from swapd.ledger.model import AccountCode
 from swapd.services import catalog, payments, swaps
 from swapd.services import swaps as swaps_module
 from swapd.services.swaps import BatteryReading
+from swapd.store import ledger_book as book_module
 from swapd.store import repository as repository_module
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.ledger_book import OPERATOR, Book
 from swapd.store.prepared import Prepared
 
 PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)

@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from swapd.cli import app
-from swapd.ledger.check import check_ledger
 from swapd.sim.embedded import free_port
 from swapd.store.engine import make_engine
+from swapd.store.ledger_check import check_ledger
 from tests import soak
 from tests.cli_runner import CliRunner
 

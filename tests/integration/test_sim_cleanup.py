@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferFlags
-from swapd.services import catalog, payments
+from swapd.services import catalog, payments, views
 from swapd.sim import cleanup, network
 from swapd.sim.config import SimConfig
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY
 
 CONFIG = SimConfig(stations=2, slots=4, riders=5)
@@ -122,8 +122,7 @@ def test_a_run_whose_transfer_is_resolved_from_outside_is_not_removed(
 
     retired = cleanup.retire_run(db, run.prefix)
     assert retired == cleanup.Retired(stations_disabled=2, riders_blocked=5)
-    stations = db.read(lambda tx: tx.repo.stations())
-    assert [s.id for s in stations if s.enabled] == []
+    assert [s.station.id for s in views.stations(db) if s.station.enabled] == []
     assert {r.id: r.status.value for r in db.read(lambda tx: tx.repo.riders())}["R1"] == "active"
 
 

@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 import typer
 
-from swapd.ledger.check import check_ledger
 from swapd.services import catalog, payments
 from swapd.sim.cli import sim_command
 from swapd.sim.config import SimConfig
@@ -22,6 +21,7 @@ from swapd.sim.stats import Snapshot
 from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.engine import make_engine
+from swapd.store.ledger_check import check_ledger
 from tests.cli_runner import CliRunner, Result
 from tests.plans import ENERGY
 from tests.security.conftest import (

@@ -22,13 +22,13 @@ from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferFlags
 from swapd.services import catalog, payments, statements, swaps
 from swapd.services.statements import COLUMNS, Month, Statement
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY, TIME
 
 # 5,000 KRW a month for 2,000 Wh, no carry-over, full first cycle; overage 250 KRW per 1,000 Wh.

@@ -4,12 +4,12 @@ disagreement is an alert, and the offer the card was given is released at once."
 from __future__ import annotations
 
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import TransferCode
 from swapd.services import catalog, ops_queries, payments, swaps
 from swapd.services.queries import rider_balance, station_view, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database
+from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY
 
 CARD_B = IdToken(TokenType.RFID, "CARD-B")

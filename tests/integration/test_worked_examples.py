@@ -17,7 +17,6 @@ from swapd.domain.errors import Conflict
 from swapd.domain.packs import PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.check import check_ledger
 from swapd.ledger.model import Transfer, TransferCode, TransferFlags
 from swapd.services import catalog, payments, swaps
 from swapd.services.queries import (
@@ -32,6 +31,7 @@ from swapd.services.queries import (
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from swapd.store.ledger_check import check_ledger
 from tests.plans import BUNDLE, ENERGY, TIME
 
 

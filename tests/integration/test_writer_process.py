@@ -269,11 +269,13 @@ def test_the_end_of_the_socket_between_frames_is_the_end() -> None:
 
 
 def test_the_writer_module_refuses_to_run_without_its_arguments() -> None:
-    # ``python -m swapd.store.writer`` is only for the gateway to start; wrong use exits 2.
+    # ``python -m swapd.store.writer_process`` is only for the gateway to start; wrong use exits 2.
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "swapd.store.writer"], capture_output=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "swapd.store.writer_process"], capture_output=True, check=False
+    )
     assert done.returncode == 2
     assert writer.ThisDatabase.__module__ == "swapd.store.writer"
 

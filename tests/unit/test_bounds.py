@@ -24,7 +24,6 @@ from swapd.domain.quantities import (
     MAX_TRANSFER_AMOUNT,
     Unit,
 )
-from swapd.ledger.check import out_of_bounds
 from swapd.ledger.model import (
     ACCOUNT_FLAGS,
     Account,
@@ -37,6 +36,7 @@ from swapd.ledger.model import (
     validate_request,
 )
 from swapd.store import schema as t
+from swapd.store.ledger_check import out_of_bounds
 
 INT64_MAX = 2**63 - 1
 JSON_SAFE_MAX = 2**53 - 1

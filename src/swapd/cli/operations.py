@@ -128,8 +128,8 @@ def swap_request(
 @ledger_app.command("check")
 def ledger_check(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Recompute every balance from the transfers; exit 1 on any mismatch."""
-    from swapd.ledger.check import check_ledger
     from swapd.store.engine import make_engine
+    from swapd.store.ledger_check import check_ledger
 
     refuse_missing_database(database)
 

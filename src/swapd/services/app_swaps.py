@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from swapd.domain.errors import Conflict, StationOffline
 from swapd.domain.riders import IdToken, TokenType
-from swapd.gateway import commands
+from swapd.services import station_commands as commands
 from swapd.services import stations, swaps
 from swapd.store.database import Database
 
@@ -64,7 +64,7 @@ def request_swap(
     the offer abandoned, so no hold outlives the attempt. With ``key`` the attempt is idempotent.
 
     A station that is not connected, or whose connection ends before it answers, is
-    StationOffline, within seconds (swapd.gateway.commands.PICKUP_TIMEOUT_S), not a refusal. The
+    StationOffline, within seconds (swapd.services.station_commands.PICKUP_TIMEOUT_S), not a refusal. The
     decision comes first, so that an unknown rider or one without credit hears that."""
     if key is None:
         request_id = str(_REQUEST_ID_LOW + secrets.randbelow(_REQUEST_ID_SPAN))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import round_half_even
-from swapd.ledger.book import OPERATOR, Book
 from swapd.ledger.model import Account, AccountCode, Transfer, TransferCode, TransferRequest
+from swapd.store.ledger_book import OPERATOR, Book
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from swapd.domain.errors import NotFound
 from swapd.domain.packs import Pack
 from swapd.domain.stations import Slot, Station
-from swapd.ledger.book import _transfer
 from swapd.ledger.model import Account, AccountCode, AccountFlags, Transfer
 from swapd.services.money import weighted_value
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
+from swapd.store.ledger_book import transfer_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def transfers_of(db: Database, rider_id: str | None = None, *, limit: int = 10_0
         query = sa.select(t.transfers).order_by(t.transfers.c.id).limit(limit)
         if rider_id is not None:
             query = query.where(t.transfers.c.rider_id == rider_id)
-        return [_transfer(row) for row in tx.repo.execute(query)]
+        return [transfer_of(row) for row in tx.repo.execute(query)]
 
     return db.read(work)
 

@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 
 from swapd.domain.riders import RiderStatus
-from swapd.ledger.book import Book
 from swapd.ledger.model import Delta, TransferFlags
 from swapd.services import audit
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
+from swapd.store.ledger_book import Book
 
 SIM_PREFIX = "SIM-"  # every id the simulator makes starts with it (then the run's own part)
 ACTOR = "swapd-sim"

@@ -22,7 +22,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.ledger.check import check_ledger
 from swapd.services.swaps import SwapState
 from swapd.sim import cleanup as sim_cleanup
 from swapd.sim import network as net
@@ -35,6 +34,7 @@ from swapd.sim.stats import Snapshot, Stats
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 from swapd.store.engine import database_url, make_engine
+from swapd.store.ledger_check import check_ledger
 
 PROGRESS_INTERVAL_S = 0.25
 MAX_APP_REQUESTS_IN_FLIGHT = 8

@@ -22,10 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from swapd.domain.plans import Plan
-from swapd.ledger.book import Book
 from swapd.ledger.model import Delta
 from swapd.logger import get_logger
+from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
+from swapd.store.ledger_book import Book
 from swapd.store.repository import Repository, Retry
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
@@ -34,8 +35,6 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 8
-# SQLite group commit: at most this many service calls share one transaction (one fsync).
-MAX_GROUP = 64
 # PostgreSQL: blocking service calls from the event loop run in threads of their own, so that a
 # few slow transactions (a rider's row lock, a retry) do not queue the rest. Not many more: each
 # statement's round trip hands the GIL over, and 32 threads cost 30 % more CPU a swap than 8
@@ -101,19 +100,6 @@ class _Call:
     future: asyncio.Future[Any]
     result: object = None
     error: BaseException | None = None
-
-
-class Work(Protocol):
-    """A blocking service call as a call group runs it: ``function`` run in ``context``, and
-    its outcome."""
-
-    @property
-    def function(self) -> Callable[[], object]: ...
-    @property
-    def context(self) -> contextvars.Context: ...
-
-    result: object
-    error: BaseException | None
 
 
 def _answer(group: Sequence[Work]) -> None:

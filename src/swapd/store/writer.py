@@ -18,7 +18,8 @@ and exits when the gateway closes the socket or dies (kill -9 included). If the 
 the calls it held fail (the stations resend them; every station event is idempotent) and the
 next group starts a new writer.
 
-Run by the gateway as ``python -m swapd.store.writer FD URL LOG_FORMAT``.
+The writer process itself is swapd.store.writer_process; this module is the gateway's side and
+the wire format both sides share.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import contextlib
 import contextvars
 import functools
 import pickle
-import signal
 import socket
 import struct
 import subprocess
@@ -35,13 +35,10 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from swapd.logger import get_logger
-
-if TYPE_CHECKING:
-    from swapd.store.database import Database, Work
+from swapd.store.calls import Work
 
 log = get_logger(__name__)
 
@@ -164,29 +161,6 @@ def _outcome(result: object, error: BaseException | None) -> tuple[bool, object]
         return (False, RuntimeError(f"{type(error).__name__}: {error}"))
 
 
-@dataclass(slots=True)
-class _RemoteCall:
-    """A call received by the writer, in the shape ``Database.run_calls`` runs."""
-
-    function: Callable[[], object]
-    context: contextvars.Context
-    result: object = None
-    error: BaseException | None = None
-
-
-def decode_calls(frame: bytes, db: Database) -> list[_RemoteCall]:
-    from structlog import contextvars as log_contextvars
-
-    calls = []
-    for function, given_args, given_kwargs, log_context in pickle.loads(frame):
-        args = tuple(db if arg is ThisDatabase else arg for arg in given_args)
-        kwargs = {key: db if value is ThisDatabase else value for key, value in given_kwargs.items()}
-        context = contextvars.Context()
-        context.run(log_contextvars.bind_contextvars, **log_context)
-        calls.append(_RemoteCall(functools.partial(function, *args, **kwargs), context))
-    return calls
-
-
 # -- the gateway's side ---------------------------------------------------------------------------
 
 
@@ -225,7 +199,7 @@ class WriterClient:
             command = [
                 sys.executable,
                 "-m",
-                "swapd.store.writer",
+                "swapd.store.writer_process",
                 str(theirs.fileno()),
                 self._url,
                 "json" if self._json_logs else "console",
@@ -388,90 +362,3 @@ def _end(process: subprocess.Popen[bytes]) -> int | None:
         log.error("writer_stop_timeout", pid=process.pid)
         process.kill()
         return process.wait()
-
-
-# -- the writer's side ----------------------------------------------------------------------------
-
-
-def serve(sock: socket.socket, db: Database, after_commit: Callable[[], None] = lambda: None) -> None:
-    """Answer groups of calls until the gateway closes the socket. The groups that have arrived
-    while one ran are run together, as one transaction (up to ``MAX_GROUP`` calls);
-    ``after_commit`` is called after each (the WAL checkpoints)."""
-    from swapd.store.database import MAX_GROUP
-
-    sock.sendall(frame(b""))  # ready
-    reader = FrameReader(sock)
-    waiting: deque[list[_RemoteCall]] = deque()
-    while True:
-        try:
-            if not waiting:
-                first = reader.next()
-                if first is None:
-                    return
-                waiting.append(decode_calls(first, db))
-            waiting.extend(decode_calls(received, db) for received in reader.arrived())
-        except (OSError, EOFError):
-            return
-        groups = [waiting.popleft()]
-        count = len(groups[0])
-        while waiting and count + len(waiting[0]) <= MAX_GROUP:
-            count += len(waiting[0])
-            groups.append(waiting.popleft())
-        db.run_calls([call for group in groups for call in group])
-        after_commit()
-        answers = []
-        for group in groups:
-            for call in group:
-                if call.error is not None and not _expected(call.error):
-                    # In the call's context: the log line carries the caller's (station, ...).
-                    call.context.run(log.error, "call_failed", exc_info=call.error)
-            answers.append(frame(encode_outcomes(group)))
-        try:
-            sock.sendall(b"".join(answers))
-        except OSError:
-            return  # the gateway is gone; what committed stays committed
-
-
-def _expected(error: BaseException) -> bool:
-    from swapd.domain.errors import DomainError
-
-    return isinstance(error, DomainError)
-
-
-def main(argv: list[str]) -> int:
-    from swapd.heap import settle_heap
-    from swapd.logs import configure_logging
-    from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
-    from swapd.store.database import Database
-    from swapd.store.engine import make_engine, sqlite_file_path
-
-    fd, url, log_format = int(argv[0]), argv[1], argv[2]
-    # Ctrl-C at a terminal reaches the whole process group, and a service manager's stop
-    # (systemd's SIGTERM) the whole cgroup: the writer must not stop in the middle of a group
-    # because of either; it stops when the gateway, shutting down, closes the socket (or dies).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure_logging(json_logs=log_format == "json")
-    sock = socket.socket(fileno=fd)
-    # The gateway has migrated the schema. Checkpoints: see swapd.store.checkpoints.
-    db = Database(make_engine(url, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES))
-    path = sqlite_file_path(url)
-    assert path is not None, "the gateway starts a writer process for a SQLite file only"
-    checkpointer = Checkpointer(path)
-    checkpointer.start()
-    settle_heap()
-    try:
-        serve(sock, db, checkpointer.nudge)
-    finally:
-        checkpointer.stop()
-        db.dispose()
-        sock.close()
-    return 0
-
-
-if __name__ == "__main__":
-    # Through the imported module, not this __main__ copy of it: pickles name the module's
-    # ThisDatabase, and decode_calls must compare against that one.
-    from swapd.store import writer  # noqa: PLW0406
-
-    sys.exit(writer.main(sys.argv[1:]) if len(sys.argv) == 4 else 2)

@@ -1,10 +1,12 @@
-"""The ledger kept in SQL tables, inside the caller's transaction.
+"""The ledger kept in SQL tables, inside the caller's transaction: the storage side of swapd.ledger,
+whose pure model (swapd.ledger.model) decides what a transfer may do.
 
-Balances are cached on the account rows and must equal what the transfers imply (``check.py``
-recomputes them). Accounts with a balance limit (the riders') are locked and updated at once, so
-a limit is checked against the committed truth. Accounts without a limit (the operator's, touched by
-every swap) are updated once per transaction, just before commit, in id order: that keeps their
-row locks short on PostgreSQL and makes lock order the same in every transaction.
+Balances are cached on the account rows and must equal what the transfers imply
+(``swapd.store.ledger_check`` recomputes them). Accounts with a balance limit (the riders') are
+locked and updated at once, so a limit is checked against the committed truth. Accounts without a
+limit (the operator's, touched by every swap) are updated once per transaction, just before commit,
+in id order: that keeps their row locks short on PostgreSQL and makes lock order the same in every
+transaction.
 
 Every column keeps inside its bound (``model.Account.check_limits``, ``overflows_*``). For an
 operator's account the check sees what this book read plus its own changes; what concurrent
@@ -129,7 +131,7 @@ def _account(row: Any) -> Account:
     )
 
 
-def _transfer(row: Any) -> Transfer:
+def transfer_of(row: Any) -> Transfer:
     """A transfer from a row of ``transfers`` (``sqlalchemy.Row`` or ``PreparedRow``)."""
     return Transfer(
         id=row.id,
@@ -263,7 +265,7 @@ class Book:
 
     def find(self, key: str) -> Transfer | None:
         row = self._run(_TRANSFER_BY_KEY, {"transfer_key": key}).first()
-        return None if row is None else _transfer(row)
+        return None if row is None else transfer_of(row)
 
     def transfer(self, request: TransferRequest) -> Transfer:
         """Apply a transfer exactly once per key; a repeat returns the first result.
@@ -333,7 +335,7 @@ class Book:
             row = self._run(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).first()
             if row is None:
                 return None
-            cached = self._transfers[transfer_id] = _transfer(row)
+            cached = self._transfers[transfer_id] = transfer_of(row)
         return cached
 
     def _pending(self, pending_id: int) -> Transfer:
