@@ -30,6 +30,7 @@ from ocpp.v201.enums import Action as Action201
 
 from swapd.domain.decision import RefusalReason
 from swapd.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from swapd.domain.lifecycle import PackOutcomeKind
 from swapd.domain.quantities import bp_to_percent, format_money
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import SlotState
@@ -279,7 +280,9 @@ class SwapHandlers:
             result = await self.run(
                 swaps.battery_out, self.db, self.id, str(request_id), readings, token=token_arg
             )
-            if not result.repeated and any(p.outcome == "handed_over" for p in result.packs):
+            if not result.repeated and any(
+                p.outcome == PackOutcomeKind.HANDED_OVER for p in result.packs
+            ):
                 self.metrics.swaps.inc()
         else:
             await self.run(

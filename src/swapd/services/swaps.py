@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from swapd.domain.charge import split_for_plan
 from swapd.domain.decision import (
     REFUSAL_TEXT,
     RefusalReason,
@@ -24,6 +25,17 @@ from swapd.domain.decision import (
     is_token_pack_mismatch,
 )
 from swapd.domain.errors import Conflict, InvalidInput, NotFound
+from swapd.domain.lifecycle import (
+    Offer,
+    OfferState,
+    PackOutcomeKind,
+    Possession,
+    PossessionClosed,
+    Swap,
+)
+
+# Re-exported: the services and the simulator import SwapState from here.
+from swapd.domain.lifecycle import SwapState as SwapState  # noqa: PLC0414
 from swapd.domain.metering import meter
 from swapd.domain.packs import Pack, PackStatus, validate_serial
 from swapd.domain.plans import Plan
@@ -38,14 +50,6 @@ from swapd.store.prepared import Prepared
 from swapd.store.repository import Retry, Row
 
 MAX_PACKS_PER_SWAP = 8
-
-
-class SwapState:
-    OFFERED = "offered"
-    REFUSED = "refused"
-    COMPLETED = "completed"
-    ABANDONED = "abandoned"
-    RETURNED = "returned"  # packs came back, none was handed out (yet)
 
 
 class EventType:
@@ -135,7 +139,7 @@ class AuthorizeResult:
 class PackOutcome:
     serial: str
     slot_no: int
-    outcome: str  # returned, restocked, handed_over, withdrawn, released, or an alert kind
+    outcome: str  # a PackOutcomeKind (a plain string when read back from a recorded result)
     rider_id: str | None = None
     usage_units: int = 0
     charged_units: int = 0  # taken from the allowance
@@ -270,6 +274,36 @@ def _open_offer(tx: Tx, station_id: str, rider_id: str) -> Row | None:
     return tx.repo.run(_OPEN_OFFER, {"station_id": station_id, "rider_id": rider_id}).first()
 
 
+def _swap_of(row: Row) -> Swap:
+    return Swap(row.id, row.station_id, row.rider_id, SwapState(row.state), row.request_id)
+
+
+def _offer_of(row: Row) -> Offer:
+    return Offer(
+        row.swap_id,
+        row.pack_serial,
+        row.slot_no,
+        int(row.hold_units),
+        row.hold_transfer_id,
+        OfferState(row.state),
+    )
+
+
+def _possession_of(row: Row) -> Possession:
+    return Possession(
+        row.id,
+        row.rider_id,
+        row.pack_serial,
+        row.plan_id,
+        row.at_out,
+        row.soc_out_bp,
+        row.soh_out_bp,
+        row.hold_units,
+        row.hold_transfer_id,
+        row.at_in,
+    )
+
+
 # -- R6: the decision ----------------------------------------------------------------------------
 
 
@@ -374,7 +408,7 @@ def authorize(
                     "slot_no": offer.pack.slot_no,
                     "hold_units": offer.hold_units,
                     "hold_transfer_id": hold_id,
-                    "state": "offered",
+                    "state": OfferState.OFFERED,
                 },
             )
         # What _result_of would read back, from what this transaction has just written.
@@ -688,18 +722,22 @@ def _return_one(
             station_id=station.id,
             pack_serial=serial,
         )
-        return PackOutcome(serial, slot_no, "foreign_pack")
+        return PackOutcome(serial, slot_no, PackOutcomeKind.FOREIGN_PACK)
     if pack.status is PackStatus.WITH_RIDER:
         return _close_possession(tx, station, swap_id, request_id, battery, pack)
     if pack.status is PackStatus.IN_SLOT and (pack.station_id, pack.slot_no) == (
         station.id,
         slot_no,
     ):
-        return PackOutcome(serial, slot_no, "already_in_slot")
+        return PackOutcome(serial, slot_no, PackOutcomeKind.ALREADY_IN_SLOT)
     if operator and pack.status in (PackStatus.IN_STOCK, PackStatus.QUARANTINED):
         _place(tx, pack.serial, station.id, slot_no, battery)
-        return PackOutcome(serial, slot_no, "restocked")
-    kind = "pack_two_places" if pack.status is PackStatus.IN_SLOT else "pack_not_assigned"
+        return PackOutcome(serial, slot_no, PackOutcomeKind.RESTOCKED)
+    kind = (
+        PackOutcomeKind.PACK_TWO_PLACES
+        if pack.status is PackStatus.IN_SLOT
+        else PackOutcomeKind.PACK_NOT_ASSIGNED
+    )
     tx.repo.alert(
         kind,
         f"pack {serial} ({pack.place()}) reported in slot {slot_no}",
@@ -737,8 +775,9 @@ class Charge:
 def _close_possession(
     tx: Tx, station: Station, swap_id: int, request_id: str, battery: BatteryReading, pack: Pack
 ) -> PackOutcome:
-    possession = tx.repo.open_possession(pack.serial)
-    assert possession is not None, "a pack with a rider has an open possession"
+    row = tx.repo.open_possession(pack.serial)
+    assert row is not None, "a pack with a rider has an open possession"
+    possession = _possession_of(row)
     plan = tx.repo.plan(possession.plan_id)
     assert plan is not None
     usage = meter(
@@ -753,7 +792,7 @@ def _close_possession(
     rider_id = possession.rider_id
     key = f"{station.id}:{request_id}:{pack.serial}:{EventType.BATTERY_IN}"
     charge = _charge(
-        tx, key, rider_id, plan, possession.hold_units, possession.hold_transfer_id, usage.units
+        tx, key, rider_id, plan, possession.held_units, possession.hold_transfer_id, usage.units
     )
     if usage.anomaly:
         tx.repo.alert(
@@ -764,17 +803,17 @@ def _close_possession(
             pack_serial=pack.serial,
             rider_id=rider_id,
         )
-    closed = {
-        "swap_in_id": swap_id,
-        "station_in": station.id,
-        "slot_in": battery.slot_no,
-        "at_in": tx.now,
-        "soc_in_bp": battery.soc_bp,
-        "soh_in_bp": battery.soh_bp,
-        "usage_units": usage.units,
-        "anomaly": usage.anomaly,
-    }
-    tx.repo.update(t.possessions, "id", possession.id, closed)
+    closed = possession.close(
+        swap_in_id=swap_id,
+        station_in=station.id,
+        slot_in=battery.slot_no,
+        at_in=tx.now,
+        soc_in_bp=battery.soc_bp,
+        soh_in_bp=battery.soh_bp,
+        usage_units=usage.units,
+        anomaly=usage.anomaly,
+    )
+    tx.repo.update(t.possessions, "id", closed.possession_id, _closed_columns(closed))
     _place(tx, pack.serial, station.id, battery.slot_no, battery)
     if plan.is_subscription:
         tx.repo.execute(
@@ -785,7 +824,7 @@ def _close_possession(
     return PackOutcome(
         pack.serial,
         battery.slot_no,
-        "returned",
+        PackOutcomeKind.RETURNED,
         rider_id,
         usage.units,
         charge.charged_units,
@@ -797,23 +836,33 @@ def _close_possession(
     )
 
 
+def _closed_columns(closed: PossessionClosed) -> dict[str, Any]:
+    """The possession's columns a return sets: the event's fields are named after them."""
+    return {
+        field.name: getattr(closed, field.name)
+        for field in dataclasses.fields(closed)
+        if field.name != "possession_id"
+    }
+
+
 def _charge(
     tx: Tx,
     key: str,
     rider_id: str,
     plan: Plan,
-    hold_units: int,
+    held_units: int,
     hold_transfer_id: int | None,
     usage_units: int,
 ) -> Charge:
     """R5: post the usage against the hold, take any rest from the free allowance, and bill
-    what is beyond it as overage (subscriptions) or owe it (overdrawn, settled by a top-up)."""
+    what is beyond it as overage (subscriptions) or owe it (overdrawn, settled by a top-up).
+    ``held_units`` is what the pending hold ``hold_transfer_id`` covers (0 without one)."""
     accounts = rider_accounts(tx.book, rider_id, plan)
-    from_hold = min(usage_units, hold_units) if hold_transfer_id is not None else 0
-    rest = usage_units - from_hold
-    extra = min(rest, accounts.allowance.available)
-    beyond = rest - extra
-    revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, from_hold + extra)
+    split = split_for_plan(
+        plan, usage_units, held_units=held_units, available_units=accounts.allowance.available
+    )
+    from_hold, beyond = split.from_hold_units, split.beyond_units
+    revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, split.charged_units)
     consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
         pending = tx.book.transfer_by_id(hold_transfer_id)
@@ -837,13 +886,12 @@ def _charge(
         f"{key}:usage",
         accounts.allowance,
         consumed,
-        extra,
+        split.from_free_units,
         TransferCode.USAGE,
         rider_id=rider_id,
     )
-    overage_minor = 0
     if beyond > 0:
-        if plan.allows_overage:
+        if split.overage_billed:
             issued = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
             move(
                 tx.book,
@@ -854,14 +902,13 @@ def _charge(
                 TransferCode.OVERAGE,
                 rider_id=rider_id,
             )
-            overage_minor = plan.overage_charge_minor(beyond)
             revenue_account = tx.book.account(plan.currency, AccountCode.REVENUE)
             move(
                 tx.book,
                 f"{key}:overage:money",
                 accounts.receivable,
                 revenue_account,
-                overage_minor,
+                split.overage_minor,
                 TransferCode.OVERAGE,
                 rider_id=rider_id,
             )
@@ -875,7 +922,7 @@ def _charge(
                 TransferCode.OVERDRAWN,
                 rider_id=rider_id,
             )
-    return Charge(usage_units, from_hold + extra, beyond, revenue, overage_minor)
+    return Charge(usage_units, split.charged_units, beyond, revenue, split.overage_minor)
 
 
 def battery_out(
@@ -926,9 +973,9 @@ def battery_out(
         if swap is not None:
             taken = {b.serial for b in batteries}
             for serial, offer in offers.items():
-                if serial not in taken and offer.state == "offered":
+                if serial not in taken and offer.state == OfferState.OFFERED:
                     outcomes.append(_release_offer(tx, swap, offer))
-            _set_swap(tx, swap.id, state=SwapState.COMPLETED)
+            _set_swap(tx, swap.id, state=_swap_of(swap).complete().state)
         swap_id = None if swap is None else int(swap.id)
         return _record(
             tx, station_id, request_id, EventResult(swap_id, EventType.BATTERY_OUT, tuple(outcomes))
@@ -986,7 +1033,7 @@ def _hand_over(
             station_id=station.id,
             pack_serial=serial,
         )
-        return PackOutcome(serial, slot_no, "foreign_pack")
+        return PackOutcome(serial, slot_no, PackOutcomeKind.FOREIGN_PACK)
     if pack.status is not PackStatus.IN_SLOT or pack.station_id != station.id:
         tx.repo.alert(
             "pack_two_places",
@@ -995,7 +1042,7 @@ def _hand_over(
             station_id=station.id,
             pack_serial=serial,
         )
-        return PackOutcome(serial, slot_no, "pack_two_places")
+        return PackOutcome(serial, slot_no, PackOutcomeKind.PACK_TWO_PLACES)
     if rider_id is None:
         # The pack left the station and we cannot tell with whom: take it out of service.
         tx.repo.alert(
@@ -1016,13 +1063,15 @@ def _hand_over(
             slot_no=None,
             reserved_swap_id=None,
         )
-        return PackOutcome(serial, slot_no, "handover_without_rider")
+        return PackOutcome(serial, slot_no, PackOutcomeKind.HANDOVER_WITHOUT_RIDER)
     assert rider is not None and rider_id is not None
     plan = _plan_of(tx, rider)
-    if offer is not None and offer.state == "offered":
-        hold_units, hold_id = int(offer.hold_units), offer.hold_transfer_id
+    if offer is not None and offer.state == OfferState.OFFERED:
+        taken = _offer_of(offer).take()
+        hold_units, hold_id = taken.hold_units, taken.hold_transfer_id
         tx.repo.run(
-            _SET_OFFER_STATE, {"p_swap_id": offer.swap_id, "p_serial": serial, "v_state": "taken"}
+            _SET_OFFER_STATE,
+            {"p_swap_id": taken.swap_id, "p_serial": serial, "v_state": taken.state},
         )
     else:
         if pack.reserved_swap_id is not None and (swap is None or pack.reserved_swap_id != swap.id):
@@ -1095,7 +1144,9 @@ def _hand_over(
         soc_bp=battery.soc_bp,
         soh_bp=battery.soh_bp,
     )
-    return PackOutcome(serial, pack.slot_no or slot_no, "handed_over", rider_id, hold_units=hold_units)
+    return PackOutcome(
+        serial, pack.slot_no or slot_no, PackOutcomeKind.HANDED_OVER, rider_id, hold_units=hold_units
+    )
 
 
 def _withdraw(tx: Tx, station: Station, battery: BatteryReading) -> PackOutcome:
@@ -1108,7 +1159,7 @@ def _withdraw(tx: Tx, station: Station, battery: BatteryReading) -> PackOutcome:
             station_id=station.id,
             pack_serial=battery.serial,
         )
-        return PackOutcome(battery.serial, battery.slot_no, "withdraw_mismatch")
+        return PackOutcome(battery.serial, battery.slot_no, PackOutcomeKind.WITHDRAW_MISMATCH)
     if pack.reserved_swap_id is not None:
         swap = tx.repo.swap(pack.reserved_swap_id)
         offer = next(o for o in tx.repo.offers(pack.reserved_swap_id) if o.pack_serial == pack.serial)
@@ -1126,23 +1177,31 @@ def _withdraw(tx: Tx, station: Station, battery: BatteryReading) -> PackOutcome:
         soc_bp=battery.soc_bp,
         soh_bp=battery.soh_bp,
     )
-    return PackOutcome(battery.serial, battery.slot_no, "withdrawn")
+    return PackOutcome(battery.serial, battery.slot_no, PackOutcomeKind.WITHDRAWN)
 
 
 def _release_offer(tx: Tx, swap: Row, offer: Row) -> PackOutcome:
-    _release(tx, f"offer:{swap.id}:{offer.pack_serial}", offer.hold_transfer_id, swap.rider_id)
+    """Void an open offer's hold and clear its pack's reservation. An offer is open whenever its
+    pack is still reserved for its swap (taking or releasing it clears the reservation)."""
+    released = _offer_of(offer).release()
+    serial = released.pack_serial
+    _release(tx, f"offer:{swap.id}:{serial}", released.hold_transfer_id, swap.rider_id)
     tx.repo.execute(
         sa.update(t.swap_offers)
-        .where(t.swap_offers.c.swap_id == swap.id, t.swap_offers.c.pack_serial == offer.pack_serial)
-        .values(state="released")
+        .where(t.swap_offers.c.swap_id == swap.id, t.swap_offers.c.pack_serial == serial)
+        .values(state=released.state)
     )
     tx.repo.execute(
         sa.update(t.packs)
-        .where(t.packs.c.serial == offer.pack_serial, t.packs.c.reserved_swap_id == swap.id)
+        .where(t.packs.c.serial == serial, t.packs.c.reserved_swap_id == swap.id)
         .values(reserved_swap_id=None, updated_at=tx.now)
     )
     return PackOutcome(
-        offer.pack_serial, offer.slot_no, "released", swap.rider_id, hold_units=offer.hold_units
+        serial,
+        released.slot_no,
+        PackOutcomeKind.RELEASED,
+        swap.rider_id,
+        hold_units=released.hold_units,
     )
 
 
@@ -1177,12 +1236,15 @@ def battery_out_timeout(
 
 def _abandon(tx: Tx, swap: Row) -> list[PackOutcome]:
     """Release every pack still offered in an open swap and mark it abandoned."""
-    if swap.state != SwapState.OFFERED:
+    current = _swap_of(swap)
+    if not current.is_open:
         return []
-    if swap.rider_id is not None:
-        tx.repo.lock_riders([swap.rider_id])
-    outcomes = [_release_offer(tx, swap, o) for o in tx.repo.offers(swap.id) if o.state == "offered"]
-    _set_swap(tx, swap.id, state=SwapState.ABANDONED)
+    abandoned = current.abandon()
+    if current.rider_id is not None:
+        tx.repo.lock_riders([current.rider_id])
+    offers = tx.repo.offers(current.id)
+    outcomes = [_release_offer(tx, swap, o) for o in offers if o.state == OfferState.OFFERED]
+    _set_swap(tx, current.id, state=abandoned.state)
     return outcomes
 
 
