@@ -28,11 +28,10 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-# The writer's own checkpoint (see above): the WAL then holds at most about this many pages of
-# SQLITE_PAGE_SIZE between two restarts, 32 MiB with 1 KiB pages. Measured with bench.swaps on
-# SQLite, alternated with SQLite's default of 1,000 and no thread: 1,065-1,077 instead of 956-981
-# swaps/s. Without the thread, a checkpoint of this size stalled the writer for up to 20 ms, and
-# the p99 decision latency at 250 swaps/s rose from ~5 to 12 ms (BENCHMARKS.md, eighth round).
+# The writer's own checkpoint (see above): the WAL holds at most about this many pages of
+# SQLITE_PAGE_SIZE between two restarts, 32 MiB with 1 KiB pages. Checkpoints that large must run
+# on the thread, not in the writer, whose commit they would stall by up to 20 ms (measurements:
+# docs/perf-log.md, round 8).
 WRITER_AUTOCHECKPOINT_PAGES = 32_000
 CHECKPOINT_INTERVAL_S = 0.1  # at most one checkpoint of the thread per interval
 _STOP_TIMEOUT_S = 10.0
