@@ -1,5 +1,6 @@
 """Operator API: riders (search, one rider, block/unblock), refunds and adjustments (admin only,
-Idempotency-Key, audited in the same transaction) and the audit log."""
+Idempotency-Key, audited in the same transaction), payments of what riders owe (admin and
+operator) and the audit log."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from fastapi.testclient import TestClient
 from swapd.domain.riders import IdToken, RiderStatus, TokenType
 from swapd.ledger.model import TransferCode
 from swapd.services import audit, catalog, payments, queries, swaps
+from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database
-from tests.api.conftest import Account, rider
+from swapd.store.ledger_check import check_ledger
+from tests.api.conftest import Account, rider, staff
+from tests.owing import OWED_MINOR, owing
 from tests.plans import BUNDLE, ENERGY
 
 
@@ -239,3 +243,103 @@ def test_the_audit_log_is_read_by_admin_and_support_only(
         assert answer.status_code == 200
         assert [e["action"] for e in answer.json()["items"]] == ["rider.block", "rider.adjust"]
     assert client.get("/api/v1/ops/audit", headers=operator.headers).status_code == 403
+
+
+# -- payments of what riders owe ------------------------------------------------------------------
+
+PAY_OWED = "/api/v1/ops/riders/R6/receivable-payments"
+
+
+def _payments_in(db: Database, rider_id: str) -> list[int]:
+    return [
+        x.amount
+        for x in queries.transfers_of(db, rider_id)
+        if x.code is TransferCode.PAYMENT and x.ledger == "KRW"
+    ]
+
+
+def _ledger_ok(db: Database) -> None:
+    with db.engine.connect() as connection:
+        report = check_ledger(connection)
+    assert report.ok, report.problems
+
+
+def test_a_receivable_payment_is_recorded_once_per_reference_and_audited(
+    client: TestClient, db: Database, operator: Account, support: Account
+) -> None:
+    assert owing(db, "R6") == OWED_MINOR == 425
+    shown = client.get("/api/v1/ops/riders/R6", headers=support.headers).json()["balance"]
+    assert shown["receivable_minor"] == 425  # what is owed, where the rider's money is shown
+
+    headers = {**operator.headers, "Idempotency-Key": "owed-1"}
+    body = {"amount_minor": 300, "payment_ref": "bank-2026-0001"}
+    first = client.post(PAY_OWED, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.json() == {
+        "rider_id": "R6",
+        "payment_ref": "bank-2026-0001",
+        "amount_minor": 300,
+        "currency": "KRW",
+        "owed_minor": 125,
+    }
+    again = client.post(PAY_OWED, json=body, headers=headers)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    # The same payment entered again by someone else (another Idempotency-Key): the reference
+    # says it was recorded already, and the answer is the same.
+    other_key = {**operator.headers, "Idempotency-Key": "owed-1-again"}
+    retyped = client.post(PAY_OWED, json=body, headers=other_key)
+    assert retyped.status_code == 201 and retyped.json() == first.json()
+    assert "idempotent-replayed" not in retyped.headers
+
+    assert _payments_in(db, "R6") == [300]
+    (row,) = _audit_rows(db, "rider.receivable_payment")
+    assert (row.target, row.actor) == ("R6", f"user:{operator.email}")
+    assert row.detail == {"amount_minor": 300, "payment_ref": "bank-2026-0001"}
+    assert queries.rider_balance(db, "R6").receivable_minor == 125
+    _ledger_ok(db)
+
+
+def test_a_receivable_payment_is_refused_when_it_conflicts_or_exceeds_what_is_owed(
+    client: TestClient, db: Database, admin: Account
+) -> None:
+    owing(db, "R6")
+    catalog.add_rider(db, "R7", "owing")
+
+    def pay(key: str, amount_minor: int, ref: str, rider_id: str = "R6") -> int:
+        answer = client.post(
+            f"/api/v1/ops/riders/{rider_id}/receivable-payments",
+            json={"amount_minor": amount_minor, "payment_ref": ref},
+            headers={**admin.headers, "Idempotency-Key": key},
+        )
+        status_code: int = answer.status_code
+        return status_code
+
+    assert pay("k1", 100, "ref-1") == 201
+    assert pay("k2", 200, "ref-1") == 409  # another amount under a reference recorded already
+    assert pay("k3", 100, "ref-1", "R7") == 409  # the reference is another rider's payment
+    assert pay("k4", 326, "ref-2") == 409  # 325 is owed
+    assert pay("k5", 50, "ref-3", "R7") == 409  # R7 owes nothing
+    assert pay("k6", 1, "ref-4", "nobody") == 404
+    assert pay("k7", 0, "ref-5") == 422
+    assert pay("k8", 10, "") == 422
+    assert _payments_in(db, "R6") == [100] and _payments_in(db, "R7") == []
+    assert len(_audit_rows(db, "rider.receivable_payment")) == 1
+    assert pay("k9", 325, "ref-2") == 201  # all of it
+    assert queries.rider_balance(db, "R6").receivable_minor == 0
+    _ledger_ok(db)
+
+
+def test_a_receivable_payment_is_for_admins_and_operators_and_needs_a_key(
+    client: TestClient, db: Database, support: Account
+) -> None:
+    owing(db, "R6")
+    me = rider(client, db)
+    body = {"amount_minor": 100, "payment_ref": "ref-1"}
+    for who in (support, me):
+        answer = client.post(PAY_OWED, json=body, headers={**who.headers, "Idempotency-Key": "k"})
+        assert answer.status_code == 403, answer.text
+    assert client.post(PAY_OWED, json=body).status_code == 401
+    admin = staff(client, db, Role.ADMIN)
+    assert client.post(PAY_OWED, json=body, headers=admin.headers).status_code == 422  # no key
+    assert _payments_in(db, "R6") == []

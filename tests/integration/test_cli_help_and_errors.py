@@ -16,7 +16,16 @@ from tests.integration.cli_process import succeeded, swapd
 
 PANELS = {
     "Network set-up": ["pack-model", "pack", "station", "plan"],
-    "Riders and money": ["rider", "card", "topup", "subscribe", "refund", "adjust", "statements"],
+    "Riders and money": [
+        "rider",
+        "card",
+        "topup",
+        "subscribe",
+        "refund",
+        "adjust",
+        "settle",
+        "statements",
+    ],
     "Operations": ["swap", "alerts", "ledger", "scenario", "sim"],
     "Server": ["serve", "db", "user", "version"],
 }

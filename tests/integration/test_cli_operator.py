@@ -21,6 +21,8 @@ from swapd.services import stations, swaps
 from swapd.store import schema as t
 from swapd.store.database import Database
 from tests.cli_runner import CliRunner
+from tests.integration.cli_process import succeeded, swapd
+from tests.owing import owing
 
 runner = CliRunner()
 
@@ -499,6 +501,71 @@ def test_human_output(db_url: str) -> None:
     assert "available  33,333 Wh  (worth 10,000 KRW)" in topup
 
 
+# -- what a rider owes ----------------------------------------------------------------------------
+
+
+def test_settle_records_a_payment_of_what_a_rider_owes(db_url: str) -> None:
+    url = db_url
+    db = Database.open(url)
+    try:
+        assert owing(db, "R6") == 425
+    finally:
+        db.dispose()
+    ok(url, "rider", "add", "R7", "--plan", "owing")
+    assert js(url, "rider", "show", "R6")["receivable"] == "425 KRW"
+    assert "owed 425 KRW" in ok(url, "rider", "show", "R6").stdout
+
+    paid = js(url, "settle", "R6", "300", "--ref", "bank-1")
+    balance = paid.pop("balance")
+    assert paid == {
+        "rider": "R6",
+        "payment_ref": "bank-1",
+        "amount_minor": 300,
+        "amount": "300 KRW",
+        "owed_minor": 125,
+        "owed": "125 KRW",
+        "repeated": False,
+    }
+    assert (balance["receivable_minor"], balance["receivable"]) == (125, "125 KRW")
+    again = js(url, "settle", "R6", "300", "--ref", "bank-1")
+    assert again == {**paid, "repeated": True, "balance": balance}
+
+    before = snapshot(url)
+    assert "payment bank-1 was applied already" in refused(url, "settle", "R6", "200", "--ref", "bank-1")
+    assert "payment bank-1 was applied already" in refused(url, "settle", "R7", "300", "--ref", "bank-1")
+    assert "rider R6 owes 125 minor units, not 126" in refused(
+        url, "settle", "R6", "126", "--ref", "bank-2"
+    )
+    assert "rider R7 owes 0 minor units" in refused(url, "settle", "R7", "1", "--ref", "bank-3")
+    assert "unknown rider NOPE" in refused(url, "settle", "NOPE", "1", "--ref", "bank-4")
+    assert "amount_minor must be a positive integer" in refused(
+        url, "settle", "R6", "-5", "--ref", "bank-5"
+    )
+    assert "payment reference must be" in refused(url, "settle", "R6", "5", "--ref", "")
+    assert snapshot(url) == before
+
+    human = ok(url, "settle", "R6", "125", "--ref", "bank-2").stdout
+    assert "payment bank-2: 125 KRW received from rider R6; still owed 0 KRW" in human
+    assert js(url, "rider", "show", "R6")["receivable_minor"] == 0
+    assert js(url, "ledger", "check")["ok"] is True
+
+
+def test_settle_in_a_real_process(db_url: str) -> None:
+    db = Database.open(db_url)
+    try:
+        owing(db, "R6")
+    finally:
+        db.dispose()
+    settled = json.loads(
+        succeeded(swapd("settle", "R6", "425", "--ref", "bank-1", "--database", db_url, "--json"))
+    )
+    assert (settled["owed_minor"], settled["repeated"]) == (0, False)
+    refusal = swapd("settle", "R6", "1", "--ref", "bank-2", "--database", db_url)
+    assert refusal.returncode == 2 and refusal.stdout == ""
+    assert refusal.stderr.splitlines() == ["error: rider R6 owes 0 minor units, not 1"]
+    assert "ledger is consistent" in succeeded(swapd("ledger", "check", "--database", db_url))
+
+
 # -- swap request (S02) ---------------------------------------------------------------------------
 
 
@@ -870,7 +937,7 @@ def test_every_command_has_json_and_database_options() -> None:
         for name in names:
             options = {o for p in sub.commands[name].params for o in getattr(p, "opts", [])}
             assert {"--json", "--database"} <= options, f"{group} {name}"
-    for name in ("topup", "subscribe", "refund", "adjust", "alerts"):
+    for name in ("topup", "subscribe", "refund", "adjust", "settle", "alerts"):
         options = {o for p in groups.commands[name].params for o in getattr(p, "opts", [])}
         assert {"--json", "--database"} <= options, name
 

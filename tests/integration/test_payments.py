@@ -426,13 +426,16 @@ def test_subscription_overage_bills_the_receivable(db: Database, clock: ManualCl
     assert _money(db) == (5_000, 5_486)
 
     # Paying the receivable: in parts, idempotent per payment reference, never beyond what is owed.
-    assert payments.pay_receivable(db, "R6", 300, "rcv-1") == 186
-    assert payments.pay_receivable(db, "R6", 300, "rcv-1") == 186
+    paid = payments.pay_receivable(db, "R6", 300, "rcv-1", actor="ops:kim")
+    assert paid == payments.ReceivablePayment("R6", "rcv-1", 300, "KRW", 186, repeated=False)
+    again = payments.pay_receivable(db, "R6", 300, "rcv-1")
+    assert again == payments.ReceivablePayment("R6", "rcv-1", 300, "KRW", 186, repeated=True)
     with pytest.raises(Conflict):
         payments.pay_receivable(db, "R6", 200, "rcv-1")
     with pytest.raises(Conflict):
         payments.pay_receivable(db, "R6", 187, "rcv-2")
-    assert payments.pay_receivable(db, "R6", 186, "rcv-2") == 0
+    assert payments.pay_receivable(db, "R6", 186, "rcv-2").owed_minor == 0
+    assert [x.actor for x in _of_code(db, "R6", TransferCode.PAYMENT, "KRW")] == ["ops:kim", "payments"]
     assert _amounts(db, "R6", TransferCode.PAYMENT, "KRW") == [300, 186]
     assert rider_balance(db, "R6").receivable_minor == 0
     assert _money(db) == (5_486, 5_486)
@@ -468,7 +471,7 @@ def test_receivable_payment_reference_belongs_to_one_rider(db: Database, clock: 
         hold=0,
     )
     assert (pack.beyond_units, pack.overage_minor) == (1_700, 425)
-    assert payments.pay_receivable(db, "R6", 425, "rcv-1") == 0
+    assert payments.pay_receivable(db, "R6", 425, "rcv-1").owed_minor == 0
     with pytest.raises(Conflict):
         payments.pay_receivable(db, "R7", 425, "rcv-1")
     _ledger_ok(db)
@@ -865,5 +868,6 @@ def test_multi_pack_swap_returns_two_and_takes_two(db: Database, clock: ManualCl
         "B-2": (PackStatus.IN_SLOT, 4),
     }
     states = {s.id: (s.state, s.request_id) for s in recent_swaps(db, "R9")}
+    assert offer.swap_id is not None
     assert states[offer.swap_id] == ("completed", "sw2")
     _ledger_ok(db)

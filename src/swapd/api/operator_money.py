@@ -1,8 +1,11 @@
-"""Refunds and manual adjustments (admin only) and the audit log.
+"""Refunds and manual adjustments (admin only), payments of what riders owe (admin, operator) and
+the audit log.
 
 Money moves once per Idempotency-Key: the API stores and replays the first answer (deps.once),
 and the ledger key underneath is derived from the same key, so that two concurrent first
-attempts still move money once. Each change and its audit row commit together.
+attempts still move money once. A payment of what a rider owes is keyed by its payment reference
+instead: the same payment entered twice, under two Idempotency-Keys, is still received once.
+Each change and its audit row commit together.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Admin, Db, IdempotencyKey, once, service_key
+from swapd.api.deps import Admin, Db, IdempotencyKey, Operator, once, service_key
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
-from swapd.services import audit, back_office, queries
+from swapd.services import audit, back_office, payments, queries
+from swapd.store.database import Database, Joined, Tx
 
 router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
 
 # payments.refund/adjust accept reasons of up to 120 characters (the ledger memo).
 MONEY_REASON_MAX_CHARS = 120
+# payments.pay_receivable accepts payment references of up to 120 characters (the ledger key).
+PAYMENT_REF_MAX_CHARS = 120
 
 
 class NewRefund(BaseModel):
@@ -55,6 +61,29 @@ class AdjustmentOut(BaseModel):
     rider_id: str
     units: int
     unit: str
+
+
+class NewReceivablePayment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_minor: int = Field(
+        ge=1,
+        le=MAX_PAYMENT_MINOR,
+        description="Received, in the plan's currency; refused (409) above what the rider owes",
+    )
+    payment_ref: str = Field(
+        min_length=1,
+        max_length=PAYMENT_REF_MAX_CHARS,
+        description="The payment's own reference (bank transfer, receipt): the same reference "
+        "and amount again change nothing; another amount under it is refused (409)",
+    )
+
+
+class ReceivablePaymentOut(BaseModel):
+    rider_id: str
+    payment_ref: str
+    amount_minor: int
+    currency: str
+    owed_minor: int  # what the rider still owes
 
 
 class AuditOut(BaseModel):
@@ -128,6 +157,51 @@ def adjust(
             key=service_key(caller, idempotency_key),
         )
         return 201, AdjustmentOut(rider_id=rider_id, units=done.units, unit=done.unit)
+
+    return once(db, caller, idempotency_key, request, body, work)
+
+
+def _pay_receivable(
+    db: Database, actor: str, rider_id: str, amount_minor: int, payment_ref: str
+) -> payments.ReceivablePayment:
+    """payments.pay_receivable with its audit row in the same transaction (a repeat audits
+    nothing)."""
+
+    def work(tx: Tx) -> payments.ReceivablePayment:
+        done = payments.pay_receivable(Joined(db, tx), rider_id, amount_minor, payment_ref, actor=actor)
+        if not done.repeated:
+            detail = {"amount_minor": done.amount_minor, "payment_ref": payment_ref}
+            audit.record(tx, actor, "rider.receivable_payment", rider_id, "payment received", detail)
+        return done
+
+    return db.write(work)
+
+
+@router.post(
+    "/riders/{rider_id}/receivable-payments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReceivablePaymentOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Record money a rider paid against what they owe (admin, operator; Idempotency-Key; "
+    "audited)",
+)
+def pay_receivable(
+    rider_id: str,
+    body: NewReceivablePayment,
+    caller: Operator,
+    db: Db,
+    request: Request,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    def work() -> tuple[int, ReceivablePaymentOut]:
+        done = _pay_receivable(db, caller.actor, rider_id, body.amount_minor, body.payment_ref)
+        return 201, ReceivablePaymentOut(
+            rider_id=rider_id,
+            payment_ref=done.payment_ref,
+            amount_minor=done.amount_minor,
+            currency=done.currency,
+            owed_minor=done.owed_minor,
+        )
 
     return once(db, caller, idempotency_key, request, body, work)
 

@@ -37,7 +37,7 @@ SERVER = "Server"
 # The order of ``swapd --help``: by panel, then as listed.
 HELP_ORDER = (
     *("pack-model", "pack", "station", "plan"),
-    *("rider", "card", "topup", "subscribe", "refund", "adjust", "statements"),
+    *("rider", "card", "topup", "subscribe", "refund", "adjust", "settle", "statements"),
     *("swap", "alerts", "ledger", "scenario", "sim"),
     *("serve", "db", "user", "version"),
 )
@@ -71,6 +71,7 @@ app.command("topup", context_settings=money.NUMBERS, rich_help_panel=RIDERS_AND_
 app.command("subscribe", rich_help_panel=RIDERS_AND_MONEY)(money.subscribe)
 app.command("refund", context_settings=money.NUMBERS, rich_help_panel=RIDERS_AND_MONEY)(money.refund)
 app.command("adjust", context_settings=money.NUMBERS, rich_help_panel=RIDERS_AND_MONEY)(money.adjust)
+app.command("settle", context_settings=money.NUMBERS, rich_help_panel=RIDERS_AND_MONEY)(money.settle)
 app.add_typer(statements_app, name="statements", rich_help_panel=RIDERS_AND_MONEY)
 
 app.add_typer(swap_app, name="swap", rich_help_panel=OPERATIONS)

@@ -1,4 +1,5 @@
-"""``swapd topup``, ``subscribe``, ``refund`` and ``adjust``: money and allowance by hand.
+"""``swapd topup``, ``subscribe``, ``refund``, ``adjust`` and ``settle``: money and allowance by
+hand.
 
 Registered on the top-level app (see swapd.cli), each with ``NUMBERS`` so that a negative amount
 reaches the domain checks instead of being taken for an unknown option."""
@@ -188,5 +189,50 @@ def adjust(
     say(
         f"adjusted rider {rider_id} by {result.units:+,} {unit_name(result.unit, result.units)}"
         + (" (repeat: nothing changed)" if result.repeated else "")
+    )
+    say_balance(balance)
+
+
+def settle(
+    rider_id: RiderArgument,
+    amount_minor: Annotated[int, typer.Argument(metavar="AMOUNT_MINOR", help="Minor units received.")],
+    ref: Annotated[
+        str,
+        typer.Option(
+            "--ref",
+            help="The payment's reference: the same reference and amount again change nothing.",
+        ),
+    ],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record money a rider paid against what they owe (subscription overage); never more than
+    is owed."""
+    from swapd.services import payments, queries
+
+    def action(db: Database) -> tuple[payments.ReceivablePayment, queries.RiderBalance]:
+        result = payments.pay_receivable(db, rider_id, amount_minor, ref, actor="cli")
+        return result, queries.rider_balance(db, rider_id)
+
+    result, balance = with_db(database, action)
+    if as_json:
+        print_json(
+            {
+                "rider": rider_id,
+                "payment_ref": result.payment_ref,
+                "amount_minor": result.amount_minor,
+                "amount": format_money(result.amount_minor, result.currency),
+                "owed_minor": result.owed_minor,
+                "owed": format_money(result.owed_minor, result.currency),
+                "repeated": result.repeated,
+                "balance": balance_json(balance),
+            }
+        )
+        return
+    again = " (this reference was applied before: nothing changed)" if result.repeated else ""
+    say(
+        f"payment {result.payment_ref}: {format_money(result.amount_minor, result.currency)} "
+        f"received from rider {rider_id}; still owed "
+        f"{format_money(result.owed_minor, result.currency)}{again}"
     )
     say_balance(balance)

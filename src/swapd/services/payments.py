@@ -407,19 +407,36 @@ def adjust(db: Database, rider_id: str, units: int, *, reason: str, actor: str, 
     return db.write(work)
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivablePayment:
+    rider_id: str
+    payment_ref: str
+    amount_minor: int
+    currency: str
+    owed_minor: int  # what the rider still owes after this payment, as of now
+    repeated: bool  # True when this payment reference had been applied before
+
+
 def pay_receivable(
     db: Database, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
-) -> int:
-    """Money received against overage the rider owes. Returns what is still owed."""
+) -> ReceivablePayment:
+    """Money received against overage the rider owes, never more than is owed. The payment
+    reference makes it idempotent: the same reference and amount again changes nothing."""
     amount = _check_amount(amount_minor)
     _check_reference(payment_ref, "payment reference")
+    _check_actor(actor)
 
-    def work(tx: Tx) -> int:
+    def work(tx: Tx) -> ReceivablePayment:
         _rider, plan = _rider_and_plan(tx, rider_id)
         accounts = rider_accounts(tx.book, rider_id, plan)
         key = f"receivable:{payment_ref}"
         previous = tx.book.find(key)
-        if previous is None:
+        if previous is not None:
+            if previous.amount != amount or previous.rider_id != rider_id:
+                raise Conflict(
+                    f"payment {payment_ref} was applied already with a different amount or rider"
+                )
+        else:
             owed = accounts.receivable.debit_balance
             if amount > owed:
                 raise Conflict(f"rider {rider_id} owes {owed} minor units, not {amount}")
@@ -434,8 +451,9 @@ def pay_receivable(
                 rider_id=rider_id,
                 actor=actor,
             )
-        elif previous.amount != amount or previous.rider_id != rider_id:
-            raise Conflict(f"payment {payment_ref} was applied already with a different amount or rider")
-        return tx.book.account(plan.currency, AccountCode.RECEIVABLE, rider_id).debit_balance
+        owed_after = tx.book.account(plan.currency, AccountCode.RECEIVABLE, rider_id).debit_balance
+        return ReceivablePayment(
+            rider_id, payment_ref, amount, plan.currency, owed_after, repeated=previous is not None
+        )
 
     return db.write(work)

@@ -364,16 +364,6 @@ def remove_card(db: Database, rider_id: str, uid: str) -> None:
 # -- stations -------------------------------------------------------------------------------------
 
 
-def station_exists(db: Database, station_id: str) -> Station:
-    def work(tx: Tx) -> Station:
-        station = tx.repo.station(station_id)
-        if station is None:
-            raise NotFound(f"unknown station {station_id}")
-        return station
-
-    return db.read(work)
-
-
 def distance_m(lat1_microdeg: int, lon1_microdeg: int, lat2_microdeg: int, lon2_microdeg: int) -> int:
     """Great-circle distance (haversine on a sphere of the mean Earth radius), rounded to metres."""
     lat1, lon1, lat2, lon2 = (

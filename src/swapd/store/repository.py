@@ -289,10 +289,6 @@ class Repository:
             return None
         return _station(row)
 
-    def stations(self) -> list[Station]:
-        rows = self.conn.execute(sa.select(*_STATION_COLUMNS).order_by(t.stations.c.id))
-        return [_station(r) for r in rows]
-
     def slots(self, station_id: str) -> list[Slot]:
         rows = self.conn.execute(
             sa.select(t.slots).where(t.slots.c.station_id == station_id).order_by(t.slots.c.slot_no)
@@ -368,15 +364,6 @@ class Repository:
 
     def open_possession(self, serial: str) -> Row | None:
         return self.run(_OPEN_POSSESSION, {"serial": serial}).first()
-
-    def open_possessions_of(self, rider_id: str) -> list[Row]:
-        return list(
-            self.conn.execute(
-                sa.select(t.possessions)
-                .where(t.possessions.c.rider_id == rider_id, t.possessions.c.at_in.is_(None))
-                .order_by(t.possessions.c.id)
-            )
-        )
 
     # -- swaps -----------------------------------------------------------------------------
 
