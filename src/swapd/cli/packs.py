@@ -3,11 +3,7 @@ listed, moved and issued."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,11 +24,11 @@ from swapd.cli.common import (
     warn,
     with_db,
 )
-from swapd.domain.errors import DomainError, InvalidInput
+from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import Pack, PackStatus
 
 if TYPE_CHECKING:
-    from swapd.store.database import Database, Tx
+    from swapd.store.database import Database
 
 pack_model_app = typer.Typer(help="Pack models: nominal energy per model.", no_args_is_help=True)
 pack_app = typer.Typer(help="Packs: register, import, list, and move them.", no_args_is_help=True)
@@ -129,160 +125,10 @@ def pack_add(
     show_pack(pack, "registered", as_json)
 
 
-PACK_COLUMNS = ("serial", "model", "soh", "soc", "station", "slot")
 PROGRESS_MIN_ROWS = 200
-_WHOLE = re.compile(r"[0-9]+")
-
-
-@dataclass(frozen=True, slots=True)
-class PackRow:
-    line: int
-    serial: str
-    model: str
-    soh: str
-    soc: str
-    station: str | None
-    slot: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class BadRow:
-    line: int
-    message: str
-
-
-def read_pack_csv(path: Path) -> tuple[list[PackRow], list[BadRow]]:
-    """Parse the file; rows that cannot even be parsed are returned as bad rows."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return _parse_pack_csv(path, csv.reader(handle))
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text") from None
-
-
-def _parse_pack_csv(path: Path, reader: Any) -> tuple[list[PackRow], list[BadRow]]:
-    expected = ",".join(PACK_COLUMNS)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise InvalidInput(f"{path} is empty; expected a header line: {expected}")
-        names = [name.strip().lower() for name in header]
-        unknown = [name for name in names if name not in PACK_COLUMNS]
-        if unknown or len(set(names)) != len(names) or not {"serial", "model"} <= set(names):
-            raise InvalidInput(
-                f"{path} line 1: header {','.join(header)!r} must name the columns {expected} "
-                "(serial and model required, each at most once)"
-            )
-        rows: list[PackRow] = []
-        bad: list[BadRow] = []
-        for record in reader:
-            line = reader.line_num
-            if not any(field.strip() for field in record):
-                continue
-            if len(record) > len(names):
-                bad.append(BadRow(line, f"{len(record)} fields, but the header names {len(names)}"))
-                continue
-            values = dict(zip(names, (field.strip() for field in record), strict=False))
-            row = _pack_row(line, values)
-            if isinstance(row, BadRow):
-                bad.append(row)
-            else:
-                rows.append(row)
-    except csv.Error as error:
-        raise InvalidInput(f"{path} line {reader.line_num}: {error}") from None
-    return rows, bad
-
-
-def _pack_row(line: int, values: dict[str, str]) -> PackRow | BadRow:
-    serial = values.get("serial", "")
-    model = values.get("model", "")
-    if not serial:
-        return BadRow(line, "serial is missing")
-    if not model:
-        return BadRow(line, "model is missing")
-    slot_text = values.get("slot", "")
-    if slot_text and not _WHOLE.fullmatch(slot_text):
-        return BadRow(line, f"slot must be a whole number, got {slot_text!r}")
-    return PackRow(
-        line=line,
-        serial=serial,
-        model=model,
-        soh=values.get("soh") or "100",
-        soc=values.get("soc") or "0",
-        station=values.get("station") or None,
-        slot=int(slot_text) if slot_text else None,
-    )
-
-
-def repeated_rows(rows: Sequence[PackRow]) -> dict[int, str]:
-    """Rows that repeat an earlier row's serial or slot, by line."""
-    serials: dict[str, int] = {}
-    slots: dict[tuple[str, int], int] = {}
-    repeats: dict[int, str] = {}
-    for row in rows:
-        first = serials.setdefault(row.serial, row.line)
-        if first != row.line:
-            repeats[row.line] = f"pack {row.serial} is given on line {first} already"
-            continue
-        if row.station is not None and row.slot is not None:
-            first = slots.setdefault((row.station, row.slot), row.line)
-            if first != row.line:
-                repeats[row.line] = (
-                    f"slot {row.slot} of station {row.station} is given on line {first} already"
-                )
-    return repeats
-
-
-class _Rejected(Exception):
-    """Rolls the import back: some rows were bad."""
-
-    def __init__(self, bad: list[BadRow]) -> None:
-        super().__init__(f"{len(bad)} bad rows")
-        self.bad = bad
-
-
-def import_packs(
-    db: Database,
-    rows: Sequence[PackRow],
-    bad: Sequence[BadRow],
-    advance: Callable[[], None] = lambda: None,
-    restart: Callable[[], None] = lambda: None,
-) -> int:
-    """Check every row against the database and the rows before it, in one transaction: commit
-    them all when every row is good, else roll back and raise ``_Rejected`` with all bad rows."""
-    from swapd.services import catalog
-    from swapd.store.database import Joined
-
-    repeats = repeated_rows(rows)
-
-    def work(tx: Tx) -> int:
-        restart()
-        joined = Joined(db, tx)
-        found = list(bad)
-        for row in rows:
-            if row.line in repeats:
-                found.append(BadRow(row.line, repeats[row.line]))
-            else:
-                try:
-                    # A savepoint per row: a refused row leaves nothing behind for the next ones.
-                    with tx.repo.conn.begin_nested():
-                        catalog.register_pack(
-                            joined,
-                            row.serial,
-                            row.model,
-                            soh=row.soh,
-                            soc=row.soc,
-                            station_id=row.station,
-                            slot_no=row.slot,
-                        )
-                except DomainError as error:
-                    found.append(BadRow(row.line, error.message))
-            advance()
-        if found:
-            raise _Rejected(sorted(found, key=lambda b: b.line))
-        return len(rows)
-
-    return db.write(work)
+# A file on the operator's own machine may hold a whole fleet; an upload through the API is
+# bounded lower (back_office.MAX_IMPORT_ROWS).
+MAX_FILE_ROWS = 1_000_000
 
 
 @pack_app.command("import")
@@ -300,52 +146,60 @@ def pack_import(
         TimeRemainingColumn,
     )
 
-    def action(db: Database) -> int | list[BadRow]:
-        rows, bad = read_pack_csv(file)
-        if not rows and not bad:
-            raise InvalidInput(f"{file} has no pack rows")
-        total = len(rows)
-        try:
-            if total < PROGRESS_MIN_ROWS or not err.is_terminal:
-                return import_packs(db, rows, bad)
-            with Progress(
-                TextColumn("checking and importing packs"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("import", total=total)
-                return import_packs(
-                    db,
-                    rows,
-                    bad,
-                    advance=lambda: progress.advance(task),
-                    restart=lambda: progress.reset(task, total=total),
-                )
-        except _Rejected as rejected:
-            return rejected.bad
+    from swapd.services import pack_import
 
-    result = with_db(database, action)
-    if isinstance(result, int):
+    def read() -> pack_import.Parsed:
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{file} is not UTF-8 text") from None
+        try:
+            return pack_import.parse(text, max_rows=MAX_FILE_ROWS)
+        except InvalidInput as error:
+            raise InvalidInput(f"{file}: {error.message}") from None
+
+    def action(db: Database) -> pack_import.ImportReport:
+        parsed = read()
+        total = len(parsed.rows)
+        if total < PROGRESS_MIN_ROWS or not err.is_terminal:
+            return pack_import.import_rows(db, "cli", parsed)
+        with Progress(
+            TextColumn("checking and importing packs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("import", total=total)
+            return pack_import.import_rows(
+                db,
+                "cli",
+                parsed,
+                advance=lambda: progress.advance(task),
+                restart=lambda: progress.reset(task, total=total),
+            )
+
+    report = with_db(database, action)
+    if report.imported:
         if as_json:
-            print_json({"file": str(file), "imported": result})
+            print_json({"file": str(file), "imported": report.imported})
         else:
-            say(f"imported {result:,} packs from {file}")
+            say(f"imported {report.imported:,} packs from {file}")
         return
-    if as_json:
+    rejected = report.rejected
+    if as_json:  # the rows are in the JSON on stdout
         print_json(
             {
                 "file": str(file),
                 "imported": 0,
-                "bad_rows": [{"line": b.line, "error": b.message} for b in result],
+                "bad_rows": [{"line": line.line, "error": line.error} for line in rejected],
             }
         )
-    if not as_json:  # with --json the rows are in the JSON on stdout
-        for bad_row in result:
-            warn(f"{file} line {bad_row.line}: {bad_row.message}")
-    fail(f"{len(result)} bad rows in {file}; nothing was imported", "bad_rows")
+    else:
+        for line in rejected:
+            warn(f"{file} line {line.line}: {line.error}")
+    fail(f"{len(rejected)} bad rows in {file}; nothing was imported", "bad_rows")
 
 
 @pack_app.command("list")

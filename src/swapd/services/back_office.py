@@ -7,21 +7,17 @@ run inside one outer transaction through ``joined``, so that the audit row joins
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from swapd.domain.errors import DomainError, InvalidInput, NotFound
+from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import Rider, RiderStatus
-from swapd.services import audit, catalog, payments, stations
+from swapd.services import audit, catalog, pack_import, payments, stations
 from swapd.store import schema as t
 from swapd.store.database import Database, Joined, Tx
 
@@ -184,133 +180,10 @@ def create_plan(db: Database, actor: str, plan: Plan) -> Plan:
     return db.write(work)
 
 
-PACK_CSV_COLUMNS = ("serial", "model", "soh", "soc", "station", "slot")
-_WHOLE = re.compile(r"[0-9]+")
-
-
-@dataclass(frozen=True, slots=True)
-class ImportLine:
-    """One line of an import, as reported back: ``error`` is None for a good line."""
-
-    line: int
-    serial: str | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    imported: int  # 0 unless every line was good: an import is all or nothing
-    lines: tuple[ImportLine, ...]
-
-    @property
-    def rejected(self) -> tuple[ImportLine, ...]:
-        return tuple(line for line in self.lines if line.error is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    values: dict[str, str]
-
-
-def _parse_csv(text: str) -> list[_Row | ImportLine]:
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    expected = ",".join(PACK_CSV_COLUMNS)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise InvalidInput(f"the CSV is empty; expected a header line: {expected}")
-        names = [name.strip().lower() for name in header]
-        unknown = [name for name in names if name not in PACK_CSV_COLUMNS]
-        if unknown or len(set(names)) != len(names) or not {"serial", "model"} <= set(names):
-            raise InvalidInput(
-                f"line 1: header {','.join(header)!r} must name columns of {expected} "
-                "(serial and model required, each at most once)"
-            )
-        parsed: list[_Row | ImportLine] = []
-        for record in reader:
-            line = reader.line_num
-            if not any(field.strip() for field in record):
-                continue
-            if len(parsed) >= MAX_IMPORT_ROWS:
-                raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import")
-            if len(record) > len(names):
-                parsed.append(
-                    ImportLine(line, None, f"{len(record)} fields, but the header names {len(names)}")
-                )
-                continue
-            values = dict(zip(names, (field.strip() for field in record), strict=False))
-            parsed.append(_Row(line, values))
-    except csv.Error as error:
-        raise InvalidInput(f"line {reader.line_num}: {error}") from None
-    return parsed
-
-
-def _register_line(db: Database, row: _Row) -> None:
-    values = row.values
-    serial, model = values.get("serial", ""), values.get("model", "")
-    if not serial:
-        raise InvalidInput("serial is missing")
-    if not model:
-        raise InvalidInput("model is missing")
-    station = values.get("station") or None
-    slot_text = values.get("slot", "")
-    if slot_text and not _WHOLE.fullmatch(slot_text):
-        raise InvalidInput(f"slot must be a whole number, got {slot_text!r}")
-    catalog.register_pack(
-        db,
-        serial,
-        model,
-        soh=values.get("soh") or "100",
-        soc=values.get("soc") or "0",
-        station_id=station,
-        slot_no=int(slot_text) if slot_text else None,
-    )
-
-
-class _Rejected(Exception):
-    """Rolls the whole import back when any line was refused."""
-
-    def __init__(self, lines: Sequence[ImportLine]) -> None:
-        super().__init__(f"{sum(1 for line in lines if line.error)} lines refused")
-        self.lines = tuple(lines)
-
-
-def import_packs(db: Database, actor: str, text: str) -> ImportReport:
-    """Register every pack of a CSV (serial,model,soh,soc[,station,slot]) or none of them.
-
-    Every line is checked against the database and the lines before it inside one transaction,
-    each in a savepoint so that a refused line leaves nothing for the next; the report names each
-    line. Any refused line rolls everything back.
-    """
-    parsed = _parse_csv(text)
-    if not parsed:
-        raise InvalidInput("the CSV has no pack lines")
-
-    def work(tx: Tx) -> ImportReport:
-        inner = Joined(db, tx)
-        report: list[ImportLine] = []
-        for item in parsed:
-            if isinstance(item, ImportLine):
-                report.append(item)
-                continue
-            serial = item.values.get("serial") or None
-            try:
-                with tx.repo.conn.begin_nested():
-                    _register_line(inner, item)
-            except DomainError as error:
-                report.append(ImportLine(item.line, serial, error.message))
-            else:
-                report.append(ImportLine(item.line, serial, None))
-        if any(line.error is not None for line in report):
-            raise _Rejected(report)
-        audit.record(tx, actor, "pack.import", "packs", "CSV import", {"packs": len(report)})
-        return ImportReport(len(report), tuple(report))
-
-    try:
-        return db.write(work)
-    except _Rejected as rejected:
-        return ImportReport(0, rejected.lines)
+def import_packs(db: Database, actor: str, text: str) -> pack_import.ImportReport:
+    """An uploaded CSV of packs, all or none (swapd.services.pack_import), at most
+    ``MAX_IMPORT_ROWS`` rows."""
+    return pack_import.import_rows(db, actor, pack_import.parse(text, max_rows=MAX_IMPORT_ROWS))
 
 
 # -- money ----------------------------------------------------------------------------------------
