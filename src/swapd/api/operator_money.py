@@ -21,8 +21,7 @@ from swapd.api.deps import Admin, Db, IdempotencyKey, Operator, once, service_ke
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
-from swapd.services import audit, back_office, payments, queries
-from swapd.store.database import Database, Joined, Tx
+from swapd.services import audit, back_office, queries
 
 router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
 
@@ -161,22 +160,6 @@ def adjust(
     return once(db, caller, idempotency_key, request, body, work)
 
 
-def _pay_receivable(
-    db: Database, actor: str, rider_id: str, amount_minor: int, payment_ref: str
-) -> payments.ReceivablePayment:
-    """payments.pay_receivable with its audit row in the same transaction (a repeat audits
-    nothing)."""
-
-    def work(tx: Tx) -> payments.ReceivablePayment:
-        done = payments.pay_receivable(Joined(db, tx), rider_id, amount_minor, payment_ref, actor=actor)
-        if not done.repeated:
-            detail = {"amount_minor": done.amount_minor, "payment_ref": payment_ref}
-            audit.record(tx, actor, "rider.receivable_payment", rider_id, "payment received", detail)
-        return done
-
-    return db.write(work)
-
-
 @router.post(
     "/riders/{rider_id}/receivable-payments",
     status_code=status.HTTP_201_CREATED,
@@ -194,7 +177,9 @@ def pay_receivable(
     idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     def work() -> tuple[int, ReceivablePaymentOut]:
-        done = _pay_receivable(db, caller.actor, rider_id, body.amount_minor, body.payment_ref)
+        done = back_office.pay_receivable(
+            db, caller.actor, rider_id, body.amount_minor, body.payment_ref
+        )
         return 201, ReceivablePaymentOut(
             rider_id=rider_id,
             payment_ref=done.payment_ref,

@@ -207,6 +207,22 @@ def refund(
     return db.write(work)
 
 
+def pay_receivable(
+    db: Database, actor: str, rider_id: str, amount_minor: int, payment_ref: str
+) -> payments.ReceivablePayment:
+    """payments.pay_receivable with its audit row in the same transaction (a repeat audits
+    nothing)."""
+
+    def work(tx: Tx) -> payments.ReceivablePayment:
+        done = payments.pay_receivable(Joined(db, tx), rider_id, amount_minor, payment_ref, actor=actor)
+        if not done.repeated:
+            detail = {"amount_minor": done.amount_minor, "payment_ref": payment_ref}
+            audit.record(tx, actor, "rider.receivable_payment", rider_id, "payment received", detail)
+        return done
+
+    return db.write(work)
+
+
 def adjust(
     db: Database, actor: str, rider_id: str, units: int, *, reason: str, key: str
 ) -> payments.Adjustment:
