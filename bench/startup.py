@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -158,6 +159,44 @@ def import_time(source: Source) -> Timing:
     return timing
 
 
+# ``python -X importtime`` of ``swapd station list``: each module's own import time, summed by
+# where the module comes from. importtime's bookkeeping makes the total larger than the same
+# imports take without it; the shares are what it is for.
+IMPORT_GROUPS: dict[str, tuple[str, ...]] = {
+    "sqlalchemy": ("sqlalchemy", "greenlet", "asyncio", "sqlite3", "_sqlite3", "concurrent"),
+    "cli_libraries": ("typer", "click", "rich", "pygments", "markdown_it", "mdurl", "shellingham"),
+    "swapd": ("swapd",),
+}
+_IMPORTTIME_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
+
+
+def import_breakdown_ms(stderr: str) -> dict[str, float]:
+    """Self import time in ms by IMPORT_GROUPS (the rest as ``other``) and in ``total``."""
+    found = {group: 0.0 for group in (*IMPORT_GROUPS, "other", "total")}
+    by_top = {top: group for group, tops in IMPORT_GROUPS.items() for top in tops}
+    for match in _IMPORTTIME_LINE.finditer(stderr):
+        self_ms = int(match.group(1)) / 1000
+        found[by_top.get(match.group(2).split(".")[0], "other")] += self_ms
+        found["total"] += self_ms
+    return found
+
+
+def station_list_imports(source: Source) -> dict[str, float]:
+    args = COMMANDS["station_list"]
+    command = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "swapd.cli",
+        *(arg.replace("{db}", str(source.database)) for arg in args),
+    ]
+    _, done = timed(command, environment(source.path, source.pycache))
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    return import_breakdown_ms(done.stderr.decode(errors="replace"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RUNS} runs of each")
@@ -187,16 +226,21 @@ def main(argv: list[str] | None = None) -> None:
         for source in sources.values():
             prepare(source)
         samples: dict[str, list[Timing]] = {}
+        imports: list[dict[str, float]] = []
         for run in range(runs):
             console.print(f"run {run + 1}/{runs}")
             for prefix, source in sources.items():  # alternated: both see the same load
                 samples.setdefault(f"{prefix}import", []).append(import_time(source))
                 for name, command in COMMANDS.items():
                     samples.setdefault(f"{prefix}{name}", []).append(swapd(command, source))
+            imports.append(station_list_imports(sources[""]))
     metrics: dict[str, object] = {}
     for key, timings in samples.items():
         metrics[f"{key}_s"] = round(statistics.median(t.wall_s for t in timings), 3)
         metrics[f"{key}_cpu_s"] = round(statistics.median(t.cpu_s for t in timings), 3)
+    for group in imports[0]:
+        median_ms = statistics.median(found[group] for found in imports)
+        metrics[f"station_list_imports_{group}_ms"] = round(median_ms, 1)
     metrics |= {f"{key}_before": value for key, value in before_load.items()}
     metrics |= load_average()
     targets = {f"{name}_s": TARGET_S for name in COMMANDS}
@@ -214,7 +258,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.baseline
             else ""
         )
-        + "The machine is shared: loadavg_*_before and loadavg_* are the load before and after."
+        + "station_list_imports_*_ms: `python -X importtime -m swapd.cli station list`, each "
+        "module's own import time summed by where it comes from (sqlalchemy with asyncio and "
+        "sqlite3; cli_libraries: typer, click, rich and theirs; swapd; other: the standard library "
+        "and the rest), median of the runs, current source only; importtime's bookkeeping makes "
+        "the total larger than the same imports take without it. "
+        "The machine is shared: loadavg_*_before and loadavg_* are the load before and after."
     )
     emit(NAME, metrics, targets, notes)
 
