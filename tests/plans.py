@@ -1,4 +1,5 @@
-"""The plans of the billing method's worked examples, as the database-backed tests name them."""
+"""The plans of the billing method's worked examples (../shared/spec/billing-method.md), for every
+test: the pure unit tests and the database-backed ones alike."""
 
 from __future__ import annotations
 
@@ -11,3 +12,15 @@ ENERGY = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 100
 TIME = Plan("time", PlanKind.PREPAID_TIME, Unit.TIME_S, "KRW", 2_000, 3_600, granularity_s=60)
 # E4: 10 deliveries for 12,500 KRW
 BUNDLE = Plan("bundle", PlanKind.PREPAID_DELIVERIES, Unit.DELIVERIES, "KRW", 12_500, 10)
+DELIVERIES = BUNDLE
+# A monthly subscription: 30,000 KRW for 100 kWh, overage 300 KRW per kWh
+SUB = Plan(
+    "subscription",
+    PlanKind.SUBSCRIPTION,
+    Unit.ENERGY_WH,
+    "KRW",
+    300,
+    1_000,
+    fee_minor=30_000,
+    included_units=100_000,
+)

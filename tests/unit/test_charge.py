@@ -11,7 +11,7 @@ from swapd.domain.charge import ChargeSplit, split_charge, split_for_plan
 from swapd.domain.metering import energy_usage_wh, time_usage_s
 from swapd.domain.packs import deliverable_energy_wh
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
-from tests.unit.spec_plans import DELIVERIES, ENERGY, SUB, TIME
+from tests.plans import DELIVERIES, ENERGY, SUB, TIME
 
 
 def test_e1_return_is_charged_from_the_hold_alone_and_leaves_32073_wh() -> None:

@@ -26,7 +26,7 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import Rider, RiderStatus
 from swapd.domain.stations import MAX_SLOTS, Station, validate_slot_count
-from tests.unit.spec_plans import DELIVERIES, ENERGY, SUB, TIME
+from tests.plans import DELIVERIES, ENERGY, SUB, TIME
 
 ST2 = Station("ST2", 8)  # defaults: charged at SoC >= 90.00 %, handed out at SoH >= 70.00 %
 SUB_OVERAGE = SUB  # overage 300 KRW per kWh beyond the included allowance
@@ -40,7 +40,7 @@ SUB_NO_OVERAGE = Plan(
     fee_minor=30_000,
     included_units=100_000,
 )
-R1 = Rider("R1", "E1")  # a one-pack vehicle
+R1 = Rider("R1", ENERGY.id)  # a one-pack vehicle
 
 
 def slot_pack(
@@ -120,7 +120,7 @@ def test_e3_time_plan_holds_the_time_hold() -> None:
 
 
 def test_e4_two_pack_vehicle_takes_two_deliveries() -> None:
-    r4 = Rider("R4", "E4", vehicle_packs=2)
+    r4 = Rider("R4", DELIVERIES.id, vehicle_packs=2)
     a, b, c = slot_pack("B-1", 1, soc_bp=9_500), slot_pack("B-2", 2), slot_pack("B-3", 3)
     decision = run(DELIVERIES, 10, rider=r4, stock=[a, b, c])
     # highest SoC first, then lowest slot: B-2 (100 %), B-3 (100 %); 1 delivery held per pack
@@ -144,7 +144,7 @@ def test_allowance_exactly_covering_the_requirement_is_enough() -> None:
 
 
 def test_two_packs_need_the_sum_of_their_requirements() -> None:
-    r = Rider("R5", "E1", vehicle_packs=2)
+    r = Rider("R5", ENERGY.id, vehicle_packs=2)
     a, b = slot_pack("B-1", 1), slot_pack("B-2", 2, soc_bp=9_500)  # 1700 + 1615 = 3315
     assert run(available=3_315, rider=r, stock=[a, b]) == Decision(
         True, None, (Offer(a, 1_700), Offer(b, 1_615)), 3_315, 3_315
@@ -153,7 +153,7 @@ def test_two_packs_need_the_sum_of_their_requirements() -> None:
 
 
 def test_overage_plan_holds_only_what_the_allowance_covers() -> None:
-    r = Rider("R6", "S1", vehicle_packs=2)
+    r = Rider("R6", SUB.id, vehicle_packs=2)
     a, b = slot_pack("B-1", 1), slot_pack("B-2", 2)  # 1700 Wh each, 3400 required
     assert run(SUB_OVERAGE, 1_000, rider=r, stock=[a, b]) == Decision(
         True, None, (Offer(a, 1_000), Offer(b, 0)), 3_400, 1_000
@@ -175,7 +175,7 @@ def test_subscription_without_overage_is_refused_like_prepaid() -> None:
 
 
 def test_best_packs_first_soc_then_soh_then_slot() -> None:
-    r = Rider("R7", "E1", vehicle_packs=3)
+    r = Rider("R7", ENERGY.id, vehicle_packs=3)
     s4 = slot_pack("B-4", 4, soc_bp=9_500)
     s2 = slot_pack("B-2", 2, soh_bp=9_000)
     s3 = slot_pack("B-3", 3, soh_bp=9_500)
@@ -235,14 +235,14 @@ def test_a_returned_model_is_replaced_by_the_same_model() -> None:
 
 def test_disabled_station_refuses_first() -> None:
     off = Station("ST2", 8, enabled=False)
-    blocked = Rider("R8", "E1", RiderStatus.BLOCKED)
+    blocked = Rider("R8", ENERGY.id, RiderStatus.BLOCKED)
     decision = run(station=off, rider=blocked, stock=[slot_pack("B-1", 1)])
     assert decision == refuse(RefusalReason.STATION_DISABLED)
     assert decision.text == "Station out of service"
 
 
 def test_blocked_rider_is_refused_even_with_credit_and_stock() -> None:
-    blocked = Rider("R8", "E1", RiderStatus.BLOCKED)
+    blocked = Rider("R8", ENERGY.id, RiderStatus.BLOCKED)
     decision = run(available=10**9, rider=blocked, stock=[slot_pack("B-1", 1)])
     assert decision == refuse(RefusalReason.RIDER_BLOCKED)
     assert decision.text == "Account blocked: please contact support"
@@ -258,7 +258,7 @@ def test_blocked_rider_is_refused_even_with_credit_and_stock() -> None:
     ],
 )
 def test_vehicle_full(vehicle_packs: int, held_count: int, returning: int, wanted: int | None) -> None:
-    r = Rider("R9", "E1", vehicle_packs=vehicle_packs)
+    r = Rider("R9", ENERGY.id, vehicle_packs=vehicle_packs)
     packs = [rider_pack(f"B-R{i}") for i in range(returning)]
     stock = [slot_pack(f"B-{i}", i) for i in range(1, 5)]
     decision = run(rider=r, held_count=held_count, returning=packs, stock=stock, wanted=wanted)
@@ -267,7 +267,7 @@ def test_vehicle_full(vehicle_packs: int, held_count: int, returning: int, wante
 
 
 def test_returning_two_of_two_may_take_two() -> None:
-    r = Rider("R9", "E1", vehicle_packs=2)
+    r = Rider("R9", ENERGY.id, vehicle_packs=2)
     returning = [rider_pack("B-R1"), rider_pack("B-R2")]
     stock = [slot_pack("B-1", 1), slot_pack("B-2", 2)]
     decision = run(rider=r, held_count=2, returning=returning, stock=stock)
@@ -385,7 +385,7 @@ def test_overage_holds_never_exceed_the_allowance(
     specs: list[tuple[int, int, bool, PackStatus, str]], available: int, vehicle_packs: int
 ) -> None:
     stock = _stock(specs)
-    rider = Rider("RX", "S1", vehicle_packs=vehicle_packs)
+    rider = Rider("RX", SUB.id, vehicle_packs=vehicle_packs)
     decision = run(SUB_OVERAGE, available, rider=rider, stock=stock)
     charged = [p for p in stock if is_charged(p, ST2)]
     assert decision.accepted == (len(charged) >= vehicle_packs)
@@ -462,10 +462,10 @@ def test_pack_place() -> None:
 
 
 def test_rider_vehicle_takes_one_to_eight_packs() -> None:
-    assert Rider("R1", "E1", vehicle_packs=8).vehicle_packs == 8
+    assert Rider("R1", ENERGY.id, vehicle_packs=8).vehicle_packs == 8
     for bad in (0, 9):
         with pytest.raises(InvalidInput, match=f"^a vehicle takes 1..8 packs, got {bad}$"):
-            Rider("R1", "E1", vehicle_packs=bad)
+            Rider("R1", ENERGY.id, vehicle_packs=bad)
 
 
 # ---------------------------------------------------------------------------------------------

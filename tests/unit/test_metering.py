@@ -13,7 +13,7 @@ from swapd.domain.metering import Usage, energy_usage_wh, meter, time_usage_s
 from swapd.domain.packs import Pack, PackStatus, deliverable_energy_wh
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
-from tests.unit.spec_plans import DELIVERIES, ENERGY, TIME
+from tests.plans import DELIVERIES, ENERGY, TIME
 
 G2_WH = 1_700  # pack model G2 of the worked examples
 T0 = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)

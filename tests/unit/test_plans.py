@@ -24,7 +24,7 @@ from swapd.domain.plans import (
     next_month_start,
 )
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT, Unit
-from tests.unit.spec_plans import DELIVERIES, ENERGY, SUB, TIME
+from tests.plans import DELIVERIES, ENERGY, SUB, TIME
 
 KST = timezone(timedelta(hours=9))
 
@@ -81,11 +81,11 @@ def test_a_payment_too_small_to_buy_anything_is_refused() -> None:
     # 1249 * 10 / 12500 = 0.9992 -> 0 deliveries
     with pytest.raises(InvalidInput) as raised:
         DELIVERIES.allowance_for_payment(1_249)
-    assert raised.value.message == ("1249 minor units buy no allowance on plan E4 (12500 buys 10 count)")
+    assert raised.value.message == ("1249 minor units buy no allowance on plan bundle (12500 buys 10 count)")
 
 
 def test_a_subscription_is_not_topped_up() -> None:
-    with pytest.raises(InvalidInput, match="plan S1 is a subscription: pay its fee, not a top-up"):
+    with pytest.raises(InvalidInput, match="plan subscription is a subscription: pay its fee, not a top-up"):
         SUB.allowance_for_payment(10_000)
 
 
