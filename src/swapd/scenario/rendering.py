@@ -16,7 +16,13 @@ def render(console: Console, outcome: Outcome) -> None:
     console.print(f"[bold]{escape(scenario.title)}[/] ({escape(str(scenario.path))})", highlight=False)
     if scenario.description:
         console.print(escape(scenario.description), highlight=False)
+    console.print(_steps_table(outcome))
+    console.print(_balances_table(outcome))
+    console.print(_transfers_table(outcome))
+    _print_verdict(console, outcome)
 
+
+def _steps_table(outcome: Outcome) -> Table:
     steps = Table("#", "step", "what", "outcome", title="Steps", title_justify="left")
     for record in outcome.steps:
         what = escape(record.description)
@@ -27,8 +33,10 @@ def render(console: Console, outcome: Outcome) -> None:
         result = "\n".join(lines)
         status = record.kind if record.ok else f"[red]{record.kind}[/]"
         steps.add_row(str(record.number), status, what, result)
-    console.print(steps)
+    return steps
 
+
+def _balances_table(outcome: Outcome) -> Table:
     balances = Table(title="Rider balances", title_justify="left")
     balances.add_column("rider")
     balances.add_column("plan")
@@ -56,8 +64,10 @@ def render(console: Console, outcome: Outcome) -> None:
             cells.append(format_money(b.receivable_minor, b.currency))
         cells.append(escape(", ".join(b.packs_held)) or "-")
         balances.add_row(*cells)
-    console.print(balances)
+    return balances
 
+
+def _transfers_table(outcome: Outcome) -> Table:
     transfers = Table(title="Transfers", title_justify="left")
     transfers.add_column("id", justify="right")
     transfers.add_column("code")
@@ -78,8 +88,10 @@ def render(console: Console, outcome: Outcome) -> None:
             line.phase,
             escape(tr.key),
         )
-    console.print(transfers)
+    return transfers
 
+
+def _print_verdict(console: Console, outcome: Outcome) -> None:
     report = outcome.ledger
     if report.ok:
         console.print(

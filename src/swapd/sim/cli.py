@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from swapd.sim.config import SimConfig
     from swapd.sim.runner import Summary
     from swapd.sim.stats import Snapshot
 
@@ -183,14 +184,8 @@ def sim_command(
     check fails, a pack is not where the simulator put it, a resent message changed anything, or
     a live-server run could not be removed.
     """
-    import sqlalchemy as sa
-
-    from swapd.domain.errors import DomainError
     from swapd.logs import configure_logging
-    from swapd.sim.cleanup import RealData
     from swapd.sim.config import SimConfig
-    from swapd.sim.runner import run
-    from swapd.sim.station import StationError
 
     if server is not None and embedded:
         fail("give --server or --embedded, not both")
@@ -212,21 +207,26 @@ def sim_command(
     # The server's own logs would drown the live view: only warnings, on stderr.
     configure_logging(json_logs=not sys.stderr.isatty(), level="WARNING")
     title = f"{stations} stations x {slots} slots, {riders} riders, speed {speed:g}x"
+    summary = _run_or_fail(config, title, as_json=as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), indent=2, default=_default) + "\n")
+    else:
+        render_summary(out, summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _run_or_fail(config: SimConfig, title: str, *, as_json: bool) -> Summary:
+    """Run the simulation; every way it can end early becomes a one-line error and an exit code."""
+    import sqlalchemy as sa
+
+    from swapd.domain.errors import DomainError
+    from swapd.sim.cleanup import RealData
+    from swapd.sim.runner import run
+    from swapd.sim.station import StationError
+
     try:
-        if as_json:
-            summary = run(config)
-        else:
-            from rich.live import Live
-
-            def phase(text: str) -> None:
-                err.print(f"[dim]{text}...[/]", highlight=False)
-
-            with Live(console=out, refresh_per_second=4, transient=True) as live:
-
-                def progress(snapshot: Snapshot) -> None:
-                    live.update(render_progress(snapshot, title))
-
-                summary = run(config, on_progress=progress, on_phase=phase)
+        return run(config) if as_json else _run_live(config, title)
     except RealData as error:
         fail(str(error))
     except KeyboardInterrupt as error:
@@ -246,12 +246,23 @@ def sim_command(
     except (OSError, RuntimeError) as error:
         _say_notes(error)
         fail(str(error))
-    if as_json:
-        sys.stdout.write(json.dumps(summary.to_json(), indent=2, default=_default) + "\n")
-    else:
-        render_summary(out, summary)
-    if not summary.ok:
-        raise typer.Exit(1)
+
+
+def _run_live(config: SimConfig, title: str) -> Summary:
+    """The run with its progress redrawn in place on stdout and its phases named on stderr."""
+    from rich.live import Live
+
+    from swapd.sim.runner import run
+
+    def phase(text: str) -> None:
+        err.print(f"[dim]{text}...[/]", highlight=False)
+
+    with Live(console=out, refresh_per_second=4, transient=True) as live:
+
+        def progress(snapshot: Snapshot) -> None:
+            live.update(render_progress(snapshot, title))
+
+        return run(config, on_progress=progress, on_phase=phase)
 
 
 def _say_notes(error: BaseException) -> None:
