@@ -3,7 +3,7 @@
 An issue is a station hand-over started by staff: the same checks as an Authorize for that one
 pack (``decide``: rider active, vehicle size, allowance covering the hold, pack charged and
 healthy), an offer with its pending hold, then the station path's own hand-over
-(``swaps._hand_over``), which opens the possession (R2), moves the hold onto it, frees the slot
+(``swaps.hand_over``), which opens the possession (R2), moves the hold onto it, frees the slot
 and records the pack as with the rider. The later return at any station is metered and charged
 against that hold like any other (R3-R5).
 
@@ -26,16 +26,11 @@ from swapd.domain.packs import Pack, PackStatus, validate_code, validate_serial
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import audit
 from swapd.services.money import rider_accounts
-from swapd.services.swaps import (
-    _INSERT_OFFER,
-    BatteryReading,
-    SwapState,
-    _hand_over,
-    _hold,
-    _insert_swap,
-    _plan_of,
-    _set_swap,
-)
+from swapd.services.swaps import BatteryReading, SwapState
+from swapd.services.swaps.hand_over import hand_over
+from swapd.services.swaps.lookups import plan_of
+from swapd.services.swaps.postings import hold
+from swapd.services.swaps.rows import INSERT_OFFER, insert_swap, set_swap
 from swapd.store.database import Database, Tx
 from swapd.store.repository import Retry
 
@@ -96,7 +91,7 @@ def issue_pack(db: Database, actor: str, serial: str, rider_id: str) -> Issued:
                 f"pack {serial} has SoH {pack.soh_bp / 100:.2f} %; "
                 f"{station.id} hands out from {station.min_soh_bp / 100:.2f} %",
             )
-        plan = _plan_of(tx, rider)
+        plan = plan_of(tx, rider)
         held = tx.repo.packs_of_rider(rider_id)
         available = rider_accounts(tx.book, rider_id, plan).allowance.available
         decision = decide(
@@ -117,14 +112,14 @@ def issue_pack(db: Database, actor: str, serial: str, rider_id: str) -> Issued:
             )
         (offer,) = decision.offers
         # The offer authorize() would write for this one pack, then the station's hand-over.
-        swap_id = _insert_swap(
+        swap_id = insert_swap(
             tx, station.id, IdToken(TokenType.APP, rider_id), SwapState.OFFERED, rider_id=rider_id
         )
         if not tx.repo.reserve_pack(serial, swap_id, tx.now):
             raise Retry()
-        hold_id = _hold(tx, f"offer:{swap_id}:{serial}", rider_id, plan, offer.hold_units)
+        hold_id = hold(tx, f"offer:{swap_id}:{serial}", rider_id, plan, offer.hold_units)
         tx.repo.run(
-            _INSERT_OFFER,
+            INSERT_OFFER,
             {
                 "swap_id": swap_id,
                 "pack_serial": serial,
@@ -137,11 +132,11 @@ def issue_pack(db: Database, actor: str, serial: str, rider_id: str) -> Issued:
         swap = tx.repo.swap(swap_id)
         offer_row = next(o for o in tx.repo.offers(swap_id) if o.pack_serial == serial)
         reading = BatteryReading(pack.slot_no, serial, pack.soc_bp, pack.soh_bp)
-        outcome = _hand_over(
+        outcome = hand_over(
             tx, station, swap, rider, f"issue:{swap_id}", reading, tx.repo.pack(serial), offer_row
         )
         assert outcome.outcome == "handed_over", outcome
-        _set_swap(tx, swap_id, state=SwapState.COMPLETED)
+        set_swap(tx, swap_id, state=SwapState.COMPLETED)
         audit.record(
             tx,
             actor,
@@ -192,7 +187,7 @@ def _issued_already(tx: Tx, serial: str, rider_id: str) -> Issued:
     assert possession is not None, "a pack with a rider has an open possession"
     rider = tx.repo.rider(rider_id)
     assert rider is not None
-    plan = _plan_of(tx, rider)
+    plan = plan_of(tx, rider)
     return Issued(
         serial,
         rider_id,

@@ -1,0 +1,270 @@
+"""R6: Authorize (or an app request). Decide whether the person at the station may take charged
+packs, reserve them and hold their allowance (R2); the pack itself can be the key (R3)."""
+
+from __future__ import annotations
+
+from swapd.domain.decision import (
+    REFUSAL_TEXT,
+    RefusalReason,
+    check_returned_pack,
+    decide,
+)
+from swapd.domain.errors import InvalidInput, NotFound
+from swapd.domain.lifecycle import (
+    OfferState,
+    SwapState,
+)
+from swapd.domain.plans import Plan
+from swapd.domain.riders import IdToken, TokenType
+from swapd.domain.stations import Station
+from swapd.services.money import rider_accounts, weighted_value
+from swapd.services.swaps.checks import (
+    check_request_id,
+    check_token,
+)
+from swapd.services.swaps.lookups import (
+    is_operator,
+    known_station,
+    plan_of,
+    rider_plan,
+)
+from swapd.services.swaps.postings import (
+    hold,
+)
+from swapd.services.swaps.records import (
+    MAX_PACKS_PER_SWAP,
+    AuthorizeResult,
+    OfferedPack,
+)
+from swapd.services.swaps.rows import (
+    INSERT_OFFER,
+    OFFERED_TO_RIDER,
+    insert_swap,
+    set_swap,
+)
+from swapd.store.database import Database, Tx
+from swapd.store.repository import Retry, Row
+
+
+def authorize(
+    db: Database,
+    station_id: str,
+    token: IdToken,
+    *,
+    request_id: str | None = None,
+    wanted: int | None = None,
+) -> AuthorizeResult:
+    """Decide whether the person at the station may take charged packs, and reserve them.
+
+    With a BatterySerial token the pack is the key (R3): its open possession names the rider.
+    An accepted decision reserves the chosen packs and places a pending hold for each (R2);
+    a repeated Authorize while that offer is open returns the same offer.
+    """
+    check_token(token)
+    if request_id is not None:
+        request_id = check_request_id(request_id)
+    if wanted is not None and (isinstance(wanted, bool) or not 1 <= wanted <= MAX_PACKS_PER_SWAP):
+        raise InvalidInput(f"wanted must be 1..{MAX_PACKS_PER_SWAP}, got {wanted!r}")
+
+    def work(tx: Tx) -> AuthorizeResult:
+        station = known_station(tx, station_id)
+        if request_id is not None:
+            existing = tx.repo.swap_by_request(station_id, request_id)
+            if existing is not None:
+                return _result_of(tx, existing)
+        if is_operator(tx, token):
+            return AuthorizeResult(True, None, "Operator", operator=True)
+        rider_id, refusal = _identify(tx, station, token)
+        if refusal is not None:
+            return _refuse(tx, station_id, token, refusal, rider_id=rider_id, request_id=request_id)
+        assert rider_id is not None
+        rider = tx.repo.lock_riders([rider_id]).get(rider_id)
+        assert rider is not None
+        offered = tx.repo.run(OFFERED_TO_RIDER, {"rider_id": rider_id}).all()
+        if token.type is TokenType.BATTERY_SERIAL:
+            if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
+                pack = tx.repo.pack(token.value, lock=True)
+                if pack is None or pack.rider_id != rider_id:
+                    raise Retry()  # the pack moved between reading it and locking its rider
+            # Checked under the rider's lock, so of two stations asking at once one sees the other.
+            if any(
+                s.station_id != station_id
+                and s.token_type == TokenType.BATTERY_SERIAL.value
+                and s.token_value == token.value
+                for s in offered
+            ):
+                return _refuse(
+                    tx,
+                    station_id,
+                    token,
+                    RefusalReason.PACK_AT_OTHER_STATION,
+                    rider_id=rider_id,
+                    request_id=request_id,
+                )
+        open_offer = next((s for s in offered if s.station_id == station_id), None)
+        if open_offer is not None and open_offer.request_id is None:
+            if request_id is not None:
+                set_swap(tx, open_offer.id, request_id=request_id)
+            return _result_of(tx, open_offer)
+        plan = plan_of(tx, rider)
+        held = tx.repo.packs_of_rider(rider_id)
+        accounts = rider_accounts(tx.book, rider_id, plan)
+        decision = decide(
+            station=station,
+            rider=rider,
+            plan=plan,
+            available_units=accounts.allowance.available,
+            held_count=len(held),
+            returning=held,
+            stock=tx.repo.packs_at(station_id),
+            wanted=wanted,
+        )
+        if not decision.accepted:
+            assert decision.reason is not None
+            return _refuse(
+                tx,
+                station_id,
+                token,
+                decision.reason,
+                rider_id=rider_id,
+                request_id=request_id,
+                unit=plan.unit.value,
+                available=decision.available_units,
+                required=decision.required_units,
+            )
+        swap_id = insert_swap(
+            tx, station_id, token, SwapState.OFFERED, rider_id=rider_id, request_id=request_id
+        )
+        for offer in decision.offers:
+            if not tx.repo.reserve_pack(offer.pack.serial, swap_id, tx.now):
+                raise Retry()  # another swap reserved it since we read the stock
+            hold_id = hold(tx, f"offer:{swap_id}:{offer.pack.serial}", rider_id, plan, offer.hold_units)
+            tx.repo.run(
+                INSERT_OFFER,
+                {
+                    "swap_id": swap_id,
+                    "pack_serial": offer.pack.serial,
+                    "slot_no": offer.pack.slot_no,
+                    "hold_units": offer.hold_units,
+                    "hold_transfer_id": hold_id,
+                    "state": OfferState.OFFERED,
+                },
+            )
+        # What _result_of would read back, from what this transaction has just written.
+        offered = []
+        for o in decision.offers:
+            assert o.pack.slot_no is not None  # stock: every offered pack sits in a slot
+            offered.append(OfferedPack(o.pack.slot_no, o.pack.serial, o.pack.soc_bp, o.hold_units))
+        offered.sort(key=lambda o: o.slot_no)
+        return _accepted(tx, swap_id, rider_id, plan, tuple(offered))
+
+    return db.write(work)
+
+
+def _identify(tx: Tx, station: Station, token: IdToken) -> tuple[str | None, RefusalReason | None]:
+    if token.type is TokenType.BATTERY_SERIAL:
+        pack = tx.repo.pack(token.value)
+        refusal = check_returned_pack(pack, station)
+        if refusal is not None:
+            return (pack.rider_id if pack else None), refusal
+        assert pack is not None
+        return pack.rider_id, None
+    if token.type is TokenType.APP:
+        if tx.repo.rider(token.value) is None:
+            raise NotFound(f"unknown rider {token.value}")
+        return token.value, None
+    if token.type is TokenType.NO_AUTHORIZATION:
+        return None, RefusalReason.UNKNOWN_TOKEN
+    owner = tx.repo.token_owner(token.type.value, token.value)
+    if owner is None or owner.rider_id is None:
+        return None, RefusalReason.UNKNOWN_TOKEN
+    return str(owner.rider_id), None
+
+
+_ALERTING = {
+    RefusalReason.UNKNOWN_PACK: "foreign_pack",
+    RefusalReason.PACK_NOT_ASSIGNED: "pack_not_assigned",
+    RefusalReason.PACK_DAMAGED: "damaged_pack_presented",
+    RefusalReason.PACK_AT_OTHER_STATION: "pack_two_places",
+}
+
+
+def _refuse(
+    tx: Tx,
+    station_id: str,
+    token: IdToken,
+    reason: RefusalReason,
+    *,
+    rider_id: str | None,
+    request_id: str | None,
+    unit: str | None = None,
+    available: int = 0,
+    required: int = 0,
+) -> AuthorizeResult:
+    """Record the refusal (operators count refusals by reason) and raise an alert where one is due."""
+    swap_id = insert_swap(
+        tx,
+        station_id,
+        token,
+        SwapState.REFUSED,
+        rider_id=rider_id,
+        request_id=request_id,
+        reason=reason.value,
+    )
+    kind = _ALERTING.get(reason)
+    if kind is not None:
+        tx.repo.alert(
+            kind,
+            f"{token.type.value} {token.value} presented at {station_id}: {REFUSAL_TEXT[reason]}",
+            tx.now,
+            station_id=station_id,
+            pack_serial=token.value if token.type is TokenType.BATTERY_SERIAL else None,
+            rider_id=rider_id,
+        )
+    return AuthorizeResult(
+        False,
+        reason.value,
+        REFUSAL_TEXT[reason],
+        swap_id=swap_id,
+        rider_id=rider_id,
+        unit=unit,
+        available_units=available,
+        required_units=required,
+    )
+
+
+def _result_of(tx: Tx, swap: Row) -> AuthorizeResult:
+    """The answer an existing swap gave, rebuilt from the database (for repeated requests)."""
+    if swap.state == SwapState.REFUSED:
+        reason = RefusalReason(swap.reason)
+        return AuthorizeResult(False, reason.value, REFUSAL_TEXT[reason], swap.id, swap.rider_id)
+    plan = rider_plan(tx, swap.rider_id)
+    offers = tx.repo.offers(swap.id)
+    packs = tx.repo.packs([o.pack_serial for o in offers])
+    offered = tuple(
+        OfferedPack(o.slot_no, o.pack_serial, packs[o.pack_serial].soc_bp, o.hold_units) for o in offers
+    )
+    return _accepted(tx, swap.id, swap.rider_id, plan, offered)
+
+
+def _accepted(
+    tx: Tx, swap_id: int, rider_id: str, plan: Plan, offered: tuple[OfferedPack, ...]
+) -> AuthorizeResult:
+    """An offer's answer, with the rider's balance after its holds (the station shows it)."""
+    accounts = rider_accounts(tx.book, rider_id, plan)
+    allowance = accounts.allowance
+    return AuthorizeResult(
+        True,
+        None,
+        "Accepted",
+        swap_id,
+        rider_id,
+        offered=offered,
+        unit=plan.unit.value,
+        available_units=allowance.available,
+        required_units=sum(o.hold_units for o in offered),
+        currency=plan.currency,
+        available_value_minor=weighted_value(
+            accounts.prepaid.credit_balance, allowance.credit_balance, allowance.available
+        ),
+    )
