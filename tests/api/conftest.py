@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from swapd.gateway.server import create_app
-from swapd.services import catalog, identity, views
+from swapd.readmodels import plans
+from swapd.services import catalog, identity
 from swapd.services.identity import Role
 from swapd.store.database import Database
 from tests.plans import ENERGY
@@ -51,7 +52,7 @@ def staff(client: TestClient, db: Database, role: Role) -> Account:
 
 def rider(client: TestClient, db: Database, plan_id: str = ENERGY.id) -> Account:
     """A rider signed up through the API, on ``plan_id`` (created if missing)."""
-    if all(line.plan.id != plan_id for line in views.plans(db)):
+    if all(line.plan.id != plan_id for line in plans.plans(db)):
         catalog.add_plan(db, ENERGY)
     email = f"rider{next(_serial)}@example.com"
     answer = client.post(

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from swapd.domain.riders import IdToken, RiderStatus, TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import audit, catalog, payments, queries, swaps
+from swapd.readmodels import money
+from swapd.services import audit, catalog, payments, swaps
 from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database
@@ -28,7 +29,7 @@ def _audit_rows(db: Database, action: str) -> list[sa.Row[tuple[object, ...]]]:
 def _refund_transfers(db: Database, rider_id: str) -> list[int]:
     return [
         x.amount
-        for x in queries.transfers_of(db, rider_id)
+        for x in money.transfers_of(db, rider_id)
         if x.code is TransferCode.REFUND and x.ledger == "KRW"
     ]
 
@@ -177,7 +178,7 @@ def test_a_refund_replayed_with_its_key_refunds_once_and_a_changed_body_is_409(
     assert _refund_transfers(db, "R1") == [1_000]
     (row,) = _audit_rows(db, "rider.refund")
     assert (row.target, row.reason, row.detail["amount_minor"]) == ("R1", "double charge", 1_000)
-    assert queries.rider_balance(db, "R1").prepaid_minor == 9_000
+    assert money.rider_balance(db, "R1").prepaid_minor == 9_000
     # A refund the ledger refuses writes neither money nor an audit row.
     too_much = client.post(
         "/api/v1/ops/riders/R1/refunds",
@@ -205,7 +206,7 @@ def test_an_audit_row_is_written_with_the_change_or_not_at_all(
             headers={**admin.headers, "Idempotency-Key": "k1"},
         )
     assert _refund_transfers(db, "R1") == []
-    assert queries.rider_balance(db, "R1").prepaid_minor == 10_000
+    assert money.rider_balance(db, "R1").prepaid_minor == 10_000
 
 
 def test_adjustments_move_allowance_once_and_are_audited(
@@ -218,7 +219,7 @@ def test_adjustments_move_allowance_once_and_are_audited(
         answer = client.post("/api/v1/ops/riders/R1/adjustments", json=body, headers=headers)
         assert answer.status_code == 201, answer.text
         assert answer.json() == {"rider_id": "R1", "units": -333, "unit": "Wh"}
-    assert queries.rider_balance(db, "R1").posted_units == 33_000
+    assert money.rider_balance(db, "R1").posted_units == 33_000
     assert [r.detail["units"] for r in _audit_rows(db, "rider.adjust")] == [-333]
     zero = client.post(
         "/api/v1/ops/riders/R1/adjustments",
@@ -253,7 +254,7 @@ PAY_OWED = "/api/v1/ops/riders/R6/receivable-payments"
 def _payments_in(db: Database, rider_id: str) -> list[int]:
     return [
         x.amount
-        for x in queries.transfers_of(db, rider_id)
+        for x in money.transfers_of(db, rider_id)
         if x.code is TransferCode.PAYMENT and x.ledger == "KRW"
     ]
 
@@ -296,7 +297,7 @@ def test_a_receivable_payment_is_recorded_once_per_reference_and_audited(
     (row,) = _audit_rows(db, "rider.receivable_payment")
     assert (row.target, row.actor) == ("R6", f"user:{operator.email}")
     assert row.detail == {"amount_minor": 300, "payment_ref": "bank-2026-0001"}
-    assert queries.rider_balance(db, "R6").receivable_minor == 125
+    assert money.rider_balance(db, "R6").receivable_minor == 125
     _ledger_ok(db)
 
 
@@ -326,7 +327,7 @@ def test_a_receivable_payment_is_refused_when_it_conflicts_or_exceeds_what_is_ow
     assert _payments_in(db, "R6") == [100] and _payments_in(db, "R7") == []
     assert len(_audit_rows(db, "rider.receivable_payment")) == 1
     assert pay("k9", 325, "ref-2") == 201  # all of it
-    assert queries.rider_balance(db, "R6").receivable_minor == 0
+    assert money.rider_balance(db, "R6").receivable_minor == 0
     _ledger_ok(db)
 
 

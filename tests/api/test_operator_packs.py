@@ -10,7 +10,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from swapd.services import catalog, payments, queries
+from swapd.readmodels import money, stations
+from swapd.services import catalog, payments
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from tests.api.conftest import Account
@@ -172,7 +173,7 @@ def test_quarantine_and_retire_need_a_reason_and_are_audited(
     assert client.post(url, json={"reason": ""}, headers=operator.headers).status_code == 422
     answer = client.post(url, json={"reason": "swollen"}, headers=operator.headers)
     assert answer.status_code == 200 and answer.json()["status"] == "quarantined"
-    assert queries.station_view(db, "ST1").slots[0].pack_serial is None  # the slot is free
+    assert stations.station_view(db, "ST1").slots[0].pack_serial is None  # the slot is free
     retired = client.post(
         "/api/v1/ops/packs/R-1/retire", json={"reason": "end of life"}, headers=operator.headers
     )
@@ -327,7 +328,7 @@ def test_an_operator_issues_a_rider_their_first_pack_once(
     assert _issue(client, operator, "B/1", "R1", "k1") == (201, body, "true")
     code, again, _ = _issue(client, operator, "B/1", "R1", "k2")
     assert (code, again["repeated"], again["swap_id"]) == (200, True, body["swap_id"])
-    balance = queries.rider_balance(db, "R1")
+    balance = money.rider_balance(db, "R1")
     assert (balance.held_units, balance.packs_held) == (1_583, ("B/1",))
 
     code, refused, _ = _issue(client, operator, "B/1", "R2", "k3")
@@ -335,4 +336,4 @@ def test_an_operator_issues_a_rider_their_first_pack_once(
     code, refused, _ = _issue(client, operator, "B/2", "R2", "k4")  # R2 has no allowance
     assert code == 409 and "no_credit" in str(refused)
     assert _issue(client, operator, "B/2", "R9", "k5")[0] == 404
-    assert queries.rider_balance(db, "R2").packs_held == ()
+    assert money.rider_balance(db, "R2").packs_held == ()

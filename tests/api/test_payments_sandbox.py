@@ -21,7 +21,8 @@ from swapd.domain.quantities import Unit
 from swapd.gateway.server import create_app
 from swapd.payments import config
 from swapd.payments.sandbox import SIGNATURE_HEADER, SandboxProvider
-from swapd.services import audit, catalog, checkout, queries
+from swapd.readmodels import money
+from swapd.services import audit, catalog, checkout
 from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
@@ -229,7 +230,7 @@ def test_a_replayed_webhook_credits_nothing_more(client: TestClient, db: Databas
     other, other_headers = signed_event(provider_of(client), started, event_id="evt_forged_2")
     assert webhook(client, other, other_headers).json()["outcome"] == "unchanged"
 
-    after = queries.rider_balance(db, me.rider_id or "")
+    after = money.rider_balance(db, me.rider_id or "")
     assert (after.posted_units, after.prepaid_minor) == (UNITS_WH, AMOUNT_MINOR)
     assert event_count(db) == 2
 
@@ -363,7 +364,7 @@ def test_concurrent_deliveries_of_one_event_credit_once(client: TestClient, db: 
         thread.join(timeout=30)
     assert not errors
     assert sorted(outcomes) == ["credited", "duplicate", "duplicate", "duplicate"]
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
+    assert money.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
 
 
 # -- starting payments -----------------------------------------------------------------------------
@@ -475,7 +476,7 @@ def test_a_subscription_is_credited_at_the_fee_quoted_when_it_started(
     assert first_cycle(MONTHLY, clock.now()).fee_minor != quote.fee_minor
     press(client, started["checkout_url"], "pay")
 
-    after = queries.rider_balance(db, me.rider_id or "")
+    after = money.rider_balance(db, me.rider_id or "")
     assert (after.prepaid_minor, after.posted_units) == (quote.fee_minor, quote.included_units)
     assert payment_of(client, me, started["id"])["status"] == "succeeded"
     again = client.post("/api/v1/me/subscription", headers={**me.headers, "Idempotency-Key": "sub2"})
@@ -493,7 +494,7 @@ def test_a_second_subscription_paid_meanwhile_is_not_credited_and_is_logged_for_
     press(client, first.json()["checkout_url"], "pay")
     press(client, second.json()["checkout_url"], "pay")
 
-    after = queries.rider_balance(db, me.rider_id or "")
+    after = money.rider_balance(db, me.rider_id or "")
     assert after.prepaid_minor == first.json()["amount_minor"]
     assert payment_of(client, me, second.json()["id"])["status"] == "failed"
     assert [e.action for e in audit.entries(db, target=second.json()["id"])] == ["payment.not_credited"]

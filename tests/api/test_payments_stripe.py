@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 
 from swapd.payments import config
 from swapd.payments.stripe_checkout import StripeProvider
-from swapd.services import audit, checkout, queries
+from swapd.readmodels import money
+from swapd.services import audit, checkout
 from swapd.store.database import Database
 from tests.api.conftest import Account, rider
 
@@ -184,7 +185,7 @@ def test_a_top_up_creates_a_checkout_session_linked_to_the_payment(
     assert form["client_reference_id"] == started["id"]
     assert form["success_url"] == form["cancel_url"] == "https://app.example.com/done"
     # Nothing is credited by creating a session.
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == 0
+    assert money.rider_balance(db, me.rider_id or "").posted_units == 0
 
 
 def test_a_signed_completed_session_credits_once_whichever_events_follow(
@@ -205,7 +206,7 @@ def test_a_signed_completed_session_credits_once_whichever_events_follow(
         "payment_id": started["id"],
     }
 
-    after = queries.rider_balance(db, me.rider_id or "")
+    after = money.rider_balance(db, me.rider_id or "")
     assert (after.posted_units, after.prepaid_minor) == (UNITS_WH, AMOUNT_MINOR)
     assert status_of(client, me, started["id"]) == "succeeded"
 
@@ -217,7 +218,7 @@ def test_payment_intent_succeeded_alone_credits_through_the_metadata(
     started = start_top_up(client, me)
     body = stripe_event("evt_pi", "payment_intent.succeeded", intent(started))
     assert deliver(client, body, stripe_signature(body)).json()["outcome"] == "credited"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
+    assert money.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
 
 
 def test_wrong_missing_and_stale_stripe_signatures_are_refused(
@@ -238,7 +239,7 @@ def test_wrong_missing_and_stale_stripe_signatures_are_refused(
         assert answer.status_code == 400, name
         assert answer.json()["code"] == "webhook_refused", name
     assert status_of(client, me, started["id"]) == "pending"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == 0
+    assert money.rider_balance(db, me.rider_id or "").posted_units == 0
     # The same body, rightly signed, is then accepted: the refusals recorded nothing.
     assert deliver(client, body, stripe_signature(body)).json()["outcome"] == "credited"
 
@@ -261,12 +262,12 @@ def test_a_session_event_naming_a_payment_that_is_not_its_own_credits_nothing(
         assert answer.json() == {"outcome": "ref_mismatch", "payment_id": started["id"]}, event_id
 
     assert status_of(client, me, started["id"]) == status_of(client, me, other["id"]) == "pending"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == 0
+    assert money.rider_balance(db, me.rider_id or "").posted_units == 0
     assert [e.action for e in audit.entries(db, target=started["id"])] == ["payment.ref_mismatch"] * 2
     # The payment's own session still credits it.
     paid = stripe_event("evt_p", "checkout.session.completed", session_completed(started))
     assert deliver(client, paid, stripe_signature(paid)).json()["outcome"] == "credited"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
+    assert money.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
 
 
 def test_failed_unpaid_and_mismatched_events_credit_nothing(
@@ -284,12 +285,12 @@ def test_failed_unpaid_and_mismatched_events_credit_nothing(
         "evt_s", "checkout.session.completed", session_completed(started, amount=AMOUNT_MINOR - 1)
     )
     assert deliver(client, short, stripe_signature(short)).json()["outcome"] == "mismatch"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == 0
+    assert money.rider_balance(db, me.rider_id or "").posted_units == 0
     assert [e.action for e in audit.entries(db, target=started["id"])] == ["payment.mismatch"]
     # The rider retries the card in the same checkout and it goes through: now it is credited.
     paid = stripe_event("evt_p", "checkout.session.completed", session_completed(started))
     assert deliver(client, paid, stripe_signature(paid)).json()["outcome"] == "credited"
-    assert queries.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
+    assert money.rider_balance(db, me.rider_id or "").posted_units == UNITS_WH
 
 
 def test_an_expired_session_cancels_the_payment(

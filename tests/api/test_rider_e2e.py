@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 from ocpp.v21 import call
 
+from swapd.readmodels.money import rider_balance
 from swapd.services import catalog, stations
-from swapd.services.queries import rider_balance
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database

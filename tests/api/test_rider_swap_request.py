@@ -10,8 +10,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from swapd.readmodels.money import rider_balance
 from swapd.services import catalog, payments, stations
-from swapd.services.queries import rider_balance
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from swapd.domain.errors import NotFound
-from swapd.services import catalog, identity, payments, rider_views
+from swapd.readmodels import plans
+from swapd.services import catalog, identity, payments
 from swapd.store.database import Database
 from swapd.store.engine import make_engine
 from tests.api.conftest import PASSWORD, Account
@@ -44,7 +45,7 @@ def test_the_listed_flag_is_stored_and_read_back(db: Database, two_plans: None) 
 def test_the_public_plan_list_shows_only_listed_plans(
     client: TestClient, db: Database, two_plans: None
 ) -> None:
-    assert [p.id for p in rider_views.plans(db)] == [ENERGY.id]
+    assert [p.id for p in plans.listed_plans(db)] == [ENERGY.id]
     answer = client.get("/api/v1/plans")
     assert answer.status_code == 200
     assert [p["id"] for p in answer.json()] == [ENERGY.id]

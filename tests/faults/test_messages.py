@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from faults.client import StationClient, battery, meter_soc, swap_event
 
-from swapd.services import queries
+from swapd.readmodels import money, stations
+from swapd.readmodels.packs import all_packs
 from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.ledger_check import check_ledger
@@ -29,7 +30,7 @@ def token(rider_id: str) -> dict[str, str]:
 
 
 def books(db: Database, rider_id: str) -> tuple[int, ...]:
-    b = queries.rider_balance(db, rider_id)
+    b = money.rider_balance(db, rider_id)
     return (
         b.posted_units,
         b.held_units,
@@ -94,8 +95,8 @@ def test_duplicated_and_reordered_swap_events_change_nothing(db: Database, net: 
         assert table_counts(db) == counts
         await client.close()
         assert books(db, "R2") == reference
-        assert queries.rider_balance(db, "R2").packs_held == (f"ST2-P{slot_no}",)
-        slots = {s.slot_no: s.pack_serial for s in queries.station_view(db, "ST2").slots}
+        assert money.rider_balance(db, "R2").packs_held == (f"ST2-P{slot_no}",)
+        slots = {s.slot_no: s.pack_serial for s in stations.station_view(db, "ST2").slots}
         assert slots[RETURN_SLOT] == "R2-PACK" and slots[slot_no] is None
 
     run(scenario())
@@ -140,9 +141,9 @@ def test_offline_queue_replayed_with_original_timestamps(db: Database, net: Net)
             await client.call(action, payload)
         await client.close()
         assert books(db, "R3") == reference
-        balance = queries.rider_balance(db, "R3")
+        balance = money.rider_balance(db, "R3")
         assert balance.packs_held == (f"ST3-P{slot_no}",)
-        view = {s.slot_no: s for s in queries.station_view(db, "ST3").slots}
+        view = {s.slot_no: s for s in stations.station_view(db, "ST3").slots}
         assert view[RETURN_SLOT].pack_serial == "R3-PACK"
         assert view[slot_no].pack_serial is None
         # The replay is on record, so an operator can see the swap happened offline.
@@ -165,7 +166,7 @@ def test_a_replayed_older_soc_reading_does_not_overwrite_a_newer_one(db: Databas
         await client.close()
 
     run(scenario())
-    packs = {p.serial: p for p in queries.all_packs(db)}
+    packs = {p.serial: p for p in all_packs(db)}
     assert packs["ST1-P1"].soc_bp == 5_000
 
 
@@ -209,10 +210,10 @@ def test_one_pack_returned_at_two_stations_at_once(db: Database, net: Net) -> No
     run(scenario())
     found = [(kind, serial) for kind, _station, serial in alerts(db)]
     assert found.count(("pack_two_places", "R4-PACK")) == 1, found
-    packs = {p.serial: p for p in queries.all_packs(db)}
+    packs = {p.serial: p for p in all_packs(db)}
     assert packs["R4-PACK"].status.value == "in_slot"
-    balance = queries.rider_balance(db, "R4")
+    balance = money.rider_balance(db, "R4")
     assert balance.packs_held == () and balance.held_units == 0
-    charged = [t for t in queries.transfers_of(db, "R4") if t.key.endswith(":BatteryIn:post")]
+    charged = [t for t in money.transfers_of(db, "R4") if t.key.endswith(":BatteryIn:post")]
     assert len(charged) == 1, charged
     assert ledger_ok(db)

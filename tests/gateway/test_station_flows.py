@@ -14,9 +14,11 @@ from ocpp.v21 import call
 
 from swapd.domain.riders import TokenType
 from swapd.ledger.model import TransferCode
+from swapd.readmodels.alerts import recent_alerts as alerts
+from swapd.readmodels.money import rider_balance, transfers_of
+from swapd.readmodels.stations import station_view
 from swapd.services import catalog
 from swapd.services.payments import top_up
-from swapd.services.queries import alerts, rider_balance, station_view, transfers_of
 from swapd.store import schema as t
 from swapd.store.database import Database
 from tests.gateway.conftest import LiveServer, battery, booted, network, swap_event

@@ -7,9 +7,10 @@ from ocpp.v21 import call
 
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import catalog, ops_queries, swaps
+from swapd.readmodels import alerts
+from swapd.readmodels.money import rider_balance, transfers_of
+from swapd.services import catalog, swaps
 from swapd.services.payments import top_up
-from swapd.services.queries import rider_balance, transfers_of
 from swapd.store.database import Database
 from tests.gateway.conftest import LiveServer, battery, boot, connect, network, swap_event
 
@@ -91,7 +92,7 @@ async def test_a_card_returning_another_riders_pack_is_flagged(
     await boot(again)
     await again.station.call(returned)
     await again.close()
-    (alert,) = ops_queries.alerts(db, kind="token_pack_mismatch")
+    (alert,) = alerts.alerts(db, kind="token_pack_mismatch")
     assert (alert.station_id, alert.pack_serial, alert.rider_id) == ("ST1", "P-A", "RB")
     assert rider_balance(db, "RB").available_units == 33_333
 

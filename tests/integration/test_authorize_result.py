@@ -7,7 +7,8 @@ from __future__ import annotations
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.services import catalog, payments, queries, swaps
+from swapd.readmodels import money
+from swapd.services import catalog, payments, swaps
 from swapd.store.database import Database
 
 PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
@@ -32,7 +33,7 @@ def test_fresh_and_repeated_answers_are_equal_and_carry_the_balance(db: Database
     assert fresh.accepted and len(fresh.offered) == 2
     assert fresh == repeated
     assert fresh.offered_slots == sorted(fresh.offered_slots)
-    balance = queries.rider_balance(db, "R1")
+    balance = money.rider_balance(db, "R1")
     assert fresh.available_units == balance.available_units
     assert fresh.available_value_minor == balance.available_value_minor
     assert fresh.currency == "KRW" and fresh.unit == "Wh"

@@ -943,7 +943,7 @@ def test_every_command_has_json_and_database_options() -> None:
 
 
 def test_an_unlisted_plan_is_listed_for_staff_and_hidden_from_riders(db_url: str) -> None:
-    from swapd.services import rider_views
+    from swapd.readmodels import plans
 
     ok(db_url, "plan", "add", "public", "--kind", "prepaid_energy", "--currency", "KRW",
        "--price-minor", "300", "--price-units", "1000")  # fmt: skip
@@ -954,6 +954,6 @@ def test_an_unlisted_plan_is_listed_for_staff_and_hidden_from_riders(db_url: str
     assert staff == {"public": True, "fleet": False}
     db = Database.open(db_url)
     try:
-        assert [plan.id for plan in rider_views.plans(db)] == ["public"]
+        assert [plan.id for plan in plans.listed_plans(db)] == ["public"]
     finally:
         db.dispose()

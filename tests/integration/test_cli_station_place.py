@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from swapd.services import rider_views
+from swapd.readmodels import stations
 from swapd.store.database import Database
 from tests.integration.cli_process import succeeded, swapd
 
@@ -63,7 +63,7 @@ def test_a_station_added_with_a_place_is_shown_with_it_and_found_nearby(database
 
     db = Database.open(database)
     try:
-        near = rider_views.nearby(db, 37_560_000, 126_970_000, 5_000, limit=10)
+        near = stations.nearby(db, 37_560_000, 126_970_000, 5_000, limit=10)
     finally:
         db.dispose()
     assert [(s.id, s.name, s.lat_microdeg, s.lon_microdeg) for s in near] == [

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
+from swapd.readmodels.money import rider_balance, transfers_of
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import rider_balance, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
+from swapd.readmodels.alerts import recent_alerts as alerts
+from swapd.readmodels.money import rider_balance, transfers_of
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import alerts, rider_balance, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

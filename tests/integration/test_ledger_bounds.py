@@ -30,8 +30,8 @@ from swapd.domain.quantities import (
 )
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import LedgerError
+from swapd.readmodels.money import rider_balance
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import rider_balance
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, Joined, ManualClock, Tx

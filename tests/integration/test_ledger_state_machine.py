@@ -27,8 +27,8 @@ from swapd.domain.errors import DomainError
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
+from swapd.readmodels.money import rider_balance
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import rider_balance
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

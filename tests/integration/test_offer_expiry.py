@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from swapd.domain.riders import IdToken, TokenType
+from swapd.readmodels.money import rider_balance
+from swapd.readmodels.stations import station_view
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import rider_balance, station_view
 from swapd.store.database import Database, ManualClock
 from tests.plans import ENERGY
 

@@ -20,9 +20,11 @@ from swapd.domain.errors import Conflict
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken, RiderStatus, TokenType
 from swapd.ledger.model import TransferCode, TransferFlags
+from swapd.readmodels.alerts import recent_alerts as alerts
+from swapd.readmodels.money import rider_balance, transfers_of
+from swapd.readmodels.packs import all_packs
 from swapd.services import catalog, payments, swaps
 from swapd.services.issue import IssueRefused, issue_pack
-from swapd.services.queries import alerts, all_packs, rider_balance, transfers_of
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

@@ -20,14 +20,10 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import AccountCode, Transfer, TransferCode, TransferFlags
+from swapd.readmodels.money import RiderBalance, rider_balance, transfers_of
+from swapd.readmodels.stations import station_view
+from swapd.readmodels.swaps import recent_swaps
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import (
-    RiderBalance,
-    recent_swaps,
-    rider_balance,
-    station_view,
-    transfers_of,
-)
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from swapd.ledger.model import TransferFlags
-from swapd.services import catalog, payments, views
+from swapd.readmodels import stations
+from swapd.services import catalog, payments
 from swapd.sim import cleanup, network
 from swapd.sim.config import SimConfig
 from swapd.store import schema as t
@@ -122,7 +123,7 @@ def test_a_run_whose_transfer_is_resolved_from_outside_is_not_removed(
 
     retired = cleanup.retire_run(db, run.prefix)
     assert retired == cleanup.Retired(stations_disabled=2, riders_blocked=5)
-    assert [s.station.id for s in views.stations(db) if s.station.enabled] == []
+    assert [s.station.id for s in stations.station_lines(db) if s.station.enabled] == []
     assert {r.id: r.status.value for r in db.read(lambda tx: tx.repo.riders())}["R1"] == "active"
 
 

@@ -19,9 +19,9 @@ import pytest
 from ocpp.routing import on
 
 from swapd.domain.errors import StationOffline
+from swapd.readmodels.money import rider_balance
 from swapd.services import app_swaps, catalog, payments, stations
 from swapd.services import station_commands as commands
-from swapd.services.queries import rider_balance
 from swapd.sim.embedded import embedded_server
 from swapd.store.database import Database
 from tests.gateway.conftest import LiveServer, StationClient, boot, booted, connect

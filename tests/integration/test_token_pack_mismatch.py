@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import TransferCode
-from swapd.services import catalog, ops_queries, payments, swaps
-from swapd.services.queries import rider_balance, station_view, transfers_of
+from swapd.readmodels import alerts
+from swapd.readmodels.money import rider_balance, transfers_of
+from swapd.readmodels.stations import station_view
+from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database
 from swapd.store.ledger_check import check_ledger
@@ -38,8 +40,8 @@ def _a_holds_a_pack_and_b_is_offered_packs_at_st1(db: Database) -> swaps.Authori
     return offer
 
 
-def _mismatch_alerts(db: Database) -> list[ops_queries.AlertRow]:
-    return ops_queries.alerts(db, kind="token_pack_mismatch")
+def _mismatch_alerts(db: Database) -> list[alerts.AlertRow]:
+    return alerts.alerts(db, kind="token_pack_mismatch")
 
 
 def test_the_pack_is_billed_the_card_rider_alerted_and_their_offer_released(db: Database) -> None:

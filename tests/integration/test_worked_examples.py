@@ -18,16 +18,12 @@ from swapd.domain.packs import PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import Transfer, TransferCode, TransferFlags
+from swapd.readmodels.alerts import recent_alerts as alerts
+from swapd.readmodels.money import RiderBalance, rider_balance, transfers_of
+from swapd.readmodels.packs import all_packs
+from swapd.readmodels.stations import station_view
+from swapd.readmodels.swaps import recent_swaps
 from swapd.services import catalog, payments, swaps
-from swapd.services.queries import (
-    RiderBalance,
-    alerts,
-    all_packs,
-    recent_swaps,
-    rider_balance,
-    station_view,
-    transfers_of,
-)
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime
 from swapd.api.deps import Db, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, csv_response
-from swapd.services import ops_queries
+from swapd.readmodels import money, packs, riders, swaps
 
 router = APIRouter(prefix=f"{PREFIX}/exports", tags=["operator: exports"])
 
@@ -28,8 +28,8 @@ _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema"
     summary="Swaps in a time range with usage and charges, as CSV",
 )
 def export_swaps(_caller: Staff, db: Db, since: Since = None, until: Until = None) -> StreamingResponse:
-    rows = ops_queries.export_swaps(db, since=since, until=until)
-    return csv_response("swaps.csv", ops_queries.SWAP_COLUMNS, rows)
+    rows = swaps.export_swaps(db, since=since, until=until)
+    return csv_response("swaps.csv", swaps.SWAP_COLUMNS, rows)
 
 
 @router.get(
@@ -39,7 +39,7 @@ def export_swaps(_caller: Staff, db: Db, since: Since = None, until: Until = Non
     summary="Riders with their balances, as CSV",
 )
 def export_riders(_caller: Staff, db: Db) -> StreamingResponse:
-    return csv_response("riders.csv", ops_queries.RIDER_COLUMNS, ops_queries.export_riders(db))
+    return csv_response("riders.csv", riders.RIDER_COLUMNS, riders.export_riders(db))
 
 
 @router.get(
@@ -49,7 +49,7 @@ def export_riders(_caller: Staff, db: Db) -> StreamingResponse:
     summary="The fleet and where each pack is, as CSV",
 )
 def export_packs(_caller: Staff, db: Db) -> StreamingResponse:
-    return csv_response("packs.csv", ops_queries.PACK_COLUMNS, ops_queries.export_packs(db))
+    return csv_response("packs.csv", packs.PACK_COLUMNS, packs.export_packs(db))
 
 
 @router.get(
@@ -61,5 +61,5 @@ def export_packs(_caller: Staff, db: Db) -> StreamingResponse:
 def export_transfers(
     _caller: Staff, db: Db, since: Since = None, until: Until = None
 ) -> StreamingResponse:
-    rows = ops_queries.export_transfers(db, since=since, until=until)
-    return csv_response("transfers.csv", ops_queries.TRANSFER_COLUMNS, rows)
+    rows = money.export_transfers(db, since=since, until=until)
+    return csv_response("transfers.csv", money.TRANSFER_COLUMNS, rows)

@@ -21,7 +21,8 @@ from swapd.api.deps import Admin, Db, IdempotencyKey, Operator, once, service_ke
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
-from swapd.services import audit, back_office, queries
+from swapd.readmodels import money
+from swapd.services import audit, back_office
 
 router = APIRouter(prefix=PREFIX, tags=["operator: money and audit"])
 
@@ -119,7 +120,7 @@ def refund(
             reason=body.reason,
             key=service_key(caller, idempotency_key),
         )
-        balance = queries.rider_balance(db, rider_id)
+        balance = money.rider_balance(db, rider_id)
         return 201, RefundOut(
             rider_id=rider_id,
             amount_minor=done.amount_minor,

@@ -25,7 +25,8 @@ from swapd.api.errors import ErrorBody, responses
 from swapd.api.operator_common import PREFIX, Bp, Limit, Page, Reason, bp_to_percent, page_of
 from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import Pack, PackModel, PackStatus
-from swapd.services import back_office, catalog, issue, ops_queries, views
+from swapd.readmodels import packs
+from swapd.services import back_office, catalog, issue
 
 router = APIRouter(prefix=PREFIX, tags=["operator: packs"])
 
@@ -122,7 +123,7 @@ class PossessionOut(BaseModel):
     anomaly: str | None
 
     @classmethod
-    def of(cls, p: ops_queries.Possession) -> PossessionOut:
+    def of(cls, p: packs.Possession) -> PossessionOut:
         return cls.model_validate(p, from_attributes=True)
 
 
@@ -135,7 +136,7 @@ class PackHistoryOut(BaseModel):
 def list_models(_caller: Staff, db: Db) -> list[PackModelOut]:
     return [
         PackModelOut(code=m.model.code, nominal_wh=m.model.nominal_wh, packs=m.packs)
-        for m in views.pack_models(db)
+        for m in packs.pack_models(db)
     ]
 
 
@@ -160,7 +161,7 @@ def list_packs(
     after: Annotated[str | None, Query(max_length=50, description="Cursor: last serial seen")] = None,
     limit: Limit = 100,
 ) -> Page[PackOut]:
-    found = ops_queries.packs(
+    found = packs.packs(
         db,
         status=None if status_ is None else status_.value,
         station_id=station_id,
@@ -281,7 +282,7 @@ async def import_packs(request: Request, caller: Operator, db: Db) -> JSONRespon
     summary="Where a pack is and has been: each stay with a rider, out and back, with SoC",
 )
 def pack_history(serial: str, _caller: Staff, db: Db) -> PackHistoryOut:
-    history = ops_queries.pack_history(db, serial)
+    history = packs.pack_history(db, serial)
     return PackHistoryOut(
         pack=PackOut.of(history.pack), history=[PossessionOut.of(p) for p in history.possessions]
     )
@@ -355,4 +356,4 @@ def issue_pack(
 
 @router.get("/packs/{serial:path}", responses=responses(401, 403, 404), summary="One pack")
 def get_pack(serial: str, _caller: Staff, db: Db) -> PackOut:
-    return PackOut.of(ops_queries.pack(db, serial))
+    return PackOut.of(packs.pack(db, serial))

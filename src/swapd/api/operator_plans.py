@@ -19,7 +19,8 @@ from swapd.domain.plans import (
     PlanKind,
 )
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT, Unit
-from swapd.services import back_office, views
+from swapd.readmodels import plans
+from swapd.services import back_office
 
 router = APIRouter(prefix=f"{PREFIX}/plans", tags=["operator: plans"])
 
@@ -103,13 +104,13 @@ class NewPlan(BaseModel):
 
 @router.get("", responses=responses(401, 403), summary="Every plan with its number of riders")
 def list_plans(_caller: Staff, db: Db) -> list[PlanOut]:
-    return [PlanOut.of(line.plan, line.riders) for line in views.plans(db)]
+    return [PlanOut.of(line.plan, line.riders) for line in plans.plans(db)]
 
 
 @router.get("/{plan_id}", responses=responses(401, 403, 404), summary="One plan")
 def get_plan(plan_id: str, _caller: Staff, db: Db) -> PlanOut:
-    plan = views.plan(db, plan_id)
-    riders = next((line.riders for line in views.plans(db) if line.plan.id == plan_id), 0)
+    plan = plans.plan(db, plan_id)
+    riders = next((line.riders for line in plans.plans(db) if line.plan.id == plan_id), 0)
     return PlanOut.of(plan, riders)
 
 

@@ -15,7 +15,8 @@ from swapd.api.operator_common import PREFIX, Limit, Page, Reason, page_of
 from swapd.api.operator_plans import PlanOut
 from swapd.api.rider import SubscriptionOut
 from swapd.domain.riders import RiderStatus
-from swapd.services import back_office, ops_queries, queries, views
+from swapd.readmodels import money, plans, riders
+from swapd.services import back_office
 
 router = APIRouter(prefix=f"{PREFIX}/riders", tags=["operator: riders"])
 
@@ -29,7 +30,7 @@ class RiderLineOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: ops_queries.RiderRow) -> RiderLineOut:
+    def of(cls, row: riders.RiderRow) -> RiderLineOut:
         return cls(
             id=row.id,
             email=row.email,
@@ -77,7 +78,7 @@ def search_riders(
     after: Annotated[str | None, Query(max_length=40, description="Cursor: last id seen")] = None,
     limit: Limit = 100,
 ) -> Page[RiderLineOut]:
-    rows = ops_queries.riders(
+    rows = riders.riders(
         db,
         rider_id=id,
         email=email,
@@ -90,14 +91,14 @@ def search_riders(
 
 
 def _rider(db: Db, rider_id: str) -> RiderOut:
-    row = ops_queries.rider(db, rider_id)
-    balance = queries.rider_balance(db, rider_id)
-    plan = views.plan(db, row.plan_id)
-    riders = next((line.riders for line in views.plans(db) if line.plan.id == plan.id), 0)
-    sub = views.subscription(db, rider_id)
+    row = riders.rider(db, rider_id)
+    balance = money.rider_balance(db, rider_id)
+    plan = plans.plan(db, row.plan_id)
+    sub = riders.subscription(db, rider_id)
+    riders_on_plan = next((line.riders for line in plans.plans(db) if line.plan.id == plan.id), 0)
     return RiderOut(
         rider=RiderLineOut.of(row),
-        plan=PlanOut.of(plan, riders),
+        plan=PlanOut.of(plan, riders_on_plan),
         balance=BalanceOut(
             unit=balance.unit,
             posted_units=balance.posted_units,

@@ -13,7 +13,8 @@ from swapd.api.deps import Db, Operator, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Bp, Reason, bp_to_percent
 from swapd.domain.stations import MAX_SLOTS, SlotState
-from swapd.services import back_office, ops_queries
+from swapd.readmodels import stations
+from swapd.services import back_office
 from swapd.services.back_office import MAX_LAT_MICRODEG, MAX_LON_MICRODEG
 
 router = APIRouter(prefix=f"{PREFIX}/stations", tags=["operator: stations"])
@@ -44,7 +45,7 @@ class StationOut(BaseModel):
     last_seen_at: datetime | None
 
     @classmethod
-    def of(cls, info: ops_queries.StationInfo, connected: bool) -> StationOut:
+    def of(cls, info: stations.StationInfo, connected: bool) -> StationOut:
         line, station = info.line, info.line.station
         return cls(
             id=station.id,
@@ -126,12 +127,12 @@ def _connected(request: Request, station_id: str) -> bool:
 
 
 def _out(db: Db, request: Request, station_id: str) -> StationOut:
-    return StationOut.of(ops_queries.station(db, station_id), _connected(request, station_id))
+    return StationOut.of(stations.station(db, station_id), _connected(request, station_id))
 
 
 @router.get("", responses=responses(401, 403), summary="Every station with its counts")
 def list_stations(_caller: Staff, db: Db, request: Request) -> list[StationOut]:
-    return [StationOut.of(s, _connected(request, s.line.station.id)) for s in ops_queries.stations(db)]
+    return [StationOut.of(s, _connected(request, s.line.station.id)) for s in stations.stations(db)]
 
 
 @router.post(
@@ -223,7 +224,7 @@ def reset_password(station_id: str, body: Reason, caller: Operator, db: Db) -> N
     summary="Live slots: state, pack, SoC, SoH, charged, reserved; connected now",
 )
 def station_slots(station_id: str, _caller: Staff, db: Db, request: Request) -> SlotsOut:
-    view = ops_queries.slot_view(db, station_id)
+    view = stations.slot_view(db, station_id)
     return SlotsOut(
         station_id=station_id,
         enabled=view.station.enabled,

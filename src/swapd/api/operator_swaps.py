@@ -12,7 +12,7 @@ from swapd.api.deps import Db, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Limit, Page, page_of
 from swapd.api.operator_packs import PossessionOut
-from swapd.services import ops_queries
+from swapd.readmodels import alerts, swaps
 
 router = APIRouter(prefix=PREFIX, tags=["operator: swaps and alerts"])
 
@@ -50,7 +50,7 @@ class SwapOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: ops_queries.SwapRow) -> SwapOut:
+    def of(cls, row: swaps.SwapRow) -> SwapOut:
         return cls.model_validate(row, from_attributes=True)
 
 
@@ -123,7 +123,7 @@ def list_swaps(
     before_id: Before = None,
     limit: Limit = 100,
 ) -> Page[SwapOut]:
-    rows = ops_queries.swaps(
+    rows = swaps.swaps(
         db,
         station_id=station_id,
         rider_id=rider_id,
@@ -143,7 +143,7 @@ def list_swaps(
     summary="One swap: its offers, meter readings, charges and ledger transfers",
 )
 def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
-    detail = ops_queries.swap_detail(db, swap_id)
+    detail = swaps.swap_detail(db, swap_id)
     return SwapDetailOut(
         swap=SwapOut.of(detail.swap),
         unit=detail.unit,
@@ -173,7 +173,7 @@ def list_alerts(
     before_id: Before = None,
     limit: Limit = 100,
 ) -> Page[AlertOut]:
-    rows = ops_queries.alerts(
+    rows = alerts.alerts(
         db,
         kind=kind,
         station_id=station_id,

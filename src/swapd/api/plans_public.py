@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from swapd.api.deps import Db
 from swapd.domain.plans import Plan, PlanKind
-from swapd.services import rider_views
+from swapd.readmodels import plans
 
 router = APIRouter(tags=["plans"])
 
@@ -38,7 +38,7 @@ class PlanOut(BaseModel):
             id=plan.id,
             kind=plan.kind,
             unit=plan.unit.value,
-            quantity=rider_views.quantity_name(plan.unit.value),
+            quantity=plans.quantity_name(plan.unit.value),
             currency=plan.currency,
             price_minor=plan.price_minor,
             price_units=plan.price_units,
@@ -53,4 +53,4 @@ class PlanOut(BaseModel):
 
 @router.get("/plans", summary="The plans riders can sign up for (public)")
 def list_plans(db: Db) -> list[PlanOut]:
-    return [PlanOut.of(p) for p in rider_views.plans(db)]
+    return [PlanOut.of(p) for p in plans.listed_plans(db)]

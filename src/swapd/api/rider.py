@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from swapd.api.deps import Db, IdempotencyKey, Rider, once, service_key
 from swapd.api.errors import responses
 from swapd.domain.riders import TokenType
-from swapd.services import app_swaps, rider_views, views
+from swapd.readmodels import money, packs, paging, plans, riders, swap_history
+from swapd.services import app_swaps, cards
 
 router = APIRouter(tags=["rider"])
 
@@ -35,7 +36,7 @@ class SubscriptionOut(BaseModel):
     consumed_units: int
 
     @classmethod
-    def of(cls, sub: views.SubscriptionLine | None) -> SubscriptionOut | None:
+    def of(cls, sub: riders.SubscriptionLine | None) -> SubscriptionOut | None:
         if sub is None:
             return None
         return cls(
@@ -72,7 +73,7 @@ class BalanceOut(BaseModel):
 @router.get("/me/balance", responses=responses(401, 403), summary="Your allowance and its value")
 def my_balance(caller: Rider, db: Db) -> BalanceOut:
     assert caller.rider_id is not None
-    found = rider_views.balance(db, caller.rider_id)
+    found = money.balance_view(db, caller.rider_id)
     b = found.balance
     sub = found.subscription
     return BalanceOut(
@@ -80,7 +81,7 @@ def my_balance(caller: Rider, db: Db) -> BalanceOut:
         plan_id=b.plan_id,
         status=b.status,
         unit=b.unit,
-        quantity=rider_views.quantity_name(b.unit),
+        quantity=plans.quantity_name(b.unit),
         available_units=b.available_units,
         held_units=b.held_units,
         posted_units=b.posted_units,
@@ -154,7 +155,7 @@ class SwapPage(BaseModel):
     next_before: int | None = Field(description="Pass as ?before= for the next (older) page")
 
 
-def _swap_out(line: rider_views.SwapLine) -> SwapOut:
+def _swap_out(line: swap_history.RiderSwapLine) -> SwapOut:
     return SwapOut(
         id=line.id,
         station_id=line.station_id,
@@ -176,7 +177,7 @@ def _swap_out(line: rider_views.SwapLine) -> SwapOut:
                 anomaly=r.anomaly,
                 charge=ChargeOut(
                     unit=r.charge.unit,
-                    quantity=rider_views.quantity_name(r.charge.unit),
+                    quantity=plans.quantity_name(r.charge.unit),
                     usage_units=r.charge.usage_units,
                     charged_units=r.charge.charged_units,
                     beyond_units=r.charge.beyond_units,
@@ -209,11 +210,11 @@ def _swap_out(line: rider_views.SwapLine) -> SwapOut:
 def my_swaps(
     caller: Rider,
     db: Db,
-    limit: Annotated[int, Query(ge=1, le=rider_views.MAX_PAGE)] = 20,
+    limit: Annotated[int, Query(ge=1, le=paging.RIDER_MAX_PAGE)] = 20,
     before: Annotated[int | None, Query(ge=1, le=2**62, description="A swap id")] = None,
 ) -> SwapPage:
     assert caller.rider_id is not None
-    lines = rider_views.swaps(db, caller.rider_id, limit=limit, before=before)
+    lines = swap_history.rider_swaps(db, caller.rider_id, limit=limit, before=before)
     next_before = lines[-1].id if len(lines) == limit else None
     return SwapPage(items=[_swap_out(line) for line in lines], next_before=next_before)
 
@@ -312,7 +313,7 @@ def my_packs(caller: Rider, db: Db) -> list[HeldPackOut]:
             hold_units=p.hold_units,
             unit=p.unit,
         )
-        for p in rider_views.packs_held(db, caller.rider_id)
+        for p in packs.packs_held(db, caller.rider_id)
     ]
 
 
@@ -320,14 +321,14 @@ def my_packs(caller: Rider, db: Db) -> list[HeldPackOut]:
 
 _UID_DESCRIPTION = "ISO14443 UID: 4, 7 or 10 bytes in hex (stored upper case, as stations send it)"
 CardUid = Annotated[
-    str, Path(pattern=rider_views.RFID_UID_PATTERN, max_length=20, description=_UID_DESCRIPTION)
+    str, Path(pattern=cards.RFID_UID_PATTERN, max_length=20, description=_UID_DESCRIPTION)
 ]
 
 
 class CardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uid: str = Field(
-        pattern=rider_views.RFID_UID_PATTERN,
+        pattern=cards.RFID_UID_PATTERN,
         max_length=20,
         description=_UID_DESCRIPTION,
         examples=["04A1B2C3D4E5F6"],
@@ -342,7 +343,7 @@ class CardOut(BaseModel):
 @router.get("/me/cards", responses=responses(401, 403), summary="Your RFID cards")
 def my_cards(caller: Rider, db: Db) -> list[CardOut]:
     assert caller.rider_id is not None
-    return [CardOut(uid=uid) for uid in rider_views.cards(db, caller.rider_id)]
+    return [CardOut(uid=uid) for uid in riders.cards(db, caller.rider_id)]
 
 
 @router.post(
@@ -353,9 +354,9 @@ def my_cards(caller: Rider, db: Db) -> list[CardOut]:
 )
 def add_card(body: CardIn, caller: Rider, db: Db, response: Response) -> CardOut:
     assert caller.rider_id is not None
-    if not rider_views.add_card(db, caller.rider_id, body.uid):
+    if not cards.add_card(db, caller.rider_id, body.uid):
         response.status_code = status.HTTP_200_OK
-    return CardOut(uid=rider_views.normalise_uid(body.uid))
+    return CardOut(uid=cards.normalise_uid(body.uid))
 
 
 @router.delete(
@@ -366,4 +367,4 @@ def add_card(body: CardIn, caller: Rider, db: Db, response: Response) -> CardOut
 )
 def remove_card(uid: CardUid, caller: Rider, db: Db) -> None:
     assert caller.rider_id is not None
-    rider_views.remove_card(db, caller.rider_id, uid)
+    cards.remove_card(db, caller.rider_id, uid)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from swapd.api.deps import Caller, Db
 from swapd.api.errors import responses
-from swapd.services import rider_views
+from swapd.readmodels import paging, stations
 
 router = APIRouter(tags=["stations (riders)"])
 
@@ -37,7 +37,7 @@ def nearby(
     lat_microdeg: Annotated[int, Query(ge=-90_000_000, le=90_000_000)],
     lon_microdeg: Annotated[int, Query(ge=-180_000_000, le=180_000_000)],
     radius_m: Annotated[int, Query(ge=1, le=MAX_RADIUS_M)] = 5_000,
-    limit: Annotated[int, Query(ge=1, le=rider_views.MAX_PAGE)] = 20,
+    limit: Annotated[int, Query(ge=1, le=paging.RIDER_MAX_PAGE)] = 20,
 ) -> list[NearbyStationOut]:
     return [
         NearbyStationOut(
@@ -49,5 +49,5 @@ def nearby(
             charged_packs=s.charged_packs,
             empty_slots=s.empty_slots,
         )
-        for s in rider_views.nearby(db, lat_microdeg, lon_microdeg, radius_m, limit=limit)
+        for s in stations.nearby(db, lat_microdeg, lon_microdeg, radius_m, limit=limit)
     ]

@@ -16,7 +16,7 @@ from swapd.cli.riders import RiderArgument, balance_json, say_balance
 from swapd.domain.quantities import format_money
 
 if TYPE_CHECKING:
-    from swapd.services import payments, queries
+    from swapd.services import payments
     from swapd.store.database import Database
 
 # Negative numbers must reach the domain checks (and adjustments may be negative), not be taken
@@ -48,13 +48,14 @@ def topup(
 ) -> None:
     """Staff top-up: money taken outside swapd (cash, bank transfer) becomes allowance on the
     rider's plan; no payment provider is involved."""
-    from swapd.services import payments, queries
+    from swapd.readmodels import money
+    from swapd.services import payments
 
     reference = ref or staff_reference()
 
-    def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
+    def action(db: Database) -> tuple[payments.TopUp, money.RiderBalance]:
         result = payments.top_up(db, rider_id, amount_minor, reference, actor="cli")
-        return result, queries.rider_balance(db, rider_id)
+        return result, money.rider_balance(db, rider_id)
 
     result, balance = with_db(database, action)
     if as_json:
@@ -86,13 +87,14 @@ def subscribe(
     as_json: JsonOption = False,
 ) -> None:
     """Start the rider's subscription: the (pro-rated) first cycle's fee buys its allowance."""
-    from swapd.services import payments, queries
+    from swapd.readmodels import money
+    from swapd.services import payments
 
     reference = ref or staff_reference()
 
-    def action(db: Database) -> tuple[payments.TopUp, queries.RiderBalance]:
+    def action(db: Database) -> tuple[payments.TopUp, money.RiderBalance]:
         result = payments.subscribe(db, rider_id, reference, actor="cli")
-        return result, queries.rider_balance(db, rider_id)
+        return result, money.rider_balance(db, rider_id)
 
     result, balance = with_db(database, action)
     if as_json:
@@ -126,11 +128,12 @@ def refund(
     as_json: JsonOption = False,
 ) -> None:
     """Pay prepaid money back; the allowance it bought leaves with it."""
-    from swapd.services import payments, queries
+    from swapd.readmodels import money
+    from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.Refund, queries.RiderBalance]:
+    def action(db: Database) -> tuple[payments.Refund, money.RiderBalance]:
         result = payments.refund(db, rider_id, amount_minor, reason=reason, actor=actor, key=key)
-        return result, queries.rider_balance(db, rider_id)
+        return result, money.rider_balance(db, rider_id)
 
     result, balance = with_db(database, action)
     if as_json:
@@ -167,11 +170,12 @@ def adjust(
     as_json: JsonOption = False,
 ) -> None:
     """Correct a rider's allowance by hand, with who and why."""
-    from swapd.services import payments, queries
+    from swapd.readmodels import money
+    from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.Adjustment, queries.RiderBalance]:
+    def action(db: Database) -> tuple[payments.Adjustment, money.RiderBalance]:
         result = payments.adjust(db, rider_id, units_delta, reason=reason, actor=actor, key=key)
-        return result, queries.rider_balance(db, rider_id)
+        return result, money.rider_balance(db, rider_id)
 
     result, balance = with_db(database, action)
     if as_json:
@@ -208,11 +212,12 @@ def settle(
 ) -> None:
     """Record money a rider paid against what they owe (subscription overage); never more than
     is owed."""
-    from swapd.services import payments, queries
+    from swapd.readmodels import money
+    from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.ReceivablePayment, queries.RiderBalance]:
+    def action(db: Database) -> tuple[payments.ReceivablePayment, money.RiderBalance]:
         result = payments.pay_receivable(db, rider_id, amount_minor, ref, actor="cli")
-        return result, queries.rider_balance(db, rider_id)
+        return result, money.rider_balance(db, rider_id)
 
     result, balance = with_db(database, action)
     if as_json:

@@ -43,12 +43,12 @@ def alerts(
     as_json: JsonOption = False,
 ) -> None:
     """Alerts: foreign packs, packs held by someone else, metering anomalies..."""
-    from swapd.services import queries
+    from swapd.readmodels import alerts
 
     def action(db: Database) -> list[dict[str, object]]:
         if limit < 1:
             raise InvalidInput(f"--limit must be 1 or more, got {limit}")
-        return queries.alerts(db, limit=limit)
+        return alerts.recent_alerts(db, limit=limit)
 
     rows = with_db(database, action)
     items = [

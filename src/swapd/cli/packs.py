@@ -57,9 +57,9 @@ def pack_model_add(
 @pack_model_app.command("list")
 def pack_model_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List the pack models."""
-    from swapd.services import views
+    from swapd.readmodels import packs
 
-    lines = with_db(database, views.pack_models)
+    lines = with_db(database, packs.pack_models)
     if as_json:
         print_json(
             [{"code": m.model.code, "nominal_wh": m.model.nominal_wh, "packs": m.packs} for m in lines]
@@ -209,12 +209,13 @@ def pack_list(
     as_json: JsonOption = False,
 ) -> None:
     """List packs and where each one is."""
-    from swapd.services import queries
+    from swapd.readmodels.packs import all_packs
+    from swapd.readmodels.stations import station_view
 
     def action(db: Database) -> list[Pack]:
         if station is None:
-            return queries.all_packs(db)
-        view = queries.station_view(db, station)
+            return all_packs(db)
+        view = station_view(db, station)
         return sorted(view.packs.values(), key=lambda p: p.slot_no or 0)
 
     packs = with_db(database, action)

@@ -148,9 +148,9 @@ def plan_add(
 @plan_app.command("list")
 def plan_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List the plans."""
-    from swapd.services import views
+    from swapd.readmodels import plans
 
-    lines = with_db(database, views.plans)
+    lines = with_db(database, plans.plans)
     if as_json:
         print_json([plan_json(line.plan, line.riders) for line in lines])
         return

@@ -25,7 +25,7 @@ from swapd.domain.quantities import Unit, format_money
 from swapd.domain.riders import RiderStatus, TokenType
 
 if TYPE_CHECKING:
-    from swapd.services import queries, views
+    from swapd.readmodels import money
     from swapd.store.database import Database
 
 rider_app = typer.Typer(help="Riders: accounts, status, balances.", no_args_is_help=True)
@@ -92,9 +92,9 @@ def rider_unblock(
 @rider_app.command("list")
 def rider_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List riders with their allowance."""
-    from swapd.services import views
+    from swapd.readmodels import riders
 
-    lines = with_db(database, views.riders)
+    lines = with_db(database, riders.rider_lines)
     if as_json:
         print_json(
             [
@@ -123,10 +123,10 @@ def rider_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
     out.print(table)
 
 
-def balance_json(b: queries.RiderBalance) -> dict[str, Any]:
-    from swapd.services import views
+def balance_json(b: money.RiderBalance) -> dict[str, Any]:
+    from swapd.readmodels import money
 
-    held_value = views.held_value_minor(b.prepaid_minor, b.posted_units, b.held_units)
+    held_value = money.held_value_minor(b.prepaid_minor, b.posted_units, b.held_units)
     return {
         "rider": b.rider_id,
         "plan": b.plan_id,
@@ -149,7 +149,7 @@ def balance_json(b: queries.RiderBalance) -> dict[str, Any]:
     }
 
 
-def say_balance(b: queries.RiderBalance) -> None:
+def say_balance(b: money.RiderBalance) -> None:
     data = balance_json(b)
     say(f"  available  {units(b.available_units, b.unit)}  (worth {data['available_value']})")
     say(f"  held       {units(b.held_units, b.unit)}  (worth {data['held_value']}) by packs out")
@@ -167,26 +167,27 @@ def rider_show(
     as_json: JsonOption = False,
 ) -> None:
     """A rider's plan, status, allowance (and its money value), packs held, swaps and transfers."""
-    from swapd.services import queries, views
+    from swapd.readmodels import money, plans, riders
+    from swapd.readmodels.swaps import SwapRecord, recent_swaps
 
     def action(
         db: Database,
     ) -> tuple[
-        queries.RiderBalance,
+        money.RiderBalance,
         Plan,
-        views.SubscriptionLine | None,
-        list[queries.SwapRecord],
-        list[views.TransferLine],
+        riders.SubscriptionLine | None,
+        list[SwapRecord],
+        list[money.TransferLine],
     ]:
         if swaps < 0 or transfers < 0:
             raise InvalidInput("--swaps and --transfers must not be negative")
-        balance = queries.rider_balance(db, rider_id)
+        balance = money.rider_balance(db, rider_id)
         return (
             balance,
-            views.plan(db, balance.plan_id),
-            views.subscription(db, rider_id),
-            queries.recent_swaps(db, rider_id, limit=swaps),
-            views.recent_transfers(db, rider_id, limit=transfers),
+            plans.plan(db, balance.plan_id),
+            riders.subscription(db, rider_id),
+            recent_swaps(db, rider_id, limit=swaps),
+            money.recent_transfers(db, rider_id, limit=transfers),
         )
 
     balance, plan, sub, swap_rows, transfer_rows = with_db(database, action)

@@ -24,7 +24,7 @@ from swapd.domain.errors import InvalidInput
 from swapd.domain.stations import Station
 
 if TYPE_CHECKING:
-    from swapd.services import ops_queries, queries
+    from swapd.readmodels.stations import StationInfo, StationView
     from swapd.store.database import Database
 
 station_app = typer.Typer(help="Stations: slots, credentials, what they hold.", no_args_is_help=True)
@@ -81,7 +81,7 @@ def degrees(microdeg: int | None) -> str | None:
     return f"{'-' if microdeg < 0 else ''}{whole}.{decimals}"
 
 
-def place_json(info: ops_queries.StationInfo) -> dict[str, Any]:
+def place_json(info: StationInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "lat": degrees(info.lat_microdeg),
@@ -91,7 +91,7 @@ def place_json(info: ops_queries.StationInfo) -> dict[str, Any]:
     }
 
 
-def place_text(info: ops_queries.StationInfo) -> str:
+def place_text(info: StationInfo) -> str:
     """ "Main St depot at 37.5665, 126.978" (or what of it is known)."""
     where = (
         ""
@@ -109,7 +109,7 @@ def _show_credentials(
     url: str,
     as_json: bool,
     *,
-    added: ops_queries.StationInfo | None = None,
+    added: StationInfo | None = None,
 ) -> None:
     """``added``: the new station's line, for a station just added (else a new password)."""
     if as_json:
@@ -160,9 +160,10 @@ def station_add(
 ) -> None:
     """Add a station and print its OCPP Basic-auth password, once. With --lat and --lon riders
     find it among the stations near them."""
-    from swapd.services import back_office, ops_queries
+    from swapd.readmodels import stations
+    from swapd.services import back_office
 
-    def action(db: Database) -> tuple[ops_queries.StationInfo, str]:
+    def action(db: Database) -> tuple[StationInfo, str]:
         lat_microdeg, lon_microdeg = coordinates(lat, lon)
         password = back_office.create_station(
             db,
@@ -175,7 +176,7 @@ def station_add(
             lat_microdeg=lat_microdeg,
             lon_microdeg=lon_microdeg,
         )
-        return ops_queries.station(db, station_id), password
+        return stations.station(db, station_id), password
 
     info, password = with_db(database, action)
     station = info.line.station
@@ -193,10 +194,11 @@ def station_password(
     as_json: JsonOption = False,
 ) -> None:
     """Give a station a new password (rotate) and print it, once."""
-    from swapd.services import stations, views
+    from swapd.readmodels.stations import station_line
+    from swapd.services import stations
 
     def action(db: Database) -> tuple[Station, str]:
-        line = views.station(db, station_id)
+        line = station_line(db, station_id)
         return line.station, stations.set_password(db, station_id)
 
     station, password = with_db(database, action)
@@ -233,7 +235,7 @@ def station_enable(
     _set_station_enabled(station_id, True, database, as_json)
 
 
-def station_json(info: ops_queries.StationInfo) -> dict[str, Any]:
+def station_json(info: StationInfo) -> dict[str, Any]:
     line = info.line
     s = line.station
     return {
@@ -259,9 +261,9 @@ def station_json(info: ops_queries.StationInfo) -> dict[str, Any]:
 @station_app.command("list")
 def station_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List the stations with their stock."""
-    from swapd.services import ops_queries
+    from swapd.readmodels import stations
 
-    infos = with_db(database, ops_queries.stations)
+    infos = with_db(database, stations.stations)
     if as_json:
         print_json([station_json(info) for info in infos])
         return
@@ -288,10 +290,10 @@ def station_show(
     as_json: JsonOption = False,
 ) -> None:
     """A station's slots: the pack in each, its SoC, SoH and state, and reservations."""
-    from swapd.services import ops_queries, queries
+    from swapd.readmodels import stations
 
-    def action(db: Database) -> tuple[ops_queries.StationInfo, queries.StationView]:
-        return ops_queries.station(db, station_id), queries.station_view(db, station_id)
+    def action(db: Database) -> tuple[StationInfo, StationView]:
+        return stations.station(db, station_id), stations.station_view(db, station_id)
 
     info, view = with_db(database, action)
     line = info.line

@@ -2,7 +2,7 @@
 
 An expect step has one or more of these parts, each a table (or an array of tables):
 
-- ``balance``: a rider's numbers from :func:`swapd.services.queries.rider_balance`.
+- ``balance``: a rider's numbers from :func:`swapd.readmodels.money.rider_balance`.
 - ``result``: fields of the result of the last step that did something (clock steps and other
   expect steps are skipped), e.g. ``accepted``, ``reason``, ``usage_units``, ``revenue_minor``.
 - ``transfers``: how many transfers there are (of a rider, a code, a ledger), their amounts.
@@ -20,9 +20,10 @@ from typing import Any
 
 from swapd.domain.errors import DomainError
 from swapd.ledger.model import TransferCode
+from swapd.readmodels.alerts import recent_alerts as alerts
+from swapd.readmodels.money import rider_balance, transfers_of
 from swapd.scenario.fields import Fields, describe_value, suggestion
 from swapd.scenario.steps import OFFER_RESULT_KEYS, PACK_RESULT_KEYS, Action, Context
-from swapd.services.queries import alerts, rider_balance, transfers_of
 
 # The rider balance fields an expectation may name, and the type each is written in.
 BALANCE_INTS = (

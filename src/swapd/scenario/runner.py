@@ -9,10 +9,10 @@ from typing import Any
 
 from swapd.domain.errors import DomainError, InvalidInput
 from swapd.ledger.model import Account, LedgerError, Transfer, TransferFlags
+from swapd.readmodels.money import RiderBalance, rider_balance, transfers_of
 from swapd.scenario.expect import Expect
 from swapd.scenario.loader import Scenario, Step
 from swapd.scenario.steps import Context
-from swapd.services.queries import RiderBalance, rider_balance, transfers_of
 from swapd.store.database import Database, ManualClock
 from swapd.store.ledger_check import CheckReport, check_ledger
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swapd.domain.plans import Plan
-from swapd.domain.quantities import round_half_even
+
+# Re-exported: services/swaps imports weighted_value from here.
+from swapd.domain.revenue import weighted_value as weighted_value  # noqa: PLC0414
 from swapd.ledger.model import Account, AccountCode, Transfer, TransferCode, TransferRequest
 from swapd.store.ledger_book import OPERATOR, Book
 
@@ -73,15 +75,6 @@ def move(
             memo=memo,
         )
     )
-
-
-def weighted_value(liability_minor: int, total_units: int, units: int) -> int:
-    """What ``units`` of ``total_units`` are worth when all of them are worth ``liability_minor``."""
-    if units <= 0 or total_units <= 0 or liability_minor <= 0:
-        return 0
-    if units >= total_units:
-        return liability_minor
-    return min(liability_minor, round_half_even(liability_minor * units, total_units))
 
 
 def value_of_units(book: Book, rider_id: str, plan: Plan, units: int) -> int:

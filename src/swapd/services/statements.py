@@ -29,8 +29,8 @@ from swapd import csv_safe
 from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.plans import month_start, next_month_start
 from swapd.domain.quantities import Unit
+from swapd.domain.revenue import weighted_value
 from swapd.ledger.model import AccountCode, TransferCode, TransferFlags
-from swapd.services.money import weighted_value
 from swapd.store import schema as t
 from swapd.store.database import Database
 

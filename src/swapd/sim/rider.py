@@ -12,7 +12,8 @@ from typing import Any
 from swapd.domain.decision import RefusalReason
 from swapd.domain.errors import StationOffline
 from swapd.gateway.codes import REASON_CODE, status_for
-from swapd.services import app_swaps, payments, queries
+from swapd.readmodels import money
+from swapd.services import app_swaps, payments
 from swapd.sim.config import SimConfig
 from swapd.sim.network import RiderSpec
 from swapd.sim.physics import SimClock, drained, hours_until
@@ -316,10 +317,10 @@ class SimRider:
         """The station loses its socket, reconnects and sends the same BatterySwap again: the
         server must acknowledge it and change nothing."""
         stats, db = self.ctx.stats, self.ctx.db
-        before = await asyncio.to_thread(queries.rider_balance, db, self.id)
+        before = await asyncio.to_thread(money.rider_balance, db, self.id)
         await station.drop_and_reconnect()
         await station.battery_swap(event, request_id, token, data)
-        after = await asyncio.to_thread(queries.rider_balance, db, self.id)
+        after = await asyncio.to_thread(money.rider_balance, db, self.id)
         stats.resends += 1
         if before != after:
             stats.resends_changed += 1
