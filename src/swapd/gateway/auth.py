@@ -204,10 +204,15 @@ class StationAuth:
         if not verified:
             wrong = Refusal(401, "wrong_password", "wrong password")
             return self._failed(station_id, client, address, wrong)
+        self._remember(station_id, access.password_hash, digest)
+        return access
+
+    def _remember(self, station_id: str, password_hash: str, digest: bytes) -> None:
+        """Skip scrypt next time this password comes for this id, while the stored hash holds."""
+        # Bounded: when full it starts over; a forgotten password costs one hash at its next login.
         if len(self.verified) >= MAX_VERIFIED_CACHE:
             self.verified.clear()
-        self.verified[station_id] = (access.password_hash, digest)
-        return access
+        self.verified[station_id] = (password_hash, digest)
 
     def _cached_hash(self, station_id: str, digest: bytes) -> str | None:
         """The stored hash this password was verified against, if it was."""

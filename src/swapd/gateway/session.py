@@ -397,36 +397,39 @@ class _Routing:
             await self._error(UNUSABLE_MESSAGE_ID, "RpcFrameworkError", description)
             return
         if kind == MessageType.Call:
-            if len(message) != 4 or not isinstance(message[2], str) or not isinstance(message[3], dict):
-                await self._error(unique_id, "FormatViolation", "a CALL is [2, id, action, {payload}]")
-                return
-            action = message[2]
-            self.metrics.messages.labels(action).inc()
-            if not self.booted and action != "BootNotification":
-                text = "BootNotification must be accepted first"
-                await self._error(unique_id, "SecurityError", text, action=action)
-                return
-            if action not in self._station_actions:
-                # OCPP-J: NotSupported for an action of the protocol a CSMS does not take,
-                # NotImplemented for a name the protocol does not have.
-                if action in self._all_actions:
-                    text = f"{action} is not sent to a CSMS"
-                    await self._error(unique_id, "NotSupported", text, action=action)
-                else:
-                    text = f"unknown action {action!r}"
-                    await self._error(unique_id, "NotImplemented", text, action=action[:60])
-                return
-            fault = schema_fault(self._ocpp_version, action, message[3])
+            fault = self._call_fault(message)
             if fault is not None:
-                await self._error(unique_id, *fault, action=action)
+                code, description, label = fault
+                await self._error(unique_id, code, description, action=label)
                 return
-            handlers = self.route_map.get(action)
+            handlers = self.route_map.get(message[2])
             if handlers is None or "_on_action" not in handlers:
                 await self._reply_minimal(message)
                 return
             await self._handle(message, handlers)
             return
         await self._error(unique_id, "MessageTypeNotSupported", f"message type {kind!r} is unknown")
+
+    def _call_fault(self, message: list[Any]) -> tuple[str, str, str | None] | None:
+        """Why a CALL is refused before its handler (code, description, action label for the
+        log), or None. Not a coroutine, and None on success: a CALL that passes allocates
+        nothing here."""
+        if len(message) != 4 or not isinstance(message[2], str) or not isinstance(message[3], dict):
+            return "FormatViolation", "a CALL is [2, id, action, {payload}]", None
+        action: str = message[2]
+        self.metrics.messages.labels(action).inc()
+        if not self.booted and action != "BootNotification":
+            return "SecurityError", "BootNotification must be accepted first", action
+        if action not in self._station_actions:
+            # OCPP-J: NotSupported for an action of the protocol a CSMS does not take,
+            # NotImplemented for a name the protocol does not have.
+            if action in self._all_actions:
+                return "NotSupported", f"{action} is not sent to a CSMS", action
+            return "NotImplemented", f"unknown action {action!r}", action[:60]
+        fault = schema_fault(self._ocpp_version, action, message[3])
+        if fault is not None:
+            return fault[0], fault[1], action
+        return None
 
     async def _route(self, raw_msg: str) -> None:
         await super().route_message(raw_msg)  # type: ignore[misc]
