@@ -231,6 +231,25 @@ def _plain(url: str) -> str:
 def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) -> dict[str, float]:
     """Make and fill the benchmark database; returns the seconds each step took."""
     timings: dict[str, float] = {}
+    plain = _fresh_pg(database)
+    rebuild = _strip_for_load(plain)
+    _load_pg(plain, riders, method, timings)
+    began = time.perf_counter()
+    with psycopg.connect(plain) as conn:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        for statement in rebuild:
+            if all_indexes or any(column in statement for column in _QUERY_INDEX_COLUMNS):
+                conn.execute(statement)
+        conn.commit()
+    timings["indexes_s"] = round(time.perf_counter() - began, 1)
+    began = time.perf_counter()
+    _fill_accounts(plain, riders)
+    timings["accounts_and_analyze_s"] = round(time.perf_counter() - began, 1)
+    return timings
+
+
+def _fresh_pg(database: str) -> str:
+    """The benchmark database dropped, created and migrated; its psycopg URL."""
     admin_url = _plain(PG_ADMIN_URL)
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -239,9 +258,12 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    plain = _plain(url)
+    return _plain(url)
+
+
+def _strip_for_load(plain: str) -> list[str]:
+    """Drop what only slows a bulk load; returns the statements that rebuild the indexes."""
     with psycopg.connect(plain) as conn:
-        # Drop what only slows a bulk load; remember the indexes to rebuild.
         keys = conn.execute(
             "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f'"
         ).fetchall()
@@ -249,23 +271,7 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
         rebuild = []
         for table in _BIG:
-            for name, kind in conn.execute(
-                "SELECT conname, contype FROM pg_constraint WHERE conrelid = %s::regclass",
-                (table,),
-            ).fetchall():
-                if kind in ("p", "u"):
-                    definition = conn.execute(
-                        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
-                        (name,),
-                    ).fetchone()
-                    assert definition is not None
-                    rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition[0]}')
-                    conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-            for name, definition in conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
-            ).fetchall():
-                rebuild.append(definition)
-                conn.execute(f'DROP INDEX "{name}"')
+            rebuild += _drop_indexes(conn, table)
         for table in (*_BIG, "accounts", "riders"):
             conn.execute(f"ALTER TABLE {table} SET UNLOGGED")
         conn.execute(
@@ -275,29 +281,60 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
             "0, 0, true, true)"
         )
         conn.commit()
+    return rebuild
 
-    def copy(step: str, select: str, into: str) -> None:
-        began = time.perf_counter()
-        with psycopg.connect(plain) as source, psycopg.connect(plain) as target:
-            table = into.split()[0]
-            target.execute(f"TRUNCATE {table}")  # FREEZE needs the table emptied in this transaction
-            moved = _pipe(source, target, select, into)
-            target.commit()
-        timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
-        console.print(f"  {step}: {moved / 1e9:.2f} GB in {timings[f'load_{step}_s']} s")
 
-    def insert(step: str, select: str, into: str) -> None:
-        began = time.perf_counter()
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f"INSERT INTO {into} {select}")
-            # Frozen and hinted, as COPY FREEZE (or a vacuumed production table) would be: else
-            # the export's first read would pay for setting every row's hint bits.
-            conn.execute(f"VACUUM (FREEZE) {into.split()[0]}")
-        timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
-        console.print(f"  {step}: {timings[f'load_{step}_s']} s")
+def _drop_indexes(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    """Drop a table's primary key, unique constraints and indexes; returns how to rebuild them."""
+    rebuild = []
+    for name, kind in conn.execute(
+        "SELECT conname, contype FROM pg_constraint WHERE conrelid = %s::regclass",
+        (table,),
+    ).fetchall():
+        if kind in ("p", "u"):
+            definition = conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
+                (name,),
+            ).fetchone()
+            assert definition is not None
+            rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition[0]}')
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for name, definition in conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+    ).fetchall():
+        rebuild.append(definition)
+        conn.execute(f'DROP INDEX "{name}"')
+    return rebuild
 
+
+def _copy_step(plain: str, timings: dict[str, float], step: str, select: str, into: str) -> None:
+    began = time.perf_counter()
+    with psycopg.connect(plain) as source, psycopg.connect(plain) as target:
+        table = into.split()[0]
+        target.execute(f"TRUNCATE {table}")  # FREEZE needs the table emptied in this transaction
+        moved = _pipe(source, target, select, into)
+        target.commit()
+    timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
+    console.print(f"  {step}: {moved / 1e9:.2f} GB in {timings[f'load_{step}_s']} s")
+
+
+def _insert_step(plain: str, timings: dict[str, float], step: str, select: str, into: str) -> None:
+    began = time.perf_counter()
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {into} {select}")
+        # Frozen and hinted, as COPY FREEZE (or a vacuumed production table) would be: else
+        # the export's first read would pay for setting every row's hint bits.
+        conn.execute(f"VACUUM (FREEZE) {into.split()[0]}")
+    timings[f"load_{step}_s"] = round(time.perf_counter() - began, 1)
+    console.print(f"  {step}: {timings[f'load_{step}_s']} s")
+
+
+def _load_pg(plain: str, riders: int, method: str, timings: dict[str, float]) -> None:
+    """The riders, their possessions and their transfers, generated in the server."""
     console.print(f"[bold]generating {riders:,} riders in PostgreSQL ({method})[/]")
-    copy(
+    _copy_step(
+        plain,
+        timings,
         "riders",
         f"SELECT 'R' || i, 'energy', 'active', 1, TIMESTAMPTZ '{JOINED.isoformat()}' "
         f"FROM generate_series(1, {riders}) AS i",
@@ -315,23 +352,17 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
     ]
     if method == "copy":
         for step, select, into in big:
-            copy(step, select, into)
+            _copy_step(plain, timings, step, select, into)
     else:
         # Server-side, both tables at once: one backend per table, no rows through Python.
         with ThreadPoolExecutor(len(big)) as pool:
-            for future in [pool.submit(insert, *args) for args in big]:
+            for future in [pool.submit(_insert_step, plain, timings, *args) for args in big]:
                 future.result()
-    began = time.perf_counter()
+
+
+def _fill_accounts(plain: str, riders: int) -> None:
+    """The cached balances, as the services keep them (sums of the posted transfers), then ANALYZE."""
     with psycopg.connect(plain) as conn:
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for statement in rebuild:
-            if all_indexes or any(column in statement for column in _QUERY_INDEX_COLUMNS):
-                conn.execute(statement)
-        conn.commit()
-    timings["indexes_s"] = round(time.perf_counter() - began, 1)
-    began = time.perf_counter()
-    with psycopg.connect(plain) as conn:
-        # The cached balances, as the services keep them: sums of the posted transfers.
         conn.execute(
             f"""
             INSERT INTO accounts (id, ledger, code, owner, flags, debits_pending, debits_posted,
@@ -369,8 +400,6 @@ def _create_pg(database: str, riders: int, *, method: str, all_indexes: bool) ->
         )
         conn.commit()
         conn.execute("ANALYZE")
-    timings["accounts_and_analyze_s"] = round(time.perf_counter() - began, 1)
-    return timings
 
 
 # -- SQLite: the same rows, made in Python --------------------------------------------------------
