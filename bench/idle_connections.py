@@ -173,8 +173,40 @@ def worker_main(
 # -- the benchmark -----------------------------------------------------------------------------
 
 
+class _Workers:
+    """The load-generator processes, each holding its share of the stations over a pipe."""
+
+    def __init__(self, size: Size, url: str, ids: list[str], deflate: bool) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        for w in range(size.workers):
+            parent, child = context.Pipe()
+            share = ids[w :: size.workers]
+            args = (child, url, share, size.heartbeat_s, deflate)
+            process = context.Process(target=worker_main, args=args, daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def status(self) -> tuple[int, int, int]:
+        """Stations connected, heartbeats answered and errors, summed over the workers."""
+        for pipe in self.pipes:
+            pipe.send("status")
+        parts = [pipe.recv() for pipe in self.pipes]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Each worker's final stats, once its stations have closed."""
+        for pipe in self.pipes:
+            pipe.send("stop")
+        results = [pipe.recv() for pipe in self.pipes]
+        for process in self.processes:
+            process.join(timeout=30)
+        return results
+
+
 def run(size: Size, deflate: bool) -> dict[str, Any]:
-    metrics: dict[str, Any] = {}
     with fresh_database("sqlite", "idle") as url, Progress(console=console, transient=True) as progress:
         db = Database.open(url)
         ids = provision(db, size.stations, progress)
@@ -182,28 +214,12 @@ def run(size: Size, deflate: bool) -> dict[str, Any]:
         with swapd_server(url) as server:
             time.sleep(1.0)
             base_rss = server.rss_bytes()
-            context = multiprocessing.get_context("spawn")
-            pipes, processes = [], []
-            for w in range(size.workers):
-                parent, child = context.Pipe()
-                share = ids[w :: size.workers]
-                args = (child, server.url, share, size.heartbeat_s, deflate)
-                process = context.Process(target=worker_main, args=args, daemon=True)
-                process.start()
-                pipes.append(parent)
-                processes.append(process)
-
-            def status() -> tuple[int, int, int]:
-                for pipe in pipes:
-                    pipe.send("status")
-                parts = [pipe.recv() for pipe in pipes]
-                return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts)
-
+            workers = _Workers(size, server.url, ids, deflate)
             task = progress.add_task("connecting", total=size.stations)
             started = time.monotonic()
             peak_rss = base_rss
             while True:
-                connected, _, errors = status()
+                connected, _, errors = workers.status()
                 progress.update(task, completed=connected)
                 peak_rss = max(peak_rss, server.rss_bytes())
                 if connected + errors >= size.stations or time.monotonic() - started > 900:
@@ -217,29 +233,26 @@ def run(size: Size, deflate: bool) -> dict[str, Any]:
                 time.sleep(1.0)
                 peak_rss = max(peak_rss, server.rss_bytes())
                 progress.update(task, completed=time.monotonic() - held_from)
-            still, beats, errors = status()
+            still, beats, errors = workers.status()
             end_rss = server.rss_bytes()
-            for pipe in pipes:
-                pipe.send("stop")
-            results = [pipe.recv() for pipe in pipes]
-            for process in processes:
-                process.join(timeout=30)
+            results = workers.stop()
     latencies = sorted(x for r in results for x in r["latency_s"])
     per_connection = (peak_rss - base_rss) / max(still, 1)
-    metrics["connected_stations"] = still
-    metrics["connect_all_s"] = round(connect_s, 1)
-    metrics["server_rss_base_mib"] = round(base_rss / 2**20, 1)
-    metrics["server_rss_peak_mib"] = round(peak_rss / 2**20, 1)
-    metrics["server_rss_end_mib"] = round(end_rss / 2**20, 1)
-    metrics["rss_per_connection_kib"] = round(per_connection / 1024, 1)
-    metrics["projected_stations_in_1gib"] = (
-        int((2**30 - base_rss) / per_connection) if per_connection else 0
-    )
-    metrics["heartbeats_answered"] = beats
-    metrics["heartbeat_p50_ms"] = round(percentile(latencies, 0.5) * 1000, 2)
-    metrics["heartbeat_p99_ms"] = round(percentile(latencies, 0.99) * 1000, 2)
-    metrics["errors"] = errors
-    return metrics
+    return {
+        "connected_stations": still,
+        "connect_all_s": round(connect_s, 1),
+        "server_rss_base_mib": round(base_rss / 2**20, 1),
+        "server_rss_peak_mib": round(peak_rss / 2**20, 1),
+        "server_rss_end_mib": round(end_rss / 2**20, 1),
+        "rss_per_connection_kib": round(per_connection / 1024, 1),
+        "projected_stations_in_1gib": (
+            int((2**30 - base_rss) / per_connection) if per_connection else 0
+        ),
+        "heartbeats_answered": beats,
+        "heartbeat_p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+        "heartbeat_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "errors": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
