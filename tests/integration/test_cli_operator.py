@@ -212,30 +212,31 @@ def test_catalog_commands(db_url: str) -> None:
         "nominal_wh": 1700,
         "status": "in_slot",
         "place": "slot 3 of station ST1",
-        "station": "ST1",
-        "slot": 3,
-        "rider": None,
-        "soc": "98.0",
-        "soh": "95.0",
+        "station_id": "ST1",
+        "slot_no": 3,
+        "rider_id": None,
+        "reserved_swap_id": None,
+        "soc_bp": 9_800,
+        "soh_bp": 9_500,
         "deliverable_wh": 1583,
         "cycle_count": 0,
-        "reserved_swap_id": None,
     }  # fmt: skip
     depot = js(url, "pack", "add", "B-0002", "--model", "G2")
-    assert (depot["status"], depot["place"], depot["soc"], depot["soh"]) == (
+    assert (depot["status"], depot["place"], depot["soc_bp"], depot["soh_bp"]) == (
         "in_stock",
         "in stock",
-        "0.0",
-        "100.0",
+        0,
+        10_000,
     )
     restocked = js(url, "pack", "restock", "B-0002", "--station", "ST1", "--slot", "5", "--soc", "99.5")
-    assert (restocked["status"], restocked["slot"], restocked["soc"]) == ("in_slot", 5, "99.5")
+    assert (restocked["status"], restocked["slot_no"], restocked["soc_bp"]) == ("in_slot", 5, 9_950)
     ok(url, "pack", "add", "B-0003", "--model", "G2", "--soc", "50", "--station", "ST1", "--slot", "1")
     assert js(url, "pack", "quarantine", "B-0003")["place"] == "quarantined"
     assert js(url, "pack", "retire", "B-0003")["status"] == "retired"
     ok(url, "pack", "add", "B-0004", "--model", "G2", "--station", "ST2", "--slot", "2")
     withdrawn = js(url, "pack", "withdraw", "B-0004")
-    assert (withdrawn["status"], withdrawn["station"], withdrawn["slot"]) == ("in_stock", None, None)
+    withdrawn_place = (withdrawn["status"], withdrawn["station_id"], withdrawn["slot_no"])
+    assert withdrawn_place == ("in_stock", None, None)
 
     assert [p["serial"] for p in js(url, "pack", "list", "--station", "ST1")] == ["B-0001", "B-0002"]
     assert [(p["serial"], p["status"]) for p in js(url, "pack", "list")] == [
@@ -868,10 +869,13 @@ def test_pack_import_reports_every_bad_row_and_imports_nothing(db_url: str, tmp_
     )
     assert js(db_url, "pack", "import", str(good)) == {"file": str(good), "imported": 3}
     packs = {p["serial"]: p for p in js(db_url, "pack", "list")}
-    assert {s: (packs[s]["place"], packs[s]["soc"], packs[s]["soh"]) for s in ("P-1", "P-2", "P-3")} == {
-        "P-1": ("slot 1 of station ST1", "95.0", "100.0"),
-        "P-2": ("in stock", "50.5", "100.0"),
-        "P-3": ("slot 2 of station ST1", "0.0", "100.0"),
+    places = {
+        s: (packs[s]["place"], packs[s]["soc_bp"], packs[s]["soh_bp"]) for s in ("P-1", "P-2", "P-3")
+    }
+    assert places == {
+        "P-1": ("slot 1 of station ST1", 9_500, 10_000),
+        "P-2": ("in stock", 5_050, 10_000),
+        "P-3": ("slot 2 of station ST1", 0, 10_000),
     }
     assert js(db_url, "station", "show", "ST1")["slots"][1]["pack"] == "P-3"
 
@@ -886,7 +890,7 @@ def test_pack_import_of_a_large_file(db_url: str, tmp_path: Path) -> None:
     packs = js(db_url, "pack", "list")
     assert len(packs) == 601
     last = next(p for p in packs if p["serial"] == "L-0599")
-    assert (last["soh"], last["soc"], last["status"]) == ("99.0", "94.0", "in_stock")
+    assert (last["soh_bp"], last["soc_bp"], last["status"]) == (9_900, 9_400, "in_stock")
     # The same file again: every row is bad now, and nothing changes.
     before = snapshot(db_url)
     again = invoke(db_url, "pack", "import", str(big), "--json")

@@ -62,21 +62,7 @@ class PackOut(BaseModel):
 
     @classmethod
     def of(cls, pack: Pack) -> PackOut:
-        return cls(
-            serial=pack.serial,
-            model=pack.model_code,
-            nominal_wh=pack.nominal_wh,
-            status=pack.status,
-            place=pack.place(),
-            station_id=pack.station_id,
-            slot_no=pack.slot_no,
-            rider_id=pack.rider_id,
-            reserved_swap_id=pack.reserved_swap_id,
-            soc_bp=pack.soc_bp,
-            soh_bp=pack.soh_bp,
-            deliverable_wh=pack.deliverable_wh,
-            cycle_count=pack.cycle_count,
-        )
+        return cls.model_validate(packs.pack_view(pack))
 
 
 class NewPack(BaseModel):

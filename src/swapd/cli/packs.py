@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -74,27 +74,11 @@ def pack_model_list(database: DatabaseOption = None, as_json: JsonOption = False
 # -- packs --------------------------------------------------------------------------------------
 
 
-def pack_json(pack: Pack) -> dict[str, Any]:
-    return {
-        "serial": pack.serial,
-        "model": pack.model_code,
-        "nominal_wh": pack.nominal_wh,
-        "status": pack.status.value,
-        "place": pack.place(),
-        "station": pack.station_id,
-        "slot": pack.slot_no,
-        "rider": pack.rider_id,
-        "soc": pct(pack.soc_bp),
-        "soh": pct(pack.soh_bp),
-        "deliverable_wh": pack.deliverable_wh,
-        "cycle_count": pack.cycle_count,
-        "reserved_swap_id": pack.reserved_swap_id,
-    }
-
-
 def show_pack(pack: Pack, verb: str, as_json: bool) -> None:
     if as_json:
-        print_json(pack_json(pack))
+        from swapd.readmodels.packs import pack_view
+
+        print_json(pack_view(pack))
     else:
         say(
             f"pack {pack.serial} ({pack.model_code}) {verb}: {pack.place()}, "
@@ -209,7 +193,7 @@ def pack_list(
     as_json: JsonOption = False,
 ) -> None:
     """List packs and where each one is."""
-    from swapd.readmodels.packs import all_packs
+    from swapd.readmodels.packs import all_packs, pack_view
     from swapd.readmodels.stations import station_view
 
     def action(db: Database) -> list[Pack]:
@@ -220,7 +204,7 @@ def pack_list(
 
     packs = with_db(database, action)
     if as_json:
-        print_json([pack_json(p) for p in packs])
+        print_json([pack_view(p) for p in packs])
         return
     table = Table("serial", "model", "place", "SoC %", "SoH %", "cycles", "reserved")
     for p in packs:
