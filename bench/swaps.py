@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from bench._common import (
+    Server,
     console,
     emit,
     fresh_database,
@@ -270,61 +271,87 @@ def run_on(
             generators = Generators(server.url, plans, size.workers)
             generators.ready()
             progress.remove_task(connecting)
-
-            phase = progress.add_task(f"{kind}: closed loop", total=None)
-            cpu_before = _cpu_s(server.pid)
-            start_at = time.time() + 0.5
-            profiler = _profile(server.pid, kind, size)
-            closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
-            if profiler is not None:
-                profiler.wait()
-            server_cpu_s = _cpu_s(server.pid) - cpu_before
-            server_cpu = server_cpu_s / (0.5 + size.warmup_s + size.run_s)
-            progress.remove_task(phase)
-            max_rate = closed.completed / size.run_s
-            metrics["max_swaps_per_s"] = round(max_rate, 1)
-            metrics["closed_loop_decision_p50_ms"] = _ms(closed.decision_s, 0.50)
-            metrics["closed_loop_decision_p99_ms"] = _ms(closed.decision_s, 0.99)
-            metrics["closed_loop_swap_p50_ms"] = _ms(closed.swap_s, 0.50)
-            metrics["server_cpu_cores_at_max"] = round(server_cpu, 2)
-            # CPU per swap does not depend on how much CPU other work left the server: the
-            # number to compare across runs on a shared machine.
-            per_swap = server_cpu_s / max(closed.completed_all, 1)
-            metrics["server_cpu_ms_per_swap"] = round(per_swap * 1000, 2)
-            metrics["closed_loop_errors"] = closed.errors + closed.refused
-            metrics["loadavg_1m_after_max"] = load_average()["loadavg_1m"]
-
+            max_rate, closed = _closed_loop(kind, size, server, generators, progress)
+            metrics.update(closed)
             half = open_rate or open_loop_rate(max_rate)
-            phase = progress.add_task(f"{kind}: open loop at {half:.0f} swaps/s", total=None)
-            start_at = time.time() + 0.5
-            buckets_before = _decision_buckets(server.http)
-            opened = generators.run(("open", start_at, size.warmup_s, size.run_s), rate_split=half)
-            server_side = _server_side(buckets_before, _decision_buckets(server.http))
-            progress.remove_task(phase)
+            metrics.update(_open_loop(kind, size, server, generators, progress, half))
             generators.stop()
-            metrics["open_loop_rate_swaps_per_s"] = round(half, 1)
-            metrics["open_loop_achieved_swaps_per_s"] = round(opened.completed / size.run_s, 1)
-            metrics["decision_p50_ms"] = _ms(opened.decision_s, 0.50)
-            metrics["decision_p99_ms"] = _ms(opened.decision_s, 0.99)
-            metrics.update(server_side)  # warm-up included: the server cannot tell it apart
-            metrics["battery_in_p99_ms"] = _ms(opened.battery_in_s, 0.99)
-            metrics["swap_p50_ms"] = _ms(opened.swap_s, 0.50)
-            metrics["swap_p99_ms"] = _ms(opened.swap_s, 0.99)
-            metrics["open_loop_late_starts"] = opened.late_starts
-            metrics["open_loop_errors"] = opened.errors + opened.refused
             metrics["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
             metrics["loadavg_1m_after_open"] = load_average()["loadavg_1m"]
         # The server must have recorded exactly the swaps the stations completed (setup ones too).
-        db = Database.open(url)
-        recorded = db.read(
-            lambda tx: tx.repo.execute(
-                sa.select(sa.func.count()).select_from(t.swaps).where(t.swaps.c.state == "completed")
-            ).scalar_one()
-        )
-        db.dispose()
         setup = size.stations * size.riders_per_station
-        metrics["server_completed_swaps"] = int(recorded) - setup
+        metrics["server_completed_swaps"] = _completed_swaps(url) - setup
     return {f"{key}_{kind}": value for key, value in metrics.items()}
+
+
+def _closed_loop(
+    kind: str, size: Size, server: Server, generators: Generators, progress: Progress
+) -> tuple[float, dict[str, Any]]:
+    """Every station as fast as the server answers: the maximum rate (swaps/s) and its metrics."""
+    phase = progress.add_task(f"{kind}: closed loop", total=None)
+    cpu_before = _cpu_s(server.pid)
+    start_at = time.time() + 0.5
+    profiler = _profile(server.pid, kind, size)
+    closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
+    if profiler is not None:
+        profiler.wait()
+    server_cpu_s = _cpu_s(server.pid) - cpu_before
+    server_cpu = server_cpu_s / (0.5 + size.warmup_s + size.run_s)
+    progress.remove_task(phase)
+    max_rate = closed.completed / size.run_s
+    # CPU per swap does not depend on how much CPU other work left the server: the
+    # number to compare across runs on a shared machine.
+    per_swap = server_cpu_s / max(closed.completed_all, 1)
+    return max_rate, {
+        "max_swaps_per_s": round(max_rate, 1),
+        "closed_loop_decision_p50_ms": _ms(closed.decision_s, 0.50),
+        "closed_loop_decision_p99_ms": _ms(closed.decision_s, 0.99),
+        "closed_loop_swap_p50_ms": _ms(closed.swap_s, 0.50),
+        "server_cpu_cores_at_max": round(server_cpu, 2),
+        "server_cpu_ms_per_swap": round(per_swap * 1000, 2),
+        "closed_loop_errors": closed.errors + closed.refused,
+        "loadavg_1m_after_max": load_average()["loadavg_1m"],
+    }
+
+
+def _open_loop(
+    kind: str,
+    size: Size,
+    server: Server,
+    generators: Generators,
+    progress: Progress,
+    rate: float,
+) -> dict[str, Any]:
+    """Swaps started at a fixed rate (swaps/s) whatever the answers: the latencies under load."""
+    phase = progress.add_task(f"{kind}: open loop at {rate:.0f} swaps/s", total=None)
+    start_at = time.time() + 0.5
+    buckets_before = _decision_buckets(server.http)
+    opened = generators.run(("open", start_at, size.warmup_s, size.run_s), rate_split=rate)
+    server_side = _server_side(buckets_before, _decision_buckets(server.http))
+    progress.remove_task(phase)
+    return {
+        "open_loop_rate_swaps_per_s": round(rate, 1),
+        "open_loop_achieved_swaps_per_s": round(opened.completed / size.run_s, 1),
+        "decision_p50_ms": _ms(opened.decision_s, 0.50),
+        "decision_p99_ms": _ms(opened.decision_s, 0.99),
+        **server_side,  # warm-up included: the server cannot tell it apart
+        "battery_in_p99_ms": _ms(opened.battery_in_s, 0.99),
+        "swap_p50_ms": _ms(opened.swap_s, 0.50),
+        "swap_p99_ms": _ms(opened.swap_s, 0.99),
+        "open_loop_late_starts": opened.late_starts,
+        "open_loop_errors": opened.errors + opened.refused,
+    }
+
+
+def _completed_swaps(url: str) -> int:
+    db = Database.open(url)
+    recorded = db.read(
+        lambda tx: tx.repo.execute(
+            sa.select(sa.func.count()).select_from(t.swaps).where(t.swaps.c.state == "completed")
+        ).scalar_one()
+    )
+    db.dispose()
+    return int(recorded)
 
 
 def main(argv: list[str] | None = None) -> None:
