@@ -269,14 +269,14 @@ def test_catalog_commands(db_url: str) -> None:
         "ready": True,
         "reserved_swap_id": None,
     }
-    assert (shown["packs"], shown["charged"], shown["password_set"], shown["booted_at"]) == (
+    assert (shown["packs"], shown["charged_packs"], shown["password_set"], shown["booted_at"]) == (
         2,
         2,
         True,
         None,
     )
     listed = js(url, "station", "list")
-    assert [(s["station"], s["slot_count"], s["packs"], s["charged"]) for s in listed] == [
+    assert [(s["id"], s["slot_count"], s["packs"], s["charged_packs"]) for s in listed] == [
         ("ST1", 6, 2, 2),
         ("ST2", 4, 0, 0),
     ]
@@ -454,7 +454,7 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
     shown = js(url, "station", "show", "ST1")
     reserved = {s["slot"]: s["reserved_swap_id"] for s in shown["slots"] if s["pack"]}
     assert reserved == {3: offer.swap_id, 5: offer.swap_id}
-    assert shown["reserved"] == 2 and shown["charged"] == 0
+    assert shown["reserved_packs"] == 2 and shown["charged_packs"] == 0
 
     r2 = js(url, "rider", "show", "R2")
     assert r2["subscription"]["cycle_no"] == 1

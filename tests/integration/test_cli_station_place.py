@@ -47,14 +47,17 @@ def test_a_station_added_with_a_place_is_shown_with_it_and_found_nearby(database
     add(database, "NOWHERE", "--name", "Depot")
 
     shown = json.loads(succeeded(swapd("station", "show", "SEOUL", "--json", "--database", database)))
-    assert {k: shown[k] for k in place} == place
+    assert (shown["name"], shown["lat_microdeg"], shown["lon_microdeg"]) == (
+        "City Hall",
+        37_566_535,
+        126_977_969,
+    )
     listed = json.loads(succeeded(swapd("station", "list", "--json", "--database", database)))
-    assert [(s["station"], s["name"], s["lat"], s["lon"]) for s in listed] == [
+    assert [(s["id"], s["name"], s["lat_microdeg"], s["lon_microdeg"]) for s in listed] == [
         ("NOWHERE", "Depot", None, None),
-        ("SEOUL", "City Hall", "37.566535", "126.977969"),
-        ("SOUTH", "Sydney", "-33.8688", "151.2093"),
+        ("SEOUL", "City Hall", 37_566_535, 126_977_969),
+        ("SOUTH", "Sydney", -33_868_800, 151_209_300),
     ]
-    assert (listed[2]["lat_microdeg"], listed[2]["lon_microdeg"]) == (-33_868_800, 151_209_300)
 
     text = succeeded(swapd("station", "show", "SEOUL", "--database", database))
     assert text.splitlines()[0].startswith("station SEOUL (City Hall at 37.566535, 126.977969): 4 slots")

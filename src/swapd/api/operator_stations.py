@@ -46,28 +46,7 @@ class StationOut(BaseModel):
 
     @classmethod
     def of(cls, info: stations.StationInfo, connected: bool) -> StationOut:
-        line, station = info.line, info.line.station
-        return cls(
-            id=station.id,
-            name=info.name,
-            lat_microdeg=info.lat_microdeg,
-            lon_microdeg=info.lon_microdeg,
-            slot_count=station.slot_count,
-            enabled=station.enabled,
-            charged_soc_bp=station.charged_soc_bp,
-            min_soh_bp=station.min_soh_bp,
-            packs=line.packs,
-            charged_packs=line.charged,
-            reserved_packs=line.reserved,
-            unavailable_slots=line.unavailable_slots,
-            password_set=line.password_set,
-            connected=connected,
-            vendor=line.vendor,
-            model=line.model,
-            firmware=line.firmware,
-            booted_at=line.booted_at,
-            last_seen_at=line.last_seen_at,
-        )
+        return cls.model_validate(stations.station_line_view(info) | {"connected": connected})
 
 
 class NewStation(BaseModel):

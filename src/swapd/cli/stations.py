@@ -235,29 +235,6 @@ def station_enable(
     _set_station_enabled(station_id, True, database, as_json)
 
 
-def station_json(info: StationInfo) -> dict[str, Any]:
-    line = info.line
-    s = line.station
-    return {
-        "station": s.id,
-        **place_json(info),
-        "enabled": s.enabled,
-        "slot_count": s.slot_count,
-        "charged_soc": pct(s.charged_soc_bp),
-        "min_soh": pct(s.min_soh_bp),
-        "packs": line.packs,
-        "charged": line.charged,
-        "reserved": line.reserved,
-        "unavailable_slots": line.unavailable_slots,
-        "password_set": line.password_set,
-        "vendor": line.vendor,
-        "model": line.model,
-        "firmware": line.firmware,
-        "booted_at": when(line.booted_at),
-        "last_seen_at": when(line.last_seen_at),
-    }
-
-
 @station_app.command("list")
 def station_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List the stations with their stock."""
@@ -265,7 +242,7 @@ def station_list(database: DatabaseOption = None, as_json: JsonOption = False) -
 
     infos = with_db(database, stations.stations)
     if as_json:
-        print_json([station_json(info) for info in infos])
+        print_json([stations.station_line_view(info) for info in infos])
         return
     table = Table("station", "place", "slots", "packs", "charged", "reserved", "password", "last seen")
     for info in infos:
@@ -313,7 +290,7 @@ def station_show(
             }
         )
     if as_json:
-        print_json(station_json(info) | {"slots": slots})
+        print_json(stations.station_line_view(info) | {"slots": slots})
         return
     s = line.station
     place = f" ({place_text(info)})" if place_text(info) else ""

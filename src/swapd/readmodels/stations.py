@@ -163,6 +163,32 @@ def _places(tx: Tx, station_id: str | None = None) -> dict[str, tuple[Any, Any, 
 _NOWHERE = (None, None, None)
 
 
+def station_line_view(info: StationInfo) -> dict[str, Any]:
+    """A station's line as ``swapd station list --json`` prints it and ``/api/v1/ops/stations``
+    returns it; the API adds ``connected``, which only the server process serving it knows."""
+    line, station = info.line, info.line.station
+    return {
+        "id": station.id,
+        "name": info.name,
+        "lat_microdeg": info.lat_microdeg,
+        "lon_microdeg": info.lon_microdeg,
+        "slot_count": station.slot_count,
+        "enabled": station.enabled,
+        "charged_soc_bp": station.charged_soc_bp,
+        "min_soh_bp": station.min_soh_bp,
+        "packs": line.packs,
+        "charged_packs": line.charged,
+        "reserved_packs": line.reserved,
+        "unavailable_slots": line.unavailable_slots,
+        "password_set": line.password_set,
+        "vendor": line.vendor,
+        "model": line.model,
+        "firmware": line.firmware,
+        "booted_at": None if line.booted_at is None else line.booted_at.isoformat(),
+        "last_seen_at": None if line.last_seen_at is None else line.last_seen_at.isoformat(),
+    }
+
+
 def stations(db: Database) -> list[StationInfo]:
     lines = station_lines(db)
     # A second read: a station added in between has no line and is skipped; one deleted in
