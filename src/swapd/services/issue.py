@@ -2,10 +2,11 @@
 
 An issue is a station hand-over started by staff: the same checks as an Authorize for that one
 pack (``decide``: rider active, vehicle size, allowance covering the hold, pack charged and
-healthy), an offer with its pending hold, then the station path's own hand-over
-(``swaps.hand_over``), which opens the possession (R2), moves the hold onto it, frees the slot
-and records the pack as with the rider. The later return at any station is metered and charged
-against that hold like any other (R3-R5).
+healthy), an offer with its pending hold (``swaps.offers.place_offer``, as Authorize places
+it), then the station path's own hand-over (``swaps.hand_over.hand_over``), which opens the
+possession (R2), moves the hold onto it, frees the slot and records the pack as with the rider.
+The later return at any station is metered and charged against that hold like any other
+(R3-R5).
 
 Where the pack must be: in a station slot, not offered in a swap. It leaves that slot, and the
 possession names that station and slot as where it was handed over (a possession always names
@@ -22,17 +23,17 @@ from dataclasses import dataclass
 
 from swapd.domain.decision import REFUSAL_TEXT, Decision, RefusalReason, decide
 from swapd.domain.errors import Conflict, NotFound
+from swapd.domain.lifecycle import Swap, SwapState
 from swapd.domain.packs import Pack, PackStatus, validate_code, validate_serial
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import audit
 from swapd.services.money import rider_accounts
-from swapd.services.swaps import BatteryReading, SwapState
+from swapd.services.swaps import BatteryReading
 from swapd.services.swaps.hand_over import hand_over
 from swapd.services.swaps.lookups import plan_of
-from swapd.services.swaps.postings import hold
-from swapd.services.swaps.rows import INSERT_OFFER, insert_swap, set_swap
+from swapd.services.swaps.offers import place_offer
+from swapd.services.swaps.rows import insert_swap, set_swap
 from swapd.store.database import Database, Tx
-from swapd.store.repository import Retry
 
 
 class IssueRefused(Conflict):
@@ -110,31 +111,17 @@ def issue_pack(db: Database, actor: str, serial: str, rider_id: str) -> Issued:
                 decision.reason,
                 _refusal_detail(decision.reason, serial, rider_id, plan.unit.value, decision, held),
             )
-        (offer,) = decision.offers
-        # The offer authorize() would write for this one pack, then the station's hand-over.
+        (choice,) = decision.offers
+        # The offer authorize() would place for this one pack, then the station's hand-over.
         swap_id = insert_swap(
             tx, station.id, IdToken(TokenType.APP, rider_id), SwapState.OFFERED, rider_id=rider_id
         )
-        if not tx.repo.reserve_pack(serial, swap_id, tx.now):
-            raise Retry()
-        hold_id = hold(tx, f"offer:{swap_id}:{serial}", rider_id, plan, offer.hold_units)
-        tx.repo.run(
-            INSERT_OFFER,
-            {
-                "swap_id": swap_id,
-                "pack_serial": serial,
-                "slot_no": pack.slot_no,
-                "hold_units": offer.hold_units,
-                "hold_transfer_id": hold_id,
-                "state": "offered",
-            },
-        )
-        swap = tx.repo.swap(swap_id)
-        offer_row = next(o for o in tx.repo.offers(swap_id) if o.pack_serial == serial)
+        offer = place_offer(tx, swap_id, rider_id, plan, serial, pack.slot_no, choice.hold_units)
+        swap = Swap(swap_id, station.id, rider_id, SwapState.OFFERED)
         reading = BatteryReading(pack.slot_no, serial, pack.soc_bp, pack.soh_bp)
-        outcome = hand_over(
-            tx, station, swap, rider, f"issue:{swap_id}", reading, tx.repo.pack(serial), offer_row
-        )
+        # ``pack`` as read before its reservation: the hand-over of an open offer reads only
+        # where the pack is (status, station, slot), which the reservation does not change.
+        outcome = hand_over(tx, station, swap, rider, f"issue:{swap_id}", reading, pack, offer)
         assert outcome.outcome == "handed_over", outcome
         set_swap(tx, swap_id, state=SwapState.COMPLETED)
         audit.record(

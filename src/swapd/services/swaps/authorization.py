@@ -3,45 +3,20 @@ packs, reserve them and hold their allowance (R2); the pack itself can be the ke
 
 from __future__ import annotations
 
-from swapd.domain.decision import (
-    REFUSAL_TEXT,
-    RefusalReason,
-    check_returned_pack,
-    decide,
-)
+from collections.abc import Sequence
+
+from swapd.domain.decision import REFUSAL_TEXT, RefusalReason, check_returned_pack, decide
 from swapd.domain.errors import InvalidInput, NotFound
-from swapd.domain.lifecycle import (
-    OfferState,
-    SwapState,
-)
+from swapd.domain.lifecycle import SwapState
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts, weighted_value
-from swapd.services.swaps.checks import (
-    check_request_id,
-    check_token,
-)
-from swapd.services.swaps.lookups import (
-    is_operator,
-    known_station,
-    plan_of,
-    rider_plan,
-)
-from swapd.services.swaps.postings import (
-    hold,
-)
-from swapd.services.swaps.records import (
-    MAX_PACKS_PER_SWAP,
-    AuthorizeResult,
-    OfferedPack,
-)
-from swapd.services.swaps.rows import (
-    INSERT_OFFER,
-    OFFERED_TO_RIDER,
-    insert_swap,
-    set_swap,
-)
+from swapd.services.swaps.checks import check_request_id, check_token
+from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
+from swapd.services.swaps.offers import place_offer
+from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, AuthorizeResult, OfferedPack
+from swapd.services.swaps.rows import OFFERED_TO_RIDER, insert_swap, set_swap
 from swapd.store.database import Database, Tx
 from swapd.store.repository import Retry, Row
 
@@ -81,26 +56,17 @@ def authorize(
         rider = tx.repo.lock_riders([rider_id]).get(rider_id)
         assert rider is not None
         offered = tx.repo.run(OFFERED_TO_RIDER, {"rider_id": rider_id}).all()
-        if token.type is TokenType.BATTERY_SERIAL:
-            if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
-                pack = tx.repo.pack(token.value, lock=True)
-                if pack is None or pack.rider_id != rider_id:
-                    raise Retry()  # the pack moved between reading it and locking its rider
-            # Checked under the rider's lock, so of two stations asking at once one sees the other.
-            if any(
-                s.station_id != station_id
-                and s.token_type == TokenType.BATTERY_SERIAL.value
-                and s.token_value == token.value
-                for s in offered
-            ):
-                return _refuse(
-                    tx,
-                    station_id,
-                    token,
-                    RefusalReason.PACK_AT_OTHER_STATION,
-                    rider_id=rider_id,
-                    request_id=request_id,
-                )
+        if token.type is TokenType.BATTERY_SERIAL and _pack_at_other_station(
+            tx, station_id, token, rider_id, offered
+        ):
+            return _refuse(
+                tx,
+                station_id,
+                token,
+                RefusalReason.PACK_AT_OTHER_STATION,
+                rider_id=rider_id,
+                request_id=request_id,
+            )
         open_offer = next((s for s in offered if s.station_id == station_id), None)
         if open_offer is not None and open_offer.request_id is None:
             if request_id is not None:
@@ -135,30 +101,35 @@ def authorize(
         swap_id = insert_swap(
             tx, station_id, token, SwapState.OFFERED, rider_id=rider_id, request_id=request_id
         )
-        for offer in decision.offers:
-            if not tx.repo.reserve_pack(offer.pack.serial, swap_id, tx.now):
-                raise Retry()  # another swap reserved it since we read the stock
-            hold_id = hold(tx, f"offer:{swap_id}:{offer.pack.serial}", rider_id, plan, offer.hold_units)
-            tx.repo.run(
-                INSERT_OFFER,
-                {
-                    "swap_id": swap_id,
-                    "pack_serial": offer.pack.serial,
-                    "slot_no": offer.pack.slot_no,
-                    "hold_units": offer.hold_units,
-                    "hold_transfer_id": hold_id,
-                    "state": OfferState.OFFERED,
-                },
-            )
-        # What _result_of would read back, from what this transaction has just written.
         offered = []
-        for o in decision.offers:
-            assert o.pack.slot_no is not None  # stock: every offered pack sits in a slot
-            offered.append(OfferedPack(o.pack.slot_no, o.pack.serial, o.pack.soc_bp, o.hold_units))
+        for choice in decision.offers:
+            pack, units = choice.pack, choice.hold_units
+            assert pack.slot_no is not None  # stock: every offered pack sits in a slot
+            place_offer(tx, swap_id, rider_id, plan, pack.serial, pack.slot_no, units)
+            offered.append(OfferedPack(pack.slot_no, pack.serial, pack.soc_bp, units))
+        # What _result_of would read back, from what this transaction has just written.
         offered.sort(key=lambda o: o.slot_no)
         return _accepted(tx, swap_id, rider_id, plan, tuple(offered))
 
     return db.write(work)
+
+
+def _pack_at_other_station(
+    tx: Tx, station_id: str, token: IdToken, rider_id: str, offered: Sequence[Row]
+) -> bool:
+    """The pack presented as the key is the key of a swap still offered at another station (R3:
+    one pack, one place). Checked under the rider's lock, so of two stations asking at once one
+    sees the other."""
+    if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
+        pack = tx.repo.pack(token.value, lock=True)
+        if pack is None or pack.rider_id != rider_id:
+            raise Retry()  # the pack moved between reading it and locking its rider
+    return any(
+        s.station_id != station_id
+        and s.token_type == TokenType.BATTERY_SERIAL.value
+        and s.token_value == token.value
+        for s in offered
+    )
 
 
 def _identify(tx: Tx, station: Station, token: IdToken) -> tuple[str | None, RefusalReason | None]:

@@ -9,10 +9,7 @@ from swapd.domain.errors import InvalidInput
 from swapd.domain.packs import validate_serial
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
-from swapd.services.swaps.records import (
-    MAX_PACKS_PER_SWAP,
-    BatteryReading,
-)
+from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, BatteryReading
 
 
 def check_request_id(request_id: object) -> str:

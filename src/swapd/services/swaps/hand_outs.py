@@ -5,42 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from swapd.domain.lifecycle import (
-    OfferState,
-    PackOutcomeKind,
-)
+from swapd.domain.lifecycle import PackOutcomeKind
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken
 from swapd.domain.stations import Station
-from swapd.services.swaps.checks import (
-    check_batteries,
-    check_request_id,
-    check_token,
-)
-from swapd.services.swaps.hand_over import (
-    hand_over,
-)
-from swapd.services.swaps.lookups import (
-    is_operator,
-    known_station,
-    token_rider,
-)
-from swapd.services.swaps.offers import (
-    release_offer,
-    swap_for_event,
-)
-from swapd.services.swaps.records import (
-    BatteryReading,
-    EventResult,
-    EventType,
-    PackOutcome,
-)
-from swapd.services.swaps.rows import (
-    already,
-    record,
-    set_swap,
-    swap_of,
-)
+from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.hand_over import hand_over
+from swapd.services.swaps.lookups import is_operator, known_station, token_rider
+from swapd.services.swaps.offers import release_offer, swap_for_event
+from swapd.services.swaps.records import BatteryReading, EventResult, EventType, PackOutcome
+from swapd.services.swaps.rows import already, offer_of, record, set_swap, swap_of
 from swapd.store.database import Database, Tx
 
 
@@ -74,7 +48,7 @@ def battery_out(
         rider_id = token_rider(tx, token) if swap is None else swap.rider_id
         rider = None if rider_id is None else tx.repo.lock_riders([rider_id]).get(rider_id)
         packs = tx.repo.packs([b.serial for b in batteries], lock=True)
-        offers = {} if swap is None else {o.pack_serial: o for o in tx.repo.offers(swap.id)}
+        offers = {} if swap is None else {o.pack_serial: offer_of(o) for o in tx.repo.offers(swap.id)}
         outcomes = []
         for battery in batteries:
             outcomes.append(
@@ -92,10 +66,10 @@ def battery_out(
         if swap is not None:
             taken = {b.serial for b in batteries}
             for serial, offer in offers.items():
-                if serial not in taken and offer.state == OfferState.OFFERED:
+                if serial not in taken and offer.is_open:
                     outcomes.append(release_offer(tx, swap, offer))
-            set_swap(tx, swap.id, state=swap_of(swap).complete().state)
-        swap_id = None if swap is None else int(swap.id)
+            set_swap(tx, swap.id, state=swap.complete().state)
+        swap_id = None if swap is None else swap.id
         return record(
             tx, station_id, request_id, EventResult(swap_id, EventType.BATTERY_OUT, tuple(outcomes))
         )
@@ -118,7 +92,7 @@ def _withdraw(tx: Tx, station: Station, battery: BatteryReading) -> PackOutcome:
         swap = tx.repo.swap(pack.reserved_swap_id)
         offer = next(o for o in tx.repo.offers(pack.reserved_swap_id) if o.pack_serial == pack.serial)
         if swap is not None:
-            release_offer(tx, swap, offer)
+            release_offer(tx, swap_of(swap), offer_of(offer))
     if pack.slot_no is not None:
         tx.repo.set_slot(station.id, pack.slot_no, None)
     tx.repo.update_pack(

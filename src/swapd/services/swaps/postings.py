@@ -4,12 +4,10 @@ beyond). Every transfer's key derives from the station event, so a repeat posts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from swapd.domain.charge import split_for_plan
+from swapd.domain.charge import ChargeSplit
 from swapd.domain.plans import Plan
-from swapd.ledger.model import AccountCode, TransferCode, TransferFlags, TransferRequest
-from swapd.services.money import move, recognise, rider_accounts
+from swapd.ledger.model import Account, AccountCode, TransferCode, TransferFlags, TransferRequest
+from swapd.services.money import RiderAccounts, move, recognise, rider_accounts
 from swapd.store.database import Tx
 
 
@@ -33,7 +31,7 @@ def hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None:
     return transfer.id
 
 
-def release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str) -> None:
+def release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str | None) -> None:
     if hold_transfer_id is None or tx.book.is_resolved(hold_transfer_id):
         return
     pending = tx.book.transfer_by_id(hold_transfer_id)
@@ -53,51 +51,24 @@ def release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str) -> No
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    usage_units: int
-    charged_units: int
-    beyond_units: int
-    revenue_minor: int
-    overage_minor: int
-
-
 def post_charge(
     tx: Tx,
     key: str,
     rider_id: str,
     plan: Plan,
-    held_units: int,
+    accounts: RiderAccounts,
+    split: ChargeSplit,
     hold_transfer_id: int | None,
-    usage_units: int,
-) -> Charge:
-    """R5: post the usage against the hold, take any rest from the free allowance, and bill
-    what is beyond it as overage (subscriptions) or owe it (overdrawn, settled by a top-up).
-    ``held_units`` is what the pending hold ``hold_transfer_id`` covers (0 without one)."""
-    accounts = rider_accounts(tx.book, rider_id, plan)
-    split = split_for_plan(
-        plan, usage_units, held_units=held_units, available_units=accounts.allowance.available
-    )
-    from_hold, beyond = split.from_hold_units, split.beyond_units
-    revenue = recognise(tx.book, f"{key}:revenue", rider_id, plan, split.charged_units)
+) -> int:
+    """R5: post a return's ``split``: the usage against the possession's pending hold
+    ``hold_transfer_id`` (None without one; voided when nothing is taken from it), the rest from the
+    free allowance, and what is beyond it as overage (billed) or overdrawn (owed, settled by a
+    top-up). ``accounts`` are the rider's. Returns the prepaid money recognised as revenue."""
+    # The prepaid money is earned before its units leave the allowance (money.recognise).
+    revenue_minor = recognise(tx.book, f"{key}:revenue", rider_id, plan, split.charged_units)
     consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
-        pending = tx.book.transfer_by_id(hold_transfer_id)
-        assert pending is not None, "a hold names a transfer that exists"
-        flags = TransferFlags.POST_PENDING if from_hold > 0 else TransferFlags.VOID_PENDING
-        tx.book.transfer(
-            TransferRequest(
-                key=f"{key}:post",
-                ledger=plan.unit.value,
-                debit_account_id=pending.debit_account_id,
-                credit_account_id=pending.credit_account_id,
-                amount=from_hold if from_hold > 0 else pending.amount,
-                code=TransferCode.USAGE if from_hold > 0 else TransferCode.RELEASE,
-                flags=flags,
-                pending_id=hold_transfer_id,
-                rider_id=rider_id,
-            )
-        )
+        _resolve_hold(tx, key, rider_id, plan, hold_transfer_id, split.from_hold_units)
     move(
         tx.book,
         f"{key}:usage",
@@ -107,36 +78,64 @@ def post_charge(
         TransferCode.USAGE,
         rider_id=rider_id,
     )
-    if beyond > 0:
-        if split.overage_billed:
-            issued = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
-            move(
-                tx.book,
-                f"{key}:overage",
-                issued,
-                consumed,
-                beyond,
-                TransferCode.OVERAGE,
-                rider_id=rider_id,
-            )
-            revenue_account = tx.book.account(plan.currency, AccountCode.REVENUE)
-            move(
-                tx.book,
-                f"{key}:overage:money",
-                accounts.receivable,
-                revenue_account,
-                split.overage_minor,
-                TransferCode.OVERAGE,
-                rider_id=rider_id,
-            )
-        else:
-            move(
-                tx.book,
-                f"{key}:overdrawn",
-                accounts.overdrawn,
-                consumed,
-                beyond,
-                TransferCode.OVERDRAWN,
-                rider_id=rider_id,
-            )
-    return Charge(usage_units, split.charged_units, beyond, revenue, split.overage_minor)
+    if split.beyond_units > 0:
+        _post_beyond(tx, key, rider_id, plan, accounts, consumed, split)
+    return revenue_minor
+
+
+def _resolve_hold(
+    tx: Tx, key: str, rider_id: str, plan: Plan, hold_transfer_id: int, from_hold_units: int
+) -> None:
+    """Post ``from_hold_units`` of the pending hold, or void all of it when that is 0."""
+    pending = tx.book.transfer_by_id(hold_transfer_id)
+    assert pending is not None, "a hold names a transfer that exists"
+    posting = from_hold_units > 0
+    tx.book.transfer(
+        TransferRequest(
+            key=f"{key}:post",
+            ledger=plan.unit.value,
+            debit_account_id=pending.debit_account_id,
+            credit_account_id=pending.credit_account_id,
+            amount=from_hold_units if posting else pending.amount,
+            code=TransferCode.USAGE if posting else TransferCode.RELEASE,
+            flags=TransferFlags.POST_PENDING if posting else TransferFlags.VOID_PENDING,
+            pending_id=hold_transfer_id,
+            rider_id=rider_id,
+        )
+    )
+
+
+def _post_beyond(
+    tx: Tx,
+    key: str,
+    rider_id: str,
+    plan: Plan,
+    accounts: RiderAccounts,
+    consumed: Account,
+    split: ChargeSplit,
+) -> None:
+    """The units used beyond the allowance: billed as overage at the plan's price, or owed."""
+    beyond = split.beyond_units
+    if not split.overage_billed:
+        move(
+            tx.book,
+            f"{key}:overdrawn",
+            accounts.overdrawn,
+            consumed,
+            beyond,
+            TransferCode.OVERDRAWN,
+            rider_id=rider_id,
+        )
+        return
+    issued = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
+    move(tx.book, f"{key}:overage", issued, consumed, beyond, TransferCode.OVERAGE, rider_id=rider_id)
+    revenue_account = tx.book.account(plan.currency, AccountCode.REVENUE)
+    move(
+        tx.book,
+        f"{key}:overage:money",
+        accounts.receivable,
+        revenue_account,
+        split.overage_minor,
+        TransferCode.OVERAGE,
+        rider_id=rider_id,
+    )

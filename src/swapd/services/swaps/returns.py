@@ -1,49 +1,40 @@
 """BatteryIn: packs inserted into empty slots. Each pack names its rider (R3); its possession is
-closed, metered (R4) and charged (R5)."""
+closed, metered (R4) and charged (R5). Packs that nobody holds raise an alert and change nothing.
+
+A BatteryIn reads as load -> domain -> save. ``_load`` reads what the event decides from before
+anything is written: the packs (riders locked first, then packs), the slots they go in, the open
+possession of each pack with a rider and its plan, whether the token is an operator's, and the
+swap the event belongs to. ``_save_swap`` writes that swap. Then, pack by pack in the order
+reported, ``_close`` reads the rider's allowance (an earlier pack of the same rider has moved it),
+the domain meters the usage, splits its charge and closes the possession, and the save functions
+post the ledger transfers and write the rows, in the same order for every event.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.decision import (
-    is_token_pack_mismatch,
-)
+from swapd.domain.charge import ChargeSplit, split_for_plan
+from swapd.domain.decision import is_token_pack_mismatch
 from swapd.domain.errors import Conflict
-from swapd.domain.lifecycle import (
-    PackOutcomeKind,
-    PossessionClosed,
-    SwapState,
-)
-from swapd.domain.metering import meter
+from swapd.domain.lifecycle import PackOutcomeKind, Possession, PossessionClosed, Swap, SwapState
+from swapd.domain.metering import Usage, meter
 from swapd.domain.packs import Pack, PackStatus
+from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
-from swapd.services.swaps.checks import (
-    check_batteries,
-    check_request_id,
-    check_token,
-)
-from swapd.services.swaps.lookups import (
-    is_operator,
-    known_station,
-    token_rider,
-)
-from swapd.services.swaps.offers import (
-    abandon,
-)
-from swapd.services.swaps.postings import (
-    post_charge,
-)
-from swapd.services.swaps.records import (
-    BatteryReading,
-    EventResult,
-    EventType,
-    PackOutcome,
-)
+from swapd.services.money import rider_accounts
+from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.lookups import is_operator, known_station, token_rider
+from swapd.services.swaps.offers import abandon
+from swapd.services.swaps.postings import post_charge
+from swapd.services.swaps.records import BatteryReading, EventResult, EventType, PackOutcome
 from swapd.services.swaps.rows import (
     already,
     insert_swap,
@@ -51,10 +42,42 @@ from swapd.services.swaps.rows import (
     possession_of,
     record,
     set_swap,
+    swap_of,
 )
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 from swapd.store.repository import Retry
+
+
+@dataclass(frozen=True, slots=True)
+class _Mismatch:
+    """A card or app token naming a rider who holds none of the returned packs (the packs'
+    holders are billed, R3). Only looked for when the holder has no offer at the station."""
+
+    rider_id: str
+    offer: Swap | None  # the token rider's unclaimed offer here: given for this token, abandoned
+
+
+@dataclass(frozen=True, slots=True)
+class _SwapFound:
+    """The swap a BatteryIn belongs to, as found before anything is written."""
+
+    existing_id: int | None  # the swap this requestId already has at the station
+    offer_id: int | None  # the holder's offer here that no event has claimed: this one claims it
+    rider_id: str | None  # the first returned pack's holder, for whom a new swap is recorded
+    mismatch: _Mismatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """Everything a BatteryIn decides from, read before it writes."""
+
+    packs: dict[str, Pack]  # the reported packs the server knows, by serial
+    holders: dict[str, str]  # serial -> the rider holding that pack
+    possessions: dict[str, Possession]  # serial -> its open possession (packs with a rider)
+    plans: dict[str, Plan]  # plan id -> plan, for those possessions
+    operator: bool  # the token is an operator's: packs from the depot are restocked
+    swap: _SwapFound
 
 
 def battery_in(
@@ -77,95 +100,180 @@ def battery_in(
         repeated = already(tx, station_id, request_id, EventType.BATTERY_IN)
         if repeated is not None:
             return repeated
-        serials = [b.serial for b in batteries]
-        packs = tx.repo.packs(serials)
-        holders = {s: p.rider_id for s, p in packs.items() if p.rider_id}
-        if tx.repo.locks_rows:  # riders first, then packs; the holders may have changed since
-            # (SQLite's write transaction holds the whole database: nothing to lock or re-read.)
-            tx.repo.lock_riders(sorted(set(holders.values())))
-            packs = tx.repo.packs(serials, lock=True)
-            if {s: p.rider_id for s, p in packs.items() if p.rider_id} != holders:
-                raise Retry()
-        for battery in batteries:
-            slot = tx.repo.slot(station_id, battery.slot_no)
-            assert slot is not None
-            if slot.pack_serial is not None and slot.pack_serial != battery.serial:
-                raise Conflict(
-                    f"slot {battery.slot_no} of station {station_id} already holds pack "
-                    f"{slot.pack_serial}; {battery.serial} cannot be inserted there"
-                )
-        operator = is_operator(tx, token)
-        swap_id = _swap_for_return(tx, station_id, request_id, token, holders, serials)
-        outcomes = []
-        for battery in batteries:
-            pack = packs.get(battery.serial)
-            outcomes.append(_return_one(tx, station, swap_id, request_id, battery, pack, operator))
-        return record(
-            tx, station_id, request_id, EventResult(swap_id, EventType.BATTERY_IN, tuple(outcomes))
+        loaded = _load(tx, station, request_id, batteries, token)
+        swap_id = _save_swap(tx, station_id, request_id, token, loaded, batteries)
+        outcomes = tuple(
+            _return_one(tx, station, swap_id, request_id, battery, loaded) for battery in batteries
         )
+        result = EventResult(swap_id, EventType.BATTERY_IN, outcomes)
+        return record(tx, station_id, request_id, result)
 
     return db.write(work)
 
 
-def _swap_for_return(
+# -- load -----------------------------------------------------------------------------------------
+
+
+def _load(
+    tx: Tx,
+    station: Station,
+    request_id: str,
+    batteries: Sequence[BatteryReading],
+    token: IdToken | None,
+) -> _Loaded:
+    serials = [b.serial for b in batteries]
+    packs = _load_packs(tx, serials)
+    holders = _holders(packs)
+    _check_slots_free(tx, station.id, batteries)
+    possessions = _load_possessions(tx, packs.values())
+    plans = _load_plans(tx, possessions.values())
+    operator = is_operator(tx, token)
+    swap = _load_swap(tx, station.id, request_id, token, holders, serials)
+    return _Loaded(packs, holders, possessions, plans, operator, swap)
+
+
+def _holders(packs: dict[str, Pack]) -> dict[str, str]:
+    return {serial: p.rider_id for serial, p in packs.items() if p.rider_id}
+
+
+def _load_packs(tx: Tx, serials: Sequence[str]) -> dict[str, Pack]:
+    """The packs, locked the way every writer locks: riders first, then packs."""
+    packs = tx.repo.packs(serials)
+    if tx.repo.locks_rows:  # the holders may have changed between the read and the locks
+        # (SQLite's write transaction holds the whole database: nothing to lock or re-read.)
+        holders = _holders(packs)
+        tx.repo.lock_riders(sorted(set(holders.values())))
+        packs = tx.repo.packs(serials, lock=True)
+        if _holders(packs) != holders:
+            raise Retry()
+    return packs
+
+
+def _check_slots_free(tx: Tx, station_id: str, batteries: Sequence[BatteryReading]) -> None:
+    for battery in batteries:
+        slot = tx.repo.slot(station_id, battery.slot_no)
+        assert slot is not None
+        if slot.pack_serial is not None and slot.pack_serial != battery.serial:
+            raise Conflict(
+                f"slot {battery.slot_no} of station {station_id} already holds pack "
+                f"{slot.pack_serial}; {battery.serial} cannot be inserted there"
+            )
+
+
+def _load_possessions(tx: Tx, packs: Iterable[Pack]) -> dict[str, Possession]:
+    possessions = {}
+    for pack in packs:
+        if pack.status is PackStatus.WITH_RIDER:
+            row = tx.repo.open_possession(pack.serial)
+            assert row is not None, "a pack with a rider has an open possession"
+            possessions[pack.serial] = possession_of(row)
+    return possessions
+
+
+def _load_plans(tx: Tx, possessions: Iterable[Possession]) -> dict[str, Plan]:
+    plans = {}
+    for possession in possessions:
+        plan = tx.repo.plan(possession.plan_id)
+        assert plan is not None
+        plans[possession.plan_id] = plan
+    return plans
+
+
+def _load_swap(
     tx: Tx,
     station_id: str,
     request_id: str,
     token: IdToken | None,
     holders: dict[str, str],
     serials: Sequence[str],
-) -> int:
+) -> _SwapFound:
     existing = tx.repo.swap_by_request(station_id, request_id)
     if existing is not None:
-        return int(existing.id)
+        return _SwapFound(int(existing.id), None, None)
     rider_id = next((holders[s] for s in serials if s in holders), None)
-    if rider_id is not None:
-        offer = open_offer(tx, station_id, rider_id)
-        if offer is not None and offer.request_id is None:
-            set_swap(tx, offer.id, request_id=request_id)
-            return int(offer.id)
-    used = token or IdToken(TokenType.BATTERY_SERIAL, serials[0])
-    swap_id = insert_swap(
-        tx, station_id, used, SwapState.RETURNED, rider_id=rider_id, request_id=request_id
-    )
+    if rider_id is None:
+        return _SwapFound(None, None, None)
+    offer = open_offer(tx, station_id, rider_id)
+    if offer is not None and offer.request_id is None:
+        return _SwapFound(None, int(offer.id), rider_id)
     # Rare: the packs' holder has no offer here, yet a card or app token names someone.
-    if rider_id is not None and token is not None and token.type is not TokenType.BATTERY_SERIAL:
-        _check_token_against_packs(tx, station_id, request_id, swap_id, token, holders, serials)
+    return _SwapFound(None, None, rider_id, _load_mismatch(tx, station_id, token, holders))
+
+
+def _load_mismatch(
+    tx: Tx, station_id: str, token: IdToken | None, holders: dict[str, str]
+) -> _Mismatch | None:
+    if token is None or token.type is TokenType.BATTERY_SERIAL:
+        return None
+    token_rider_id = token_rider(tx, token)
+    if not is_token_pack_mismatch(token_rider_id, set(holders.values())):
+        return None
+    assert token_rider_id is not None
+    offer = open_offer(tx, station_id, token_rider_id)
+    unclaimed = offer is not None and offer.request_id is None
+    return _Mismatch(token_rider_id, swap_of(offer) if offer is not None and unclaimed else None)
+
+
+# -- save the swap --------------------------------------------------------------------------------
+
+
+def _save_swap(
+    tx: Tx,
+    station_id: str,
+    request_id: str,
+    token: IdToken | None,
+    loaded: _Loaded,
+    batteries: Sequence[BatteryReading],
+) -> int:
+    """The swap's id: the one the requestId has, the holder's offer this event claims, or a new
+    swap of returned packs."""
+    found = loaded.swap
+    if found.existing_id is not None:
+        return found.existing_id
+    if found.offer_id is not None:
+        set_swap(tx, found.offer_id, request_id=request_id)
+        return found.offer_id
+    used = token or IdToken(TokenType.BATTERY_SERIAL, batteries[0].serial)
+    swap_id = insert_swap(
+        tx, station_id, used, SwapState.RETURNED, rider_id=found.rider_id, request_id=request_id
+    )
+    if found.mismatch is not None:
+        assert token is not None, "only a token names another rider"
+        _save_mismatch(tx, station_id, request_id, swap_id, token, found.mismatch, loaded, batteries)
     return swap_id
 
 
-def _check_token_against_packs(
+def _save_mismatch(
     tx: Tx,
     station_id: str,
     request_id: str,
     swap_id: int,
     token: IdToken,
-    holders: dict[str, str],
-    serials: Sequence[str],
+    mismatch: _Mismatch,
+    loaded: _Loaded,
+    batteries: Sequence[BatteryReading],
 ) -> None:
-    """The packs decide who is billed (R3); a token naming someone else is an alert, and the
-    offer that token was given here is abandoned now instead of at its timeout. Runs once per
-    BatteryIn: a repeated event is answered from its record before getting here."""
-    token_rider_id = token_rider(tx, token)
-    if not is_token_pack_mismatch(token_rider_id, set(holders.values())):
-        return
-    assert token_rider_id is not None
-    offer = open_offer(tx, station_id, token_rider_id)
+    """An alert naming the token's rider and the packs' holders; the offer that token was given
+    here is abandoned now instead of at its timeout. Once per BatteryIn: a repeat is answered
+    from its record."""
     released = ""
-    if offer is not None and offer.request_id is None:  # unbound: it was given for this token
-        outcomes = abandon(tx, offer)
-        released = f"; offer {offer.id} to {token_rider_id} released ({len(outcomes)} packs)"
-    held = [s for s in serials if s in holders]
+    if mismatch.offer is not None:
+        outcomes = abandon(tx, mismatch.offer)
+        released = f"; offer {mismatch.offer.id} to {mismatch.rider_id} released ({len(outcomes)} packs)"
+    held = [b.serial for b in batteries if b.serial in loaded.holders]
     tx.repo.alert(
         "token_pack_mismatch",
-        f"{token.type.value} token of rider {token_rider_id} returned {', '.join(held)} held by "
-        f"{', '.join(sorted(set(holders.values())))} at {station_id} "
+        f"{token.type.value} token of rider {mismatch.rider_id} returned {', '.join(held)} held by "
+        f"{', '.join(sorted(set(loaded.holders.values())))} at {station_id} "
         f"(request {request_id}, swap {swap_id}); the pack's holder is billed{released}",
         tx.now,
         station_id=station_id,
         pack_serial=held[0],
-        rider_id=token_rider_id,
+        rider_id=mismatch.rider_id,
     )
+
+
+# -- each pack: domain, then save -----------------------------------------------------------------
 
 
 def _return_one(
@@ -174,67 +282,96 @@ def _return_one(
     swap_id: int,
     request_id: str,
     battery: BatteryReading,
-    pack: Pack | None,
-    operator: bool,
+    loaded: _Loaded,
 ) -> PackOutcome:
-    serial, slot_no = battery.serial, battery.slot_no
+    """One reported pack: returned by its rider, already in that slot, restocked by an operator,
+    or not where the server has it (an alert; nothing else changes)."""
+    pack = loaded.packs.get(battery.serial)
+    kind = _return_kind(pack, station.id, battery.slot_no, operator=loaded.operator)
+    if kind is PackOutcomeKind.RETURNED:
+        assert pack is not None
+        return _close(tx, station, swap_id, request_id, battery, pack, loaded)
+    if kind is PackOutcomeKind.RESTOCKED:
+        _place(tx, battery.serial, station.id, battery.slot_no, battery.soc_bp, battery.soh_bp)
+    elif kind is not PackOutcomeKind.ALREADY_IN_SLOT:
+        _alert_misplaced(tx, station.id, battery, pack, kind)
+    return PackOutcome(battery.serial, battery.slot_no, kind)
+
+
+def _return_kind(pack: Pack | None, station_id: str, slot_no: int, *, operator: bool) -> PackOutcomeKind:
     if pack is None:
-        tx.repo.alert(
-            "foreign_pack",
-            f"unknown pack {serial} inserted into slot {slot_no}",
-            tx.now,
-            station_id=station.id,
-            pack_serial=serial,
-        )
-        return PackOutcome(serial, slot_no, PackOutcomeKind.FOREIGN_PACK)
+        return PackOutcomeKind.FOREIGN_PACK
     if pack.status is PackStatus.WITH_RIDER:
-        return _close_possession(tx, station, swap_id, request_id, battery, pack)
-    if pack.status is PackStatus.IN_SLOT and (pack.station_id, pack.slot_no) == (
-        station.id,
-        slot_no,
-    ):
-        return PackOutcome(serial, slot_no, PackOutcomeKind.ALREADY_IN_SLOT)
+        return PackOutcomeKind.RETURNED
+    if pack.status is PackStatus.IN_SLOT and (pack.station_id, pack.slot_no) == (station_id, slot_no):
+        return PackOutcomeKind.ALREADY_IN_SLOT
     if operator and pack.status in (PackStatus.IN_STOCK, PackStatus.QUARANTINED):
-        _place(tx, pack.serial, station.id, slot_no, battery)
-        return PackOutcome(serial, slot_no, PackOutcomeKind.RESTOCKED)
-    kind = (
-        PackOutcomeKind.PACK_TWO_PLACES
-        if pack.status is PackStatus.IN_SLOT
-        else PackOutcomeKind.PACK_NOT_ASSIGNED
-    )
-    tx.repo.alert(
-        kind,
-        f"pack {serial} ({pack.place()}) reported in slot {slot_no}",
-        tx.now,
-        station_id=station.id,
-        pack_serial=serial,
-    )
-    return PackOutcome(serial, slot_no, kind)
+        return PackOutcomeKind.RESTOCKED
+    if pack.status is PackStatus.IN_SLOT:
+        return PackOutcomeKind.PACK_TWO_PLACES
+    return PackOutcomeKind.PACK_NOT_ASSIGNED
 
 
-def _place(tx: Tx, serial: str, station_id: str, slot_no: int, battery: BatteryReading) -> None:
-    tx.repo.update_pack(
-        serial,
-        tx.now,
-        status=PackStatus.IN_SLOT.value,
-        station_id=station_id,
-        slot_no=slot_no,
-        rider_id=None,
-        reserved_swap_id=None,
-        soc_bp=battery.soc_bp,
-        soh_bp=battery.soh_bp,
-    )
-    tx.repo.set_slot(station_id, slot_no, serial)
+@dataclass(frozen=True, slots=True)
+class _Closing:
+    """What the domain makes of one returned pack: its usage (R4), the charge split (R5), and the
+    possession's closing readings."""
+
+    usage: Usage
+    split: ChargeSplit
+    closed: PossessionClosed
 
 
-def _close_possession(
-    tx: Tx, station: Station, swap_id: int, request_id: str, battery: BatteryReading, pack: Pack
+def _close(
+    tx: Tx,
+    station: Station,
+    swap_id: int,
+    request_id: str,
+    battery: BatteryReading,
+    pack: Pack,
+    loaded: _Loaded,
 ) -> PackOutcome:
-    row = tx.repo.open_possession(pack.serial)
-    assert row is not None, "a pack with a rider has an open possession"
-    possession = possession_of(row)
-    plan = tx.repo.plan(possession.plan_id)
-    assert plan is not None
+    """R3-R5 for a pack with a rider: load its rider's accounts, let the domain meter, split and
+    close, then post the charge and write the return."""
+    possession = loaded.possessions[pack.serial]
+    plan = loaded.plans[possession.plan_id]
+    # Read here, not in _load: an earlier pack of the same rider in this event has moved them.
+    accounts = rider_accounts(tx.book, possession.rider_id, plan)
+    available = accounts.allowance.available
+    closing = _closing(plan, pack, possession, battery, swap_id, station.id, tx.now, available)
+    key = f"{station.id}:{request_id}:{pack.serial}:{EventType.BATTERY_IN}"
+    revenue_minor = post_charge(
+        tx, key, possession.rider_id, plan, accounts, closing.split, possession.hold_transfer_id
+    )
+    _save_return(tx, possession, plan, closing.closed, closing.split)
+    usage, split = closing.usage, closing.split
+    return PackOutcome(
+        pack.serial,
+        battery.slot_no,
+        PackOutcomeKind.RETURNED,
+        possession.rider_id,
+        usage.units,
+        split.charged_units,
+        split.beyond_units,
+        revenue_minor,
+        split.overage_minor,
+        possession.hold_units,
+        usage.anomaly,
+    )
+
+
+def _closing(
+    plan: Plan,
+    pack: Pack,
+    possession: Possession,
+    battery: BatteryReading,
+    swap_id: int,
+    station_id: str,
+    now: datetime,
+    available_units: int,
+) -> _Closing:
+    """Pure: meter the possession from its hand-over readings and this return's, split the usage
+    over its hold and the ``available_units`` of the allowance, and close it."""
     usage = meter(
         plan,
         nominal_wh=pack.nominal_wh,
@@ -242,53 +379,50 @@ def _close_possession(
         soc_out_bp=possession.soc_out_bp,
         soc_in_bp=battery.soc_bp,
         handed_over_at=possession.at_out,
-        returned_at=tx.now,
+        returned_at=now,
     )
-    rider_id = possession.rider_id
-    key = f"{station.id}:{request_id}:{pack.serial}:{EventType.BATTERY_IN}"
-    charge = post_charge(
-        tx, key, rider_id, plan, possession.held_units, possession.hold_transfer_id, usage.units
+    split = split_for_plan(
+        plan, usage.units, held_units=possession.held_units, available_units=available_units
     )
-    if usage.anomaly:
-        tx.repo.alert(
-            "soc_anomaly",
-            f"pack {pack.serial}: {usage.anomaly}",
-            tx.now,
-            station_id=station.id,
-            pack_serial=pack.serial,
-            rider_id=rider_id,
-        )
     closed = possession.close(
         swap_in_id=swap_id,
-        station_in=station.id,
+        station_in=station_id,
         slot_in=battery.slot_no,
-        at_in=tx.now,
+        at_in=now,
         soc_in_bp=battery.soc_bp,
         soh_in_bp=battery.soh_bp,
         usage_units=usage.units,
         anomaly=usage.anomaly,
     )
+    return _Closing(usage, split, closed)
+
+
+# -- save -----------------------------------------------------------------------------------------
+
+
+def _save_return(
+    tx: Tx, possession: Possession, plan: Plan, closed: PossessionClosed, split: ChargeSplit
+) -> None:
+    """Write a closed possession: its anomaly alert, its return readings, the pack in its slot,
+    and a subscription's consumption."""
+    serial, rider_id = possession.pack_serial, possession.rider_id
+    if closed.anomaly:
+        tx.repo.alert(
+            "soc_anomaly",
+            f"pack {serial}: {closed.anomaly}",
+            tx.now,
+            station_id=closed.station_in,
+            pack_serial=serial,
+            rider_id=rider_id,
+        )
     tx.repo.update(t.possessions, "id", closed.possession_id, _closed_columns(closed))
-    _place(tx, pack.serial, station.id, battery.slot_no, battery)
+    _place(tx, serial, closed.station_in, closed.slot_in, closed.soc_in_bp, closed.soh_in_bp)
     if plan.is_subscription:
         tx.repo.execute(
             sa.update(t.subscriptions)
             .where(t.subscriptions.c.rider_id == rider_id)
-            .values(consumed_units=t.subscriptions.c.consumed_units + charge.charged_units)
+            .values(consumed_units=t.subscriptions.c.consumed_units + split.charged_units)
         )
-    return PackOutcome(
-        pack.serial,
-        battery.slot_no,
-        PackOutcomeKind.RETURNED,
-        rider_id,
-        usage.units,
-        charge.charged_units,
-        charge.beyond_units,
-        charge.revenue_minor,
-        charge.overage_minor,
-        possession.hold_units,
-        usage.anomaly,
-    )
 
 
 def _closed_columns(closed: PossessionClosed) -> dict[str, Any]:
@@ -298,3 +432,28 @@ def _closed_columns(closed: PossessionClosed) -> dict[str, Any]:
         for field in dataclasses.fields(closed)
         if field.name != "possession_id"
     }
+
+
+def _alert_misplaced(
+    tx: Tx, station_id: str, battery: BatteryReading, pack: Pack | None, kind: PackOutcomeKind
+) -> None:
+    if pack is None:
+        text = f"unknown pack {battery.serial} inserted into slot {battery.slot_no}"
+    else:
+        text = f"pack {battery.serial} ({pack.place()}) reported in slot {battery.slot_no}"
+    tx.repo.alert(kind, text, tx.now, station_id=station_id, pack_serial=battery.serial)
+
+
+def _place(tx: Tx, serial: str, station_id: str, slot_no: int, soc_bp: int, soh_bp: int) -> None:
+    tx.repo.update_pack(
+        serial,
+        tx.now,
+        status=PackStatus.IN_SLOT.value,
+        station_id=station_id,
+        slot_no=slot_no,
+        rider_id=None,
+        reserved_swap_id=None,
+        soc_bp=soc_bp,
+        soh_bp=soh_bp,
+    )
+    tx.repo.set_slot(station_id, slot_no, serial)

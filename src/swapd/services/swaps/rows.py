@@ -8,17 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.lifecycle import (
-    Offer,
-    OfferState,
-    Possession,
-    Swap,
-    SwapState,
-)
+from swapd.domain.lifecycle import Offer, OfferState, Possession, Swap, SwapState
 from swapd.domain.riders import IdToken
-from swapd.services.swaps.records import (
-    EventResult,
-)
+from swapd.services.swaps.records import EventResult
 from swapd.store import schema as t
 from swapd.store.database import Tx
 from swapd.store.prepared import Prepared

@@ -9,31 +9,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from swapd.domain.errors import InvalidInput, NotFound
-from swapd.domain.lifecycle import (
-    SwapState,
-)
+from swapd.domain.lifecycle import SwapState
 from swapd.domain.riders import IdToken
-from swapd.services.swaps.checks import (
-    check_batteries,
-    check_request_id,
-    check_token,
-)
-from swapd.services.swaps.lookups import (
-    known_station,
-)
-from swapd.services.swaps.offers import (
-    abandon,
-    swap_for_event,
-)
-from swapd.services.swaps.records import (
-    BatteryReading,
-    EventResult,
-    EventType,
-)
-from swapd.services.swaps.rows import (
-    already,
-    record,
-)
+from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.lookups import known_station
+from swapd.services.swaps.offers import abandon, swap_for_event
+from swapd.services.swaps.records import BatteryReading, EventResult, EventType
+from swapd.services.swaps.rows import already, record, swap_of
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 
@@ -60,7 +42,7 @@ def battery_out_timeout(
             return repeated
         swap = swap_for_event(tx, station_id, request_id, token)
         outcomes = [] if swap is None else abandon(tx, swap)
-        swap_id = None if swap is None else int(swap.id)
+        swap_id = None if swap is None else swap.id
         result = EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(outcomes))
         return record(tx, station_id, request_id, result)
 
@@ -74,7 +56,7 @@ def abandon_offer(db: Database, swap_id: int) -> EventResult:
         swap = tx.repo.swap(swap_id)
         if swap is None:
             raise NotFound(f"unknown swap {swap_id}")
-        return EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(abandon(tx, swap)))
+        return EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(abandon(tx, swap_of(swap))))
 
     return db.write(work)
 
