@@ -9,9 +9,10 @@ from swapd.domain.decision import REFUSAL_TEXT, RefusalReason, check_returned_pa
 from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.lifecycle import SwapState
 from swapd.domain.plans import Plan
+from swapd.domain.revenue import weighted_value
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
-from swapd.services.money import rider_accounts, weighted_value
+from swapd.services.money import rider_accounts
 from swapd.services.swaps.checks import check_request_id, check_token
 from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
 from swapd.services.swaps.offers import place_offer
