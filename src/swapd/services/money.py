@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swapd.domain.plans import Plan
-
-# Re-exported: services/swaps imports weighted_value from here.
-from swapd.domain.revenue import weighted_value as weighted_value  # noqa: PLC0414
+from swapd.domain.revenue import weighted_value
 from swapd.ledger.model import Account, AccountCode, Transfer, TransferCode, TransferRequest
 from swapd.store.ledger_book import OPERATOR, Book
 
