@@ -1,25 +1,32 @@
-"""Every kind of alert the swap services raise can be asked for by kind in the operator API."""
+"""Every kind of alert the services raise can be asked for by kind in the operator API."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import pkgutil
 import typing
 
 from fastapi.testclient import TestClient
 
+from swapd import services
 from swapd.api.operator_swaps import AlertKind
-from swapd.services import swaps
 from swapd.services.identity import Role
 from swapd.store.database import Database
 from tests.api.conftest import staff
 
 
 def _kinds_raised() -> set[str]:
-    """The first argument of every ``tx.repo.alert(...)`` call in the swap services."""
-    tree = ast.parse(inspect.getsource(swaps))
+    """The first argument of every ``tx.repo.alert(...)`` call in any module of swapd.services."""
+    modules = [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(services.__path__, prefix="swapd.services.")
+    ]
+    trees = [ast.parse(inspect.getsource(module)) for module in modules]
     return {
         node.args[0].value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)

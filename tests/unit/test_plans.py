@@ -81,11 +81,15 @@ def test_a_payment_too_small_to_buy_anything_is_refused() -> None:
     # 1249 * 10 / 12500 = 0.9992 -> 0 deliveries
     with pytest.raises(InvalidInput) as raised:
         DELIVERIES.allowance_for_payment(1_249)
-    assert raised.value.message == ("1249 minor units buy no allowance on plan bundle (12500 buys 10 count)")
+    assert raised.value.message == (
+        "1249 minor units buy no allowance on plan bundle (12500 buys 10 count)"
+    )
 
 
 def test_a_subscription_is_not_topped_up() -> None:
-    with pytest.raises(InvalidInput, match="plan subscription is a subscription: pay its fee, not a top-up"):
+    with pytest.raises(
+        InvalidInput, match="plan subscription is a subscription: pay its fee, not a top-up"
+    ):
         SUB.allowance_for_payment(10_000)
 
 
