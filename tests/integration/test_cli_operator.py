@@ -83,13 +83,8 @@ def network(url: str) -> None:
 # -- happy paths ----------------------------------------------------------------------------------
 
 
-def test_catalog_commands(db_url: str) -> None:
-    url = db_url
-    assert js(url, "pack-model", "add", "G2", "--nominal-wh", "1700") == {
-        "code": "G2",
-        "nominal_wh": 1700,
-    }
-
+def _station_add_and_password(url: str) -> None:
+    """station add prints the OCPP URL and a password shown once; station password rotates it."""
     added = js(url, "station", "add", "ST1", "--slots", "6", "--host", "swap.example", "--port", "9000")
     password = added.pop("password")
     assert added == {
@@ -137,6 +132,16 @@ def test_catalog_commands(db_url: str) -> None:
         assert not verify_password(password, access.password_hash)
     finally:
         db.dispose()
+
+
+def test_catalog_commands(db_url: str) -> None:
+    url = db_url
+    assert js(url, "pack-model", "add", "G2", "--nominal-wh", "1700") == {
+        "code": "G2",
+        "nominal_wh": 1700,
+    }
+
+    _station_add_and_password(url)
 
     assert js(
         url,

@@ -191,13 +191,8 @@ def _swap(
 # -- subscriptions -------------------------------------------------------------------------------
 
 
-def test_subscription_prorated_first_cycle_carry_over_and_expiry(
-    db: Database, clock: ManualClock
-) -> None:
-    _network(db, SUB)
-    catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
-    catalog.add_rider(db, "R5", "sub")
-
+def _join_mid_month_and_use_1530_wh(db: Database, clock: ManualClock) -> None:
+    """R5 subscribes on 2026-11-16 (a prorated first cycle) and uses 1,530 Wh in it."""
     # Joined 2026-11-16 12:34:56: 1,250,704 of November's 2,592,000 s are left.
     # fee = round_half_even(30,000 * 1,250,704 / 2,592,000) = round(14,475.74) = 14,476 KRW
     # included = floor(60,000 * 1,250,704 / 2,592,000) = floor(28,951.48) = 28,951 Wh
@@ -236,6 +231,16 @@ def test_subscription_prorated_first_cycle_carry_over_and_expiry(
     assert _units(balance) == (27_421, 0, 27_421)
     assert (balance.prepaid_minor, balance.receivable_minor) == (13_711, 0)
     assert _subscription(db, "R5")[3:] == (0, 1_530)
+
+
+def test_subscription_prorated_first_cycle_carry_over_and_expiry(
+    db: Database, clock: ManualClock
+) -> None:
+    _network(db, SUB)
+    catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
+    catalog.add_rider(db, "R5", "sub")
+
+    _join_mid_month_and_use_1530_wh(db, clock)
 
     # Closing before the cycle's end is refused and writes nothing.
     clock.set(DEC_1 - timedelta(seconds=1))
