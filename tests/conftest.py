@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -36,6 +37,27 @@ def pytest_configure(config: pytest.Config) -> None:
     processors = list(structlog.get_config()["processors"])
     processors[-1] = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(processors=processors)
+
+
+@pytest.fixture(autouse=True)
+def structlog_as_configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A command run in the test process (``swapd sim`` through CliRunner) configures logging as
+    the program does, with loggers cached on first use: a module's logger cached then would keep
+    that configuration for the rest of the worker, and ``structlog.testing.capture_logs`` in a
+    later test would no longer see its lines. Here such a configuration caches nothing, and the
+    configuration every test starts with is restored after each."""
+    from swapd import logs
+
+    configured = logs.configure_logging
+
+    def uncached(**options: Any) -> None:
+        configured(**options)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(logs, "configure_logging", uncached)
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 # scrypt with N=2**10 instead of 2**14: 16 times cheaper (about 5 ms instead of 85 per hash).
