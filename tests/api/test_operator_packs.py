@@ -14,16 +14,10 @@ from swapd.readmodels import money, stations
 from swapd.services import catalog, payments
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from tests import network as net
 from tests.api.conftest import Account
 from tests.api.test_operator_swaps import network
 from tests.plans import ENERGY
-
-
-def _fleet(db: Database) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_pack_model(db, "G3", 2200)
-    catalog.add_station(db, "ST1", 4)
-    catalog.add_station(db, "ST2", 4)
 
 
 def _serials(client: TestClient, who: Account, **params: object) -> list[str]:
@@ -78,7 +72,9 @@ def test_pack_models_and_registration(
 def test_pack_filters_filter_and_pages_do_not_overlap(
     client: TestClient, db: Database, support: Account
 ) -> None:
-    _fleet(db)
+    net.pack_model(db, "G2", nominal_wh=1700)
+    net.pack_model(db, "G3", nominal_wh=2200)
+    net.stations(db, ("ST1", "ST2"), slot_count=4)
     catalog.register_pack(db, "A-1", "G2", soc=90, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "A-2", "G3", soc=90, station_id="ST1", slot_no=2)
     catalog.register_pack(db, "A-3", "G2", soc=90, station_id="ST2", slot_no=1)
@@ -100,7 +96,9 @@ def test_pack_filters_filter_and_pages_do_not_overlap(
 def test_csv_import_writes_everything_or_nothing_and_names_bad_lines(
     client: TestClient, db: Database, operator: Account, support: Account
 ) -> None:
-    _fleet(db)
+    net.pack_model(db, "G2", nominal_wh=1700)
+    net.pack_model(db, "G3", nominal_wh=2200)
+    net.stations(db, ("ST1", "ST2"), slot_count=4)
     catalog.register_pack(db, "OLD-1", "G2")
     bad = (
         "serial,model,soh,soc,station,slot\n"
@@ -165,7 +163,9 @@ def test_csv_import_writes_everything_or_nothing_and_names_bad_lines(
 def test_quarantine_and_retire_need_a_reason_and_are_audited(
     client: TestClient, db: Database, operator: Account, support: Account
 ) -> None:
-    _fleet(db)
+    net.pack_model(db, "G2", nominal_wh=1700)
+    net.pack_model(db, "G3", nominal_wh=2200)
+    net.stations(db, ("ST1", "ST2"), slot_count=4)
     catalog.register_pack(db, "Q-1", "G2", soc=90, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "R-1", "G2")
     url = "/api/v1/ops/packs/Q-1/quarantine"

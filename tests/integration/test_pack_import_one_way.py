@@ -9,9 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from swapd.cli import app
-from swapd.services import back_office, catalog
+from swapd.services import back_office
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests import network as net
 from tests.cli_runner import CliRunner
 
 FILE = (
@@ -24,11 +25,6 @@ FILE = (
 )
 
 
-def _network(db: Database) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_station(db, "ST1", 4)
-
-
 def _audit(db: Database) -> list[tuple[str, str]]:
     query = sa.select(t.audit_log.c.actor, t.audit_log.c.action).order_by(t.audit_log.c.id)
     return [tuple(row) for row in db.read(lambda tx: tx.repo.execute(query).all())]
@@ -37,7 +33,8 @@ def _audit(db: Database) -> list[tuple[str, str]]:
 def test_the_command_line_and_the_api_refuse_the_same_lines(
     db: Database, db_url: str, tmp_path: Path
 ) -> None:
-    _network(db)
+    net.pack_model(db)
+    net.station(db, "ST1", slot_count=4)
     through_api = back_office.import_packs(db, "ops:kim", FILE)
     path = tmp_path / "packs.csv"
     path.write_text(FILE, encoding="utf-8")
@@ -53,7 +50,8 @@ def test_the_command_line_and_the_api_refuse_the_same_lines(
 
 
 def test_an_import_from_either_side_is_audited(db: Database, db_url: str, tmp_path: Path) -> None:
-    _network(db)
+    net.pack_model(db)
+    net.station(db, "ST1", slot_count=4)
     assert back_office.import_packs(db, "ops:kim", "serial,model\nA-1,G2\n").imported == 1
     path = tmp_path / "packs.csv"
     path.write_text("serial,model\nC-1,G2\nC-2,G2\n", encoding="utf-8")

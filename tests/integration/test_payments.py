@@ -28,6 +28,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.ledger_check import check_ledger
+from tests import network as net
 from tests.plans import BUNDLE, ENERGY, TIME
 
 # Subscription: 30,000 KRW a month for 60,000 Wh; overage 250 KRW per 1,000 Wh.
@@ -71,14 +72,6 @@ MAR_1 = datetime(2027, 3, 1, tzinfo=UTC)
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _network(db: Database, *plans: Plan) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    for plan in plans:
-        catalog.add_plan(db, plan)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
 
 
 def _app(rider_id: str) -> IdToken:
@@ -236,7 +229,7 @@ def _join_mid_month_and_use_1530_wh(db: Database, clock: ManualClock) -> None:
 def test_subscription_prorated_first_cycle_carry_over_and_expiry(
     db: Database, clock: ManualClock
 ) -> None:
-    _network(db, SUB)
+    net.network(db, SUB)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R5", "sub")
 
@@ -307,7 +300,7 @@ def test_subscription_prorated_first_cycle_carry_over_and_expiry(
 
 
 def test_subscription_carry_over_is_capped_at_one_cycle(db: Database, clock: ManualClock) -> None:
-    _network(db, SUB)
+    net.network(db, SUB)
     catalog.add_rider(db, "R5", "sub")
     clock.set(DEC_1)  # joined on the first of the month: a full first cycle
     sub = payments.subscribe(db, "R5", "sub-pay-1")
@@ -330,7 +323,7 @@ def test_subscription_carry_over_is_capped_at_one_cycle(db: Database, clock: Man
 
 
 def test_subscription_without_carry_over_or_proration(db: Database, clock: ManualClock) -> None:
-    _network(db, NO_CARRY)
+    net.network(db, NO_CARRY)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R5", "nocarry")
     clock.set(datetime(2026, 12, 10, 8, 0, 0, tzinfo=UTC))
@@ -362,7 +355,7 @@ def test_subscription_without_carry_over_or_proration(db: Database, clock: Manua
 
 
 def test_subscription_overage_bills_the_receivable(db: Database, clock: ManualClock) -> None:
-    _network(db, SMALL)
+    net.network(db, SMALL)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=100, soh=100, station_id="ST1", slot_no=2)
     catalog.register_pack(db, "B-3", "G2", soc=100, soh=90, station_id="ST1", slot_no=3)
@@ -454,7 +447,7 @@ def test_subscription_overage_bills_the_receivable(db: Database, clock: ManualCl
 def test_receivable_payment_reference_belongs_to_one_rider(db: Database, clock: ManualClock) -> None:
     """A payment reference applied for one rider is not silently 'already applied' for another
     (top-ups and refunds refuse that with Conflict; so must receivable payments)."""
-    _network(db, SMALL)
+    net.network(db, SMALL)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R6", "small")
     catalog.add_rider(db, "R7", "small")
@@ -481,7 +474,7 @@ def test_receivable_payment_reference_belongs_to_one_rider(db: Database, clock: 
 def test_close_cycle_payment_reference_pays_one_cycle_only(db: Database, clock: ManualClock) -> None:
     """Closing late (two cycle ends passed) and retrying with the same payment reference must not
     charge a second fee under that reference (R5: every charge is idempotent)."""
-    _network(db, SUB)
+    net.network(db, SUB)
     catalog.add_rider(db, "R5", "sub")
     clock.set(DEC_1)
     payments.subscribe(db, "R5", "sub-pay-1")
@@ -500,7 +493,7 @@ def test_close_cycle_payment_reference_pays_one_cycle_only(db: Database, clock: 
 
 
 def test_refunds(db: Database, clock: ManualClock) -> None:
-    _network(db, ENERGY)
+    net.network(db, ENERGY)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
     payments.top_up(db, "R1", 10_000, "pay-1")
@@ -566,7 +559,7 @@ def test_refunds(db: Database, clock: ManualClock) -> None:
 def test_refund_taking_the_last_units_takes_all_their_money(db: Database, clock: ManualClock) -> None:
     """Refunds round the units against the rider; when that takes the whole allowance, no prepaid
     money may stay behind without allowance (weighted-average invariant)."""
-    _network(db, BUNDLE)
+    net.network(db, BUNDLE)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R4", "bundle")
     payments.top_up(db, "R4", 12_500, "pay-1")
@@ -586,7 +579,7 @@ def test_refund_taking_the_last_units_takes_all_their_money(db: Database, clock:
 
 
 def test_adjustments(db: Database) -> None:
-    _network(db, ENERGY)
+    net.network(db, ENERGY)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
     payments.top_up(db, "R1", 10_000, "pay-1")
@@ -648,7 +641,7 @@ def test_adjustments(db: Database) -> None:
 
 
 def test_time_plan_overdraw_settled_by_top_ups(db: Database, clock: ManualClock) -> None:
-    _network(db, TIME)
+    net.network(db, TIME)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
     catalog.add_rider(db, "R8", "time")
@@ -704,7 +697,7 @@ def test_time_plan_overdraw_settled_by_top_ups(db: Database, clock: ManualClock)
 
 
 def test_abandoned_hand_over_voids_holds(db: Database) -> None:
-    _network(db, ENERGY)
+    net.network(db, ENERGY)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=95, soh=100, station_id="ST1", slot_no=2)
     catalog.add_rider(db, "R1", "energy", vehicle_packs=2)
@@ -790,7 +783,7 @@ def test_abandoned_hand_over_voids_holds(db: Database) -> None:
 
 
 def test_multi_pack_swap_returns_two_and_takes_two(db: Database, clock: ManualClock) -> None:
-    _network(db, ENERGY)
+    net.network(db, ENERGY)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=96, soh=95, station_id="ST1", slot_no=2)
     catalog.register_pack(db, "C-1", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)

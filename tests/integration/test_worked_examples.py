@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from swapd.domain.errors import Conflict
 from swapd.domain.packs import PackStatus
-from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import Transfer, TransferCode, TransferFlags
 from swapd.readmodels.alerts import recent_alerts as alerts
@@ -28,14 +27,8 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.ledger_check import check_ledger
-from tests.plans import BUNDLE, ENERGY, TIME
-
-
-def _network(db: Database, *, plan: Plan = ENERGY) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, plan)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
+from tests import network as net
+from tests.plans import BUNDLE, TIME
 
 
 def _app(rider_id: str) -> IdToken:
@@ -77,7 +70,7 @@ def _snapshot(db: Database) -> list[list[tuple[object, ...]]]:
 
 
 def _e1_steps_1_to_3(db: Database, clock: ManualClock) -> None:
-    _network(db)
+    net.network(db)
     catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
     catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
     catalog.add_rider(db, "R1", "energy")
@@ -140,7 +133,7 @@ def test_e1_prepaid_energy(db: Database, clock: ManualClock) -> None:
 
 
 def test_e2_insufficient_allowance(db: Database) -> None:
-    _network(db)
+    net.network(db)
     # Charged packs at ST1 hold >= 1,600 Wh each: 1700 * 1.00 * 0.96 = 1,632 and
     # ceil(1700 * 0.995 * 0.95) = ceil(1,606.9) = 1,607.
     catalog.register_pack(db, "B-1", "G2", soc=96, soh=100, station_id="ST1", slot_no=1)
@@ -192,7 +185,7 @@ def test_e2_insufficient_allowance(db: Database) -> None:
 
 
 def test_e3_prepaid_time(db: Database, clock: ManualClock) -> None:
-    _network(db, plan=TIME)
+    net.network(db, TIME)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.add_rider(db, "R3", "time")
     top = payments.top_up(db, "R3", 10_000, "pay-r3")
@@ -233,7 +226,7 @@ def test_e3_prepaid_time(db: Database, clock: ManualClock) -> None:
 
 
 def test_e4_deliveries_two_pack_vehicle(db: Database) -> None:
-    _network(db, plan=BUNDLE)
+    net.network(db, BUNDLE)
     catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=95, soh=100, station_id="ST1", slot_no=2)
     catalog.add_rider(db, "R4", "bundle", vehicle_packs=2)
@@ -356,7 +349,7 @@ def test_e5_return_reported_again_under_a_new_request_id(db: Database, clock: Ma
 
 
 def test_e6_foreign_pack(db: Database) -> None:
-    _network(db)
+    net.network(db)
     catalog.register_pack(db, "B-STOCK", "G2", soc=50, soh=100)  # in the depot
     catalog.register_pack(db, "B-SLOT", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
