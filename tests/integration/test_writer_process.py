@@ -1,13 +1,14 @@
 """SQLite under ``swapd serve``: service calls from the event loop run in a writer process
 (swapd.store.writer). They must commit there, answer with their results and errors as if run
-here, fail alone inside a group, survive the writer dying, and end with the server."""
+here, fail alone inside a group, survive the writer dying, and end with the server. Only the
+calls of the calls table cross (here tests/writer_test_calls.py), and only in the closed wire
+format (swapd.store.wire): anything else is refused and runs nowhere."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import pickle
 import signal
 import socket
 import time
@@ -16,16 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import structlog
 
 from swapd.domain.errors import Conflict, RateLimited
 from swapd.services import catalog
-from swapd.store import writer
+from swapd.store import wire
 from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES
 from swapd.store.database import Database
 from swapd.store.engine import make_engine, sqlite_file_path, upgrade
-from swapd.store.writer import FrameReader, WriterUnavailable, encode_outcomes, frame
+from swapd.store.wire import WireRefused, encode_outcomes
+from swapd.store.writer import FrameReader, WriterUnavailable, frame
+from tests import writer_test_calls
+
+CALLS_MODULE = writer_test_calls.__name__
 
 
 @pytest.fixture
@@ -35,7 +39,7 @@ def served(tmp_path: Path) -> Iterator[Database]:
     engine = make_engine(url)
     upgrade(engine)
     db = Database(engine)
-    db.start_writer_process(json_logs=True)
+    db.start_writer_process(json_logs=True, calls_module=CALLS_MODULE)
     yield db
     db.dispose()
 
@@ -86,14 +90,71 @@ def test_a_domain_error_comes_back_as_itself_and_fails_its_call_alone(served: Da
     assert stored == {"TAKEN"} | {f"M{i:02d}" for i in range(30)} - {"M07", "M21"}
 
 
-def test_a_call_that_cannot_cross_runs_here(served: Database) -> None:
-    here = os.getpid()
+def _not_in_the_table(db: Database, ran: list[str]) -> None:
+    ran.append("ran")
+    catalog.add_pack_model(db, "NOWHERE", 1000)
 
-    async def scenario() -> list[object]:
-        # A closure cannot be pickled: it runs in this process, beside the writer's calls.
-        return list(await asyncio.gather(served.call(lambda: os.getpid()), served.call(os.getpid)))
 
-    assert asyncio.run(scenario()) == [here, served.writer_pid]
+def test_a_function_outside_the_calls_table_is_refused_at_the_call_site_and_runs_nowhere(
+    served: Database,
+) -> None:
+    ran: list[str] = []
+    with pytest.raises(TypeError, match="_not_in_the_table is not in the writer's calls table"):
+        asyncio.run(served.call(_not_in_the_table, served, ran))
+    with pytest.raises(TypeError, match="lambda"):
+        asyncio.run(served.call(lambda: os.getpid()))
+    assert ran == []
+    assert served.read(lambda tx: tx.repo.pack_models()) == []
+    # The refusal is the caller's: the calls in the table go on crossing.
+    assert asyncio.run(served.call(os.getpid)) == served.writer_pid
+
+
+class _RunsACommand:
+    """Unpickles as a call of os.system: what a frame outside the wire format could do."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (self.command,))
+
+
+def test_a_frame_naming_a_class_outside_the_wire_format_is_refused_by_the_writer(
+    served: Database, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+
+    async def scenario() -> tuple[object, object]:
+        # Queued together, so that they travel as one frame: the writer refuses it whole.
+        return await asyncio.gather(
+            served.call(writer_test_calls.fail_with, _RunsACommand(f"touch {marker}")),
+            served.call(catalog.add_pack_model, served, "SAME-FRAME", 1000),
+            return_exceptions=True,
+        )
+
+    refused, neighbour = asyncio.run(scenario())
+    assert isinstance(refused, WireRefused) and "system is outside the writer's wire format" in str(
+        refused
+    )
+    assert isinstance(neighbour, WireRefused)
+    assert not marker.exists()
+    assert served.read(lambda tx: tx.repo.pack_models()) == []
+    # The writer reads on: the next frame is answered.
+    assert asyncio.run(served.call(os.getpid)) == served.writer_pid
+
+
+def test_a_call_whose_arguments_will_not_pickle_fails_alone_and_runs_nowhere(served: Database) -> None:
+    async def both() -> tuple[object, object]:
+        # Queued together, so that they travel as one group: the closure's call fails here.
+        return await asyncio.gather(
+            served.call(writer_test_calls.fail_with, lambda: None),
+            served.call(os.getpid),
+            return_exceptions=True,
+        )
+
+    refused, there = asyncio.run(both())
+    assert isinstance(refused, TypeError) and "'fail_with' will not pickle" in str(refused)
+    assert there == served.writer_pid != os.getpid()
 
 
 def test_an_unexpected_error_is_logged_by_the_writer_with_the_callers_context(
@@ -103,7 +164,7 @@ def test_an_unexpected_error_is_logged_by_the_writer_with_the_callers_context(
     engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
     upgrade(engine)
     served = Database(engine)
-    served.start_writer_process(json_logs=True)
+    served.start_writer_process(json_logs=True, calls_module=CALLS_MODULE)
 
     async def scenario() -> None:
         with structlog.contextvars.bound_contextvars(station="ST-CONTEXT"):
@@ -142,13 +203,12 @@ def test_a_writer_that_dies_fails_the_calls_it_held_and_the_next_call_starts_ano
     assert where == served.writer_pid and where not in (first, os.getpid())
 
 
-def _wal_autocheckpoint_pages(db: Database) -> int:
-    return int(db.read(lambda tx: tx.repo.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar_one()))
-
-
 def test_the_writer_checkpoints_the_wal_in_a_thread_of_its_own(served: Database) -> None:
     # Its own connection checkpoints only past a large WAL, so that a COMMIT seldom stalls...
-    assert asyncio.run(served.call(_wal_autocheckpoint_pages, served)) == WRITER_AUTOCHECKPOINT_PAGES
+    assert (
+        asyncio.run(served.call(writer_test_calls.wal_autocheckpoint_pages, served))
+        == WRITER_AUTOCHECKPOINT_PAGES
+    )
     # ...and commits far below that size still reach the database file: the thread copied them.
     path = Path(str(sqlite_file_path(served.engine.url)))
     before = path.stat().st_size
@@ -183,7 +243,7 @@ def test_the_writer_ends_with_the_server(tmp_path: Path) -> None:
     engine = make_engine(url)
     upgrade(engine)
     db = Database(engine)
-    db.start_writer_process(json_logs=True)
+    db.start_writer_process(json_logs=True, calls_module=CALLS_MODULE)
     pid = db.writer_pid
     assert pid is not None
     assert asyncio.run(db.call(os.getpid)) == pid
@@ -196,7 +256,7 @@ def test_the_writer_ends_with_the_server(tmp_path: Path) -> None:
 )
 def test_an_in_memory_database_keeps_its_calls_here(url: str) -> None:
     db = Database(make_engine(url))
-    db.start_writer_process(json_logs=True)
+    db.start_writer_process(json_logs=True, calls_module=CALLS_MODULE)
     try:
         assert db.writer_pid is None
         assert asyncio.run(db.call(os.getpid)) == os.getpid()
@@ -216,24 +276,15 @@ def test_outcomes_that_cannot_cross_whole_cross_as_text_and_fail_alone() -> None
         _Done(result=lambda: None),  # a result that will not pickle
         _Done(result={"a": 1}),
         _Done(error=ValueError("bad")),
+        _Done(result=Path("/outside/the/format")),  # pickles, but the gateway would refuse it
     ]
-    outcomes = pickle.loads(encode_outcomes(calls))  # type: ignore[arg-type]
-    (ok1, limited), (ok2, unsent), (ok3, value), (ok4, bad) = outcomes
+    outcomes = wire.loads(encode_outcomes(calls))  # type: ignore[arg-type]
+    (ok1, limited), (ok2, unsent), (ok3, value), (ok4, bad), (ok5, outside) = outcomes
     assert not ok1 and isinstance(limited, RuntimeError) and "RateLimited: slow down" in str(limited)
     assert not ok2 and isinstance(unsent, RuntimeError) and "result" in str(unsent)
     assert ok3 and value == {"a": 1}
     assert not ok4 and isinstance(bad, ValueError) and str(bad) == "bad"
-
-
-def test_a_group_whose_one_call_will_not_pickle_sends_the_rest(served: Database) -> None:
-    async def both() -> list[int]:
-        local = {"pid": os.getpid}
-        # Queued together, so that they travel as one group: the closure runs in the gateway.
-        return await asyncio.gather(served.call(lambda: local["pid"]()), served.call(os.getpid))
-
-    here, there = asyncio.run(both())
-    assert here == os.getpid()
-    assert there == served.writer_pid != os.getpid()
+    assert not ok5 and isinstance(outside, RuntimeError) and "Path is outside" in str(outside)
 
 
 def test_frames_are_read_whole_however_they_arrive() -> None:
@@ -277,7 +328,7 @@ def test_the_writer_module_refuses_to_run_without_its_arguments() -> None:
         [sys.executable, "-m", "swapd.store.writer_process"], capture_output=True, check=False
     )
     assert done.returncode == 2
-    assert writer.ThisDatabase.__module__ == "swapd.store.writer"
+    assert wire.ThisDatabase.__module__ == "swapd.store.wire"
 
 
 def test_a_failure_on_the_way_to_the_writer_fails_its_group_not_later_calls(

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
 from swapd.api import router as api_router
-from swapd.gateway import commands
+from swapd.gateway import commands, writer_calls
 from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
@@ -294,7 +294,7 @@ def serve(
     (host, port), so that a port in use was found before anything started."""
     config = uvicorn_config(db, host=host, port=port, certfile=certfile, keyfile=keyfile)
     if writer_process:
-        db.start_writer_process(json_logs=json_logs)
+        db.start_writer_process(json_logs=json_logs, calls_module=writer_calls.__name__)
     settle_heap()
     try:
         uvicorn.Server(config).run(sockets=None if sock is None else [sock])

@@ -98,6 +98,8 @@ class _Call:
     context: contextvars.Context
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    # The function's name in the writer process's calls table; empty when no writer runs.
+    name: str = ""
     result: object = None
     error: BaseException | None = None
 
@@ -340,7 +342,12 @@ class Database:
         loop per group. Threads blocked one per call on the commit lock (what ``write`` does for
         callers that are threads) cost more CPU in GIL hand-offs and wake-ups than the calls
         themselves (profiled).
+
+        With a writer process (``start_writer_process``), every call runs there, and only the
+        functions of its calls table may be called: any other raises TypeError here, naming
+        it, and runs nowhere.
         """
+        name = "" if self._writer is None else self._writer.name_of(function)
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the caller's log context goes with the call
         bound = functools.partial(function, *args, **kwargs)
@@ -348,20 +355,27 @@ class Database:
             return await loop.run_in_executor(self._thread_pool(), context.run, bound)
         future: asyncio.Future[T] = loop.create_future()
         self._call_thread()
-        self._calls.put(_Call(bound, context, loop, future))
+        self._calls.put(_Call(bound, context, loop, future, name))
         return await future
 
-    def start_writer_process(self, *, json_logs: bool) -> None:
+    def start_writer_process(self, *, json_logs: bool, calls_module: str) -> None:
         """SQLite: run the event loop's service calls (``call``) in a writer process of its own
         (see swapd.store.writer), so that the writer and the event loop each have a core. On
-        PostgreSQL the calls already run in threads, each its own transaction: nothing to do."""
+        PostgreSQL the calls already run in threads, each its own transaction: nothing to do.
+
+        ``calls_module`` names the module whose ``CALLS`` table (swapd.store.calls) lists the
+        functions ``call`` may be given: the entrypoint that makes the calls declares it."""
         if not self._grouped or self._writer is not None:
             return
         if sqlite_file_path(self.engine.url) is None:
             return  # in memory: another process would open another database; keep the calls here
         if sys.platform == "win32":
             return  # the writer is handed its socket by pass_fds, which Windows lacks
-        writer = WriterClient(self.engine.url.render_as_string(hide_password=False), json_logs=json_logs)
+        writer = WriterClient(
+            self.engine.url.render_as_string(hide_password=False),
+            json_logs=json_logs,
+            calls_module=calls_module,
+        )
         writer.start()
         self._writer = writer
 
@@ -404,7 +418,7 @@ class Database:
             if self._writer is not None:
                 # Answered from the writer's reply thread; the next group gathers meanwhile.
                 try:
-                    self._writer.submit(group, self, self._run_here, _answer)
+                    self._writer.submit(group, self, _answer)
                 except Exception as error:
                     # A bug on the way to the writer fails this group, not this thread (and with
                     # it every later call, which would wait forever).

@@ -9,9 +9,11 @@ and the event loop the other.
 The gateway's call thread (``Database._serve_calls``) sends each group of calls it collected
 as one frame; the writer runs the group as it would have run it in the gateway (one
 transaction, a savepoint a call, one COMMIT) and answers with every call's outcome in one frame.
-A call is sent as its function (a module-level function: pickled by name), its arguments (the
-gateway's ``Database`` replaced by a marker, for which the writer puts its own) and the caller's
-log context. A call that cannot be pickled runs in the gateway as before.
+A call crosses as a command: its function's name in the calls table both processes import
+(swapd.store.calls), its arguments (the gateway's ``Database`` replaced by a marker, for which
+the writer puts its own) and the caller's log context, in the closed format of swapd.store.wire.
+There is no other way across: ``Database.call`` refuses a function outside the table, and a call
+whose arguments will not pickle fails, naming its function; nothing falls back to running here.
 
 The writer is a child process that lives as long as its socket: it finishes the group it holds
 and exits when the gateway closes the socket or dies (kill -9 included). If the writer dies,
@@ -19,15 +21,12 @@ the calls it held fail (the stations resend them; every station event is idempot
 next group starts a new writer.
 
 The writer process itself is swapd.store.writer_process; this module is the gateway's side and
-the wire format both sides share.
+the frames both sides share.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import functools
-import pickle
 import socket
 import struct
 import subprocess
@@ -38,18 +37,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from swapd.logger import get_logger
-from swapd.store.calls import Work
+from swapd.store.calls import Request, Work, load_calls
+from swapd.store.wire import WireRefused, dumps, encode_call, loads
 
 log = get_logger(__name__)
 
 _HEADER = struct.Struct("!I")
+# What gets a group back with its outcomes filled in (the Database hands them to its callers).
+Done = Callable[[Sequence[Work]], None]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-
-
-class ThisDatabase:
-    """Stands for the caller's ``Database`` in a call's arguments: the writer puts its own in
-    its place. (A class, so that pickle sends it by name.)"""
 
 
 class WriterUnavailable(RuntimeError):
@@ -113,54 +110,6 @@ class FrameReader:
         return frame
 
 
-# -- what crosses the boundary -------------------------------------------------------------------
-
-
-def encode_call(
-    function: Callable[[], object], context: contextvars.Context, db: object
-) -> tuple[Any, ...]:
-    """A call as (function, args, kwargs, log context), ``db`` replaced by ``ThisDatabase``.
-    Raises TypeError for a call that is not a ``functools.partial`` of a function."""
-    if not isinstance(function, functools.partial):
-        raise TypeError("only functools.partial calls go to the writer")
-    args = tuple(ThisDatabase if arg is db else arg for arg in function.args)
-    kwargs = {key: ThisDatabase if value is db else value for key, value in function.keywords.items()}
-    from structlog import contextvars as log_contextvars  # imported by then: the server logs
-
-    log_context = context.run(log_contextvars.get_contextvars)
-    return (function.func, args, kwargs, log_context)
-
-
-def encode_outcomes(calls: Sequence[Work]) -> bytes:
-    """A group's outcomes in one pickle (one call of the pickler, not one a call); a result that
-    will not pickle makes its own call fail, not the group."""
-    outcomes = [
-        _outcome(call.result, call.error) if call.error is not None else (True, call.result)
-        for call in calls
-    ]
-    try:
-        return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return pickle.dumps(
-            [_outcome(call.result, call.error) for call in calls], protocol=pickle.HIGHEST_PROTOCOL
-        )
-
-
-def _outcome(result: object, error: BaseException | None) -> tuple[bool, object]:
-    if error is None:
-        try:
-            pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-            return (True, result)
-        except Exception as failure:
-            error = RuntimeError(f"the writer could not send a call's result back: {failure!r}")
-    try:
-        # An exception whose __init__ does not take its args pickles but fails to unpickle.
-        pickle.loads(pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL))
-        return (False, error)
-    except Exception:
-        return (False, RuntimeError(f"{type(error).__name__}: {error}"))
-
-
 # -- the gateway's side ---------------------------------------------------------------------------
 
 
@@ -174,15 +123,32 @@ class WriterClient:
 
     IN_FLIGHT = 8
 
-    def __init__(self, url: str, *, json_logs: bool) -> None:
+    def __init__(self, url: str, *, json_logs: bool, calls_module: str) -> None:
         self._url = url
         self._json_logs = json_logs
+        self._calls_module = calls_module
+        self._names = {function: name for name, function in load_calls(calls_module).items()}
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._replies: threading.Thread | None = None
         self._lock = threading.Lock()  # the process, the socket and the groups in flight
-        self._in_flight: deque[tuple[list[Work], Callable[[list[Work]], None]]] = deque()
+        self._in_flight: deque[tuple[Sequence[Request], Done]] = deque()
         self._slots = threading.Semaphore(self.IN_FLIGHT)
+
+    def name_of(self, function: Callable[..., object]) -> str:
+        """``function``'s name in the calls table; TypeError, naming it, for one outside it."""
+        try:
+            name = self._names.get(function)
+        except TypeError:  # unhashable: not in the table either
+            name = None
+        if name is None:
+            described = getattr(function, "__qualname__", None) or repr(function)
+            module = getattr(function, "__module__", None)
+            raise TypeError(
+                f"{module}.{described} is not in the writer's calls table ({self._calls_module}.CALLS):"
+                " only the calls registered there run while a writer process runs"
+            )
+        return name
 
     @property
     def pid(self) -> int | None:
@@ -203,6 +169,7 @@ class WriterClient:
                 str(theirs.fileno()),
                 self._url,
                 "json" if self._json_logs else "console",
+                self._calls_module,
             ]
             process = subprocess.Popen(command, pass_fds=[theirs.fileno()])
         except BaseException:
@@ -235,34 +202,18 @@ class WriterClient:
         self._replies.start()
         log.info("writer_started", pid=process.pid)
 
-    def submit(
-        self,
-        group: Sequence[Work],
-        db: object,
-        here: Callable[[list[Work]], None],
-        done: Callable[[list[Work]], None],
-    ) -> None:
-        """Send ``group`` to the writer; ``done`` gets it back with every outcome filled in.
-        Calls that cannot be pickled run through ``here`` (the gateway's own group runner)."""
-        remote: list[Work] = []
-        requests: list[tuple[Any, ...]] = []
-        local: list[Work] = []
-        for call in group:
-            try:
-                requests.append(encode_call(call.function, call.context, db))
-                remote.append(call)
-            except TypeError:
-                local.append(call)
+    def submit(self, group: Sequence[Request], db: object, done: Done) -> None:
+        """Send ``group`` to the writer; ``done`` gets it back with every outcome filled in."""
+        from structlog import contextvars as log_contextvars  # imported by then: the server logs
+
+        requests = [
+            encode_call(call, call.context.run(log_contextvars.get_contextvars), db) for call in group
+        ]
         try:
-            payload = pickle.dumps(requests, pickle.HIGHEST_PROTOCOL)
+            payload = dumps(requests)
         except Exception:
-            # Some call's arguments will not pickle (a closure among them): those run here.
-            remote, requests, local = _picklable(remote, requests, local)
-            payload = pickle.dumps(requests, pickle.HIGHEST_PROTOCOL)
-        if local:
-            here(local)
-            done(local)
-        if not remote:
+            group, payload = _without_unpicklable(group, requests, done)
+        if not group:
             return
         self._slots.acquire()
         with self._lock:
@@ -270,7 +221,7 @@ class WriterClient:
                 if self._sock is None:
                     self._start()
                 assert self._sock is not None
-                self._in_flight.append((remote, done))
+                self._in_flight.append((group, done))
                 self._sock.sendall(frame(payload))
             except (OSError, WriterUnavailable) as error:
                 # A send that failed: the reply thread fails what is in flight (this group too,
@@ -278,7 +229,7 @@ class WriterClient:
                 log.error("writer_unavailable", error=repr(error))
                 if self._sock is None:
                     self._slots.release()
-                    _fail(remote, done, error)
+                    _fail(group, done, error)
                 else:
                     self._sock.shutdown(socket.SHUT_RDWR)
 
@@ -296,8 +247,7 @@ class WriterClient:
             with self._lock:
                 calls, done = self._in_flight.popleft()
             self._slots.release()
-            for call, (ok, value) in zip(calls, pickle.loads(answer), strict=True):
-                call.result, call.error = (value, None) if ok else (None, value)
+            _settle(calls, answer)
             done(calls)
         # The writer is gone (or the gateway is stopping it): whatever it still held failed.
         with self._lock:
@@ -330,24 +280,49 @@ class WriterClient:
             replies.join(timeout=STOP_TIMEOUT_S + 5)
 
 
-def _picklable(
-    remote: list[Work], requests: list[tuple[Any, ...]], local: list[Work]
-) -> tuple[list[Work], list[tuple[Any, ...]], list[Work]]:
-    """The calls whose requests pickle, their requests, and the rest added to ``local``."""
-    kept: list[Work] = []
+def _settle(calls: Sequence[Work], answer: bytes) -> None:
+    """Each call's outcome from the writer's answer; every call of the group fails when the
+    writer refused the request frame or the answer is outside the wire format."""
+    try:
+        outcomes = loads(answer)
+    except WireRefused as refused:
+        log.error("writer_answer_refused", error=str(refused))
+        outcomes = f"the writer's answer was refused: {refused}"
+    if isinstance(outcomes, str):
+        for call in calls:
+            call.result, call.error = None, WireRefused(outcomes)
+        return
+    for call, (ok, value) in zip(calls, outcomes, strict=True):
+        call.result, call.error = (value, None) if ok else (None, value)
+
+
+def _without_unpicklable(
+    group: Sequence[Request], requests: list[tuple[Any, ...]], done: Done
+) -> tuple[list[Request], bytes]:
+    """The calls whose requests pickle, and their frame's payload. The others are programming
+    errors (an argument outside the wire format): each fails with a TypeError naming its call,
+    and runs nowhere."""
+    kept: list[Request] = []
     kept_requests: list[tuple[Any, ...]] = []
-    for call, request in zip(remote, requests, strict=True):
+    refused: list[Request] = []
+    for call, request in zip(group, requests, strict=True):
         try:
-            pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            local.append(call)
+            dumps(request)
+        except Exception as failure:
+            call.result = None
+            call.error = TypeError(
+                f"the arguments of writer call {call.name!r} will not pickle: {failure!r}"
+            )
+            refused.append(call)
         else:
             kept.append(call)
             kept_requests.append(request)
-    return kept, kept_requests, local
+    if refused:
+        done(refused)
+    return kept, dumps(kept_requests)
 
 
-def _fail(calls: list[Work], done: Callable[[list[Work]], None], error: BaseException | None) -> None:
+def _fail(calls: Sequence[Work], done: Done, error: BaseException | None) -> None:
     failure = WriterUnavailable(f"the writer process is gone: {error!r}")
     for call in calls:
         call.result, call.error = None, failure

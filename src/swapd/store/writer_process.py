@@ -2,26 +2,29 @@
 gateway's side): it runs the groups of calls the gateway sends, as the gateway would have run
 them, and answers with their outcomes.
 
-Run by the gateway as ``python -m swapd.store.writer_process FD URL LOG_FORMAT``. ``ThisDatabase``
-is imported from swapd.store.writer, so the marker the gateway pickles is the one compared here.
+Run by the gateway as ``python -m swapd.store.writer_process FD URL LOG_FORMAT CALLS_MODULE``.
+It runs only the functions of CALLS_MODULE's calls table, by name, and reads frames in the
+closed format of swapd.store.wire: a frame naming anything else is refused whole, and answered
+with why.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import pickle
 import signal
 import socket
 import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from swapd.logger import get_logger
-from swapd.store.calls import MAX_GROUP
+from swapd.store.calls import MAX_GROUP, CallTable, load_calls
 from swapd.store.database import Database
-from swapd.store.writer import FrameReader, ThisDatabase, encode_outcomes, frame
+from swapd.store.wire import ThisDatabase, WireRefused, dumps, encode_outcomes, loads
+from swapd.store.writer import FrameReader, frame
 
 log = get_logger(__name__)
 
@@ -36,45 +39,76 @@ class _RemoteCall:
     error: BaseException | None = None
 
 
-def decode_calls(frame: bytes, db: Database) -> list[_RemoteCall]:
+def _raise(error: BaseException) -> NoReturn:
+    raise error
+
+
+def decode_calls(payload: bytes, db: Database, calls: CallTable) -> list[_RemoteCall] | WireRefused:
+    """The calls of a request frame, or why the frame is refused. A name outside ``calls``
+    fails its own call."""
     from structlog import contextvars as log_contextvars
 
-    calls = []
-    for function, given_args, given_kwargs, log_context in pickle.loads(frame):
+    try:
+        requests = loads(payload)
+    except WireRefused as refused:
+        log.error("request_refused", error=str(refused))
+        return refused
+    decoded = []
+    for name, given_args, given_kwargs, log_context in requests:
         args = tuple(db if arg is ThisDatabase else arg for arg in given_args)
         kwargs = {key: db if value is ThisDatabase else value for key, value in given_kwargs.items()}
         context = contextvars.Context()
         context.run(log_contextvars.bind_contextvars, **log_context)
-        calls.append(_RemoteCall(functools.partial(function, *args, **kwargs), context))
-    return calls
+        function = calls.get(name)
+        if function is None:
+            unknown = WireRefused(f"no call named {name!r} in the writer's calls table")
+            decoded.append(_RemoteCall(functools.partial(_raise, unknown), context))
+        else:
+            decoded.append(_RemoteCall(functools.partial(function, *args, **kwargs), context))
+    return decoded
 
 
-def serve(sock: socket.socket, db: Database, after_commit: Callable[[], None] = lambda: None) -> None:
+def _size(group: list[_RemoteCall] | WireRefused) -> int:
+    return 0 if isinstance(group, WireRefused) else len(group)
+
+
+def serve(
+    sock: socket.socket,
+    db: Database,
+    calls: CallTable,
+    after_commit: Callable[[], None] = lambda: None,
+) -> None:
     """Answer groups of calls until the gateway closes the socket. The groups that have arrived
     while one ran are run together, as one transaction (up to ``MAX_GROUP`` calls);
-    ``after_commit`` is called after each (the WAL checkpoints)."""
+    ``after_commit`` is called after each (the WAL checkpoints). Every request frame gets one
+    answer frame, in order: a refused frame is answered with why."""
     sock.sendall(frame(b""))  # ready
     reader = FrameReader(sock)
-    waiting: deque[list[_RemoteCall]] = deque()
+    waiting: deque[list[_RemoteCall] | WireRefused] = deque()
     while True:
         try:
             if not waiting:
                 first = reader.next()
                 if first is None:
                     return
-                waiting.append(decode_calls(first, db))
-            waiting.extend(decode_calls(received, db) for received in reader.arrived())
+                waiting.append(decode_calls(first, db, calls))
+            waiting.extend(decode_calls(received, db, calls) for received in reader.arrived())
         except (OSError, EOFError):
             return
         groups = [waiting.popleft()]
-        count = len(groups[0])
-        while waiting and count + len(waiting[0]) <= MAX_GROUP:
-            count += len(waiting[0])
+        count = _size(groups[0])
+        while waiting and count + _size(waiting[0]) <= MAX_GROUP:
+            count += _size(waiting[0])
             groups.append(waiting.popleft())
-        db.run_calls([call for group in groups for call in group])
-        after_commit()
+        ran = [call for group in groups if not isinstance(group, WireRefused) for call in group]
+        if ran:
+            db.run_calls(ran)
+            after_commit()
         answers = []
         for group in groups:
+            if isinstance(group, WireRefused):
+                answers.append(frame(dumps(str(group))))
+                continue
             for call in group:
                 if call.error is not None and not _expected(call.error):
                     # In the call's context: the log line carries the caller's (station, ...).
@@ -98,7 +132,7 @@ def main(argv: list[str]) -> int:
     from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
     from swapd.store.engine import make_engine, sqlite_file_path
 
-    fd, url, log_format = int(argv[0]), argv[1], argv[2]
+    fd, url, log_format, calls_module = int(argv[0]), argv[1], argv[2], argv[3]
     # Ctrl-C at a terminal reaches the whole process group, and a service manager's stop
     # (systemd's SIGTERM) the whole cgroup: the writer must not stop in the middle of a group
     # because of either; it stops when the gateway, shutting down, closes the socket (or dies).
@@ -106,6 +140,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json_logs=log_format == "json")
     sock = socket.socket(fileno=fd)
+    calls = load_calls(calls_module)
     # The gateway has migrated the schema. Checkpoints: see swapd.store.checkpoints.
     db = Database(make_engine(url, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES))
     path = sqlite_file_path(url)
@@ -114,7 +149,7 @@ def main(argv: list[str]) -> int:
     checkpointer.start()
     settle_heap()
     try:
-        serve(sock, db, checkpointer.nudge)
+        serve(sock, db, calls, checkpointer.nudge)
     finally:
         checkpointer.stop()
         db.dispose()
@@ -123,4 +158,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]) if len(sys.argv) == 4 else 2)
+    sys.exit(main(sys.argv[1:]) if len(sys.argv) == 5 else 2)
