@@ -11,6 +11,7 @@ from swapd.domain.riders import IdToken, TokenType
 from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database, ManualClock
+from tests import network as net
 from tests.api.conftest import Account
 from tests.plans import ENERGY
 
@@ -21,19 +22,16 @@ def network(db: Database, clock: ManualClock) -> None:
     Swap 1: R1 takes B-1 at ST1 (app). Two hours later swap 2: R1 returns B-1 at ST2 (battery as
     key, 98 % -> 20 %: 1,260 Wh = 378 KRW) and takes B-2. Swap 3: R2 is refused (no credit).
     """
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
-    catalog.register_pack(db, "B-1", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
-    catalog.register_pack(db, "B-2", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
-    catalog.add_rider(db, "R1", "energy")
-    catalog.add_rider(db, "R2", "energy")
+    net.network(db)
+    net.pack(db, "B-1", soc_pct=98, soh_pct=95, station_id="ST1", slot_no=3)
+    net.pack(db, "B-2", station_id="ST2", slot_no=1)
+    net.rider(db, "R1")
+    net.rider(db, "R2")
     payments.top_up(db, "R1", 10_000, "pay-1")
     app = IdToken(TokenType.APP, "R1")
     assert swaps.authorize(db, "ST1", app, request_id="r1").accepted
     swaps.battery_out(db, "ST1", "r1", [BatteryReading(3, "B-1", 9800, 9500)], token=app)
-    catalog.register_pack(db, "B-3", "G2", soc=100, soh=100, station_id="ST1", slot_no=4)
+    net.pack(db, "B-3", station_id="ST1", slot_no=4)
     clock.set(clock.now() + timedelta(hours=2))
     key = IdToken(TokenType.BATTERY_SERIAL, "B-1")
     assert swaps.authorize(db, "ST2", key, request_id="r2").accepted

@@ -15,18 +15,15 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from ocpp.v21 import call
 
 from swapd.readmodels.money import rider_balance
-from swapd.services import catalog, stations
 from swapd.sim.embedded import embedded_server
-from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.ledger_check import check_ledger
+from tests import network as net
 from tests.api.conftest import PASSWORD
 from tests.gateway.conftest import LiveServer, battery, booted, swap_event
-from tests.plans import ENERGY
 
 pytestmark = pytest.mark.anyio
 LAT, LON = 37_566_535, 126_977_969
@@ -51,19 +48,11 @@ async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _operator_sets_up_the_network(db: Database) -> str:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    db.write(
-        lambda tx: tx.repo.execute(
-            sa.update(t.stations)
-            .where(t.stations.c.id == "ST1")
-            .values(name="City Hall", lat_microdeg=LAT, lon_microdeg=LON)
-        )
-    )
-    catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
-    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
-    return stations.set_password(db, "ST1")
+    net.network(db, station_ids=("ST1",))
+    net.locate(db, "ST1", name="City Hall", lat_microdeg=LAT, lon_microdeg=LON)
+    net.pack(db, "B-0001", soc_pct=98, soh_pct=95, station_id="ST1", slot_no=3)
+    net.pack(db, "B-0002", station_id="ST1", slot_no=1)
+    return net.password(db, "ST1")
 
 
 async def _pay_on_the_hosted_page(http: httpx.AsyncClient, checkout_url: str) -> None:

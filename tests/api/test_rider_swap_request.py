@@ -15,6 +15,7 @@ from swapd.services import catalog, payments, stations
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests import network as net
 from tests.api.conftest import PASSWORD, Account, bearer
 from tests.gateway.conftest import LiveServer, battery, booted, swap_event
 from tests.plans import ENERGY
@@ -57,11 +58,9 @@ def keyed(account: Account) -> dict[str, str]:
 
 
 def _setup(db: Database) -> str:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.register_pack(db, "B-0001", "G2", soc=100, soh=100, station_id="ST1", slot_no=2)
-    return stations.set_password(db, "ST1")
+    net.network(db, station_ids=("ST1",))
+    net.pack(db, "B-0001", station_id="ST1", slot_no=2)
+    return net.password(db, "ST1")
 
 
 def _count(db: Database, table: sa.Table) -> int:

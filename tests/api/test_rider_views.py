@@ -15,6 +15,7 @@ from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
+from tests import network as net
 from tests.api.conftest import Account, rider
 from tests.plans import ENERGY, TIME
 
@@ -31,12 +32,9 @@ SUB = Plan(
 
 
 def _network(db: Database) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
-    catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
-    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
+    net.network(db)
+    net.pack(db, "B-0001", soc_pct=98, soh_pct=95, station_id="ST1", slot_no=3)
+    net.pack(db, "B-0002", station_id="ST2", slot_no=1)
 
 
 def _app(account: Account) -> IdToken:

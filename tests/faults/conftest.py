@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from faults.client import StationClient
 
 from swapd.domain.riders import IdToken, TokenType
-from swapd.services import catalog, payments, stations, swaps
+from swapd.services import catalog, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests import network
 from tests.plans import ENERGY
 
 STATIONS = ("ST1", "ST2", "ST3")
@@ -55,26 +56,16 @@ def _hand_out(db: Database, rider_id: str, serial: str) -> None:
 
 
 def build(db: Database) -> dict[str, str]:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "DEPOT", 2)
+    network.pack_model(db)
+    network.plans(db, ENERGY)
+    network.station(db, "DEPOT", slot_count=2)
     passwords = {}
     for station_id in STATIONS:
-        catalog.add_station(db, station_id, SLOTS)
-        passwords[station_id] = stations.set_password(db, station_id)
-        for slot_no in range(1, STOCK_SLOTS + 1):
-            catalog.register_pack(
-                db,
-                f"{station_id}-P{slot_no}",
-                "G2",
-                soc=100,
-                soh=100,
-                station_id=station_id,
-                slot_no=slot_no,
-            )
+        network.station(db, station_id, slot_count=SLOTS)
+        passwords[station_id] = network.password(db, station_id)
+        network.packs_in_slots(db, station_id, range(1, STOCK_SLOTS + 1))
     for rider_id in RIDERS:
-        catalog.add_rider(db, rider_id, ENERGY.id)
-        payments.top_up(db, rider_id, TOP_UP_MINOR, f"{rider_id}-pay")
+        network.rider(db, rider_id, top_up_minor=TOP_UP_MINOR, payment_ref=f"{rider_id}-pay")
         _hand_out(db, rider_id, f"{rider_id}-PACK")
     return passwords
 

@@ -18,12 +18,12 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from swapd.gateway.session import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, UNUSABLE_MESSAGE_ID
-from swapd.services import catalog, stations
-from swapd.services.payments import top_up
+from swapd.services import stations
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
-from tests.gateway.conftest import LiveServer, basic_auth, battery, boot, connect, network
+from tests import network as net
+from tests.gateway.conftest import LiveServer, basic_auth, battery, boot, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +36,9 @@ BOOT = [
 
 
 def _network(db: Database) -> dict[str, str]:
-    passwords = network(db)
-    catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
-    catalog.add_rider(db, "R1", "energy")
-    top_up(db, "R1", 10_000, "pay-1")
+    passwords = net.network(db, with_passwords=True)
+    net.pack(db, "B-1", station_id="ST1", slot_no=1)
+    net.rider(db, "R1", top_up_minor=10_000, payment_ref="pay-1")
     return passwords
 
 

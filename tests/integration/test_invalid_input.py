@@ -16,18 +16,14 @@ from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database
-from tests.plans import ENERGY
+from tests import network as net
 
 
 @pytest.fixture
 def network(db: Database) -> Database:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 4)
-    catalog.register_pack(db, "B-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
-    catalog.register_pack(db, "B-2", "G2", soc=100, soh=100, station_id="ST1", slot_no=2)
-    catalog.add_rider(db, "R1", "energy")
-    payments.top_up(db, "R1", 10_000, "pay-1")
+    net.network(db, station_ids=("ST1",), slot_count=4)
+    net.packs_in_slots(db, "ST1", (1, 2), serial_format="B-{slot_no}")
+    net.rider(db, "R1", top_up_minor=10_000, payment_ref="pay-1")
     swaps.authorize(db, "ST1", IdToken(TokenType.APP, "R1"))
     swaps.battery_out(
         db, "ST1", "o1", [BatteryReading(1, "B-1", 10_000, 10_000)], token=IdToken(TokenType.APP, "R1")

@@ -30,19 +30,15 @@ from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
 from swapd.store.ledger_check import check_ledger
-from tests.plans import ENERGY
+from tests import network as net
 
 
 def _network(db: Database) -> None:
     """E1's network: B-0001 (SoC 98, SoH 95) in slot 3 of ST1; R1 has 33,333 Wh."""
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
-    catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
-    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST1", slot_no=4)
-    catalog.add_rider(db, "R1", "energy")
-    payments.top_up(db, "R1", 10_000, "pay-1")
+    net.network(db)
+    net.pack(db, "B-0001", soc_pct=98, soh_pct=95, station_id="ST1", slot_no=3)
+    net.pack(db, "B-0002", station_id="ST1", slot_no=4)
+    net.rider(db, "R1", top_up_minor=10_000, payment_ref="pay-1")
 
 
 def _snapshot(db: Database) -> list[list[tuple[object, ...]]]:

@@ -20,12 +20,12 @@ from ocpp.routing import on
 
 from swapd.domain.errors import StationOffline
 from swapd.readmodels.money import rider_balance
-from swapd.services import app_swaps, catalog, payments, stations
+from swapd.services import app_swaps, stations
 from swapd.services import station_commands as commands
 from swapd.sim.embedded import embedded_server
 from swapd.store.database import Database
+from tests import network as net
 from tests.gateway.conftest import LiveServer, StationClient, boot, booted, connect
-from tests.plans import ENERGY
 
 pytestmark = pytest.mark.anyio
 NEVER = "station ST1 is not connected (never connected)"
@@ -47,13 +47,10 @@ def live(db: Database) -> Iterator[LiveServer]:
 
 def _network(db: Database) -> str:
     """Station ST1 with a charged pack in slot 2, rider R1 with credit; ST1's password."""
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.register_pack(db, "B-0001", "G2", soc=100, soh=100, station_id="ST1", slot_no=2)
-    catalog.add_rider(db, "R1", ENERGY.id)
-    payments.top_up(db, "R1", 10_000, "pay-1")
-    return stations.set_password(db, "ST1")
+    net.network(db, station_ids=("ST1",))
+    net.pack(db, "B-0001", station_id="ST1", slot_no=2)
+    net.rider(db, "R1", top_up_minor=10_000, payment_ref="pay-1")
+    return net.password(db, "ST1")
 
 
 def _request(db: Database, timeout_s: float = 30) -> tuple[StationOffline, float]:

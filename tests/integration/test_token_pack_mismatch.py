@@ -12,22 +12,19 @@ from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database
 from swapd.store.ledger_check import check_ledger
-from tests.plans import ENERGY
+from tests import network as net
 
 CARD_B = IdToken(TokenType.RFID, "CARD-B")
 RETURN_A = [BatteryReading(5, "P-A", 2_000, 10_000)]
 
 
 def _a_holds_a_pack_and_b_is_offered_packs_at_st1(db: Database) -> swaps.AuthorizeResult:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_station(db, "ST1", 8)
-    catalog.add_station(db, "ST2", 8)
-    catalog.register_pack(db, "P-A", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
-    catalog.register_pack(db, "P-1", "G2", soc=100, soh=100, station_id="ST1", slot_no=1)
-    catalog.add_rider(db, "RA", "energy")
-    catalog.add_rider(db, "RB", "energy")
-    catalog.add_token(db, TokenType.RFID, "CARD-B", rider_id="RB")
+    net.network(db)
+    net.pack(db, "P-A", station_id="ST2", slot_no=1)
+    net.pack(db, "P-1", station_id="ST1", slot_no=1)
+    net.rider(db, "RA")
+    net.rider(db, "RB")
+    net.card(db, "RB", "CARD-B")
     payments.top_up(db, "RA", 10_000, "pay-a")
     payments.top_up(db, "RB", 10_000, "pay-b")
     app_a = IdToken(TokenType.APP, "RA")
