@@ -16,6 +16,7 @@ from swapd.services.identity import Role
 from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.ledger_check import check_ledger
+from tests import network as net
 from tests.api.conftest import Account, rider, staff
 from tests.owing import OWED_MINOR, owing
 from tests.plans import BUNDLE, ENERGY
@@ -121,9 +122,8 @@ def test_block_and_unblock_are_audited_and_support_cannot(
 
 
 def _funded(db: Database) -> None:
-    catalog.add_plan(db, ENERGY)
-    catalog.add_rider(db, "R1", "energy")
-    payments.top_up(db, "R1", 10_000, "pay-1")
+    net.plans(db, ENERGY)
+    net.rider(db, "R1", top_up_minor=10_000, payment_ref="pay-1")
 
 
 def test_refund_is_admin_only_needs_a_key_and_a_reason(

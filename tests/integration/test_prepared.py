@@ -12,7 +12,7 @@ from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
 from swapd.ledger.model import AccountCode
-from swapd.services import catalog, payments, swaps
+from swapd.services import swaps
 from swapd.services import swaps as swaps_module
 from swapd.services.swaps import BatteryReading
 from swapd.store import ledger_book as book_module
@@ -21,6 +21,7 @@ from swapd.store import schema as t
 from swapd.store.database import Database
 from swapd.store.ledger_book import OPERATOR, Book
 from swapd.store.prepared import Prepared
+from tests import network as net
 
 PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 
@@ -38,13 +39,11 @@ def _prepared_selects() -> dict[str, Prepared]:
 def swapped(db: Database) -> dict[str, object]:
     """A station, a rider who has taken one pack and returned it for another: rows in every
     table the swap path reads."""
-    catalog.add_pack_model(db, "M1", 1700)
-    catalog.add_plan(db, PLAN)
-    catalog.add_station(db, "ST1", 3)
-    catalog.add_rider(db, "R1", PLAN.id)
-    payments.top_up(db, "R1", 100_000, "pay-1")
-    catalog.register_pack(db, "P1", "M1", soc=100, soh=100, station_id="ST1", slot_no=1)
-    catalog.register_pack(db, "P2", "M1", soc=100, soh=100, station_id="ST1", slot_no=2)
+    net.pack_model(db, "M1", nominal_wh=1700)
+    net.plans(db, PLAN)
+    net.station(db, "ST1", slot_count=3)
+    net.rider(db, "R1", plan_id=PLAN.id, top_up_minor=100_000, payment_ref="pay-1")
+    net.packs_in_slots(db, "ST1", (1, 2), serial_format="P{slot_no}", model="M1")
     app = IdToken(TokenType.APP, "R1")
     first = swaps.authorize(db, "ST1", app, request_id="1")
     assert first.accepted

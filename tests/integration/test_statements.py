@@ -29,6 +29,7 @@ from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.ledger_check import check_ledger
+from tests import network as net
 from tests.plans import ENERGY, TIME
 
 # 5,000 KRW a month for 2,000 Wh, no carry-over, full first cycle; overage 250 KRW per 1,000 Wh.
@@ -90,13 +91,12 @@ def _build(db: Database, clock: ManualClock) -> dict[str, swaps.PackOutcome]:
     """R1 energy, R2 time (overdraws), R3 subscription (expiry, overage), R4 quiet, R5 joins later."""
     s = _Scenario(db, clock)
     s.at(_at(9, 20))
-    catalog.add_pack_model(db, "G2", 1700)
-    for plan in (ENERGY, TIME, SMALL):
-        catalog.add_plan(db, plan)
-    catalog.add_station(db, "ST1", 4)
-    catalog.add_station(db, "ST2", 12)
+    net.pack_model(db)
+    net.plans(db, ENERGY, TIME, SMALL)
+    net.station(db, "ST1", slot_count=4)
+    net.station(db, "ST2", slot_count=12)
     for rider_id, plan_id in (("R1", "energy"), ("R2", "time"), ("R3", "small"), ("R4", "energy")):
-        catalog.add_rider(db, rider_id, plan_id)
+        net.rider(db, rider_id, plan_id=plan_id)
     outcomes: dict[str, swaps.PackOutcome] = {}
 
     # September: the opening balances.
