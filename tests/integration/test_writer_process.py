@@ -14,12 +14,15 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import structlog
 
 from swapd.domain.errors import Conflict, RateLimited
+from swapd.domain.stations import SlotState
 from swapd.services import catalog
 from swapd.store import wire
 from swapd.store.checkpoints import WRITER_AUTOCHECKPOINT_PAGES
@@ -346,3 +349,76 @@ def test_a_failure_on_the_way_to_the_writer_fails_its_group_not_later_calls(
     with pytest.raises(RuntimeError, match="a bug in submit"):
         asyncio.run(served.call(os.getpid))
     assert asyncio.run(served.call(os.getpid)) == served.writer_pid
+
+
+def test_every_function_the_gateway_calls_is_in_its_calls_table() -> None:
+    # The gateway's calls are ``self.run(service.function, ...)`` in its session handlers and
+    # ``_record_presence(gw, service.function, ...)`` in its server: each must cross by name.
+    import ast
+    import importlib
+
+    from swapd.gateway.writer_calls import CALLS
+
+    called = []
+    for name, position in (("swapd.gateway.session", 0), ("swapd.gateway.server", 1)):
+        module = importlib.import_module(name)
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or len(node.args) <= position:
+                continue
+            runs = isinstance(node.func, ast.Attribute) and node.func.attr == "run" and position == 0
+            records = isinstance(node.func, ast.Name) and node.func.id == "_record_presence"
+            target = node.args[position]
+            if (runs or records) and isinstance(target, ast.Attribute):
+                assert isinstance(target.value, ast.Name)
+                called.append(getattr(getattr(module, target.value.id), target.attr))
+    assert len(called) >= 10
+    missing = [f"{f.__module__}.{f.__qualname__}" for f in called if f not in CALLS.values()]
+    assert missing == []
+
+
+def test_the_wire_format_builds_no_function_and_no_class_outside_it() -> None:
+    for value in (eval, getattr, os.system, Path("/x"), type, object()):
+        with pytest.raises(WireRefused, match="outside the writer's wire format"):
+            wire.loads(wire.dumps(value))
+    plain = [
+        {1, 2},
+        frozenset({"a"}),
+        Decimal("1.25"),
+        datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        timedelta(seconds=5),
+        SlotState.AVAILABLE,
+        Conflict("taken"),
+        wire.ThisDatabase,
+    ]
+    back = wire.loads(wire.dumps(plain))
+    assert back[:6] == plain[:6] and back[7] is wire.ThisDatabase
+    assert isinstance(back[6], Conflict) and back[6].message == "taken"
+
+
+def test_a_name_outside_the_writers_table_fails_its_call_alone(tmp_path: Path) -> None:
+    # The gateway sends only names of its table; a writer with another table refuses the rest.
+    import threading
+
+    from swapd.store.writer_process import serve
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'names.db'}")
+    upgrade(engine)
+    db = Database(engine)
+    ours, theirs = socket.socketpair()
+    thread = threading.Thread(target=serve, args=(theirs, db, writer_test_calls.CALLS))
+    thread.start()
+    try:
+        reader = FrameReader(ours)
+        assert reader.next() == b""  # ready
+        ours.sendall(frame(wire.dumps([("no_such_call", (), {}, {}), ("getpid", (), {}, {})])))
+        answer = reader.next()
+        assert answer is not None
+        (ok1, unknown), (ok2, pid) = wire.loads(answer)
+        assert not ok1 and isinstance(unknown, WireRefused) and "'no_such_call'" in str(unknown)
+        assert ok2 and pid == os.getpid()
+    finally:
+        ours.close()
+        thread.join(timeout=10)
+        theirs.close()
+        db.dispose()

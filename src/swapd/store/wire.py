@@ -7,10 +7,10 @@ error), or a string alone: the request frame was refused whole, and why.
 Both sides read a frame with ``loads``, which builds no class but those ``_resolve`` admits:
 the plain types pickle names (``set``, ``datetime``, ``Decimal``, ...), builtin exceptions,
 the dataclasses and enums of swapd.domain and swapd.services (the arguments and results of the
-service calls), their errors (``DomainError``), and ``ThisDatabase``. No function, no module
-outside those, nothing whose unpickling runs code of its own choosing. Anything else raises
-``WireRefused`` naming the class. Pickle names each class once a frame, so the check costs a
-dict lookup per class a frame holds, not per value.
+service calls), their errors (``DomainError``), ``ThisDatabase`` and ``WireRefused``. No
+function, no module outside those, nothing whose unpickling runs code of its own choosing.
+Anything else raises ``WireRefused`` naming the class. Pickle names each class once a frame,
+so the check costs a dict lookup per class a frame holds, not per value.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class WireRefused(Exception):
     """A frame named a class outside the wire format, or a call outside the calls table."""
 
 
+_OWN: dict[str, type] = {"ThisDatabase": ThisDatabase, "WireRefused": WireRefused}
 _admitted: dict[tuple[str, str], type] = {}
 
 
@@ -65,8 +66,8 @@ def _resolve(module: str, name: str) -> type:
         candidate = getattr(builtins, name, None)
         if isinstance(candidate, type) and issubclass(candidate, Exception):
             found = candidate
-    elif module == __name__ and name == ThisDatabase.__name__:
-        found = ThisDatabase
+    elif module == __name__ and name in _OWN:
+        found = _OWN[name]
     elif module.startswith(_OURS) and "." not in name:
         candidate = getattr(importlib.import_module(module), name, None)
         if isinstance(candidate, type) and (
