@@ -6,9 +6,10 @@ from __future__ import annotations
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.services import catalog, payments, swaps
+from swapd.services import payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database
+from tests import network as net
 
 # 5,000 KRW a month for 2,000 Wh; overage 250 KRW per 1,000 Wh; no pro-rating, so that the
 # included allowance does not depend on the day the test runs.
@@ -31,11 +32,11 @@ def owing(db: Database, rider_id: str) -> int:
     """Plan ``owing``, pack model G2, station ST-OWE and pack B-OWE on a database that has none of
     them; ``rider_id`` subscribes, has the allowance taken away and uses one pack. Returns what
     the rider owes."""
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, OWING_PLAN)
-    catalog.add_station(db, "ST-OWE", 4)
-    catalog.register_pack(db, "B-OWE", "G2", soc=100, soh=100, station_id="ST-OWE", slot_no=1)
-    catalog.add_rider(db, rider_id, OWING_PLAN.id)
+    net.pack_model(db)
+    net.plans(db, OWING_PLAN)
+    net.station(db, "ST-OWE", slot_count=4)
+    net.pack(db, "B-OWE", station_id="ST-OWE", slot_no=1)
+    net.rider(db, rider_id, plan_id=OWING_PLAN.id)
     payments.subscribe(db, rider_id, f"sub-{rider_id}")
     payments.adjust(db, rider_id, -2_000, reason="test: used up", actor="test", key=f"use-{rider_id}")
     app = IdToken(TokenType.APP, rider_id)

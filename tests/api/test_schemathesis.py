@@ -28,12 +28,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from swapd.domain.riders import IdToken, TokenType
-from swapd.services import catalog, identity, payments, stations, swaps
+from swapd.services import catalog, identity, payments, swaps
 from swapd.services.identity import Role
 from swapd.services.swaps import BatteryReading
 from swapd.sim.embedded import embedded_server
 from swapd.store import schema as t
 from swapd.store.database import Database
+from tests import network as net
 from tests import soak
 from tests.api.conftest import PASSWORD
 from tests.plans import ENERGY, TIME
@@ -139,27 +140,21 @@ def _login(url: str, email: str) -> dict[str, str]:
 
 
 def _seed(db: Database, url: str) -> Api:
-    catalog.add_pack_model(db, "G2", 1700)
-    catalog.add_plan(db, ENERGY)
-    catalog.add_plan(db, TIME)
+    net.pack_model(db)
+    net.plans(db, ENERGY, TIME)
     for station_id, lat in (("ST1", 37_566_535), ("ST2", 37_575_535)):
-        catalog.add_station(db, station_id, 8)
-        stations.set_password(db, station_id)
-        db.write(
-            lambda tx, sid=station_id, lat=lat: tx.repo.execute(
-                sa.update(t.stations)
-                .where(t.stations.c.id == sid)
-                .values(name=f"Station {sid}", lat_microdeg=lat, lon_microdeg=126_977_969)
-            )
-        )
-    catalog.register_pack(db, "B-0001", "G2", soc=98, soh=95, station_id="ST1", slot_no=3)
-    catalog.register_pack(db, "B-0002", "G2", soc=100, soh=100, station_id="ST2", slot_no=1)
+        net.station(db, station_id)
+        net.password(db, station_id)
+        name = f"Station {station_id}"
+        net.locate(db, station_id, name=name, lat_microdeg=lat, lon_microdeg=126_977_969)
+    net.pack(db, "B-0001", soc_pct=98, soh_pct=95, station_id="ST1", slot_no=3)
+    net.pack(db, "B-0002", station_id="ST2", slot_no=1)
     identity.add_staff(db, "admin@example.com", PASSWORD, Role.ADMIN)
     identity.sign_up_rider(db, "rider@example.com", PASSWORD, ENERGY.id)
     (rider_id,) = [u.rider_id for u in identity.users(db) if u.rider_id is not None]
     assert rider_id is not None
     payments.top_up(db, rider_id, 10_000, "pay-1")
-    catalog.add_token(db, TokenType.RFID, "04A1B2C3", rider_id=rider_id)
+    net.card(db, rider_id, "04A1B2C3")
     app = IdToken(TokenType.APP, rider_id)
     assert swaps.authorize(db, "ST1", app).accepted
     swaps.battery_out(db, "ST1", "r1", [BatteryReading(3, "B-0001", 9800, 9500)], token=app)

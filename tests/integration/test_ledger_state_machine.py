@@ -34,6 +34,7 @@ from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
 from swapd.store.ledger_check import check_ledger
+from tests import network as net
 from tests import soak
 from tests.conftest import START, _truncate, copy_of_migrated_sqlite
 
@@ -90,24 +91,22 @@ class SwapNetwork(RuleBasedStateMachine):
     @initialize()
     def network(self) -> None:
         db = self.db
-        catalog.add_pack_model(db, "G2", 1700)
-        for plan in PLANS:
-            catalog.add_plan(db, plan)
+        net.pack_model(db)
+        net.plans(db, *PLANS)
         for station, slots in STATIONS.items():
-            catalog.add_station(db, station, slots)
+            net.station(db, station, slot_count=slots)
             for slot in range(1, slots - 1):
-                catalog.register_pack(
+                net.pack(
                     db,
                     f"{station}-{slot}",
-                    "G2",
-                    soc=100 - 3 * slot,
-                    soh=99,
+                    soc_pct=100 - 3 * slot,
+                    soh_pct=99,
                     station_id=station,
                     slot_no=slot,
                 )
         for rider, plan in RIDERS.items():
-            catalog.add_rider(db, rider, plan, vehicle_packs=2 if rider == "R-bundle" else 1)
-        catalog.add_token(db, TokenType.RFID, "CARD-1", rider_id="R-energy2")
+            net.rider(db, rider, plan_id=plan, vehicle_packs=2 if rider == "R-bundle" else 1)
+        net.card(db, "R-energy2", "CARD-1")
         payments.subscribe(db, "R-sub", "sub-pay-1")
         for rider, plan in RIDERS.items():
             if plan != "sub":
