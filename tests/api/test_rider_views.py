@@ -213,26 +213,15 @@ def test_cards_register_list_and_remove(client: TestClient, db: Database) -> Non
     assert client.get("/api/v1/me/cards", headers=me.headers).json() == []
 
 
-def _place(db: Database, station_id: str, name: str, lat: int, lon: int) -> None:
-    db.write(
-        lambda tx: tx.repo.execute(
-            sa.update(t.stations)
-            .where(t.stations.c.id == station_id)
-            .values(name=name, lat_microdeg=lat, lon_microdeg=lon)
-        )
-    )
-
-
 def test_nearby_stations_nearest_first_with_charged_packs(client: TestClient, db: Database) -> None:
-    catalog.add_pack_model(db, "G2", 1700)
-    for station_id in ("CITY", "EAST", "FAR", "SHUT", "NOWHERE"):
-        catalog.add_station(db, station_id, 4)
+    net.pack_model(db)
+    net.stations(db, ("CITY", "EAST", "FAR", "SHUT", "NOWHERE"), slot_count=4)
     seoul_lat, seoul_lon = 37_566_535, 126_977_969
-    _place(db, "CITY", "City Hall", seoul_lat, seoul_lon)
+    net.locate(db, "CITY", name="City Hall", lat_microdeg=seoul_lat, lon_microdeg=seoul_lon)
     # 0.009 degrees of latitude north: 0.009 x pi / 180 x 6,371,008 m = 1,000.75 m.
-    _place(db, "EAST", "North gate", seoul_lat + 9_000, seoul_lon)
-    _place(db, "FAR", "Busan", 35_179_554, 129_075_641)
-    _place(db, "SHUT", "Closed", seoul_lat + 1_000, seoul_lon)
+    net.locate(db, "EAST", name="North gate", lat_microdeg=seoul_lat + 9_000, lon_microdeg=seoul_lon)
+    net.locate(db, "FAR", name="Busan", lat_microdeg=35_179_554, lon_microdeg=129_075_641)
+    net.locate(db, "SHUT", name="Closed", lat_microdeg=seoul_lat + 1_000, lon_microdeg=seoul_lon)
     catalog.register_pack(db, "B-1", "G2", soc=95, soh=95, station_id="CITY", slot_no=1)
     catalog.register_pack(db, "B-2", "G2", soc=50, soh=95, station_id="CITY", slot_no=2)
     catalog.register_pack(db, "B-3", "G2", soc=100, soh=60, station_id="EAST", slot_no=1)
