@@ -14,10 +14,9 @@ from ocpp.routing import on
 from ocpp.v21 import ChargePoint, call, call_result
 
 from swapd.domain.plans import Plan
-from swapd.services import catalog, stations
 from swapd.sim.embedded import embedded_server
 from swapd.store.database import Database
-from tests.plans import ENERGY
+from tests import network as net
 
 
 @dataclass
@@ -89,16 +88,8 @@ async def booted(server: LiveServer, station_id: str, password: str) -> Connecte
 
 
 def network(db: Database, *plans: Plan) -> dict[str, str]:
-    """Pack model G2, the plans (E1's energy plan unless given), stations ST1 and ST2 with 8
-    slots each; returns the stations' passwords."""
-    catalog.add_pack_model(db, "G2", 1700)
-    for plan in plans or (ENERGY,):
-        catalog.add_plan(db, plan)
-    passwords = {}
-    for station_id in ("ST1", "ST2"):
-        catalog.add_station(db, station_id, 8)
-        passwords[station_id] = stations.set_password(db, station_id)
-    return passwords
+    """tests/network.py's network with passwords: the stations' passwords by station."""
+    return net.network(db, *plans, with_passwords=True)
 
 
 def swap_event(request_id: int, event: str, token: dict[str, str], data: list[dict[str, Any]]) -> Any:
