@@ -133,12 +133,21 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[Timing, subprocess.C
     return Timing(time.perf_counter() - started, _children_cpu_s() - cpu), done
 
 
-def swapd(args: tuple[str, ...], source: Source) -> Timing:
-    """One whole run of ``swapd ARGS``."""
-    command = [str(SWAPD_BIN), *(arg.replace("{db}", str(source.database)) for arg in args)]
+def _filled(args: tuple[str, ...], source: Source) -> list[str]:
+    return [arg.replace("{db}", str(source.database)) for arg in args]
+
+
+def checked(command: list[str], source: Source) -> tuple[Timing, subprocess.CompletedProcess[bytes]]:
+    """``timed`` in the source's environment; a command that fails stops the benchmark."""
     timing, done = timed(command, environment(source.path, source.pycache))
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    return timing, done
+
+
+def swapd(args: tuple[str, ...], source: Source) -> Timing:
+    """One whole run of ``swapd ARGS``."""
+    timing, _ = checked([str(SWAPD_BIN), *_filled(args, source)], source)
     return timing
 
 
@@ -182,18 +191,8 @@ def import_breakdown_ms(stderr: str) -> dict[str, float]:
 
 
 def station_list_imports(source: Source) -> dict[str, float]:
-    args = COMMANDS["station_list"]
-    command = [
-        sys.executable,
-        "-X",
-        "importtime",
-        "-m",
-        "swapd.cli",
-        *(arg.replace("{db}", str(source.database)) for arg in args),
-    ]
-    _, done = timed(command, environment(source.path, source.pycache))
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    command = [sys.executable, "-X", "importtime", "-m", "swapd.cli"]
+    _, done = checked([*command, *_filled(COMMANDS["station_list"], source)], source)
     return import_breakdown_ms(done.stderr.decode(errors="replace"))
 
 

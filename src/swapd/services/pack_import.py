@@ -52,10 +52,6 @@ class Parsed:
     rows: tuple[PackRow, ...]
     refused: tuple[ImportLine, ...]  # lines refused before the database was asked
 
-    @property
-    def lines(self) -> int:
-        return len(self.rows) + len(self.refused)
-
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
