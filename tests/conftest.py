@@ -118,7 +118,7 @@ def pg_url() -> Iterator[str]:
 _SEQUENCES: dict[str, list[str]] = {}
 
 
-def _truncate(url: str) -> None:
+def _empty_tables(url: str) -> None:
     """Empty every swapd table of a PostgreSQL test database and restart its id sequences.
 
     DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE of 23 tables makes 23 new files
@@ -168,7 +168,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return copy_of_migrated_sqlite(request.getfixturevalue("migrated_sqlite_file"), tmp_path)
     url = str(request.getfixturevalue("pg_url"))
-    _truncate(url)
+    _empty_tables(url)
     return url
 
 

@@ -36,7 +36,7 @@ from swapd.store.engine import make_engine
 from swapd.store.ledger_check import check_ledger
 from tests import network as net
 from tests import soak
-from tests.conftest import START, _truncate, copy_of_migrated_sqlite
+from tests.conftest import START, _empty_tables, copy_of_migrated_sqlite
 
 pytestmark = pytest.mark.soak
 
@@ -356,7 +356,7 @@ def test_random_sequences_on_sqlite(migrated_sqlite_file: Path) -> None:
 def test_random_sequences_on_postgresql(pg_url: str) -> None:
     class OnPostgres(SwapNetwork):
         def __init__(self) -> None:
-            _truncate(pg_url)
+            _empty_tables(pg_url)
             type(self).url = pg_url
             super().__init__()
 
