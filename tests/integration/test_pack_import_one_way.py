@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from swapd.cli import app
-from swapd.services import back_office
-from swapd.store import schema as t
+from swapd.services import audit, back_office
 from swapd.store.database import Database
 from tests import network as net
 from tests.cli_runner import CliRunner
@@ -26,8 +23,8 @@ FILE = (
 
 
 def _audit(db: Database) -> list[tuple[str, str]]:
-    query = sa.select(t.audit_log.c.actor, t.audit_log.c.action).order_by(t.audit_log.c.id)
-    return [tuple(row) for row in db.read(lambda tx: tx.repo.execute(query).all())]
+    """(actor, action) of every audit entry, oldest first."""
+    return [(entry.actor, entry.action) for entry in reversed(audit.entries(db))]
 
 
 def test_the_command_line_and_the_api_refuse_the_same_lines(
