@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from swapd.ledger.model import (
+    OPERATOR,
     Account,
     AccountCode,
     LedgerError,
@@ -19,7 +20,7 @@ from swapd.ledger.model import (
     TransferRequest,
 )
 from swapd.store.database import Database, Tx
-from swapd.store.ledger_book import OPERATOR, Book
+from swapd.store.ledger_book import Book
 
 LEDGER = "Wh"
 

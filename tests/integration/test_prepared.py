@@ -11,15 +11,15 @@ import sqlalchemy as sa
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.model import AccountCode
+from swapd.ledger.model import OPERATOR, AccountCode
 from swapd.services import swaps
-from swapd.services import swaps as swaps_module
 from swapd.services.swaps import BatteryReading
 from swapd.store import ledger_book as book_module
 from swapd.store import repository as repository_module
 from swapd.store import schema as t
+from swapd.store import swap_rows
 from swapd.store.database import Database
-from swapd.store.ledger_book import OPERATOR, Book
+from swapd.store.ledger_book import Book
 from swapd.store.prepared import Prepared
 from tests import network as net
 
@@ -28,7 +28,7 @@ PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 
 def _prepared_selects() -> dict[str, Prepared]:
     found = {}
-    for module in (repository_module, book_module, swaps_module):
+    for module in (repository_module, book_module, swap_rows):
         for name, value in vars(module).items():
             if isinstance(value, Prepared) and isinstance(value.statement, sa.Select):
                 found[f"{module.__name__}.{name}"] = value
@@ -125,7 +125,7 @@ def test_every_prepared_select_returns_what_sqlalchemy_returns(
     assert nonempty >= 12  # the comparison saw real rows, not empty results
     # Timestamps come back aware, in UTC, as the UTCDateTime type makes them.
     with db.engine.connect() as connection:
-        swap = repository_module._SWAP.run(connection, {"swap_id": swapped["swap_id"]}).one()
+        swap = swap_rows.SWAP.run(connection, {"swap_id": swapped["swap_id"]}).one()
         assert isinstance(swap.created_at, datetime) and swap.created_at.utcoffset() is not None
 
 

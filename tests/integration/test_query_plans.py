@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swapd.services import swaps
+from swapd.store import swap_rows
 from swapd.store.engine import make_engine, upgrade
 
 
 def test_a_riders_open_offers_are_read_through_the_partial_index(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'plans.db'}")
     upgrade(engine)
-    sql = str(swaps._OFFERED_TO_RIDER.statement.compile(dialect=engine.dialect))
+    sql = str(swap_rows.OFFERED_TO_RIDER.statement.compile(dialect=engine.dialect))
     with engine.connect() as connection:
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("R1",)).all()
     details = " ".join(str(row[-1]) for row in plan)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class Retry(Exception):
+    """A transaction lost a race it can only win by starting over: whatever runs the unit of work
+    (``Database.write``) retries it from the beginning. Not a refusal: nobody sees it."""
+
+
 class DomainError(Exception):
     """A request the domain refuses. Nothing has been written when one is raised."""
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from swapd.domain.errors import Conflict
+from swapd.domain.riders import IdToken
 
 
 class SwapState(enum.StrEnum):
@@ -110,6 +111,28 @@ class PossessionClosed:
     anomaly: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PossessionOpened:
+    """R2: a pack handed to a rider, with the hold that covers it; field names are those of the
+    possession's record."""
+
+    rider_id: str
+    pack_serial: str
+    plan_id: str
+    swap_out_id: int | None
+    station_out: str
+    slot_out: int | None
+    at_out: datetime
+    soc_out_bp: int
+    soh_out_bp: int
+    hold_units: int
+    hold_transfer_id: int | None
+
+    def __post_init__(self) -> None:
+        assert self.hold_units >= 0, "a hold is never negative"
+        assert self.hold_units == 0 or self.hold_transfer_id is not None, "units held have a hold"
+
+
 # -- entities -------------------------------------------------------------------------------------
 
 
@@ -120,6 +143,8 @@ class Swap:
     rider_id: str | None
     state: SwapState
     request_id: str | None = None
+    reason: str | None = None  # a refused swap's RefusalReason
+    token: IdToken | None = None  # the token it was authorized (or recorded) with
 
     @property
     def is_open(self) -> bool:
@@ -191,6 +216,9 @@ class Possession:
     hold_units: int
     hold_transfer_id: int | None
     at_in: datetime | None = None
+    swap_out_id: int | None = None  # the swap it was handed over in (None: issued outside one)
+    station_out: str | None = None
+    slot_out: int | None = None
 
     @property
     def state(self) -> PossessionState:

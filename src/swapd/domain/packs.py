@@ -78,6 +78,63 @@ class Pack:
             return f"with rider {self.rider_id}"
         return self.status.value.replace("_", " ")
 
+    # -- moves: every change of where a pack is goes through one of these ------------------------
+
+    def _left_slot(self) -> tuple[str, int] | None:
+        if (
+            self.status is PackStatus.IN_SLOT
+            and self.station_id is not None
+            and self.slot_no is not None
+        ):
+            return (self.station_id, self.slot_no)
+        return None
+
+    def into_slot(self, station_id: str, slot_no: int, soc_bp: int, soh_bp: int) -> PackMoved:
+        """Returned by a rider or restocked by an operator: the pack now sits in that slot."""
+        return PackMoved(
+            self.serial, PackStatus.IN_SLOT, station_id, slot_no, None, self._left_slot(), soc_bp, soh_bp
+        )
+
+    def to_rider(self, rider_id: str, soc_bp: int, soh_bp: int) -> PackMoved:
+        """Handed over (R2): the pack leaves its slot with the rider."""
+        return PackMoved(
+            self.serial, PackStatus.WITH_RIDER, None, None, rider_id, self._left_slot(), soc_bp, soh_bp
+        )
+
+    def to_stock(self, soc_bp: int | None = None, soh_bp: int | None = None) -> PackMoved:
+        """Withdrawn to the depot by an operator."""
+        return PackMoved(
+            self.serial, PackStatus.IN_STOCK, None, None, None, self._left_slot(), soc_bp, soh_bp
+        )
+
+    def to_quarantine(self) -> PackMoved:
+        """Out of service: it left a station without a known rider, or an operator took it out."""
+        return PackMoved(self.serial, PackStatus.QUARANTINED, None, None, None, self._left_slot())
+
+
+@dataclass(frozen=True, slots=True)
+class PackMoved:
+    """Where a pack goes, as its record's fields, and the slot it leaves (emptied). A move also
+    ends any reservation of the pack: a pack that moved can no longer be handed out as offered.
+    ``soc_bp``/``soh_bp`` of None leave the last readings as they are.
+
+    Invariant: a pack in a slot names its station and slot and no rider; a pack with a rider
+    names that rider and no slot; elsewhere it names neither."""
+
+    serial: str
+    status: PackStatus
+    station_id: str | None
+    slot_no: int | None
+    rider_id: str | None
+    left: tuple[str, int] | None  # (station, slot) the pack was in, emptied by the move
+    soc_bp: int | None = None
+    soh_bp: int | None = None
+
+    def __post_init__(self) -> None:
+        in_slot = self.station_id is not None and self.slot_no is not None
+        assert in_slot == (self.status is PackStatus.IN_SLOT), "a pack in a slot names it"
+        assert (self.rider_id is not None) == (self.status is PackStatus.WITH_RIDER)
+
 
 def deliverable_energy_wh(nominal_wh: int, soh_bp: int, soc_bp: int) -> int:
     return ceil_div(nominal_wh * soh_bp * soc_bp, PERCENT_BP * PERCENT_BP)

@@ -41,6 +41,14 @@ CARD_TOKEN_TYPES = frozenset({TokenType.RFID, TokenType.RFID_15693})
 
 
 @dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """Whom a registered card names: a rider, or staff (``operator``: restock without billing)."""
+
+    rider_id: str | None
+    operator: bool
+
+
+@dataclass(frozen=True, slots=True)
 class IdToken:
     type: TokenType
     value: str

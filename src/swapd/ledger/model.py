@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 from swapd.domain.quantities import MAX_ACCOUNT_COLUMN_AMOUNT, MAX_TRANSFER_AMOUNT
 
+# The owner of the operator's accounts (revenue, allowance issued and consumed, ...): riders own
+# theirs by rider id, the operator by the empty string.
+OPERATOR = ""
+
 
 class LedgerError(Exception):
     """A transfer the ledger refuses. ``code`` is stable (TigerBeetle's result names where they fit)."""

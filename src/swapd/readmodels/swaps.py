@@ -201,7 +201,7 @@ def _charges(result: Any) -> list[PackCharge]:
 
 def swap_detail(db: Database, swap_id: int) -> SwapDetail:
     def work(tx: Tx) -> SwapDetail:
-        row = tx.repo.swap(swap_id)
+        row = tx.repo.execute(sa.select(t.swaps).where(t.swaps.c.id == swap_id)).first()
         if row is None:
             raise NotFound(f"unknown swap {swap_id}")
         swap = _swap_row(row)
@@ -229,7 +229,7 @@ def swap_detail(db: Database, swap_id: int) -> SwapDetail:
         if swap.request_id is not None:
             event = tx.repo.station_event(swap.station_id, swap.request_id, "BatteryIn")
             if event is not None:
-                charges = _charges(event.result)
+                charges = _charges(dict(event))
             prefixes.append(f"{swap.station_id}:{swap.request_id}:")
         x = t.transfers.c
         moved = tx.repo.execute(

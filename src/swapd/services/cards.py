@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from swapd.domain.errors import Conflict, NotFound
-from swapd.domain.riders import TokenType
+from swapd.domain.riders import TokenOwner, TokenType
 from swapd.services import catalog
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
@@ -26,7 +24,7 @@ def add_card(db: Database, rider_id: str, uid: str) -> bool:
     A card that is anyone else's (another rider's, or a staff card) is a conflict."""
     uid = normalise_uid(uid)
 
-    def owner(tx: Tx) -> sa.Row[Any] | None:
+    def owner(tx: Tx) -> TokenOwner | None:
         return tx.repo.token_owner(TokenType.RFID.value, uid)
 
     found = db.read(owner)

@@ -32,7 +32,6 @@ from swapd.services.swaps import BatteryReading
 from swapd.services.swaps.hand_over import hand_over
 from swapd.services.swaps.lookups import plan_of
 from swapd.services.swaps.offers import place_offer
-from swapd.services.swaps.rows import insert_swap, set_swap
 from swapd.store.database import Database, Tx
 
 
@@ -113,17 +112,16 @@ def issue_pack(db: Database, actor: str, serial: str, rider_id: str) -> Issued:
             )
         (choice,) = decision.offers
         # The offer authorize() would place for this one pack, then the station's hand-over.
-        swap_id = insert_swap(
-            tx, station.id, IdToken(TokenType.APP, rider_id), SwapState.OFFERED, rider_id=rider_id
-        )
+        token = IdToken(TokenType.APP, rider_id)
+        swap_id = tx.repo.insert_swap(station.id, token, SwapState.OFFERED, tx.now, rider_id=rider_id)
         offer = place_offer(tx, swap_id, rider_id, plan, serial, pack.slot_no, choice.hold_units)
-        swap = Swap(swap_id, station.id, rider_id, SwapState.OFFERED)
+        swap = Swap(swap_id, station.id, rider_id, SwapState.OFFERED, token=token)
         reading = BatteryReading(pack.slot_no, serial, pack.soc_bp, pack.soh_bp)
         # ``pack`` as read before its reservation: the hand-over of an open offer reads only
         # where the pack is (status, station, slot), which the reservation does not change.
         outcome = hand_over(tx, station, swap, rider, f"issue:{swap_id}", reading, pack, offer)
         assert outcome.outcome == "handed_over", outcome
-        set_swap(tx, swap_id, state=SwapState.COMPLETED)
+        tx.repo.set_swap_state(swap_id, swap.complete().state, tx.now)
         audit.record(
             tx,
             actor,
@@ -172,6 +170,8 @@ def _issued_already(tx: Tx, serial: str, rider_id: str) -> Issued:
     """The repeat of an issue (or of a hand-over at a station): the open possession, unchanged."""
     possession = tx.repo.open_possession(serial)
     assert possession is not None, "a pack with a rider has an open possession"
+    assert possession.station_out is not None, "a possession records where it began"
+    assert possession.slot_out is not None, "issued packs leave from a slot"
     rider = tx.repo.rider(rider_id)
     assert rider is not None
     plan = plan_of(tx, rider)
@@ -182,7 +182,7 @@ def _issued_already(tx: Tx, serial: str, rider_id: str) -> Issued:
         possession.slot_out,
         possession.soc_out_bp,
         possession.soh_out_bp,
-        int(possession.hold_units),
+        possession.hold_units,
         plan.unit.value,
         rider_accounts(tx.book, rider_id, plan).allowance.available,
         possession.swap_out_id,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from swapd.domain.plans import Plan
 from swapd.domain.revenue import weighted_value
-from swapd.ledger.model import Account, AccountCode, Transfer, TransferCode, TransferRequest
-from swapd.store.ledger_book import OPERATOR, Book
+from swapd.ledger.model import OPERATOR, Account, AccountCode, Transfer, TransferCode, TransferRequest
+from swapd.services.ports import LedgerBook
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class RiderAccounts:
     receivable: Account
 
 
-def rider_accounts(book: Book, rider_id: str, plan: Plan) -> RiderAccounts:
+def rider_accounts(book: LedgerBook, rider_id: str, plan: Plan) -> RiderAccounts:
     unit, currency = plan.unit.value, plan.currency
     names = (
         (unit, AccountCode.ALLOWANCE),
@@ -46,7 +46,7 @@ def rider_accounts(book: Book, rider_id: str, plan: Plan) -> RiderAccounts:
 
 
 def move(
-    book: Book,
+    book: LedgerBook,
     key: str,
     debit: Account,
     credit: Account,
@@ -75,14 +75,14 @@ def move(
     )
 
 
-def value_of_units(book: Book, rider_id: str, plan: Plan, units: int) -> int:
+def value_of_units(book: LedgerBook, rider_id: str, plan: Plan, units: int) -> int:
     """The prepaid money that ``units`` of the rider's posted allowance stand for."""
     accounts = rider_accounts(book, rider_id, plan)
     return weighted_value(accounts.prepaid.credit_balance, accounts.allowance.credit_balance, units)
 
 
 def recognise(
-    book: Book,
+    book: LedgerBook,
     key: str,
     rider_id: str,
     plan: Plan,
@@ -101,7 +101,7 @@ def recognise(
 
 
 def issue(
-    book: Book,
+    book: LedgerBook,
     key: str,
     rider_id: str,
     plan: Plan,
@@ -141,7 +141,7 @@ def issue(
     settle_overdrawn(book, key, rider_id, plan, actor=actor)
 
 
-def settle_overdrawn(book: Book, key: str, rider_id: str, plan: Plan, *, actor: str) -> int:
+def settle_overdrawn(book: LedgerBook, key: str, rider_id: str, plan: Plan, *, actor: str) -> int:
     """Pay off units used beyond the allowance out of newly available allowance."""
     accounts = rider_accounts(book, rider_id, plan)
     owed = accounts.overdrawn.debit_balance

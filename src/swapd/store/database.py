@@ -21,13 +21,14 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from swapd.domain.errors import Retry
 from swapd.domain.plans import Plan
 from swapd.ledger.model import Delta
 from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.ledger_book import Book
-from swapd.store.repository import Repository, Retry
+from swapd.store.repository import Repository
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
 

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from swapd.ledger.model import (
     ACCOUNT_FLAGS,
+    OPERATOR,
     Account,
     AccountCode,
     AccountFlags,
@@ -41,8 +42,6 @@ from swapd.ledger.model import (
 )
 from swapd.store.prepared import Prepared, PreparedResult
 from swapd.store.schema import accounts, transfers
-
-OPERATOR = ""
 
 # Every statement the book runs is built once, with bind parameters, rather than per call: building
 # a Core statement and computing its cache key cost more CPU than the database's own work for a

@@ -7,27 +7,35 @@ needed there. Services lock in one order: riders, then packs, then accounts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.packs import Pack, PackModel, PackStatus
+from swapd.domain.errors import Retry
+from swapd.domain.lifecycle import (
+    Offer,
+    OfferState,
+    Possession,
+    PossessionClosed,
+    PossessionOpened,
+    Swap,
+    SwapState,
+)
+from swapd.domain.packs import Pack, PackModel, PackMoved, PackStatus
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
-from swapd.domain.riders import Rider, RiderStatus
+from swapd.domain.riders import IdToken, Rider, RiderStatus, TokenOwner
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
+from swapd.store import swap_rows
 from swapd.store.prepared import Prepared, PreparedResult
 
 # A result row: ``sqlalchemy.Row`` or, for the prepared statements of the swap path,
 # ``PreparedRow``; both give columns as attributes (``row.id``) and as ``row._mapping``.
 Row = Any
-
-
-class Retry(Exception):
-    """A transaction lost a race it can only win by starting over (Database.write retries)."""
 
 
 # Only the columns the domain objects are made of: a timestamp read costs a parse, and the swap
@@ -113,29 +121,6 @@ _RIDERS_LOCKED = _RIDERS.with_for_update()
 _TOKEN = Prepared(
     sa.select(t.id_tokens).where(
         t.id_tokens.c.type == _B("token_type"), t.id_tokens.c.value == _B("value")
-    )
-)
-_OPEN_POSSESSION = Prepared(
-    sa.select(t.possessions).where(
-        t.possessions.c.pack_serial == _B("serial"), t.possessions.c.at_in.is_(None)
-    )
-)
-_SWAP = Prepared(sa.select(t.swaps).where(t.swaps.c.id == _B("swap_id")))
-_SWAP_BY_REQUEST = Prepared(
-    sa.select(t.swaps).where(
-        t.swaps.c.station_id == _B("station_id"), t.swaps.c.request_id == _B("request_id")
-    )
-)
-_OFFERS = Prepared(
-    sa.select(t.swap_offers)
-    .where(t.swap_offers.c.swap_id == _B("swap_id"))
-    .order_by(t.swap_offers.c.slot_no)
-)
-_STATION_EVENT = Prepared(
-    sa.select(t.station_events).where(
-        t.station_events.c.station_id == _B("station_id"),
-        t.station_events.c.request_id == _B("request_id"),
-        t.station_events.c.event_type == _B("event_type"),
     )
 )
 _ALERT = Prepared(sa.insert(t.alerts))
@@ -275,6 +260,30 @@ class Repository:
     def update_pack(self, serial: str, now: datetime, **values: Any) -> None:
         self.update(t.packs, "serial", serial, {**values, "updated_at": now})
 
+    def move_pack(self, moved: PackMoved, now: datetime) -> None:
+        """The one way a pack changes place: its record, the slot it left emptied, the slot it
+        went to filled (or Retry, when another transaction filled that slot first)."""
+        values: dict[str, Any] = {
+            "status": moved.status.value,
+            "station_id": moved.station_id,
+            "slot_no": moved.slot_no,
+            "rider_id": moved.rider_id,
+            "reserved_swap_id": None,
+        }
+        if moved.soc_bp is not None:
+            values["soc_bp"] = moved.soc_bp
+        if moved.soh_bp is not None:
+            values["soh_bp"] = moved.soh_bp
+        if moved.left is not None and moved.left != (moved.station_id, moved.slot_no):
+            self.set_slot(*moved.left, None)
+        self.update_pack(moved.serial, now, **values)
+        if moved.station_id is not None and moved.slot_no is not None:
+            self.set_slot(moved.station_id, moved.slot_no, moved.serial)
+
+    def unreserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
+        """End the pack's reservation for that swap (none other)."""
+        self.run(swap_rows.UNRESERVE_PACK, {"p_serial": serial, "p_swap_id": swap_id, "now": now})
+
     def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> bool:
         """Reserve a charged pack for a swap offer; False if another swap took it first."""
         result = self.run(_RESERVE_PACK, {"p_serial": serial, "swap_id": swap_id, "now": now})
@@ -357,28 +366,130 @@ class Repository:
         rows = self.conn.execute(sa.select(*_RIDER_COLUMNS).order_by(t.riders.c.id))
         return [_rider(r) for r in rows]
 
-    def token_owner(self, token_type: str, value: str) -> Row | None:
-        return self.run(_TOKEN, {"token_type": token_type, "value": value}).first()
+    def token_owner(self, token_type: str, value: str) -> TokenOwner | None:
+        row = self.run(_TOKEN, {"token_type": token_type, "value": value}).first()
+        return None if row is None else TokenOwner(row.rider_id, bool(row.operator))
+
+    def add_consumed(self, rider_id: str, units: int) -> None:
+        """A subscription's consumption this period grows by ``units``."""
+        self.run(swap_rows.ADD_CONSUMED, {"p_rider_id": rider_id, "units": units})
+
+    # -- swaps and offers ------------------------------------------------------------------
+
+    def swap(self, swap_id: int) -> Swap | None:
+        row = self.run(swap_rows.SWAP, {"swap_id": swap_id}).first()
+        return None if row is None else swap_rows.swap_of(row)
+
+    def swap_by_request(self, station_id: str, request_id: str) -> Swap | None:
+        where = {"station_id": station_id, "request_id": request_id}
+        row = self.run(swap_rows.SWAP_BY_REQUEST, where).first()
+        return None if row is None else swap_rows.swap_of(row)
+
+    def open_offer(self, station_id: str, rider_id: str) -> Swap | None:
+        """The rider's newest swap still offered at this station."""
+        where = {"station_id": station_id, "rider_id": rider_id}
+        row = self.run(swap_rows.OPEN_OFFER, where).first()
+        return None if row is None else swap_rows.swap_of(row)
+
+    def offered_to_rider(self, rider_id: str) -> list[Swap]:
+        """Every swap still offered to the rider, newest first."""
+        rows = self.run(swap_rows.OFFERED_TO_RIDER, {"rider_id": rider_id})
+        return [swap_rows.swap_of(r) for r in rows]
+
+    def stale_offers(self, updated_before: datetime, limit: int) -> list[int]:
+        """Swaps offered and untouched since ``updated_before``, oldest first, at most ``limit``."""
+        parameters = {"updated_before": updated_before, "limit": limit}
+        return [int(r.id) for r in self.conn.execute(swap_rows.STALE_OFFERS, parameters)]
+
+    def insert_swap(
+        self,
+        station_id: str,
+        token: IdToken,
+        state: SwapState,
+        now: datetime,
+        *,
+        rider_id: str | None,
+        request_id: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        values = {
+            "station_id": station_id,
+            "request_id": request_id,
+            "rider_id": rider_id,
+            "token_type": token.type.value,
+            "token_value": token.value,
+            "state": state.value,
+            "reason": reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return int(self.run(swap_rows.INSERT_SWAP, values).scalar_one())
+
+    def set_swap_state(self, swap_id: int, state: SwapState, now: datetime) -> None:
+        self.update(t.swaps, "id", swap_id, {"state": state.value, "updated_at": now})
+
+    def set_swap_request(self, swap_id: int, request_id: str, now: datetime) -> None:
+        self.update(t.swaps, "id", swap_id, {"request_id": request_id, "updated_at": now})
+
+    def offers(self, swap_id: int) -> list[Offer]:
+        """A swap's offers in slot order."""
+        return [swap_rows.offer_of(r) for r in self.run(swap_rows.OFFERS, {"swap_id": swap_id})]
+
+    def insert_offer(self, offer: Offer) -> None:
+        values = {
+            "swap_id": offer.swap_id,
+            "pack_serial": offer.pack_serial,
+            "slot_no": offer.slot_no,
+            "hold_units": offer.hold_units,
+            "hold_transfer_id": offer.hold_transfer_id,
+            "state": offer.state.value,
+        }
+        self.run(swap_rows.INSERT_OFFER, values)
+
+    def set_offer_state(self, swap_id: int, serial: str, state: OfferState) -> None:
+        values = {"p_swap_id": swap_id, "p_serial": serial, "v_state": state.value}
+        self.run(swap_rows.SET_OFFER_STATE, values)
 
     # -- possessions -----------------------------------------------------------------------
 
-    def open_possession(self, serial: str) -> Row | None:
-        return self.run(_OPEN_POSSESSION, {"serial": serial}).first()
+    def open_possession(self, serial: str) -> Possession | None:
+        row = self.run(swap_rows.OPEN_POSSESSION, {"serial": serial}).first()
+        return None if row is None else swap_rows.possession_of(row)
 
-    # -- swaps -----------------------------------------------------------------------------
+    def insert_possession(self, opened: PossessionOpened) -> None:
+        self.run(swap_rows.INSERT_POSSESSION, _fields(opened))
 
-    def swap(self, swap_id: int) -> Row | None:
-        return self.run(_SWAP, {"swap_id": swap_id}).first()
+    def close_possession(self, closed: PossessionClosed) -> None:
+        values = _fields(closed)
+        del values["possession_id"]
+        self.update(t.possessions, "id", closed.possession_id, values)
 
-    def swap_by_request(self, station_id: str, request_id: str) -> Row | None:
-        return self.run(_SWAP_BY_REQUEST, {"station_id": station_id, "request_id": request_id}).first()
+    # -- station events and alerts ---------------------------------------------------------
 
-    def offers(self, swap_id: int) -> list[Row]:
-        return list(self.run(_OFFERS, {"swap_id": swap_id}))
-
-    def station_event(self, station_id: str, request_id: str, event_type: str) -> Row | None:
+    def station_event(
+        self, station_id: str, request_id: str, event_type: str
+    ) -> Mapping[str, Any] | None:
+        """The recorded result of a station event, if it was applied already."""
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
-        return self.run(_STATION_EVENT, where).first()
+        row = self.run(swap_rows.STATION_EVENT, where).first()
+        return None if row is None else row.result
+
+    def insert_station_event(
+        self,
+        station_id: str,
+        request_id: str,
+        event_type: str,
+        now: datetime,
+        result: Mapping[str, Any],
+    ) -> None:
+        values = {
+            "station_id": station_id,
+            "request_id": request_id,
+            "event_type": event_type,
+            "received_at": now,
+            "result": result,
+        }
+        self.run(swap_rows.INSERT_EVENT, values)
 
     def alert(
         self,
@@ -401,3 +512,8 @@ class Repository:
                 "created_at": now,
             },
         )
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    """An event's fields by name (shallow: they hold plain values); its names are the columns."""
+    return {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}

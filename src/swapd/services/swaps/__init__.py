@@ -4,11 +4,11 @@
 The events mirror OCPP's battery swap: ``authorize`` answers Authorize (or an app request),
 ``battery_in`` / ``battery_out`` / ``battery_out_timeout`` are the BatterySwap events. Each event is
 applied exactly once per (station, requestId, eventType); a repeat returns the first answer. Each
-public function is one transaction. The SQLite writer process receives them pickled by their
-defining module (``swapd.services.swaps.returns.battery_in``, ...), which it imports.
+public function is one unit of work (``swapd.services.ports``): load, let the domain decide, save;
+it runs on the SQL store or on the in-memory fake of the tests alike.
 
-Modules: ``records`` (the values), ``checks`` (input), ``rows`` (statements, rows as entities,
-the event record), ``lookups``, ``postings`` (the ledger transfers), ``authorization``,
+Modules: ``records`` (the values), ``checks`` (input), ``event_records`` (the record that makes
+an event apply once), ``lookups``, ``postings`` (the ledger transfers), ``authorization``,
 ``returns`` (BatteryIn), ``hand_over`` and ``hand_outs`` (BatteryOut), ``offers`` and
 ``timeouts`` (offers released or abandoned).
 """
@@ -28,8 +28,6 @@ from swapd.services.swaps.records import (
     PackOutcome,
 )
 from swapd.services.swaps.returns import battery_in
-from swapd.services.swaps.rows import OFFERED_TO_RIDER as _OFFERED_TO_RIDER
-from swapd.services.swaps.rows import OPEN_OFFER as _OPEN_OFFER
 from swapd.services.swaps.timeouts import abandon_offer, battery_out_timeout, expire_stale_offers
 
 __all__ = [
@@ -48,7 +46,3 @@ __all__ = [
     "battery_out_timeout",
     "expire_stale_offers",
 ]
-# The swap path's prepared selects, also under this package's name: the tests compile them
-# (tests/integration/test_query_plans.py) and compare them with SQLAlchemy's results
-# (test_prepared.py, which collects every Prepared select of this namespace).
-_PREPARED_SELECTS = (_OFFERED_TO_RIDER, _OPEN_OFFER)

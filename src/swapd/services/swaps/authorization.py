@@ -6,24 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from swapd.domain.decision import REFUSAL_TEXT, RefusalReason, check_returned_pack, decide
-from swapd.domain.errors import InvalidInput, NotFound
-from swapd.domain.lifecycle import SwapState
+from swapd.domain.errors import InvalidInput, NotFound, Retry
+from swapd.domain.lifecycle import Swap, SwapState
 from swapd.domain.plans import Plan
 from swapd.domain.revenue import weighted_value
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
+from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_request_id, check_token
 from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
 from swapd.services.swaps.offers import place_offer
 from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, AuthorizeResult, OfferedPack
-from swapd.services.swaps.rows import OFFERED_TO_RIDER, insert_swap, set_swap
-from swapd.store.database import Database, Tx
-from swapd.store.repository import Retry, Row
 
 
 def authorize(
-    db: Database,
+    db: Transactions,
     station_id: str,
     token: IdToken,
     *,
@@ -42,26 +40,26 @@ def authorize(
     if wanted is not None and (isinstance(wanted, bool) or not 1 <= wanted <= MAX_PACKS_PER_SWAP):
         raise InvalidInput(f"wanted must be 1..{MAX_PACKS_PER_SWAP}, got {wanted!r}")
 
-    def work(tx: Tx) -> AuthorizeResult:
-        station = known_station(tx, station_id)
+    def work(uow: UnitOfWork) -> AuthorizeResult:
+        station = known_station(uow, station_id)
         if request_id is not None:
-            existing = tx.repo.swap_by_request(station_id, request_id)
+            existing = uow.repo.swap_by_request(station_id, request_id)
             if existing is not None:
-                return _result_of(tx, existing)
-        if is_operator(tx, token):
+                return _result_of(uow, existing)
+        if is_operator(uow, token):
             return AuthorizeResult(True, None, "Operator", operator=True)
-        rider_id, refusal = _identify(tx, station, token)
+        rider_id, refusal = _identify(uow, station, token)
         if refusal is not None:
-            return _refuse(tx, station_id, token, refusal, rider_id=rider_id, request_id=request_id)
+            return _refuse(uow, station_id, token, refusal, rider_id=rider_id, request_id=request_id)
         assert rider_id is not None
-        rider = tx.repo.lock_riders([rider_id]).get(rider_id)
+        rider = uow.repo.lock_riders([rider_id]).get(rider_id)
         assert rider is not None
-        offered = tx.repo.run(OFFERED_TO_RIDER, {"rider_id": rider_id}).all()
+        offered = uow.repo.offered_to_rider(rider_id)
         if token.type is TokenType.BATTERY_SERIAL and _pack_at_other_station(
-            tx, station_id, token, rider_id, offered
+            uow, station_id, token, rider_id, offered
         ):
             return _refuse(
-                tx,
+                uow,
                 station_id,
                 token,
                 RefusalReason.PACK_AT_OTHER_STATION,
@@ -71,11 +69,11 @@ def authorize(
         open_offer = next((s for s in offered if s.station_id == station_id), None)
         if open_offer is not None and open_offer.request_id is None:
             if request_id is not None:
-                set_swap(tx, open_offer.id, request_id=request_id)
-            return _result_of(tx, open_offer)
-        plan = plan_of(tx, rider)
-        held = tx.repo.packs_of_rider(rider_id)
-        accounts = rider_accounts(tx.book, rider_id, plan)
+                uow.repo.set_swap_request(open_offer.id, request_id, uow.now)
+            return _result_of(uow, open_offer)
+        plan = plan_of(uow, rider)
+        held = uow.repo.packs_of_rider(rider_id)
+        accounts = rider_accounts(uow.book, rider_id, plan)
         decision = decide(
             station=station,
             rider=rider,
@@ -83,13 +81,13 @@ def authorize(
             available_units=accounts.allowance.available,
             held_count=len(held),
             returning=held,
-            stock=tx.repo.packs_at(station_id),
+            stock=uow.repo.packs_at(station_id),
             wanted=wanted,
         )
         if not decision.accepted:
             assert decision.reason is not None
             return _refuse(
-                tx,
+                uow,
                 station_id,
                 token,
                 decision.reason,
@@ -99,55 +97,52 @@ def authorize(
                 available=decision.available_units,
                 required=decision.required_units,
             )
-        swap_id = insert_swap(
-            tx, station_id, token, SwapState.OFFERED, rider_id=rider_id, request_id=request_id
+        swap_id = uow.repo.insert_swap(
+            station_id, token, SwapState.OFFERED, uow.now, rider_id=rider_id, request_id=request_id
         )
-        offered = []
+        chosen = []
         for choice in decision.offers:
             pack, units = choice.pack, choice.hold_units
             assert pack.slot_no is not None  # stock: every offered pack sits in a slot
-            place_offer(tx, swap_id, rider_id, plan, pack.serial, pack.slot_no, units)
-            offered.append(OfferedPack(pack.slot_no, pack.serial, pack.soc_bp, units))
+            place_offer(uow, swap_id, rider_id, plan, pack.serial, pack.slot_no, units)
+            chosen.append(OfferedPack(pack.slot_no, pack.serial, pack.soc_bp, units))
         # What _result_of would read back, from what this transaction has just written.
-        offered.sort(key=lambda o: o.slot_no)
-        return _accepted(tx, swap_id, rider_id, plan, tuple(offered))
+        chosen.sort(key=lambda o: o.slot_no)
+        return _accepted(uow, swap_id, rider_id, plan, tuple(chosen))
 
     return db.write(work)
 
 
 def _pack_at_other_station(
-    tx: Tx, station_id: str, token: IdToken, rider_id: str, offered: Sequence[Row]
+    uow: UnitOfWork, station_id: str, token: IdToken, rider_id: str, offered: Sequence[Swap]
 ) -> bool:
     """The pack presented as the key is the key of a swap still offered at another station (R3:
     one pack, one place). Checked under the rider's lock, so of two stations asking at once one
     sees the other."""
-    if tx.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
-        pack = tx.repo.pack(token.value, lock=True)
+    if uow.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
+        pack = uow.repo.pack(token.value, lock=True)
         if pack is None or pack.rider_id != rider_id:
             raise Retry()  # the pack moved between reading it and locking its rider
-    return any(
-        s.station_id != station_id
-        and s.token_type == TokenType.BATTERY_SERIAL.value
-        and s.token_value == token.value
-        for s in offered
-    )
+    return any(s.station_id != station_id and s.token == token for s in offered)
 
 
-def _identify(tx: Tx, station: Station, token: IdToken) -> tuple[str | None, RefusalReason | None]:
+def _identify(
+    uow: UnitOfWork, station: Station, token: IdToken
+) -> tuple[str | None, RefusalReason | None]:
     if token.type is TokenType.BATTERY_SERIAL:
-        pack = tx.repo.pack(token.value)
+        pack = uow.repo.pack(token.value)
         refusal = check_returned_pack(pack, station)
         if refusal is not None:
             return (pack.rider_id if pack else None), refusal
         assert pack is not None
         return pack.rider_id, None
     if token.type is TokenType.APP:
-        if tx.repo.rider(token.value) is None:
+        if uow.repo.rider(token.value) is None:
             raise NotFound(f"unknown rider {token.value}")
         return token.value, None
     if token.type is TokenType.NO_AUTHORIZATION:
         return None, RefusalReason.UNKNOWN_TOKEN
-    owner = tx.repo.token_owner(token.type.value, token.value)
+    owner = uow.repo.token_owner(token.type.value, token.value)
     if owner is None or owner.rider_id is None:
         return None, RefusalReason.UNKNOWN_TOKEN
     return str(owner.rider_id), None
@@ -162,7 +157,7 @@ _ALERTING = {
 
 
 def _refuse(
-    tx: Tx,
+    uow: UnitOfWork,
     station_id: str,
     token: IdToken,
     reason: RefusalReason,
@@ -174,21 +169,21 @@ def _refuse(
     required: int = 0,
 ) -> AuthorizeResult:
     """Record the refusal (operators count refusals by reason) and raise an alert where one is due."""
-    swap_id = insert_swap(
-        tx,
+    swap_id = uow.repo.insert_swap(
         station_id,
         token,
         SwapState.REFUSED,
+        uow.now,
         rider_id=rider_id,
         request_id=request_id,
         reason=reason.value,
     )
     kind = _ALERTING.get(reason)
     if kind is not None:
-        tx.repo.alert(
+        uow.repo.alert(
             kind,
             f"{token.type.value} {token.value} presented at {station_id}: {REFUSAL_TEXT[reason]}",
-            tx.now,
+            uow.now,
             station_id=station_id,
             pack_serial=token.value if token.type is TokenType.BATTERY_SERIAL else None,
             rider_id=rider_id,
@@ -205,25 +200,27 @@ def _refuse(
     )
 
 
-def _result_of(tx: Tx, swap: Row) -> AuthorizeResult:
-    """The answer an existing swap gave, rebuilt from the database (for repeated requests)."""
-    if swap.state == SwapState.REFUSED:
+def _result_of(uow: UnitOfWork, swap: Swap) -> AuthorizeResult:
+    """The answer an existing swap gave, rebuilt from its records (for repeated requests)."""
+    if swap.state is SwapState.REFUSED:
+        assert swap.reason is not None, "a refused swap records its reason"
         reason = RefusalReason(swap.reason)
         return AuthorizeResult(False, reason.value, REFUSAL_TEXT[reason], swap.id, swap.rider_id)
-    plan = rider_plan(tx, swap.rider_id)
-    offers = tx.repo.offers(swap.id)
-    packs = tx.repo.packs([o.pack_serial for o in offers])
+    assert swap.rider_id is not None, "an offer names its rider"
+    plan = rider_plan(uow, swap.rider_id)
+    offers = uow.repo.offers(swap.id)
+    packs = uow.repo.packs([o.pack_serial for o in offers])
     offered = tuple(
         OfferedPack(o.slot_no, o.pack_serial, packs[o.pack_serial].soc_bp, o.hold_units) for o in offers
     )
-    return _accepted(tx, swap.id, swap.rider_id, plan, offered)
+    return _accepted(uow, swap.id, swap.rider_id, plan, offered)
 
 
 def _accepted(
-    tx: Tx, swap_id: int, rider_id: str, plan: Plan, offered: tuple[OfferedPack, ...]
+    uow: UnitOfWork, swap_id: int, rider_id: str, plan: Plan, offered: tuple[OfferedPack, ...]
 ) -> AuthorizeResult:
     """An offer's answer, with the rider's balance after its holds (the station shows it)."""
-    accounts = rider_accounts(tx.book, rider_id, plan)
+    accounts = rider_accounts(uow.book, rider_id, plan)
     allowance = accounts.allowance
     return AuthorizeResult(
         True,

@@ -9,17 +9,17 @@ from swapd.domain.lifecycle import PackOutcomeKind
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken
 from swapd.domain.stations import Station
+from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.event_records import already, record
 from swapd.services.swaps.hand_over import hand_over
 from swapd.services.swaps.lookups import is_operator, known_station, token_rider
 from swapd.services.swaps.offers import release_offer, swap_for_event
 from swapd.services.swaps.records import BatteryReading, EventResult, EventType, PackOutcome
-from swapd.services.swaps.rows import already, offer_of, record, set_swap, swap_of
-from swapd.store.database import Database, Tx
 
 
 def battery_out(
-    db: Database,
+    db: Transactions,
     station_id: str,
     request_id: str,
     batteries: Sequence[BatteryReading],
@@ -32,28 +32,28 @@ def battery_out(
     if token is not None:
         check_token(token)
 
-    def work(tx: Tx) -> EventResult:
-        station = known_station(tx, station_id)
+    def work(uow: UnitOfWork) -> EventResult:
+        station = known_station(uow, station_id)
         check_batteries(station, batteries)
-        repeated = already(tx, station_id, request_id, EventType.BATTERY_OUT)
+        repeated = already(uow, station_id, request_id, EventType.BATTERY_OUT)
         if repeated is not None:
             return repeated
-        if is_operator(tx, token):
-            withdrawn = tuple(_withdraw(tx, station, b) for b in batteries)
+        if is_operator(uow, token):
+            withdrawn = tuple(_withdraw(uow, station, b) for b in batteries)
             return record(
-                tx, station_id, request_id, EventResult(None, EventType.BATTERY_OUT, withdrawn)
+                uow, station_id, request_id, EventResult(None, EventType.BATTERY_OUT, withdrawn)
             )
-        swap = swap_for_event(tx, station_id, request_id, token)
+        swap = swap_for_event(uow, station_id, request_id, token)
         # Without an offer the token still says who took the packs (the station let them go).
-        rider_id = token_rider(tx, token) if swap is None else swap.rider_id
-        rider = None if rider_id is None else tx.repo.lock_riders([rider_id]).get(rider_id)
-        packs = tx.repo.packs([b.serial for b in batteries], lock=True)
-        offers = {} if swap is None else {o.pack_serial: offer_of(o) for o in tx.repo.offers(swap.id)}
+        rider_id = token_rider(uow, token) if swap is None else swap.rider_id
+        rider = None if rider_id is None else uow.repo.lock_riders([rider_id]).get(rider_id)
+        packs = uow.repo.packs([b.serial for b in batteries], lock=True)
+        offers = {} if swap is None else {o.pack_serial: o for o in uow.repo.offers(swap.id)}
         outcomes = []
         for battery in batteries:
             outcomes.append(
                 hand_over(
-                    tx,
+                    uow,
                     station,
                     swap,
                     rider,
@@ -67,42 +67,31 @@ def battery_out(
             taken = {b.serial for b in batteries}
             for serial, offer in offers.items():
                 if serial not in taken and offer.is_open:
-                    outcomes.append(release_offer(tx, swap, offer))
-            set_swap(tx, swap.id, state=swap.complete().state)
+                    outcomes.append(release_offer(uow, swap, offer))
+            uow.repo.set_swap_state(swap.id, swap.complete().state, uow.now)
         swap_id = None if swap is None else swap.id
         return record(
-            tx, station_id, request_id, EventResult(swap_id, EventType.BATTERY_OUT, tuple(outcomes))
+            uow, station_id, request_id, EventResult(swap_id, EventType.BATTERY_OUT, tuple(outcomes))
         )
 
     return db.write(work)
 
 
-def _withdraw(tx: Tx, station: Station, battery: BatteryReading) -> PackOutcome:
-    pack = tx.repo.pack(battery.serial, lock=True)
+def _withdraw(uow: UnitOfWork, station: Station, battery: BatteryReading) -> PackOutcome:
+    pack = uow.repo.pack(battery.serial, lock=True)
     if pack is None or pack.status is not PackStatus.IN_SLOT or pack.station_id != station.id:
-        tx.repo.alert(
+        uow.repo.alert(
             "withdraw_mismatch",
             f"operator took {battery.serial} from slot {battery.slot_no}, which we did not have there",
-            tx.now,
+            uow.now,
             station_id=station.id,
             pack_serial=battery.serial,
         )
         return PackOutcome(battery.serial, battery.slot_no, PackOutcomeKind.WITHDRAW_MISMATCH)
     if pack.reserved_swap_id is not None:
-        swap = tx.repo.swap(pack.reserved_swap_id)
-        offer = next(o for o in tx.repo.offers(pack.reserved_swap_id) if o.pack_serial == pack.serial)
+        swap = uow.repo.swap(pack.reserved_swap_id)
+        offer = next(o for o in uow.repo.offers(pack.reserved_swap_id) if o.pack_serial == pack.serial)
         if swap is not None:
-            release_offer(tx, swap_of(swap), offer_of(offer))
-    if pack.slot_no is not None:
-        tx.repo.set_slot(station.id, pack.slot_no, None)
-    tx.repo.update_pack(
-        pack.serial,
-        tx.now,
-        status=PackStatus.IN_STOCK.value,
-        station_id=None,
-        slot_no=None,
-        reserved_swap_id=None,
-        soc_bp=battery.soc_bp,
-        soh_bp=battery.soh_bp,
-    )
+            release_offer(uow, swap, offer)
+    uow.repo.move_pack(pack.to_stock(battery.soc_bp, battery.soh_bp), uow.now)
     return PackOutcome(battery.serial, battery.slot_no, PackOutcomeKind.WITHDRAWN)

@@ -4,21 +4,20 @@ issuing a pack outside a swap (services/issue.py)."""
 
 from __future__ import annotations
 
-from swapd.domain.lifecycle import Offer, PackOutcomeKind, Swap
+from swapd.domain.lifecycle import Offer, PackOutcomeKind, PossessionOpened, Swap
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import Rider
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
+from swapd.services.ports import UnitOfWork
 from swapd.services.swaps.lookups import plan_of
 from swapd.services.swaps.postings import hold
 from swapd.services.swaps.records import BatteryReading, EventType, PackOutcome
-from swapd.services.swaps.rows import INSERT_POSSESSION, SET_OFFER_STATE
-from swapd.store.database import Tx
 
 
 def hand_over(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     swap: Swap | None,
     rider: Rider | None,
@@ -32,27 +31,26 @@ def hand_over(
     server does not have in that station, or that left with no rider, raises an alert."""
     serial, slot_no = battery.serial, battery.slot_no
     if pack is None or pack.status is not PackStatus.IN_SLOT or pack.station_id != station.id:
-        return _misplaced(tx, station, battery, pack)
+        return _misplaced(uow, station, battery, pack)
     if rider is None:
-        return _without_rider(tx, station, request_id, battery, pack)
-    plan = plan_of(tx, rider)
+        return _without_rider(uow, station, request_id, battery, pack)
+    plan = plan_of(uow, rider)
     if offer is not None and offer.is_open:
         taken = offer.take()
         hold_units, hold_id = taken.hold_units, taken.hold_transfer_id
-        tx.repo.run(
-            SET_OFFER_STATE,
-            {"p_swap_id": taken.swap_id, "p_serial": serial, "v_state": taken.state},
-        )
+        uow.repo.set_offer_state(taken.swap_id, serial, taken.state)
     else:
-        hold_units, hold_id = _hold_unoffered(tx, station, swap, rider, plan, request_id, pack, offer)
-    _alert_if_too_many(tx, station, rider, serial)
-    _open_possession(tx, station, swap, rider, plan, battery, pack, hold_units, hold_id)
+        hold_units, hold_id = _hold_unoffered(uow, station, swap, rider, plan, request_id, pack, offer)
+    _alert_if_too_many(uow, station, rider, serial)
+    _open_possession(uow, station, swap, rider, plan, battery, pack, hold_units, hold_id)
     return PackOutcome(
         serial, pack.slot_no or slot_no, PackOutcomeKind.HANDED_OVER, rider.id, hold_units=hold_units
     )
 
 
-def _misplaced(tx: Tx, station: Station, battery: BatteryReading, pack: Pack | None) -> PackOutcome:
+def _misplaced(
+    uow: UnitOfWork, station: Station, battery: BatteryReading, pack: Pack | None
+) -> PackOutcome:
     serial, slot_no = battery.serial, battery.slot_no
     if pack is None:
         kind = PackOutcomeKind.FOREIGN_PACK
@@ -60,37 +58,28 @@ def _misplaced(tx: Tx, station: Station, battery: BatteryReading, pack: Pack | N
     else:
         kind = PackOutcomeKind.PACK_TWO_PLACES
         text = f"pack {serial} ({pack.place()}) reported taken from slot {slot_no}"
-    tx.repo.alert(kind, text, tx.now, station_id=station.id, pack_serial=serial)
+    uow.repo.alert(kind, text, uow.now, station_id=station.id, pack_serial=serial)
     return PackOutcome(serial, slot_no, kind)
 
 
 def _without_rider(
-    tx: Tx, station: Station, request_id: str, battery: BatteryReading, pack: Pack
+    uow: UnitOfWork, station: Station, request_id: str, battery: BatteryReading, pack: Pack
 ) -> PackOutcome:
     """The pack left the station and we cannot tell with whom: take it out of service."""
     serial, slot_no = battery.serial, battery.slot_no
-    tx.repo.alert(
+    uow.repo.alert(
         "handover_without_rider",
         f"pack {serial} taken from slot {slot_no} without an authorized rider (request {request_id})",
-        tx.now,
+        uow.now,
         station_id=station.id,
         pack_serial=serial,
     )
-    if pack.slot_no is not None:
-        tx.repo.set_slot(station.id, pack.slot_no, None)
-    tx.repo.update_pack(
-        serial,
-        tx.now,
-        status=PackStatus.QUARANTINED.value,
-        station_id=None,
-        slot_no=None,
-        reserved_swap_id=None,
-    )
+    uow.repo.move_pack(pack.to_quarantine(), uow.now)
     return PackOutcome(serial, slot_no, PackOutcomeKind.HANDOVER_WITHOUT_RIDER)
 
 
 def _hold_unoffered(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     swap: Swap | None,
     rider: Rider,
@@ -103,26 +92,26 @@ def _hold_unoffered(
     Returns the units held and the hold's transfer (None when nothing is held)."""
     serial = pack.serial
     if pack.reserved_swap_id is not None and (swap is None or pack.reserved_swap_id != swap.id):
-        tx.repo.alert(
+        uow.repo.alert(
             "pack_reserved_elsewhere",
             f"pack {serial} was offered in swap "
             f"{pack.reserved_swap_id} but taken in request {request_id}",
-            tx.now,
+            uow.now,
             station_id=station.id,
             pack_serial=serial,
             rider_id=rider.id,
         )
-    accounts = rider_accounts(tx.book, rider.id, plan)
+    accounts = rider_accounts(uow.book, rider.id, plan)
     need = plan.requirement_for(pack)
     hold_units = min(need, accounts.allowance.available)
     key = f"{station.id}:{request_id}:{serial}:{EventType.BATTERY_OUT}"
-    hold_id = hold(tx, key, rider.id, plan, hold_units)
+    hold_id = hold(uow, key, rider.id, plan, hold_units)
     if hold_units < need or swap is None or offer is None:
-        tx.repo.alert(
+        uow.repo.alert(
             "unoffered_handover",
             f"pack {serial} handed to {rider.id} without an "
             f"offer; held {hold_units} of {need} {plan.unit}",
-            tx.now,
+            uow.now,
             station_id=station.id,
             pack_serial=serial,
             rider_id=rider.id,
@@ -130,13 +119,13 @@ def _hold_unoffered(
     return hold_units, hold_id
 
 
-def _alert_if_too_many(tx: Tx, station: Station, rider: Rider, serial: str) -> None:
-    held_now = len(tx.repo.packs_of_rider(rider.id))
+def _alert_if_too_many(uow: UnitOfWork, station: Station, rider: Rider, serial: str) -> None:
+    held_now = len(uow.repo.packs_of_rider(rider.id))
     if held_now + 1 > rider.vehicle_packs:
-        tx.repo.alert(
+        uow.repo.alert(
             "too_many_packs",
             f"rider {rider.id} now holds {held_now + 1} packs; the vehicle takes {rider.vehicle_packs}",
-            tx.now,
+            uow.now,
             station_id=station.id,
             pack_serial=serial,
             rider_id=rider.id,
@@ -144,7 +133,7 @@ def _alert_if_too_many(tx: Tx, station: Station, rider: Rider, serial: str) -> N
 
 
 def _open_possession(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     swap: Swap | None,
     rider: Rider,
@@ -155,32 +144,19 @@ def _open_possession(
     hold_id: int | None,
 ) -> None:
     """R2: the possession, the slot emptied, and the pack recorded as with the rider."""
-    tx.repo.run(
-        INSERT_POSSESSION,
-        {
-            "rider_id": rider.id,
-            "pack_serial": pack.serial,
-            "plan_id": plan.id,
-            "swap_out_id": None if swap is None else swap.id,
-            "station_out": station.id,
-            "slot_out": pack.slot_no,
-            "at_out": tx.now,
-            "soc_out_bp": battery.soc_bp,
-            "soh_out_bp": battery.soh_bp,
-            "hold_units": hold_units,
-            "hold_transfer_id": hold_id,
-        },
+    uow.repo.insert_possession(
+        PossessionOpened(
+            rider_id=rider.id,
+            pack_serial=pack.serial,
+            plan_id=plan.id,
+            swap_out_id=None if swap is None else swap.id,
+            station_out=station.id,
+            slot_out=pack.slot_no,
+            at_out=uow.now,
+            soc_out_bp=battery.soc_bp,
+            soh_out_bp=battery.soh_bp,
+            hold_units=hold_units,
+            hold_transfer_id=hold_id,
+        )
     )
-    if pack.slot_no is not None:
-        tx.repo.set_slot(station.id, pack.slot_no, None)
-    tx.repo.update_pack(
-        pack.serial,
-        tx.now,
-        status=PackStatus.WITH_RIDER.value,
-        station_id=None,
-        slot_no=None,
-        rider_id=rider.id,
-        reserved_swap_id=None,
-        soc_bp=battery.soc_bp,
-        soh_bp=battery.soh_bp,
-    )
+    uow.repo.move_pack(pack.to_rider(rider.id, battery.soc_bp, battery.soh_bp), uow.now)

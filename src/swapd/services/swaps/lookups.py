@@ -7,47 +7,47 @@ from swapd.domain.errors import NotFound
 from swapd.domain.plans import Plan
 from swapd.domain.riders import CARD_TOKEN_TYPES, IdToken, Rider, TokenType
 from swapd.domain.stations import Station
-from swapd.store.database import Tx
+from swapd.services.ports import UnitOfWork
 
 
-def known_station(tx: Tx, station_id: str) -> Station:
-    station = tx.repo.station(station_id)
+def known_station(uow: UnitOfWork, station_id: str) -> Station:
+    station = uow.repo.station(station_id)
     if station is None:
         raise NotFound(f"unknown station {station_id}")
     return station
 
 
-def is_operator(tx: Tx, token: IdToken | None) -> bool:
+def is_operator(uow: UnitOfWork, token: IdToken | None) -> bool:
     if token is None:
         return False
     if token.type is TokenType.OPERATOR:
         return True
     if token.type not in CARD_TOKEN_TYPES:
         return False  # only cards are in the token table (catalog.add_token)
-    owner = tx.repo.token_owner(token.type.value, token.value)
+    owner = uow.repo.token_owner(token.type.value, token.value)
     return owner is not None and bool(owner.operator)
 
 
-def rider_plan(tx: Tx, rider_id: str) -> Plan:
-    rider = tx.repo.rider(rider_id)
+def rider_plan(uow: UnitOfWork, rider_id: str) -> Plan:
+    rider = uow.repo.rider(rider_id)
     assert rider is not None
-    return plan_of(tx, rider)
+    return plan_of(uow, rider)
 
 
-def plan_of(tx: Tx, rider: Rider) -> Plan:
-    plan = tx.repo.plan(rider.plan_id)
+def plan_of(uow: UnitOfWork, rider: Rider) -> Plan:
+    plan = uow.repo.plan(rider.plan_id)
     assert plan is not None
     return plan
 
 
-def token_rider(tx: Tx, token: IdToken | None) -> str | None:
+def token_rider(uow: UnitOfWork, token: IdToken | None) -> str | None:
     """The rider a token names, if any (a battery serial names the pack's holder)."""
     if token is None or token.type is TokenType.NO_AUTHORIZATION:
         return None
     if token.type is TokenType.APP:
-        return token.value if tx.repo.rider(token.value) is not None else None
+        return token.value if uow.repo.rider(token.value) is not None else None
     if token.type is TokenType.BATTERY_SERIAL:
-        pack = tx.repo.pack(token.value)
+        pack = uow.repo.pack(token.value)
         return pack.rider_id if pack else None
-    owner = tx.repo.token_owner(token.type.value, token.value)
+    owner = uow.repo.token_owner(token.type.value, token.value)
     return None if owner is None or owner.rider_id is None else str(owner.rider_id)

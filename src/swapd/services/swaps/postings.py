@@ -8,15 +8,15 @@ from swapd.domain.charge import ChargeSplit
 from swapd.domain.plans import Plan
 from swapd.ledger.model import Account, AccountCode, TransferCode, TransferFlags, TransferRequest
 from swapd.services.money import RiderAccounts, move, recognise, rider_accounts
-from swapd.store.database import Tx
+from swapd.services.ports import UnitOfWork
 
 
-def hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None:
+def hold(uow: UnitOfWork, key: str, rider_id: str, plan: Plan, units: int) -> int | None:
     if units <= 0:
         return None
-    accounts = rider_accounts(tx.book, rider_id, plan)
-    consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
-    transfer = tx.book.transfer(
+    accounts = rider_accounts(uow.book, rider_id, plan)
+    consumed = uow.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
+    transfer = uow.book.transfer(
         TransferRequest(
             key=f"{key}:hold",
             ledger=plan.unit.value,
@@ -31,12 +31,12 @@ def hold(tx: Tx, key: str, rider_id: str, plan: Plan, units: int) -> int | None:
     return transfer.id
 
 
-def release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str | None) -> None:
-    if hold_transfer_id is None or tx.book.is_resolved(hold_transfer_id):
+def release(uow: UnitOfWork, key: str, hold_transfer_id: int | None, rider_id: str | None) -> None:
+    if hold_transfer_id is None or uow.book.is_resolved(hold_transfer_id):
         return
-    pending = tx.book.transfer_by_id(hold_transfer_id)
+    pending = uow.book.transfer_by_id(hold_transfer_id)
     assert pending is not None, "a hold names a transfer that exists"
-    tx.book.transfer(
+    uow.book.transfer(
         TransferRequest(
             key=f"{key}:release",
             ledger=pending.ledger,
@@ -52,7 +52,7 @@ def release(tx: Tx, key: str, hold_transfer_id: int | None, rider_id: str | None
 
 
 def post_charge(
-    tx: Tx,
+    uow: UnitOfWork,
     key: str,
     rider_id: str,
     plan: Plan,
@@ -65,12 +65,12 @@ def post_charge(
     free allowance, and what is beyond it as overage (billed) or overdrawn (owed, settled by a
     top-up). ``accounts`` are the rider's. Returns the prepaid money recognised as revenue."""
     # The prepaid money is earned before its units leave the allowance (money.recognise).
-    revenue_minor = recognise(tx.book, f"{key}:revenue", rider_id, plan, split.charged_units)
-    consumed = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
+    revenue_minor = recognise(uow.book, f"{key}:revenue", rider_id, plan, split.charged_units)
+    consumed = uow.book.account(plan.unit.value, AccountCode.ALLOWANCE_CONSUMED)
     if hold_transfer_id is not None:
-        _resolve_hold(tx, key, rider_id, plan, hold_transfer_id, split.from_hold_units)
+        _resolve_hold(uow, key, rider_id, plan, hold_transfer_id, split.from_hold_units)
     move(
-        tx.book,
+        uow.book,
         f"{key}:usage",
         accounts.allowance,
         consumed,
@@ -79,18 +79,18 @@ def post_charge(
         rider_id=rider_id,
     )
     if split.beyond_units > 0:
-        _post_beyond(tx, key, rider_id, plan, accounts, consumed, split)
+        _post_beyond(uow, key, rider_id, plan, accounts, consumed, split)
     return revenue_minor
 
 
 def _resolve_hold(
-    tx: Tx, key: str, rider_id: str, plan: Plan, hold_transfer_id: int, from_hold_units: int
+    uow: UnitOfWork, key: str, rider_id: str, plan: Plan, hold_transfer_id: int, from_hold_units: int
 ) -> None:
     """Post ``from_hold_units`` of the pending hold, or void all of it when that is 0."""
-    pending = tx.book.transfer_by_id(hold_transfer_id)
+    pending = uow.book.transfer_by_id(hold_transfer_id)
     assert pending is not None, "a hold names a transfer that exists"
     posting = from_hold_units > 0
-    tx.book.transfer(
+    uow.book.transfer(
         TransferRequest(
             key=f"{key}:post",
             ledger=plan.unit.value,
@@ -106,7 +106,7 @@ def _resolve_hold(
 
 
 def _post_beyond(
-    tx: Tx,
+    uow: UnitOfWork,
     key: str,
     rider_id: str,
     plan: Plan,
@@ -118,7 +118,7 @@ def _post_beyond(
     beyond = split.beyond_units
     if not split.overage_billed:
         move(
-            tx.book,
+            uow.book,
             f"{key}:overdrawn",
             accounts.overdrawn,
             consumed,
@@ -127,11 +127,11 @@ def _post_beyond(
             rider_id=rider_id,
         )
         return
-    issued = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
-    move(tx.book, f"{key}:overage", issued, consumed, beyond, TransferCode.OVERAGE, rider_id=rider_id)
-    revenue_account = tx.book.account(plan.currency, AccountCode.REVENUE)
+    issued = uow.book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
+    move(uow.book, f"{key}:overage", issued, consumed, beyond, TransferCode.OVERAGE, rider_id=rider_id)
+    revenue_account = uow.book.account(plan.currency, AccountCode.REVENUE)
     move(
-        tx.book,
+        uow.book,
         f"{key}:overage:money",
         accounts.receivable,
         revenue_account,

@@ -12,17 +12,13 @@ post the ledger transfers and write the rows, in the same order for every event.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import sqlalchemy as sa
 
 from swapd.domain.charge import ChargeSplit, split_for_plan
 from swapd.domain.decision import is_token_pack_mismatch
-from swapd.domain.errors import Conflict
+from swapd.domain.errors import Conflict, Retry
 from swapd.domain.lifecycle import PackOutcomeKind, Possession, PossessionClosed, Swap, SwapState
 from swapd.domain.metering import Usage, meter
 from swapd.domain.packs import Pack, PackStatus
@@ -30,23 +26,13 @@ from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
+from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.event_records import already, record
 from swapd.services.swaps.lookups import is_operator, known_station, token_rider
 from swapd.services.swaps.offers import abandon
 from swapd.services.swaps.postings import post_charge
 from swapd.services.swaps.records import BatteryReading, EventResult, EventType, PackOutcome
-from swapd.services.swaps.rows import (
-    already,
-    insert_swap,
-    open_offer,
-    possession_of,
-    record,
-    set_swap,
-    swap_of,
-)
-from swapd.store import schema as t
-from swapd.store.database import Database, Tx
-from swapd.store.repository import Retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +67,7 @@ class _Loaded:
 
 
 def battery_in(
-    db: Database,
+    db: Transactions,
     station_id: str,
     request_id: str,
     batteries: Sequence[BatteryReading],
@@ -94,19 +80,19 @@ def battery_in(
     if token is not None:
         check_token(token)
 
-    def work(tx: Tx) -> EventResult:
-        station = known_station(tx, station_id)
+    def work(uow: UnitOfWork) -> EventResult:
+        station = known_station(uow, station_id)
         check_batteries(station, batteries)
-        repeated = already(tx, station_id, request_id, EventType.BATTERY_IN)
+        repeated = already(uow, station_id, request_id, EventType.BATTERY_IN)
         if repeated is not None:
             return repeated
-        loaded = _load(tx, station, request_id, batteries, token)
-        swap_id = _save_swap(tx, station_id, request_id, token, loaded, batteries)
+        loaded = _load(uow, station, request_id, batteries, token)
+        swap_id = _save_swap(uow, station_id, request_id, token, loaded, batteries)
         outcomes = tuple(
-            _return_one(tx, station, swap_id, request_id, battery, loaded) for battery in batteries
+            _return_one(uow, station, swap_id, request_id, battery, loaded) for battery in batteries
         )
         result = EventResult(swap_id, EventType.BATTERY_IN, outcomes)
-        return record(tx, station_id, request_id, result)
+        return record(uow, station_id, request_id, result)
 
     return db.write(work)
 
@@ -115,20 +101,20 @@ def battery_in(
 
 
 def _load(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     request_id: str,
     batteries: Sequence[BatteryReading],
     token: IdToken | None,
 ) -> _Loaded:
     serials = [b.serial for b in batteries]
-    packs = _load_packs(tx, serials)
+    packs = _load_packs(uow, serials)
     holders = _holders(packs)
-    _check_slots_free(tx, station.id, batteries)
-    possessions = _load_possessions(tx, packs.values())
-    plans = _load_plans(tx, possessions.values())
-    operator = is_operator(tx, token)
-    swap = _load_swap(tx, station.id, request_id, token, holders, serials)
+    _check_slots_free(uow, station.id, batteries)
+    possessions = _load_possessions(uow, packs.values())
+    plans = _load_plans(uow, possessions.values())
+    operator = is_operator(uow, token)
+    swap = _load_swap(uow, station.id, request_id, token, holders, serials)
     return _Loaded(packs, holders, possessions, plans, operator, swap)
 
 
@@ -136,22 +122,22 @@ def _holders(packs: dict[str, Pack]) -> dict[str, str]:
     return {serial: p.rider_id for serial, p in packs.items() if p.rider_id}
 
 
-def _load_packs(tx: Tx, serials: Sequence[str]) -> dict[str, Pack]:
+def _load_packs(uow: UnitOfWork, serials: Sequence[str]) -> dict[str, Pack]:
     """The packs, locked the way every writer locks: riders first, then packs."""
-    packs = tx.repo.packs(serials)
-    if tx.repo.locks_rows:  # the holders may have changed between the read and the locks
+    packs = uow.repo.packs(serials)
+    if uow.repo.locks_rows:  # the holders may have changed between the read and the locks
         # (SQLite's write transaction holds the whole database: nothing to lock or re-read.)
         holders = _holders(packs)
-        tx.repo.lock_riders(sorted(set(holders.values())))
-        packs = tx.repo.packs(serials, lock=True)
+        uow.repo.lock_riders(sorted(set(holders.values())))
+        packs = uow.repo.packs(serials, lock=True)
         if _holders(packs) != holders:
             raise Retry()
     return packs
 
 
-def _check_slots_free(tx: Tx, station_id: str, batteries: Sequence[BatteryReading]) -> None:
+def _check_slots_free(uow: UnitOfWork, station_id: str, batteries: Sequence[BatteryReading]) -> None:
     for battery in batteries:
-        slot = tx.repo.slot(station_id, battery.slot_no)
+        slot = uow.repo.slot(station_id, battery.slot_no)
         assert slot is not None
         if slot.pack_serial is not None and slot.pack_serial != battery.serial:
             raise Conflict(
@@ -160,65 +146,65 @@ def _check_slots_free(tx: Tx, station_id: str, batteries: Sequence[BatteryReadin
             )
 
 
-def _load_possessions(tx: Tx, packs: Iterable[Pack]) -> dict[str, Possession]:
+def _load_possessions(uow: UnitOfWork, packs: Iterable[Pack]) -> dict[str, Possession]:
     possessions = {}
     for pack in packs:
         if pack.status is PackStatus.WITH_RIDER:
-            row = tx.repo.open_possession(pack.serial)
-            assert row is not None, "a pack with a rider has an open possession"
-            possessions[pack.serial] = possession_of(row)
+            possession = uow.repo.open_possession(pack.serial)
+            assert possession is not None, "a pack with a rider has an open possession"
+            possessions[pack.serial] = possession
     return possessions
 
 
-def _load_plans(tx: Tx, possessions: Iterable[Possession]) -> dict[str, Plan]:
+def _load_plans(uow: UnitOfWork, possessions: Iterable[Possession]) -> dict[str, Plan]:
     plans = {}
     for possession in possessions:
-        plan = tx.repo.plan(possession.plan_id)
+        plan = uow.repo.plan(possession.plan_id)
         assert plan is not None
         plans[possession.plan_id] = plan
     return plans
 
 
 def _load_swap(
-    tx: Tx,
+    uow: UnitOfWork,
     station_id: str,
     request_id: str,
     token: IdToken | None,
     holders: dict[str, str],
     serials: Sequence[str],
 ) -> _SwapFound:
-    existing = tx.repo.swap_by_request(station_id, request_id)
+    existing = uow.repo.swap_by_request(station_id, request_id)
     if existing is not None:
-        return _SwapFound(int(existing.id), None, None)
+        return _SwapFound(existing.id, None, None)
     rider_id = next((holders[s] for s in serials if s in holders), None)
     if rider_id is None:
         return _SwapFound(None, None, None)
-    offer = open_offer(tx, station_id, rider_id)
+    offer = uow.repo.open_offer(station_id, rider_id)
     if offer is not None and offer.request_id is None:
-        return _SwapFound(None, int(offer.id), rider_id)
+        return _SwapFound(None, offer.id, rider_id)
     # Rare: the packs' holder has no offer here, yet a card or app token names someone.
-    return _SwapFound(None, None, rider_id, _load_mismatch(tx, station_id, token, holders))
+    return _SwapFound(None, None, rider_id, _load_mismatch(uow, station_id, token, holders))
 
 
 def _load_mismatch(
-    tx: Tx, station_id: str, token: IdToken | None, holders: dict[str, str]
+    uow: UnitOfWork, station_id: str, token: IdToken | None, holders: dict[str, str]
 ) -> _Mismatch | None:
     if token is None or token.type is TokenType.BATTERY_SERIAL:
         return None
-    token_rider_id = token_rider(tx, token)
+    token_rider_id = token_rider(uow, token)
     if not is_token_pack_mismatch(token_rider_id, set(holders.values())):
         return None
     assert token_rider_id is not None
-    offer = open_offer(tx, station_id, token_rider_id)
+    offer = uow.repo.open_offer(station_id, token_rider_id)
     unclaimed = offer is not None and offer.request_id is None
-    return _Mismatch(token_rider_id, swap_of(offer) if offer is not None and unclaimed else None)
+    return _Mismatch(token_rider_id, offer if unclaimed else None)
 
 
 # -- save the swap --------------------------------------------------------------------------------
 
 
 def _save_swap(
-    tx: Tx,
+    uow: UnitOfWork,
     station_id: str,
     request_id: str,
     token: IdToken | None,
@@ -231,20 +217,20 @@ def _save_swap(
     if found.existing_id is not None:
         return found.existing_id
     if found.offer_id is not None:
-        set_swap(tx, found.offer_id, request_id=request_id)
+        uow.repo.set_swap_request(found.offer_id, request_id, uow.now)
         return found.offer_id
     used = token or IdToken(TokenType.BATTERY_SERIAL, batteries[0].serial)
-    swap_id = insert_swap(
-        tx, station_id, used, SwapState.RETURNED, rider_id=found.rider_id, request_id=request_id
+    swap_id = uow.repo.insert_swap(
+        station_id, used, SwapState.RETURNED, uow.now, rider_id=found.rider_id, request_id=request_id
     )
     if found.mismatch is not None:
         assert token is not None, "only a token names another rider"
-        _save_mismatch(tx, station_id, request_id, swap_id, token, found.mismatch, loaded, batteries)
+        _save_mismatch(uow, station_id, request_id, swap_id, token, found.mismatch, loaded, batteries)
     return swap_id
 
 
 def _save_mismatch(
-    tx: Tx,
+    uow: UnitOfWork,
     station_id: str,
     request_id: str,
     swap_id: int,
@@ -258,15 +244,15 @@ def _save_mismatch(
     from its record."""
     released = ""
     if mismatch.offer is not None:
-        outcomes = abandon(tx, mismatch.offer)
+        outcomes = abandon(uow, mismatch.offer)
         released = f"; offer {mismatch.offer.id} to {mismatch.rider_id} released ({len(outcomes)} packs)"
     held = [b.serial for b in batteries if b.serial in loaded.holders]
-    tx.repo.alert(
+    uow.repo.alert(
         "token_pack_mismatch",
         f"{token.type.value} token of rider {mismatch.rider_id} returned {', '.join(held)} held by "
         f"{', '.join(sorted(set(loaded.holders.values())))} at {station_id} "
         f"(request {request_id}, swap {swap_id}); the pack's holder is billed{released}",
-        tx.now,
+        uow.now,
         station_id=station_id,
         pack_serial=held[0],
         rider_id=mismatch.rider_id,
@@ -277,7 +263,7 @@ def _save_mismatch(
 
 
 def _return_one(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     swap_id: int,
     request_id: str,
@@ -290,11 +276,13 @@ def _return_one(
     kind = _return_kind(pack, station.id, battery.slot_no, operator=loaded.operator)
     if kind is PackOutcomeKind.RETURNED:
         assert pack is not None
-        return _close(tx, station, swap_id, request_id, battery, pack, loaded)
+        return _close(uow, station, swap_id, request_id, battery, pack, loaded)
     if kind is PackOutcomeKind.RESTOCKED:
-        _place(tx, battery.serial, station.id, battery.slot_no, battery.soc_bp, battery.soh_bp)
+        assert pack is not None
+        moved = pack.into_slot(station.id, battery.slot_no, battery.soc_bp, battery.soh_bp)
+        uow.repo.move_pack(moved, uow.now)
     elif kind is not PackOutcomeKind.ALREADY_IN_SLOT:
-        _alert_misplaced(tx, station.id, battery, pack, kind)
+        _alert_misplaced(uow, station.id, battery, pack, kind)
     return PackOutcome(battery.serial, battery.slot_no, kind)
 
 
@@ -323,7 +311,7 @@ class _Closing:
 
 
 def _close(
-    tx: Tx,
+    uow: UnitOfWork,
     station: Station,
     swap_id: int,
     request_id: str,
@@ -336,14 +324,14 @@ def _close(
     possession = loaded.possessions[pack.serial]
     plan = loaded.plans[possession.plan_id]
     # Read here, not in _load: an earlier pack of the same rider in this event has moved them.
-    accounts = rider_accounts(tx.book, possession.rider_id, plan)
+    accounts = rider_accounts(uow.book, possession.rider_id, plan)
     available = accounts.allowance.available
-    closing = _closing(plan, pack, possession, battery, swap_id, station.id, tx.now, available)
+    closing = _closing(plan, pack, possession, battery, swap_id, station.id, uow.now, available)
     key = f"{station.id}:{request_id}:{pack.serial}:{EventType.BATTERY_IN}"
     revenue_minor = post_charge(
-        tx, key, possession.rider_id, plan, accounts, closing.split, possession.hold_transfer_id
+        uow, key, possession.rider_id, plan, accounts, closing.split, possession.hold_transfer_id
     )
-    _save_return(tx, possession, plan, closing.closed, closing.split)
+    _save_return(uow, pack, possession, plan, closing.closed, closing.split)
     usage, split = closing.usage, closing.split
     return PackOutcome(
         pack.serial,
@@ -401,59 +389,37 @@ def _closing(
 
 
 def _save_return(
-    tx: Tx, possession: Possession, plan: Plan, closed: PossessionClosed, split: ChargeSplit
+    uow: UnitOfWork,
+    pack: Pack,
+    possession: Possession,
+    plan: Plan,
+    closed: PossessionClosed,
+    split: ChargeSplit,
 ) -> None:
     """Write a closed possession: its anomaly alert, its return readings, the pack in its slot,
     and a subscription's consumption."""
     serial, rider_id = possession.pack_serial, possession.rider_id
     if closed.anomaly:
-        tx.repo.alert(
+        uow.repo.alert(
             "soc_anomaly",
             f"pack {serial}: {closed.anomaly}",
-            tx.now,
+            uow.now,
             station_id=closed.station_in,
             pack_serial=serial,
             rider_id=rider_id,
         )
-    tx.repo.update(t.possessions, "id", closed.possession_id, _closed_columns(closed))
-    _place(tx, serial, closed.station_in, closed.slot_in, closed.soc_in_bp, closed.soh_in_bp)
+    uow.repo.close_possession(closed)
+    moved = pack.into_slot(closed.station_in, closed.slot_in, closed.soc_in_bp, closed.soh_in_bp)
+    uow.repo.move_pack(moved, uow.now)
     if plan.is_subscription:
-        tx.repo.execute(
-            sa.update(t.subscriptions)
-            .where(t.subscriptions.c.rider_id == rider_id)
-            .values(consumed_units=t.subscriptions.c.consumed_units + split.charged_units)
-        )
-
-
-def _closed_columns(closed: PossessionClosed) -> dict[str, Any]:
-    """The possession's columns a return sets: the event's fields are named after them."""
-    return {
-        field.name: getattr(closed, field.name)
-        for field in dataclasses.fields(closed)
-        if field.name != "possession_id"
-    }
+        uow.repo.add_consumed(rider_id, split.charged_units)
 
 
 def _alert_misplaced(
-    tx: Tx, station_id: str, battery: BatteryReading, pack: Pack | None, kind: PackOutcomeKind
+    uow: UnitOfWork, station_id: str, battery: BatteryReading, pack: Pack | None, kind: PackOutcomeKind
 ) -> None:
     if pack is None:
         text = f"unknown pack {battery.serial} inserted into slot {battery.slot_no}"
     else:
         text = f"pack {battery.serial} ({pack.place()}) reported in slot {battery.slot_no}"
-    tx.repo.alert(kind, text, tx.now, station_id=station_id, pack_serial=battery.serial)
-
-
-def _place(tx: Tx, serial: str, station_id: str, slot_no: int, soc_bp: int, soh_bp: int) -> None:
-    tx.repo.update_pack(
-        serial,
-        tx.now,
-        status=PackStatus.IN_SLOT.value,
-        station_id=station_id,
-        slot_no=slot_no,
-        rider_id=None,
-        reserved_swap_id=None,
-        soc_bp=soc_bp,
-        soh_bp=soh_bp,
-    )
-    tx.repo.set_slot(station_id, slot_no, serial)
+    uow.repo.alert(kind, text, uow.now, station_id=station_id, pack_serial=battery.serial)

@@ -6,22 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-import sqlalchemy as sa
-
 from swapd.domain.errors import InvalidInput, NotFound
-from swapd.domain.lifecycle import SwapState
 from swapd.domain.riders import IdToken
+from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
+from swapd.services.swaps.event_records import already, record
 from swapd.services.swaps.lookups import known_station
 from swapd.services.swaps.offers import abandon, swap_for_event
 from swapd.services.swaps.records import BatteryReading, EventResult, EventType
-from swapd.services.swaps.rows import already, record, swap_of
-from swapd.store import schema as t
-from swapd.store.database import Database, Tx
 
 
 def battery_out_timeout(
-    db: Database,
+    db: Transactions,
     station_id: str,
     request_id: str,
     batteries: Sequence[BatteryReading] = (),
@@ -33,49 +29,47 @@ def battery_out_timeout(
     if token is not None:
         check_token(token)
 
-    def work(tx: Tx) -> EventResult:
-        station = known_station(tx, station_id)
+    def work(uow: UnitOfWork) -> EventResult:
+        station = known_station(uow, station_id)
         if batteries:
             check_batteries(station, batteries)
-        repeated = already(tx, station_id, request_id, EventType.BATTERY_OUT_TIMEOUT)
+        repeated = already(uow, station_id, request_id, EventType.BATTERY_OUT_TIMEOUT)
         if repeated is not None:
             return repeated
-        swap = swap_for_event(tx, station_id, request_id, token)
-        outcomes = [] if swap is None else abandon(tx, swap)
+        swap = swap_for_event(uow, station_id, request_id, token)
+        outcomes = [] if swap is None else abandon(uow, swap)
         swap_id = None if swap is None else swap.id
         result = EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(outcomes))
-        return record(tx, station_id, request_id, result)
+        return record(uow, station_id, request_id, result)
 
     return db.write(work)
 
 
-def abandon_offer(db: Database, swap_id: int) -> EventResult:
+def abandon_offer(db: Transactions, swap_id: int) -> EventResult:
     """Server-side: give up an offer no station event ever answered (the rider walked away)."""
 
-    def work(tx: Tx) -> EventResult:
-        swap = tx.repo.swap(swap_id)
+    def work(uow: UnitOfWork) -> EventResult:
+        swap = uow.repo.swap(swap_id)
         if swap is None:
             raise NotFound(f"unknown swap {swap_id}")
-        return EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(abandon(tx, swap_of(swap))))
+        return EventResult(swap_id, EventType.BATTERY_OUT_TIMEOUT, tuple(abandon(uow, swap)))
 
     return db.write(work)
 
 
-def expire_stale_offers(db: Database, *, older_than_s: int) -> list[int]:
+# Offers expired per pass: a pass is bounded, the gateway runs the next one soon after.
+_EXPIRED_AT_ONCE = 500
+
+
+def expire_stale_offers(db: Transactions, *, older_than_s: int) -> list[int]:
     """Abandon offers that no station event answered in time: their packs go back in stock and
     their holds are released. The gateway runs this now and then; returns the swaps abandoned."""
     if older_than_s <= 0:
         raise InvalidInput("older_than_s must be positive")
 
-    def stale(tx: Tx) -> list[int]:
-        cutoff = tx.now - timedelta(seconds=older_than_s)
-        rows = tx.repo.execute(
-            sa.select(t.swaps.c.id)
-            .where(t.swaps.c.state == SwapState.OFFERED, t.swaps.c.updated_at < cutoff)
-            .order_by(t.swaps.c.id)
-            .limit(500)
-        )
-        return [int(r.id) for r in rows]
+    def stale(uow: UnitOfWork) -> list[int]:
+        cutoff = uow.now - timedelta(seconds=older_than_s)
+        return uow.repo.stale_offers(cutoff, _EXPIRED_AT_ONCE)
 
     expired = []
     for swap_id in db.read(stale):

@@ -1,0 +1,143 @@
+"""The swap path's statements, built once (see ``swapd.store.repository`` for why), and its rows
+read back as the lifecycle's entities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from swapd.domain.lifecycle import Offer, OfferState, Possession, Swap, SwapState
+from swapd.domain.riders import IdToken, TokenType
+from swapd.store import schema as t
+from swapd.store.prepared import Prepared
+
+_B = sa.bindparam
+
+# The state is written as a literal so that SQLite can use the partial index ix_swaps_offered.
+_OFFERED: sa.ColumnElement[str] = sa.literal_column(f"'{SwapState.OFFERED}'")
+
+INSERT_SWAP = Prepared(sa.insert(t.swaps).returning(t.swaps.c.id))
+
+SWAP = Prepared(sa.select(t.swaps).where(t.swaps.c.id == _B("swap_id")))
+
+SWAP_BY_REQUEST = Prepared(
+    sa.select(t.swaps).where(
+        t.swaps.c.station_id == _B("station_id"), t.swaps.c.request_id == _B("request_id")
+    )
+)
+
+# The rider's offer at a station that no BatterySwap event has claimed yet, newest first.
+OPEN_OFFER = Prepared(
+    sa.select(t.swaps)
+    .where(
+        t.swaps.c.station_id == _B("station_id"),
+        t.swaps.c.rider_id == _B("rider_id"),
+        t.swaps.c.state == _OFFERED,
+    )
+    .order_by(t.swaps.c.id.desc())
+)
+
+# Every swap still offered to a rider, newest first: the open offer at this station, and the
+# same pack as the key of a swap still open at another station (R3: one pack, one place).
+OFFERED_TO_RIDER = Prepared(
+    sa.select(t.swaps)
+    .where(t.swaps.c.rider_id == _B("rider_id"), t.swaps.c.state == _OFFERED)
+    .order_by(t.swaps.c.id.desc())
+)
+
+OFFERS = Prepared(
+    sa.select(t.swap_offers)
+    .where(t.swap_offers.c.swap_id == _B("swap_id"))
+    .order_by(t.swap_offers.c.slot_no)
+)
+
+INSERT_OFFER = Prepared(sa.insert(t.swap_offers))
+
+SET_OFFER_STATE = Prepared(
+    sa.update(t.swap_offers)
+    .where(t.swap_offers.c.swap_id == _B("p_swap_id"), t.swap_offers.c.pack_serial == _B("p_serial"))
+    .values(state=_B("v_state"))
+)
+
+UNRESERVE_PACK = Prepared(
+    sa.update(t.packs)
+    .where(t.packs.c.serial == _B("p_serial"), t.packs.c.reserved_swap_id == _B("p_swap_id"))
+    .values(reserved_swap_id=None, updated_at=_B("now"))
+)
+
+OPEN_POSSESSION = Prepared(
+    sa.select(t.possessions).where(
+        t.possessions.c.pack_serial == _B("serial"), t.possessions.c.at_in.is_(None)
+    )
+)
+
+INSERT_POSSESSION = Prepared(sa.insert(t.possessions))
+
+ADD_CONSUMED = Prepared(
+    sa.update(t.subscriptions)
+    .where(t.subscriptions.c.rider_id == _B("p_rider_id"))
+    .values(consumed_units=t.subscriptions.c.consumed_units + _B("units"))
+)
+
+STATION_EVENT = Prepared(
+    sa.select(t.station_events.c.result).where(
+        t.station_events.c.station_id == _B("station_id"),
+        t.station_events.c.request_id == _B("request_id"),
+        t.station_events.c.event_type == _B("event_type"),
+    )
+)
+
+INSERT_EVENT = Prepared(sa.insert(t.station_events))
+
+STALE_OFFERS = (
+    sa.select(t.swaps.c.id)
+    .where(t.swaps.c.state == _OFFERED, t.swaps.c.updated_at < _B("updated_before"))
+    .order_by(t.swaps.c.id)
+    .limit(_B("limit"))
+)
+
+# Every prepared select here: the tests compile them (tests/integration/test_query_plans.py) and
+# compare them with SQLAlchemy's results (test_prepared.py).
+PREPARED_SELECTS = (SWAP, SWAP_BY_REQUEST, OPEN_OFFER, OFFERED_TO_RIDER, OFFERS, OPEN_POSSESSION)
+
+
+def swap_of(row: Any) -> Swap:
+    return Swap(
+        row.id,
+        row.station_id,
+        row.rider_id,
+        SwapState(row.state),
+        row.request_id,
+        row.reason,
+        IdToken(TokenType(row.token_type), row.token_value),
+    )
+
+
+def offer_of(row: Any) -> Offer:
+    return Offer(
+        row.swap_id,
+        row.pack_serial,
+        row.slot_no,
+        int(row.hold_units),
+        row.hold_transfer_id,
+        OfferState(row.state),
+    )
+
+
+def possession_of(row: Any) -> Possession:
+    return Possession(
+        row.id,
+        row.rider_id,
+        row.pack_serial,
+        row.plan_id,
+        row.at_out,
+        row.soc_out_bp,
+        row.soh_out_bp,
+        int(row.hold_units),
+        row.hold_transfer_id,
+        row.at_in,
+        row.swap_out_id,
+        row.station_out,
+        row.slot_out,
+    )
