@@ -265,6 +265,30 @@ def validate_request(request: TransferRequest, debit: Account, credit: Account) 
         raise LedgerError("pending_id_mismatch", "post and void (only) name a pending transfer")
 
 
+def check_pending(pending_id: int, pending: Transfer | None, resolution: int | None) -> Transfer:
+    """The pending transfer a post or void names, if it may still be resolved. ``resolution`` is
+    the flags of the transfer that resolved it already, None while it is unresolved."""
+    if pending is None:
+        raise LedgerError("pending_transfer_not_found", f"no transfer {pending_id}")
+    if not pending.flags & TransferFlags.PENDING:
+        raise LedgerError("pending_transfer_not_pending", f"transfer {pending_id} is not pending")
+    if resolution is not None:
+        state = "posted" if resolution & TransferFlags.POST_PENDING else "voided"
+        raise LedgerError(f"pending_transfer_already_{state}", f"transfer {pending_id} is {state}")
+    return pending
+
+
+def answer_repeat(existing: Transfer, request: TransferRequest) -> Transfer:
+    """The answer to a request whose key was used already: the first transfer, if it is the same
+    transfer; a different one under the same key is refused."""
+    if not existing.same_request(request):
+        raise LedgerError(
+            "exists_with_different_fields",
+            f"transfer key {request.key!r} was used for a different transfer",
+        )
+    return existing
+
+
 def deltas_for(request: TransferRequest, pending: Transfer | None) -> tuple[Delta, Delta]:
     """The change the request makes to its debit and credit account, in that order."""
     amount = request.amount

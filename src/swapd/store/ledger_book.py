@@ -37,6 +37,8 @@ from swapd.ledger.model import (
     TransferCode,
     TransferFlags,
     TransferRequest,
+    answer_repeat,
+    check_pending,
     deltas_for,
     validate_request,
 )
@@ -146,16 +148,6 @@ def transfer_of(row: Any) -> Transfer:
         actor=row.actor,
         memo=row.memo,
     )
-
-
-def _repeated(existing: Transfer, request: TransferRequest) -> Transfer:
-    """The answer to a request whose key was used already: the first transfer, if it is the same."""
-    if not existing.same_request(request):
-        raise LedgerError(
-            "exists_with_different_fields",
-            f"transfer key {request.key!r} was used for a different transfer",
-        )
-    return existing
 
 
 class Book:
@@ -287,7 +279,7 @@ class Book:
             existing = self.find(request.key)
             if existing is None:
                 raise
-            return _repeated(existing, request)
+            return answer_repeat(existing, request)
         inserted = self._run(
             _insert_transfer(self._conn.dialect.name),
             {
@@ -308,7 +300,7 @@ class Book:
         if inserted is None:
             existing = self.find(request.key)
             assert existing is not None, "the INSERT found the key taken"
-            return _repeated(existing, request)
+            return answer_repeat(existing, request)
         self._apply(debit, debit_delta)
         self._apply(credit, credit_delta)
         return Transfer(
@@ -339,15 +331,10 @@ class Book:
 
     def _pending(self, pending_id: int) -> Transfer:
         pending = self.transfer_by_id(pending_id)
-        if pending is None:
-            raise LedgerError("pending_transfer_not_found", f"no transfer {pending_id}")
-        if not pending.flags & TransferFlags.PENDING:
-            raise LedgerError("pending_transfer_not_pending", f"transfer {pending_id} is not pending")
-        resolved = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
-        if resolved is not None:
-            state = "posted" if resolved & TransferFlags.POST_PENDING else "voided"
-            raise LedgerError(f"pending_transfer_already_{state}", f"transfer {pending_id} is {state}")
-        return pending
+        resolution = None
+        if pending is not None and pending.flags & TransferFlags.PENDING:
+            resolution = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
+        return check_pending(pending_id, pending, resolution)
 
     def is_resolved(self, pending_id: int) -> bool:
         return self._run(_RESOLUTION_ID, {"resolved_id": pending_id}).first() is not None
