@@ -34,7 +34,7 @@ from swapd.readmodels.money import rider_balance
 from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
-from swapd.store.database import Database, Joined, ManualClock, Tx
+from swapd.store.database import Database, ManualClock, Tx
 from swapd.store.engine import WRITE, downgrade, make_engine, upgrade
 from swapd.store.ledger_check import check_ledger
 from tests.cli_runner import CliRunner
@@ -262,7 +262,7 @@ def _fill(db: Database, rider_id: str, units: int) -> None:
         left, step = units, 0
         while left:
             part = min(left, MAX_TRANSFER_AMOUNT)
-            payments.adjust(Joined(db, tx), rider_id, part, reason="fill", actor="t", key=f"f{step}")
+            payments.adjust(tx, rider_id, part, reason="fill", actor="t", key=f"f{step}")
             left, step = left - part, step + 1
 
     db.write(work)

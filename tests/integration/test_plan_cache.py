@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from swapd.services import catalog
 from swapd.store import schema as t
-from swapd.store.database import Database, Joined, Tx
+from swapd.store.database import Database, Tx
 from tests.plans import ENERGY
 
 
@@ -51,7 +51,7 @@ def _insert_read_and_fail(db: Database) -> Callable[[Tx], None]:
     """A transaction that adds the plan, reads it, then fails."""
 
     def work(tx: Tx) -> None:
-        catalog.add_plan(Joined(db, tx), ENERGY)
+        catalog.add_plan(tx, ENERGY)
         assert tx.repo.plan(ENERGY.id) == ENERGY
         raise Boom()
 

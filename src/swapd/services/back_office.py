@@ -19,7 +19,7 @@ from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import Rider, RiderStatus
 from swapd.services import audit, catalog, pack_import, payments, stations
 from swapd.store import schema as t
-from swapd.store.database import Database, Joined, Tx
+from swapd.store.database import Database, Tx
 
 T = TypeVar("T")
 
@@ -56,14 +56,13 @@ def create_station(
     _check_coordinates(lat_microdeg, lon_microdeg)
 
     def work(tx: Tx) -> str:
-        inner = Joined(db, tx)
-        catalog.add_station(inner, station_id, slot_count, charged_soc=charged_soc, min_soh=min_soh)
+        catalog.add_station(tx, station_id, slot_count, charged_soc=charged_soc, min_soh=min_soh)
         tx.repo.execute(
             sa.update(t.stations)
             .where(t.stations.c.id == station_id)
             .values(name=name, lat_microdeg=lat_microdeg, lon_microdeg=lon_microdeg)
         )
-        password = stations.set_password(inner, station_id)
+        password = stations.set_password(tx, station_id)
         audit.record(
             tx,
             actor,
@@ -120,7 +119,7 @@ def set_station_enabled(db: Database, actor: str, station_id: str, enabled: bool
     action = "station.enable" if enabled else "station.disable"
 
     def work(tx: Tx) -> None:
-        stations.set_enabled(Joined(db, tx), station_id, enabled)
+        stations.set_enabled(tx, station_id, enabled)
         audit.record(tx, actor, action, station_id, reason)
 
     db.write(work)
@@ -130,7 +129,7 @@ def reset_station_password(db: Database, actor: str, station_id: str, reason: st
     reason = audit.check_reason(reason)
 
     def work(tx: Tx) -> str:
-        password = stations.set_password(Joined(db, tx), station_id)
+        password = stations.set_password(tx, station_id)
         audit.record(tx, actor, "station.password", station_id, reason)
         return password
 
@@ -145,7 +144,7 @@ def set_rider_status(db: Database, actor: str, rider_id: str, status: RiderStatu
     action = "rider.block" if status is RiderStatus.BLOCKED else "rider.unblock"
 
     def work(tx: Tx) -> Rider:
-        rider = catalog.set_rider_status(Joined(db, tx), rider_id, status)
+        rider = catalog.set_rider_status(tx, rider_id, status)
         audit.record(tx, actor, action, rider_id, reason)
         return rider
 
@@ -163,7 +162,7 @@ def take_out_of_service(db: Database, actor: str, serial: str, status: PackStatu
 
     def work(tx: Tx) -> Pack:
         before = tx.repo.pack(serial)
-        pack = catalog.move_out_of_slot(Joined(db, tx), serial, status)
+        pack = catalog.move_out_of_slot(tx, serial, status)
         place = None if before is None else before.place()
         audit.record(tx, actor, f"pack.{status.value}", serial, reason, {"was": place})
         return pack
@@ -173,7 +172,7 @@ def take_out_of_service(db: Database, actor: str, serial: str, status: PackStatu
 
 def create_plan(db: Database, actor: str, plan: Plan) -> Plan:
     def work(tx: Tx) -> Plan:
-        created = catalog.add_plan(Joined(db, tx), plan)
+        created = catalog.add_plan(tx, plan)
         audit.record(tx, actor, "plan.create", plan.id, "new plan", {"kind": plan.kind.value})
         return created
 
@@ -196,9 +195,7 @@ def refund(
     reason = audit.check_reason(reason)
 
     def work(tx: Tx) -> payments.Refund:
-        done = payments.refund(
-            Joined(db, tx), rider_id, amount_minor, reason=reason, actor=actor, key=key
-        )
+        done = payments.refund(tx, rider_id, amount_minor, reason=reason, actor=actor, key=key)
         if not done.repeated:
             detail = {"amount_minor": done.amount_minor, "units": done.units, "key": key}
             audit.record(tx, actor, "rider.refund", rider_id, reason, detail)
@@ -214,7 +211,7 @@ def pay_receivable(
     nothing)."""
 
     def work(tx: Tx) -> payments.ReceivablePayment:
-        done = payments.pay_receivable(Joined(db, tx), rider_id, amount_minor, payment_ref, actor=actor)
+        done = payments.pay_receivable(tx, rider_id, amount_minor, payment_ref, actor=actor)
         if not done.repeated:
             detail = {"amount_minor": done.amount_minor, "payment_ref": payment_ref}
             audit.record(tx, actor, "rider.receivable_payment", rider_id, "payment received", detail)
@@ -229,7 +226,7 @@ def adjust(
     reason = audit.check_reason(reason)
 
     def work(tx: Tx) -> payments.Adjustment:
-        done = payments.adjust(Joined(db, tx), rider_id, units, reason=reason, actor=actor, key=key)
+        done = payments.adjust(tx, rider_id, units, reason=reason, actor=actor, key=key)
         if not done.repeated:
             detail = {"units": done.units, "unit": done.unit, "key": key}
             audit.record(tx, actor, "rider.adjust", rider_id, reason, detail)

@@ -14,7 +14,7 @@ from swapd.domain.quantities import percent_to_bp, require_non_negative_int
 from swapd.domain.riders import CARD_TOKEN_TYPES, Rider, RiderStatus, TokenType
 from swapd.domain.stations import SlotState, Station, validate_slot_count
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Transactional, Tx
 
 
 def add_pack_model(db: Database, code: str, nominal_wh: int) -> PackModel:
@@ -30,7 +30,7 @@ def add_pack_model(db: Database, code: str, nominal_wh: int) -> PackModel:
 
 
 def add_station(
-    db: Database,
+    db: Transactional,
     station_id: str,
     slot_count: int,
     *,
@@ -70,7 +70,7 @@ def add_station(
     return db.write(work)
 
 
-def add_plan(db: Database, plan: Plan) -> Plan:
+def add_plan(db: Transactional, plan: Plan) -> Plan:
     def work(tx: Tx) -> Plan:
         if tx.repo.plan(plan.id) is not None:
             raise Conflict(f"plan {plan.id} exists already")
@@ -118,7 +118,7 @@ def add_rider(db: Database, rider_id: str, plan_id: str, *, vehicle_packs: int =
     return db.write(work)
 
 
-def set_rider_status(db: Database, rider_id: str, status: RiderStatus) -> Rider:
+def set_rider_status(db: Transactional, rider_id: str, status: RiderStatus) -> Rider:
     def work(tx: Tx) -> Rider:
         rider = tx.repo.rider(rider_id, lock=True)
         if rider is None:
@@ -157,7 +157,7 @@ def add_token(
 
 
 def register_pack(
-    db: Database,
+    db: Transactional,
     serial: str,
     model_code: str,
     *,
@@ -258,7 +258,7 @@ def restock(
     return db.write(work)
 
 
-def move_out_of_slot(db: Database, serial: str, status: PackStatus) -> Pack:
+def move_out_of_slot(db: Transactional, serial: str, status: PackStatus) -> Pack:
     """Operator move: withdraw to the depot, quarantine or retire a pack that is not with a rider."""
     if status not in (PackStatus.IN_STOCK, PackStatus.QUARANTINED, PackStatus.RETIRED):
         raise InvalidInput(f"cannot move a pack to {status}")

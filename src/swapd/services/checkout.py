@@ -37,7 +37,7 @@ from swapd.payments.provider import (
 )
 from swapd.services import audit, payments
 from swapd.store import schema as t
-from swapd.store.database import Database, Joined, Tx
+from swapd.store.database import Database, Tx
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -385,12 +385,12 @@ def _set_status(tx: Tx, payment_id: str, status: PaymentStatus, *, credited: boo
 
 def _credit(db: Database, tx: Tx, payment: Payment, actor: str) -> None:
     if payment.purpose is Purpose.TOP_UP:
-        payments.top_up(Joined(db, tx), payment.rider_id, payment.amount_minor, payment.id, actor=actor)
+        payments.top_up(tx, payment.rider_id, payment.amount_minor, payment.id, actor=actor)
         return
     # subscribe() prices the first cycle as of its transaction's time; the rider was quoted (and
     # paid) the fee as of the payment's creation, so the cycle is priced and started then.
     quoted = dataclasses.replace(tx, now=payment.created_at)
-    credited = payments.subscribe(Joined(db, quoted), payment.rider_id, payment.id, actor=actor)
+    credited = payments.subscribe(quoted, payment.rider_id, payment.id, actor=actor)
     if credited.amount_minor != payment.amount_minor:
         raise Conflict(
             f"the first cycle now costs {credited.amount_minor} {credited.currency}, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from swapd.domain.errors import DomainError, InvalidInput
 from swapd.services import audit, catalog
-from swapd.store.database import Database, Joined, Tx
+from swapd.store.database import Database, Tx
 
 COLUMNS = ("serial", "model", "soh", "soc", "station", "slot")
 REQUIRED = frozenset({"serial", "model"})
@@ -168,13 +168,12 @@ def import_rows(
 
     def work(tx: Tx) -> ImportReport:
         restart()
-        inner = Joined(db, tx)
         report = list(parsed.refused)
         for row in parsed.rows:
             try:
                 with tx.repo.conn.begin_nested():
                     catalog.register_pack(
-                        inner,
+                        tx,
                         row.serial,
                         row.model,
                         soh=row.soh,

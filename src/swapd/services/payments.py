@@ -19,7 +19,7 @@ from swapd.domain.riders import Rider
 from swapd.ledger.model import AccountCode, TransferCode
 from swapd.services.money import issue, move, recognise, rider_accounts
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Transactional, Tx
 
 MAX_AMOUNT_MINOR = MAX_PAYMENT_MINOR  # one payment, refund or receivable payment (quantities)
 
@@ -64,7 +64,7 @@ def _check_amount(amount_minor: object) -> int:
 
 
 def top_up(
-    db: Database, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
+    db: Transactional, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
 ) -> TopUp:
     """R1: a confirmed payment becomes allowance. The payment reference makes it idempotent."""
     amount = _check_amount(amount_minor)
@@ -87,7 +87,7 @@ def top_up(
     return db.write(work)
 
 
-def subscribe(db: Database, rider_id: str, payment_ref: str, *, actor: str = "payments") -> TopUp:
+def subscribe(db: Transactional, rider_id: str, payment_ref: str, *, actor: str = "payments") -> TopUp:
     """Start a subscription: the (pro-rated) first cycle's fee buys its included allowance."""
     _check_reference(payment_ref, "payment reference")
 
@@ -262,7 +262,7 @@ class Refund:
 
 
 def refund(
-    db: Database, rider_id: str, amount_minor: int, *, reason: str, actor: str, key: str
+    db: Transactional, rider_id: str, amount_minor: int, *, reason: str, actor: str, key: str
 ) -> Refund:
     """Pay prepaid money back; the allowance it bought leaves with it (rounded against the rider,
     so a refunded rider never keeps use they got their money back for)."""
@@ -336,7 +336,9 @@ class Adjustment:
     repeated: bool
 
 
-def adjust(db: Database, rider_id: str, units: int, *, reason: str, actor: str, key: str) -> Adjustment:
+def adjust(
+    db: Transactional, rider_id: str, units: int, *, reason: str, actor: str, key: str
+) -> Adjustment:
     """A manual correction of the allowance, positive (goodwill) or negative, with who and why."""
     if isinstance(units, bool) or not isinstance(units, int) or units == 0:
         raise InvalidInput(f"units must be a non-zero integer, got {units!r}")
@@ -418,7 +420,7 @@ class ReceivablePayment:
 
 
 def pay_receivable(
-    db: Database, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
+    db: Transactional, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
 ) -> ReceivablePayment:
     """Money received against overage the rider owes, never more than is owed. The payment
     reference makes it idempotent: the same reference and amount again changes nothing."""

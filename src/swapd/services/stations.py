@@ -11,7 +11,7 @@ from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.stations import SlotState
 from swapd.security import generate_password, hash_password
 from swapd.store import schema as t
-from swapd.store.database import Database, Tx
+from swapd.store.database import Database, Transactional, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ def access(db: Database, station_id: str) -> StationAccess | None:
     return db.read(work)
 
 
-def set_password(db: Database, station_id: str, password: str | None = None) -> str:
+def set_password(db: Transactional, station_id: str, password: str | None = None) -> str:
     """Give the station a new Basic-auth password (generated unless given); returns it once."""
     password = password or generate_password()
     if not 16 <= len(password) <= 64 or not password.isprintable():
@@ -46,7 +46,7 @@ def set_password(db: Database, station_id: str, password: str | None = None) -> 
     return password
 
 
-def _update_station(db: Database, station_id: str, **values: object) -> None:
+def _update_station(db: Transactional, station_id: str, **values: object) -> None:
     """Change columns of one station's row; an unknown station is NotFound, not a no-op."""
 
     def work(tx: Tx) -> None:
@@ -192,7 +192,7 @@ def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState
     db.write(work)
 
 
-def set_enabled(db: Database, station_id: str, enabled: bool) -> None:
+def set_enabled(db: Transactional, station_id: str, enabled: bool) -> None:
     """Take a station out of service (its connections are refused with 403, its swaps with
     'station disabled') or back in."""
     _update_station(db, station_id, enabled=enabled)

@@ -72,11 +72,31 @@ class ManualClock:
 
 @dataclass
 class Tx:
-    """What a service sees of one transaction."""
+    """What a service sees of one transaction: the SQL unit of work
+    (``swapd.services.ports.UnitOfWork``).
+
+    A transaction in progress is also a place where work runs: ``write`` and ``read`` run it as
+    a step of this transaction. So a use case that opens its own (``db.write(work)``) composes
+    into a larger one when given the caller's ``Tx`` instead of the ``Database``: a refund
+    commits or rolls back with its audit row, a row of an import with the rest of the file."""
 
     repo: Repository
     book: Book
     now: datetime
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        return work(self)
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        return work(self)
+
+
+class Transactional(Protocol):
+    """Where a SQL use case runs its work: a ``Database`` (a transaction of its own, with
+    retries) or a ``Tx`` in progress (a step of the caller's transaction)."""
+
+    def write(self, work: Callable[[Tx], T]) -> T: ...
+    def read(self, work: Callable[[Tx], T]) -> T: ...
 
 
 def _retryable(error: BaseException) -> bool:
@@ -473,20 +493,3 @@ class Database:
         if self._turns is not None:
             self._turns.close()
         self.engine.dispose()
-
-
-class Joined(Database):
-    """A Database whose reads and writes run in one transaction that is already open: services
-    that open their own (``db.write``) become steps of a larger one, so that, for example, a
-    refund commits or rolls back together with its audit row, or a row of an import with the
-    rest of the file."""
-
-    def __init__(self, db: Database, tx: Tx) -> None:
-        super().__init__(db.engine, db.clock)
-        self._tx = tx
-
-    def write(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
-
-    def read(self, work: Callable[[Tx], T]) -> T:
-        return work(self._tx)
