@@ -351,30 +351,39 @@ def test_a_failure_on_the_way_to_the_writer_fails_its_group_not_later_calls(
     assert asyncio.run(served.call(os.getpid)) == served.writer_pid
 
 
-def test_every_function_the_gateway_calls_is_in_its_calls_table() -> None:
-    # The gateway's calls are ``self.run(service.function, ...)`` in its session handlers and
-    # ``_record_presence(gw, service.function, ...)`` in its server: each must cross by name.
+def test_the_gateway_sends_the_writer_commands_of_the_bus_only() -> None:
+    # Every ``db.call`` of the gateway's session and server passes ``messages.handle`` (the one
+    # entry of the writer's calls table), and every command they build has a handler.
     import ast
     import importlib
 
     from swapd.gateway.writer_calls import CALLS
+    from swapd.services import messages
 
-    called = []
-    for name, position in (("swapd.gateway.session", 0), ("swapd.gateway.server", 1)):
+    assert dict(CALLS) == {"handle": messages.handle}
+    calls, built = 0, set()
+    for name in ("swapd.gateway.session", "swapd.gateway.server"):
         module = importlib.import_module(name)
         tree = ast.parse(Path(str(module.__file__)).read_text())
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or len(node.args) <= position:
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
-            runs = isinstance(node.func, ast.Attribute) and node.func.attr == "run" and position == 0
-            records = isinstance(node.func, ast.Name) and node.func.id == "_record_presence"
-            target = node.args[position]
-            if (runs or records) and isinstance(target, ast.Attribute):
-                assert isinstance(target.value, ast.Name)
-                called.append(getattr(getattr(module, target.value.id), target.attr))
-    assert len(called) >= 10
-    missing = [f"{f.__module__}.{f.__qualname__}" for f in called if f not in CALLS.values()]
-    assert missing == []
+            func = node.func
+            if func.attr == "call" and isinstance(func.value, ast.Attribute) and func.value.attr == "db":
+                calls += 1
+                assert ast.unparse(node.args[0]) == "messages.handle", ast.unparse(node)
+            named = isinstance(func.value, ast.Name) and func.value.id == "messages"
+            if named and func.attr != "handle":
+                built.add(getattr(messages, func.attr))
+    assert calls >= 2
+    commands = {
+        value
+        for value in vars(messages).values()
+        if isinstance(value, type)
+        and issubclass(value, messages.Command)
+        and value is not messages.Command
+    }
+    assert built == commands == set(messages.HANDLERS)
 
 
 def test_the_wire_format_builds_no_function_and_no_class_outside_it() -> None:

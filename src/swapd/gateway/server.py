@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
-from swapd.services import identity, stations, swaps
+from swapd.services import identity, messages, stations, swaps
 from swapd.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -220,7 +220,7 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     # Recorded for every process (swapd.services.stations.Presence): a command to a station that
     # no process holds is refused at once instead of waiting for an answer that cannot come.
     connection_id = secrets.token_hex(16)
-    await _record_presence(gw, stations.record_connected, station_id, connection_id)
+    await _record_presence(gw, messages.RecordConnected(station_id, connection_id))
     log.info("station_connected", station=station_id, subprotocol=subprotocol)
     try:
         await session.start()
@@ -230,19 +230,19 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
         if gw.sessions.get(station_id) is session:
             del gw.sessions[station_id]
         gw.metrics.connected.dec()
-        await _record_presence(gw, stations.record_disconnected, station_id, connection_id)
+        await _record_presence(gw, messages.RecordDisconnected(station_id, connection_id))
         log.info("station_disconnected", station=station_id)
 
 
 async def _record_presence(
-    gw: Gateway, record: Callable[[Database, str, str], object], station_id: str, connection_id: str
+    gw: Gateway, command: messages.RecordConnected | messages.RecordDisconnected
 ) -> None:
     """A failed write is logged and the connection goes on: the station's swaps work, and only
     commands to it are refused (as offline) until it connects again."""
     try:
-        await gw.db.call(record, gw.db, station_id, connection_id)
+        await gw.db.call(messages.handle, gw.db, command)
     except Exception:
-        log.exception("station_presence_not_recorded", station=station_id)
+        log.exception("station_presence_not_recorded", station=command.station_id)
 
 
 def uvicorn_config(

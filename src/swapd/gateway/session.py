@@ -39,7 +39,7 @@ from swapd.gateway.codes import REASON_CODE, status_for
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.replies import STATION_ACTIONS_21, STATION_ACTIONS_201, minimal_reply
 from swapd.gateway.validation import IDENTIFIER, schema_fault
-from swapd.services import catalog, stations, swaps
+from swapd.services import messages
 from swapd.services.swaps import AuthorizeResult, BatteryReading
 from swapd.store.database import Database
 
@@ -168,11 +168,11 @@ class SwapHandlers:
     _call_result: Any
     _ocpp_version: str
 
-    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking service call off the event loop (``Database.call``); map domain errors
-        to CALLERRORs."""
+    async def run(self, command: messages.Command[T]) -> T:
+        """Hand a command to the use cases off the event loop (``Database.call`` of
+        ``messages.handle``); map domain errors to CALLERRORs."""
         try:
-            return await self.db.call(function, *args, **kwargs)
+            return await self.db.call(messages.handle, self.db, command)
         except InvalidInput as error:
             raise PropertyConstraintViolationError(description=error.message) from None
         except (Conflict, NotFound) as error:
@@ -183,12 +183,12 @@ class SwapHandlers:
     @on("BootNotification", skip_schema_validation=True)
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str, **_: Any) -> Any:
         await self.run(
-            stations.record_boot,
-            self.db,
-            self.id,
-            vendor=str(charging_station.get("vendor_name", "")),
-            model=str(charging_station.get("model", "")),
-            firmware=charging_station.get("firmware_version"),
+            messages.RecordBoot(
+                self.id,
+                vendor=str(charging_station.get("vendor_name", "")),
+                model=str(charging_station.get("model", "")),
+                firmware=charging_station.get("firmware_version"),
+            )
         )
         self.booted = True
         log.info("station_booted", station=self.id, reason=reason)
@@ -198,7 +198,7 @@ class SwapHandlers:
 
     @on("Heartbeat", skip_schema_validation=True)
     async def on_heartbeat(self, **_: Any) -> Any:
-        await self.run(stations.seen, self.db, self.id)
+        await self.run(messages.Seen(self.id))
         return self._call_result.Heartbeat(current_time=_now_iso())
 
     @on("StatusNotification", skip_schema_validation=True)
@@ -224,7 +224,7 @@ class SwapHandlers:
         state = _SLOT_STATES.get(status)
         if state is None or evse_id == 0:
             return  # evse 0 is the station itself
-        await self.run(stations.set_slot_state, self.db, self.id, evse_id, state)
+        await self.run(messages.SetSlotState(self.id, evse_id, state))
 
     @on("Authorize", skip_schema_validation=True)
     async def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
@@ -236,7 +236,7 @@ class SwapHandlers:
         elif token.type is TokenType.NO_AUTHORIZATION:
             result = AuthorizeResult(False, RefusalReason.UNKNOWN_TOKEN.value, "No token")
         else:
-            result = await self.run(swaps.authorize, self.db, self.id, token)
+            result = await self.run(messages.Authorize(self.id, token))
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
         info: dict[str, Any] = {"status": status_for(result.reason)}
         if result.accepted and result.offered:
@@ -271,23 +271,18 @@ class SwapHandlers:
         token = token_from_wire(self.id, id_token)
         # With NoAuthorization the packs alone identify the rider.
         token_arg = None if token.type is TokenType.NO_AUTHORIZATION else token
-        readings = _mapped(readings_from_wire, battery_data)  # pure: no thread needed
+        readings = tuple(_mapped(readings_from_wire, battery_data))  # pure: no thread needed
+        request = str(request_id)
         if event_type == "BatteryIn":
-            await self.run(
-                swaps.battery_in, self.db, self.id, str(request_id), readings, token=token_arg
-            )
+            await self.run(messages.BatteryIn(self.id, request, readings, token_arg))
         elif event_type == "BatteryOut":
-            result = await self.run(
-                swaps.battery_out, self.db, self.id, str(request_id), readings, token=token_arg
-            )
+            result = await self.run(messages.BatteryOut(self.id, request, readings, token_arg))
             if not result.repeated and any(
                 p.outcome == PackOutcomeKind.HANDED_OVER for p in result.packs
             ):
                 self.metrics.swaps.inc()
         else:
-            await self.run(
-                swaps.battery_out_timeout, self.db, self.id, str(request_id), readings, token=token_arg
-            )
+            await self.run(messages.BatteryOutTimeout(self.id, request, readings, token_arg))
         return self._call_result.BatterySwap()
 
     @on("TransactionEvent", skip_schema_validation=True)
@@ -319,7 +314,7 @@ class SwapHandlers:
             return
         soc = _percent(latest, "SoC")
         try:
-            await self.run(catalog.report_soc, self.db, self.id, evse_id, soc, measured_at=measured_at)
+            await self.run(messages.ReportSoc(self.id, evse_id, soc, measured_at))
         except GenericError:
             # A SoC for a slot we believe empty: the swap events are the truth for occupancy.
             log.info("soc_for_empty_slot", station=self.id, evse_id=evse_id)

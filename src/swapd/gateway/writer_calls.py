@@ -1,8 +1,9 @@
-"""The service calls the gateway sends to its SQLite writer process, by name (swapd.store.calls).
+"""The writer process's calls table (swapd.store.calls): the gateway sends it commands only.
 
-Every function the gateway passes to ``Database.call`` is here: while a writer process runs,
-``Database.call`` refuses any other with a TypeError, and the writer, which imports this module
-too, runs nothing else. A name is the wire's; the function behind it is the service's.
+Every use case the gateway runs goes through the command bus (``swapd.services.messages``): the
+one function the gateway passes to ``Database.call`` is ``messages.handle``, with a command
+dataclass as its argument. While a writer process runs, ``Database.call`` refuses any other
+function with a TypeError, and the writer, which imports this module too, runs nothing else.
 """
 
 from __future__ import annotations
@@ -10,21 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from swapd.services import catalog, stations, swaps
+from swapd.services import messages
 
-CALLS: Mapping[str, Callable[..., object]] = MappingProxyType(
-    {
-        # the station's connection (swapd.gateway.server)
-        "record_connected": stations.record_connected,
-        "record_disconnected": stations.record_disconnected,
-        # the handlers of swapd.gateway.session
-        "record_boot": stations.record_boot,
-        "seen": stations.seen,
-        "set_slot_state": stations.set_slot_state,
-        "authorize": swaps.authorize,
-        "battery_in": swaps.battery_in,
-        "battery_out": swaps.battery_out,
-        "battery_out_timeout": swaps.battery_out_timeout,
-        "report_soc": catalog.report_soc,
-    }
-)
+CALLS: Mapping[str, Callable[..., object]] = MappingProxyType({"handle": messages.handle})
