@@ -123,7 +123,7 @@ class MemoryNetwork:
             def work(uow: UnitOfWork) -> None:
                 issue(
                     uow.book,
-                    "topup:pay-1",
+                    f"topup:pay-{rider_id}",
                     rider_id,
                     plan,
                     top_up_minor,
@@ -184,6 +184,7 @@ class SqlNetwork:
             plan_id=plan.id,
             vehicle_packs=vehicle_packs,
             top_up_minor=top_up_minor,
+            payment_ref=f"pay-{rider_id}",
         )
 
     def card(self, uid: str, *, rider_id: str | None = None, operator: bool = False) -> None:

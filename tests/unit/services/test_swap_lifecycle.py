@@ -249,3 +249,15 @@ def test_e4_a_bundle_counts_deliveries(network: Network) -> None:
     back = swaps.battery_in(network.db, "ST1", "i", [BatteryReading(2, "B-1", 1_000, 10_000)])
     assert (back.packs[0].charged_units, back.packs[0].revenue_minor) == (1, 1_250)
     assert balance(network, "D1") == Balance(9, 0, 9, 11_250)
+
+
+def test_an_authorize_reusing_the_request_of_a_returned_swap_is_a_conflict(network: Network) -> None:
+    """Found by test_fake_matches_sql: the requestId of a swap that a BatteryIn recorded (here of
+    a pack nobody holds, so with no rider) is not an Authorize to repeat. It used to fail an
+    assertion (an internal error); it is a Conflict, and nothing is written."""
+    e1_network(network)
+    swaps.battery_in(network.db, "ST1", "1", [BatteryReading(4, "X-1", 5_000, 9_000)])
+    with pytest.raises(Conflict, match="requestId 1 is used at station ST1"):
+        swaps.authorize(network.db, "ST1", app("R1"), request_id="1")
+    assert balance(network, "R1").held_units == 0
+    assert pack(network, "B-0001").reserved_swap_id is None

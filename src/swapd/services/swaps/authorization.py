@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from swapd.domain.decision import REFUSAL_TEXT, RefusalReason, check_returned_pack, decide
-from swapd.domain.errors import InvalidInput, NotFound, Retry
+from swapd.domain.errors import Conflict, InvalidInput, NotFound, Retry
 from swapd.domain.lifecycle import Swap, SwapState
 from swapd.domain.plans import Plan
 from swapd.domain.revenue import weighted_value
@@ -206,9 +206,14 @@ def _result_of(uow: UnitOfWork, swap: Swap) -> AuthorizeResult:
         assert swap.reason is not None, "a refused swap records its reason"
         reason = RefusalReason(swap.reason)
         return AuthorizeResult(False, reason.value, REFUSAL_TEXT[reason], swap.id, swap.rider_id)
-    assert swap.rider_id is not None, "an offer names its rider"
-    plan = rider_plan(uow, swap.rider_id)
     offers = uow.repo.offers(swap.id)
+    if swap.rider_id is None or not offers:
+        # Not an Authorize's swap: a BatterySwap event recorded it under this requestId first.
+        raise Conflict(
+            f"requestId {swap.request_id} is used at station {swap.station_id} by swap {swap.id}, "
+            "which no Authorize made"
+        )
+    plan = rider_plan(uow, swap.rider_id)
     packs = uow.repo.packs([o.pack_serial for o in offers])
     offered = tuple(
         OfferedPack(o.slot_no, o.pack_serial, packs[o.pack_serial].soc_bp, o.hold_units) for o in offers
