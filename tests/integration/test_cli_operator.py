@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import Result
 
+from swapd.api import operator_riders, operator_swaps, rider
 from swapd.cli import app
 from swapd.domain.riders import IdToken, TokenType
 from swapd.security import verify_password
@@ -350,10 +351,11 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
     assert js(url, "topup", "R1", "1000")["payment_ref"] != staff["payment_ref"]  # unique
     balance = js(url, "topup", "R3", "2500", "--ref", "pay-3")["balance"]
     assert balance == {
-        "rider": "R3",
-        "plan": "energy",
+        "rider_id": "R3",
+        "plan_id": "energy",
         "status": "active",
         "unit": "Wh",
+        "quantity": "energy_wh",
         "currency": "KRW",
         "posted_units": 8333,
         "available_units": 8333,
@@ -368,6 +370,7 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
         "receivable_minor": 0,
         "receivable": "0 KRW",
         "packs_held": [],
+        "subscription": None,
     }
 
     # R1 now has 33,333 + 3,333 + 3,333 = 39,999 Wh for 12,000 KRW.
@@ -447,7 +450,12 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
         "terms": "300 KRW per 1,000 Wh",
         "subscription": None,
     }
-    assert [(s["station"], s["state"], s["reason"]) for s in r3["swaps"]] == [("ST1", "offered", None)]
+    assert [(s["station_id"], s["rider_id"], s["state"], s["reason"]) for s in r3["swaps"]] == [
+        ("ST1", "R3", "offered", None)
+    ]
+    # The CLI prints the API's views (readmodels' balance_fields, swap_view, rider_line_view).
+    assert set(rider.BalanceOut.model_fields) <= set(r3)
+    assert set(r3["swaps"][0]) == set(operator_swaps.SwapOut.model_fields)
     assert [(x["code"], x["kind"], x["amount"], x["ledger"]) for x in r3["transfers"]] == [
         ("hold", "pending", 1583, "Wh"),
         ("hold", "pending", 1700, "Wh"),
@@ -465,10 +473,13 @@ def test_money_commands_and_rider_views(db_url: str) -> None:
     assert r2["subscription"]["cycle_no"] == 1
     assert (r2["available_units"], r2["terms"]) == (50000, "29.99 USD a month for 50,000 Wh, no overage")
 
-    riders = {r["rider"]: r for r in js(url, "rider", "list")}
+    riders = {r["id"]: r for r in js(url, "rider", "list")}
+    assert set(operator_riders.RiderLineOut.model_fields) <= set(riders["R1"])
+    assert isinstance(riders["R1"].pop("created_at"), str)
     assert riders["R1"] == {
-        "rider": "R1",
-        "plan": "energy",
+        "id": "R1",
+        "email": None,
+        "plan_id": "energy",
         "status": "active",
         "vehicle_packs": 1,
         "unit": "Wh",

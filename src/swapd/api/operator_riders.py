@@ -31,18 +31,12 @@ class RiderLineOut(BaseModel):
 
     @classmethod
     def of(cls, row: riders.RiderRow) -> RiderLineOut:
-        return cls(
-            id=row.id,
-            email=row.email,
-            plan_id=row.plan_id,
-            status=RiderStatus(row.status),
-            vehicle_packs=row.vehicle_packs,
-            created_at=row.created_at,
-        )
+        return cls.model_validate(riders.rider_line_view(row))
 
 
 class BalanceOut(BaseModel):
-    """Allowance in ``unit``; money in minor units of ``currency``."""
+    """Allowance in ``unit``; money in minor units of ``currency``: the allowance and money fields
+    of the rider's balance view (``money.balance_fields``), the same the rider's app gets."""
 
     unit: str
     posted_units: int
@@ -92,26 +86,17 @@ def search_riders(
 
 def _rider(db: Db, rider_id: str) -> RiderOut:
     row = riders.rider(db, rider_id)
-    balance = money.rider_balance(db, rider_id)
+    balance = money.balance_fields(money.balance_view(db, rider_id))
     plan = plans.plan(db, row.plan_id)
-    sub = riders.subscription(db, rider_id)
     riders_on_plan = next((line.riders for line in plans.plans(db) if line.plan.id == plan.id), 0)
-    return RiderOut(
-        rider=RiderLineOut.of(row),
-        plan=PlanOut.of(plan, riders_on_plan),
-        balance=BalanceOut(
-            unit=balance.unit,
-            posted_units=balance.posted_units,
-            held_units=balance.held_units,
-            available_units=balance.available_units,
-            overdrawn_units=balance.overdrawn_units,
-            currency=balance.currency,
-            prepaid_minor=balance.prepaid_minor,
-            available_value_minor=balance.available_value_minor,
-            receivable_minor=balance.receivable_minor,
-        ),
-        packs_held=list(balance.packs_held),
-        subscription=SubscriptionOut.of(sub),
+    return RiderOut.model_validate(
+        {
+            "rider": riders.rider_line_view(row),
+            "plan": PlanOut.of(plan, riders_on_plan),
+            "balance": balance,
+            "packs_held": balance["packs_held"],
+            "subscription": balance["subscription"],
+        }
     )
 
 

@@ -51,7 +51,7 @@ class SwapOut(BaseModel):
 
     @classmethod
     def of(cls, row: swaps.SwapRow) -> SwapOut:
-        return cls.model_validate(row, from_attributes=True)
+        return cls.model_validate(swaps.swap_view(row))
 
 
 class OfferOut(BaseModel):

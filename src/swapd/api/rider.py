@@ -37,15 +37,8 @@ class SubscriptionOut(BaseModel):
 
     @classmethod
     def of(cls, sub: riders.SubscriptionLine | None) -> SubscriptionOut | None:
-        if sub is None:
-            return None
-        return cls(
-            cycle_no=sub.cycle_no,
-            cycle_start=sub.cycle_start,
-            cycle_end=sub.cycle_end,
-            carried_in_units=sub.carried_in_units,
-            consumed_units=sub.consumed_units,
-        )
+        view = riders.subscription_view(sub)
+        return None if view is None else cls.model_validate(view)
 
 
 class BalanceOut(BaseModel):
@@ -69,31 +62,15 @@ class BalanceOut(BaseModel):
     packs_held: list[str]
     subscription: SubscriptionOut | None
 
+    @classmethod
+    def of(cls, view: money.BalanceView) -> BalanceOut:
+        return cls.model_validate(money.balance_fields(view))
+
 
 @router.get("/me/balance", responses=responses(401, 403), summary="Your allowance and its value")
 def my_balance(caller: Rider, db: Db) -> BalanceOut:
     assert caller.rider_id is not None
-    found = money.balance_view(db, caller.rider_id)
-    b = found.balance
-    sub = found.subscription
-    return BalanceOut(
-        rider_id=b.rider_id,
-        plan_id=b.plan_id,
-        status=b.status,
-        unit=b.unit,
-        quantity=plans.quantity_name(b.unit),
-        available_units=b.available_units,
-        held_units=b.held_units,
-        posted_units=b.posted_units,
-        overdrawn_units=b.overdrawn_units,
-        currency=b.currency,
-        available_value_minor=b.available_value_minor,
-        held_value_minor=found.held_value_minor,
-        prepaid_minor=b.prepaid_minor,
-        receivable_minor=b.receivable_minor,
-        packs_held=list(b.packs_held),
-        subscription=SubscriptionOut.of(sub),
-    )
+    return BalanceOut.of(money.balance_view(db, caller.rider_id))
 
 
 # -- swap history ---------------------------------------------------------------------------------

@@ -53,11 +53,11 @@ def topup(
 
     reference = ref or staff_reference()
 
-    def action(db: Database) -> tuple[payments.TopUp, money.RiderBalance]:
+    def action(db: Database) -> tuple[payments.TopUp, money.BalanceView]:
         result = payments.top_up(db, rider_id, amount_minor, reference, actor="cli")
-        return result, money.rider_balance(db, rider_id)
+        return result, money.balance_view(db, rider_id)
 
-    result, balance = with_db(database, action)
+    result, view = with_db(database, action)
     if as_json:
         print_json(
             {
@@ -68,7 +68,7 @@ def topup(
                 "units": result.units,
                 "unit": result.unit,
                 "repeated": result.repeated,
-                "balance": balance_json(balance),
+                "balance": balance_json(view),
             }
         )
         return
@@ -77,7 +77,7 @@ def topup(
         f"top-up {reference}: {format_money(result.amount_minor, result.currency)} credited "
         f"{units(result.units, result.unit)} to rider {rider_id}{again}"
     )
-    say_balance(balance)
+    say_balance(view)
 
 
 def subscribe(
@@ -92,11 +92,11 @@ def subscribe(
 
     reference = ref or staff_reference()
 
-    def action(db: Database) -> tuple[payments.TopUp, money.RiderBalance]:
+    def action(db: Database) -> tuple[payments.TopUp, money.BalanceView]:
         result = payments.subscribe(db, rider_id, reference, actor="cli")
-        return result, money.rider_balance(db, rider_id)
+        return result, money.balance_view(db, rider_id)
 
-    result, balance = with_db(database, action)
+    result, view = with_db(database, action)
     if as_json:
         print_json(
             {
@@ -107,7 +107,7 @@ def subscribe(
                 "units": result.units,
                 "unit": result.unit,
                 "repeated": result.repeated,
-                "balance": balance_json(balance),
+                "balance": balance_json(view),
             }
         )
         return
@@ -115,7 +115,7 @@ def subscribe(
         f"rider {rider_id} subscribed: {format_money(result.amount_minor, result.currency)} "
         f"for {units(result.units, result.unit)} this cycle"
     )
-    say_balance(balance)
+    say_balance(view)
 
 
 def refund(
@@ -131,31 +131,31 @@ def refund(
     from swapd.readmodels import money
     from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.Refund, money.RiderBalance]:
+    def action(db: Database) -> tuple[payments.Refund, money.BalanceView]:
         result = payments.refund(db, rider_id, amount_minor, reason=reason, actor=actor, key=key)
-        return result, money.rider_balance(db, rider_id)
+        return result, money.balance_view(db, rider_id)
 
-    result, balance = with_db(database, action)
+    result, view = with_db(database, action)
     if as_json:
         print_json(
             {
                 "rider": rider_id,
                 "key": key,
                 "amount_minor": result.amount_minor,
-                "amount": format_money(result.amount_minor, balance.currency),
+                "amount": format_money(result.amount_minor, view.balance.currency),
                 "units": result.units,
-                "unit": balance.unit,
+                "unit": view.balance.unit,
                 "repeated": result.repeated,
-                "balance": balance_json(balance),
+                "balance": balance_json(view),
             }
         )
         return
     say(
-        f"refunded {format_money(result.amount_minor, balance.currency)} to rider {rider_id}; "
-        f"{units(result.units, balance.unit)} of allowance left with it"
+        f"refunded {format_money(result.amount_minor, view.balance.currency)} to rider {rider_id}; "
+        f"{units(result.units, view.balance.unit)} of allowance left with it"
         + (" (repeat: nothing changed)" if result.repeated else "")
     )
-    say_balance(balance)
+    say_balance(view)
 
 
 def adjust(
@@ -173,11 +173,11 @@ def adjust(
     from swapd.readmodels import money
     from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.Adjustment, money.RiderBalance]:
+    def action(db: Database) -> tuple[payments.Adjustment, money.BalanceView]:
         result = payments.adjust(db, rider_id, units_delta, reason=reason, actor=actor, key=key)
-        return result, money.rider_balance(db, rider_id)
+        return result, money.balance_view(db, rider_id)
 
-    result, balance = with_db(database, action)
+    result, view = with_db(database, action)
     if as_json:
         print_json(
             {
@@ -186,7 +186,7 @@ def adjust(
                 "units": result.units,
                 "unit": result.unit,
                 "repeated": result.repeated,
-                "balance": balance_json(balance),
+                "balance": balance_json(view),
             }
         )
         return
@@ -194,7 +194,7 @@ def adjust(
         f"adjusted rider {rider_id} by {result.units:+,} {unit_name(result.unit, result.units)}"
         + (" (repeat: nothing changed)" if result.repeated else "")
     )
-    say_balance(balance)
+    say_balance(view)
 
 
 def settle(
@@ -215,11 +215,11 @@ def settle(
     from swapd.readmodels import money
     from swapd.services import payments
 
-    def action(db: Database) -> tuple[payments.ReceivablePayment, money.RiderBalance]:
+    def action(db: Database) -> tuple[payments.ReceivablePayment, money.BalanceView]:
         result = payments.pay_receivable(db, rider_id, amount_minor, ref, actor="cli")
-        return result, money.rider_balance(db, rider_id)
+        return result, money.balance_view(db, rider_id)
 
-    result, balance = with_db(database, action)
+    result, view = with_db(database, action)
     if as_json:
         print_json(
             {
@@ -230,7 +230,7 @@ def settle(
                 "owed_minor": result.owed_minor,
                 "owed": format_money(result.owed_minor, result.currency),
                 "repeated": result.repeated,
-                "balance": balance_json(balance),
+                "balance": balance_json(view),
             }
         )
         return
@@ -240,4 +240,4 @@ def settle(
         f"received from rider {rider_id}; still owed "
         f"{format_money(result.owed_minor, result.currency)}{again}"
     )
-    say_balance(balance)
+    say_balance(view)

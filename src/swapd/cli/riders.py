@@ -25,7 +25,7 @@ from swapd.domain.quantities import Unit, format_money
 from swapd.domain.riders import RiderStatus, TokenType
 
 if TYPE_CHECKING:
-    from swapd.readmodels import money
+    from swapd.readmodels import money, riders
     from swapd.store.database import Database
 
 rider_app = typer.Typer(help="Riders: accounts, status, balances.", no_args_is_help=True)
@@ -89,6 +89,19 @@ def rider_unblock(
     _set_status(rider_id, RiderStatus.ACTIVE, database, as_json)
 
 
+def rider_line_json(line: riders.RiderLine) -> dict[str, Any]:
+    """The rider line the API gives (``riders.rider_line_view``), then the rider's allowance."""
+    from swapd.readmodels import riders
+
+    return riders.rider_line_view(line.rider) | {
+        "unit": line.unit,
+        "available_units": line.available_units,
+        "held_units": line.held_units,
+        "posted_units": line.posted_units,
+        "packs_held": line.packs_held,
+    }
+
+
 @rider_app.command("list")
 def rider_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List riders with their allowance."""
@@ -96,26 +109,14 @@ def rider_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
 
     lines = with_db(database, riders.rider_lines)
     if as_json:
-        print_json(
-            [
-                _rider_result(r.rider.id, r.rider.plan_id, r.rider.status.value, r.rider.vehicle_packs)
-                | {
-                    "unit": r.unit,
-                    "available_units": r.available_units,
-                    "held_units": r.held_units,
-                    "posted_units": r.posted_units,
-                    "packs_held": r.packs_held,
-                }
-                for r in lines
-            ]
-        )
+        print_json([rider_line_json(r) for r in lines])
         return
     table = Table("rider", "plan", "status", "available", "held", "packs")
     for r in lines:
         table.add_row(
             cell(r.rider.id),
             cell(r.rider.plan_id),
-            r.rider.status.value,
+            r.rider.status,
             units(r.available_units, r.unit),
             units(r.held_units, r.unit),
             f"{r.packs_held}/{r.rider.vehicle_packs}",
@@ -123,34 +124,21 @@ def rider_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
     out.print(table)
 
 
-def balance_json(b: money.RiderBalance) -> dict[str, Any]:
+def balance_json(view: money.BalanceView) -> dict[str, Any]:
+    """The balance view the API gives (``money.balance_fields``), then its money for people."""
     from swapd.readmodels import money
 
-    held_value = money.held_value_minor(b.prepaid_minor, b.posted_units, b.held_units)
-    return {
-        "rider": b.rider_id,
-        "plan": b.plan_id,
-        "status": b.status,
-        "unit": b.unit,
-        "currency": b.currency,
-        "posted_units": b.posted_units,
-        "available_units": b.available_units,
-        "available_value_minor": b.available_value_minor,
-        "available_value": format_money(b.available_value_minor, b.currency),
-        "held_units": b.held_units,
-        "held_value_minor": held_value,
-        "held_value": format_money(held_value, b.currency),
-        "prepaid_minor": b.prepaid_minor,
-        "prepaid": format_money(b.prepaid_minor, b.currency),
-        "overdrawn_units": b.overdrawn_units,
-        "receivable_minor": b.receivable_minor,
-        "receivable": format_money(b.receivable_minor, b.currency),
-        "packs_held": list(b.packs_held),
+    b, currency = view.balance, view.balance.currency
+    return money.balance_fields(view) | {
+        "available_value": format_money(b.available_value_minor, currency),
+        "held_value": format_money(view.held_value_minor, currency),
+        "prepaid": format_money(b.prepaid_minor, currency),
+        "receivable": format_money(b.receivable_minor, currency),
     }
 
 
-def say_balance(b: money.RiderBalance) -> None:
-    data = balance_json(b)
+def say_balance(view: money.BalanceView) -> None:
+    b, data = view.balance, balance_json(view)
     say(f"  available  {units(b.available_units, b.unit)}  (worth {data['available_value']})")
     say(f"  held       {units(b.held_units, b.unit)}  (worth {data['held_value']}) by packs out")
     say(f"  prepaid    {data['prepaid']}")
@@ -167,52 +155,24 @@ def rider_show(
     as_json: JsonOption = False,
 ) -> None:
     """A rider's plan, status, allowance (and its money value), packs held, swaps and transfers."""
-    from swapd.readmodels import money, plans, riders
-    from swapd.readmodels.swaps import SwapRecord, recent_swaps
+    from swapd.readmodels import money, plans
+    from swapd.readmodels.swaps import SwapRow, recent_swaps, swap_view
 
     def action(
         db: Database,
-    ) -> tuple[
-        money.RiderBalance,
-        Plan,
-        riders.SubscriptionLine | None,
-        list[SwapRecord],
-        list[money.TransferLine],
-    ]:
+    ) -> tuple[money.BalanceView, Plan, list[SwapRow], list[money.TransferLine]]:
         if swaps < 0 or transfers < 0:
             raise InvalidInput("--swaps and --transfers must not be negative")
-        balance = money.rider_balance(db, rider_id)
+        view = money.balance_view(db, rider_id)
         return (
-            balance,
-            plans.plan(db, balance.plan_id),
-            riders.subscription(db, rider_id),
+            view,
+            plans.plan(db, view.balance.plan_id),
             recent_swaps(db, rider_id, limit=swaps),
             money.recent_transfers(db, rider_id, limit=transfers),
         )
 
-    balance, plan, sub, swap_rows, transfer_rows = with_db(database, action)
-    sub_json = (
-        None
-        if sub is None
-        else {
-            "cycle_no": sub.cycle_no,
-            "cycle_start": when(sub.cycle_start),
-            "cycle_end": when(sub.cycle_end),
-            "carried_in_units": sub.carried_in_units,
-            "consumed_units": sub.consumed_units,
-        }
-    )
-    swaps_json = [
-        {
-            "swap_id": s.id,
-            "station": s.station_id,
-            "request_id": s.request_id,
-            "state": s.state,
-            "reason": s.reason,
-            "at": when(s.created_at),
-        }
-        for s in swap_rows
-    ]
+    view, plan, swap_rows, transfer_rows = with_db(database, action)
+    balance, sub = view.balance, view.subscription
     transfers_json = [
         {
             "id": x.id,
@@ -231,18 +191,17 @@ def rider_show(
     ]
     if as_json:
         print_json(
-            balance_json(balance)
+            balance_json(view)
             | {
                 "kind": plan.kind.value,
                 "terms": plan_terms(plan),
-                "subscription": sub_json,
-                "swaps": swaps_json,
+                "swaps": [swap_view(s) for s in swap_rows],
                 "transfers": transfers_json,
             }
         )
         return
     say(f"rider {balance.rider_id}: {balance.status}, plan {plan.id} ({plan_terms(plan)})")
-    say_balance(balance)
+    say_balance(view)
     say(f"  packs      {', '.join(balance.packs_held) or 'none'}")
     if sub is not None:
         say(f"  cycle      {sub.cycle_no}, until {when(sub.cycle_end)}")

@@ -1,4 +1,5 @@
-"""Money and allowance reads: a rider's balances, ledger transfers, and the transfers export."""
+"""Money and allowance reads: a rider's balances (and the one JSON shape of a balance that the CLI
+and the API both give), ledger transfers, and the transfers export."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from swapd.domain.quantities import Unit
 from swapd.domain.revenue import weighted_value
 from swapd.ledger.model import Account, AccountCode, AccountFlags, Transfer, TransferCode, TransferFlags
 from swapd.readmodels.paging import stream
-from swapd.readmodels.riders import SubscriptionLine, subscription
+from swapd.readmodels.plans import quantity_name
+from swapd.readmodels.riders import SubscriptionLine, subscription, subscription_view
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 from swapd.store.ledger_book import transfer_of
@@ -101,6 +103,31 @@ def balance_view(db: Database, rider_id: str) -> BalanceView:
         held_value_minor(found.prepaid_minor, found.posted_units, found.held_units),
         subscription(db, rider_id),
     )
+
+
+def balance_fields(view: BalanceView) -> dict[str, Any]:
+    """A rider's balance as ``swapd rider show --json`` (and the money commands' "balance") print
+    it and ``/api/v1/me/balance`` returns it; the operator's rider view takes its allowance and
+    money fields from it too."""
+    b = view.balance
+    return {
+        "rider_id": b.rider_id,
+        "plan_id": b.plan_id,
+        "status": b.status,
+        "unit": b.unit,
+        "quantity": quantity_name(b.unit),
+        "available_units": b.available_units,
+        "held_units": b.held_units,
+        "posted_units": b.posted_units,
+        "overdrawn_units": b.overdrawn_units,
+        "currency": b.currency,
+        "available_value_minor": b.available_value_minor,
+        "held_value_minor": view.held_value_minor,
+        "prepaid_minor": b.prepaid_minor,
+        "receivable_minor": b.receivable_minor,
+        "packs_held": list(b.packs_held),
+        "subscription": subscription_view(view.subscription),
+    }
 
 
 # -- transfers ------------------------------------------------------------------------------------

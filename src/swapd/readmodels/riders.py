@@ -1,5 +1,6 @@
 """Rider reads: operator lists and lookups, the allowance line per rider, the subscription cycle,
-a rider's own cards, and the riders export."""
+a rider's own cards, the riders export, and the one JSON shape of a rider line and of a
+subscription cycle that the CLI and the API both give."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from swapd.domain.errors import NotFound
-from swapd.domain.riders import Rider, TokenType
+from swapd.domain.riders import TokenType
 from swapd.ledger.model import AccountCode
 from swapd.readmodels.paging import clamp_limit, stream
 from swapd.store import schema as t
@@ -74,9 +75,22 @@ def rider(db: Database, rider_id: str) -> RiderRow:
     return RiderRow(*row)
 
 
+def rider_line_view(row: RiderRow) -> dict[str, Any]:
+    """A rider as ``swapd rider list --json`` prints it (then its allowance) and
+    ``/api/v1/ops/riders`` returns it."""
+    return {
+        "id": row.id,
+        "email": row.email,
+        "plan_id": row.plan_id,
+        "status": row.status,
+        "vehicle_packs": row.vehicle_packs,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RiderLine:
-    rider: Rider
+    rider: RiderRow
     unit: str
     posted_units: int
     held_units: int
@@ -108,7 +122,8 @@ def rider_lines(db: Database) -> list[RiderLine]:
             .all()
         )
         lines = []
-        for rider in tx.repo.riders():
+        for row in tx.repo.execute(_riders_query().order_by(t.riders.c.id)):
+            rider = RiderRow(*row)
             unit = units[rider.plan_id]
             posted, pending = balances.get((rider.id, unit), (0, 0))
             lines.append(
@@ -129,6 +144,19 @@ class SubscriptionLine:
     cycle_end: datetime
     carried_in_units: int
     consumed_units: int
+
+
+def subscription_view(sub: SubscriptionLine | None) -> dict[str, Any] | None:
+    """The subscription cycle in a rider's balance, as the CLI's JSON and the API give it."""
+    if sub is None:
+        return None
+    return {
+        "cycle_no": sub.cycle_no,
+        "cycle_start": sub.cycle_start.isoformat(),
+        "cycle_end": sub.cycle_end.isoformat(),
+        "carried_in_units": sub.carried_in_units,
+        "consumed_units": sub.consumed_units,
+    }
 
 
 def subscription(db: Database, rider_id: str) -> SubscriptionLine | None:

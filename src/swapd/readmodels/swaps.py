@@ -1,5 +1,6 @@
-"""Swap reads for the operator: the filtered, paged list, a swap with everything it moved, and
-the swaps export.
+"""Swap reads for the operator: the filtered, paged list, a rider's recent swaps, the one JSON
+shape of a swap line that the CLI and the API both give, a swap with everything it moved, and the
+swaps export.
 
 Lists are newest first and paged by a cursor (the last id seen), so that a page does not shift when
 rows are added meanwhile. Exports stream from one query in batches.
@@ -22,30 +23,6 @@ from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 
 # -- operator lists -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SwapRecord:
-    id: int
-    station_id: str
-    request_id: str | None
-    rider_id: str | None
-    state: str
-    reason: str | None
-    created_at: datetime
-
-
-def recent_swaps(db: Database, rider_id: str | None = None, *, limit: int = 20) -> list[SwapRecord]:
-    def work(tx: Tx) -> list[SwapRecord]:
-        query = sa.select(t.swaps).order_by(t.swaps.c.id.desc()).limit(limit)
-        if rider_id is not None:
-            query = query.where(t.swaps.c.rider_id == rider_id)
-        return [
-            SwapRecord(r.id, r.station_id, r.request_id, r.rider_id, r.state, r.reason, r.created_at)
-            for r in tx.repo.execute(query)
-        ]
-
-    return db.read(work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +52,34 @@ def _swap_row(row: sa.Row[Any]) -> SwapRow:
         row.created_at,
         row.updated_at,
     )
+
+
+def swap_view(row: SwapRow) -> dict[str, Any]:
+    """A swap as ``swapd rider show --json`` lists it and ``/api/v1/ops/swaps`` returns it."""
+    return {
+        "id": row.id,
+        "station_id": row.station_id,
+        "request_id": row.request_id,
+        "rider_id": row.rider_id,
+        "token_type": row.token_type,
+        "token_value": row.token_value,
+        "state": row.state,
+        "reason": row.reason,  # why it was refused
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def recent_swaps(db: Database, rider_id: str | None = None, *, limit: int = 20) -> list[SwapRow]:
+    """Newest first, of one rider or all; ``limit`` may be 0 (and is not clamped)."""
+
+    def work(tx: Tx) -> list[SwapRow]:
+        query = sa.select(t.swaps).order_by(t.swaps.c.id.desc()).limit(limit)
+        if rider_id is not None:
+            query = query.where(t.swaps.c.rider_id == rider_id)
+        return [_swap_row(r) for r in tx.repo.execute(query)]
+
+    return db.read(work)
 
 
 def _swap_filters(
