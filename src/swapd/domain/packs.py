@@ -111,6 +111,10 @@ class Pack:
         """Out of service: it left a station without a known rider, or an operator took it out."""
         return PackMoved(self.serial, PackStatus.QUARANTINED, None, None, None, self._left_slot())
 
+    def to_retired(self) -> PackMoved:
+        """Out of the fleet for good."""
+        return PackMoved(self.serial, PackStatus.RETIRED, None, None, None, self._left_slot())
+
 
 @dataclass(frozen=True, slots=True)
 class PackMoved:

@@ -241,16 +241,8 @@ def restock(
         if pack.status not in (PackStatus.IN_STOCK, PackStatus.QUARANTINED):
             raise Conflict(f"pack {serial} is {pack.place()}; withdraw it first")
         _check_empty_slot(tx, station_id, slot_no)
-        tx.repo.update_pack(
-            serial,
-            tx.now,
-            status=PackStatus.IN_SLOT.value,
-            station_id=station_id,
-            slot_no=slot_no,
-            soc_bp=soc_bp,
-            soh_bp=pack.soh_bp if soh_bp is None else soh_bp,
-        )
-        tx.repo.set_slot(station_id, slot_no, serial)
+        into = pack.into_slot(station_id, slot_no, soc_bp, pack.soh_bp if soh_bp is None else soh_bp)
+        tx.repo.move_pack(into, tx.now)
         moved = tx.repo.pack(serial)
         assert moved is not None
         return moved
@@ -273,9 +265,13 @@ def move_out_of_slot(db: Transactional, serial: str, status: PackStatus) -> Pack
             raise Conflict(f"pack {serial} is offered to a rider in swap {pack.reserved_swap_id}")
         if pack.status is PackStatus.RETIRED:
             raise Conflict(f"pack {serial} is retired")
-        if pack.station_id is not None and pack.slot_no is not None:
-            tx.repo.set_slot(pack.station_id, pack.slot_no, None)
-        tx.repo.update_pack(serial, tx.now, status=status.value, station_id=None, slot_no=None)
+        if status is PackStatus.IN_STOCK:
+            out = pack.to_stock()
+        elif status is PackStatus.QUARANTINED:
+            out = pack.to_quarantine()
+        else:
+            out = pack.to_retired()
+        tx.repo.move_pack(out, tx.now)
         moved = tx.repo.pack(serial)
         assert moved is not None
         return moved
