@@ -372,6 +372,10 @@ class MemoryBook:
             raise LedgerError("account_not_found", f"no account {account_id}")
         return account
 
+    def find(self, key: str) -> Transfer | None:
+        transfer_id = self._s.transfer_ids.get(key)
+        return None if transfer_id is None else self._s.transfers[transfer_id]
+
     def transfer_by_id(self, transfer_id: int) -> Transfer | None:
         return self._s.transfers.get(transfer_id)
 

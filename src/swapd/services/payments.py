@@ -18,6 +18,7 @@ from swapd.domain.quantities import (
 from swapd.domain.riders import Rider
 from swapd.ledger.model import AccountCode, TransferCode
 from swapd.services.money import issue, move, recognise, rider_accounts
+from swapd.services.ports import Transactions, UnitOfWork
 from swapd.store import schema as t
 from swapd.store.database import Database, Transactional, Tx
 
@@ -46,12 +47,12 @@ def _check_actor(actor: object) -> str:
     return actor
 
 
-def _rider_and_plan(tx: Tx, rider_id: str) -> tuple[Rider, Plan]:
-    locked = tx.repo.lock_riders([rider_id])
+def _rider_and_plan(uow: UnitOfWork, rider_id: str) -> tuple[Rider, Plan]:
+    locked = uow.repo.lock_riders([rider_id])
     rider = locked.get(rider_id)
     if rider is None:
         raise NotFound(f"unknown rider {rider_id}")
-    plan = tx.repo.plan(rider.plan_id)
+    plan = uow.repo.plan(rider.plan_id)
     assert plan is not None, "riders reference plans by foreign key"
     return rider, plan
 
@@ -64,24 +65,24 @@ def _check_amount(amount_minor: object) -> int:
 
 
 def top_up(
-    db: Transactional, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
+    db: Transactions, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
 ) -> TopUp:
     """R1: a confirmed payment becomes allowance. The payment reference makes it idempotent."""
     amount = _check_amount(amount_minor)
     _check_reference(payment_ref, "payment reference")
 
-    def work(tx: Tx) -> TopUp:
-        _rider, plan = _rider_and_plan(tx, rider_id)
+    def work(uow: UnitOfWork) -> TopUp:
+        _rider, plan = _rider_and_plan(uow, rider_id)
         units = plan.allowance_for_payment(amount)
         key = f"topup:{payment_ref}"
-        previous = tx.book.find(f"{key}:money")
+        previous = uow.book.find(f"{key}:money")
         if previous is not None:
             if previous.amount != amount or previous.rider_id != rider_id:
                 raise Conflict(
                     f"payment {payment_ref} was applied already with a different amount or rider"
                 )
             return TopUp(rider_id, amount, plan.currency, units, plan.unit.value, repeated=True)
-        issue(tx.book, key, rider_id, plan, amount, units, TransferCode.TOP_UP, actor=actor)
+        issue(uow.book, key, rider_id, plan, amount, units, TransferCode.TOP_UP, actor=actor)
         return TopUp(rider_id, amount, plan.currency, units, plan.unit.value, repeated=False)
 
     return db.write(work)
@@ -151,8 +152,8 @@ class CycleClose:
     repeated: bool = False  # True when this payment reference had closed the cycle before
 
 
-def _amount_of(tx: Tx, key: str) -> int:
-    found = tx.book.find(key)
+def _amount_of(uow: UnitOfWork, key: str) -> int:
+    found = uow.book.find(key)
     return 0 if found is None else found.amount
 
 
@@ -262,7 +263,7 @@ class Refund:
 
 
 def refund(
-    db: Transactional, rider_id: str, amount_minor: int, *, reason: str, actor: str, key: str
+    db: Transactions, rider_id: str, amount_minor: int, *, reason: str, actor: str, key: str
 ) -> Refund:
     """Pay prepaid money back; the allowance it bought leaves with it (rounded against the rider,
     so a refunded rider never keeps use they got their money back for)."""
@@ -271,15 +272,15 @@ def refund(
     _check_actor(actor)
     _check_reference(key, "idempotency key")
 
-    def work(tx: Tx) -> Refund:
-        _rider, plan = _rider_and_plan(tx, rider_id)
+    def work(uow: UnitOfWork) -> Refund:
+        _rider, plan = _rider_and_plan(uow, rider_id)
         base = f"refund:{key}"
-        previous = tx.book.find(f"{base}:money")
+        previous = uow.book.find(f"{base}:money")
         if previous is not None:
             if previous.amount != amount or previous.rider_id != rider_id:
                 raise Conflict(f"refund key {key} was used already for a different refund")
-            return Refund(rider_id, amount, _amount_of(tx, f"{base}:units"), True)
-        accounts = rider_accounts(tx.book, rider_id, plan)
+            return Refund(rider_id, amount, _amount_of(uow, f"{base}:units"), True)
+        accounts = rider_accounts(uow.book, rider_id, plan)
         liability = accounts.prepaid.credit_balance
         if amount > liability:
             raise Conflict(
@@ -299,10 +300,10 @@ def refund(
                 f"{units} {plan.unit} would leave with the refund but only "
                 f"{accounts.allowance.available} are free (the rest is held by packs out)"
             )
-        cash = tx.book.account(plan.currency, AccountCode.CASH)
-        withdrawn = tx.book.account(plan.unit.value, AccountCode.ALLOWANCE_WITHDRAWN)
+        cash = uow.book.account(plan.currency, AccountCode.CASH)
+        withdrawn = uow.book.account(plan.unit.value, AccountCode.ALLOWANCE_WITHDRAWN)
         move(
-            tx.book,
+            uow.book,
             f"{base}:money",
             accounts.prepaid,
             cash,
@@ -313,7 +314,7 @@ def refund(
             memo=reason,
         )
         move(
-            tx.book,
+            uow.book,
             f"{base}:units",
             accounts.allowance,
             withdrawn,
@@ -337,7 +338,7 @@ class Adjustment:
 
 
 def adjust(
-    db: Transactional, rider_id: str, units: int, *, reason: str, actor: str, key: str
+    db: Transactions, rider_id: str, units: int, *, reason: str, actor: str, key: str
 ) -> Adjustment:
     """A manual correction of the allowance, positive (goodwill) or negative, with who and why."""
     if isinstance(units, bool) or not isinstance(units, int) or units == 0:
@@ -348,23 +349,23 @@ def adjust(
     _check_actor(actor)
     _check_reference(key, "idempotency key")
 
-    def work(tx: Tx) -> Adjustment:
-        _rider, plan = _rider_and_plan(tx, rider_id)
+    def work(uow: UnitOfWork) -> Adjustment:
+        _rider, plan = _rider_and_plan(uow, rider_id)
         base = f"adjust:{key}"
-        previous = tx.book.find(f"{base}:units")
+        previous = uow.book.find(f"{base}:units")
         if previous is not None:
-            accounts = rider_accounts(tx.book, rider_id, plan)
+            accounts = rider_accounts(uow.book, rider_id, plan)
             credited = previous.credit_account_id == accounts.allowance.id
             signed = previous.amount if credited else -previous.amount
             if signed != units or previous.rider_id != rider_id:
                 raise Conflict(f"adjustment key {key} was used already for a different adjustment")
             return Adjustment(rider_id, units, plan.unit.value, True)
-        accounts = rider_accounts(tx.book, rider_id, plan)
+        accounts = rider_accounts(uow.book, rider_id, plan)
         unit = plan.unit.value
         if units > 0:
-            issued = tx.book.account(unit, AccountCode.ALLOWANCE_ISSUED)
+            issued = uow.book.account(unit, AccountCode.ALLOWANCE_ISSUED)
             move(
-                tx.book,
+                uow.book,
                 f"{base}:units",
                 issued,
                 accounts.allowance,
@@ -383,7 +384,7 @@ def adjust(
             # The prepaid money of the units taken away is earned, so that money and
             # allowance still reach zero together.
             recognise(
-                tx.book,
+                uow.book,
                 f"{base}:revenue",
                 rider_id,
                 plan,
@@ -392,9 +393,9 @@ def adjust(
                 actor=actor,
                 memo=reason,
             )
-            withdrawn = tx.book.account(unit, AccountCode.ALLOWANCE_WITHDRAWN)
+            withdrawn = uow.book.account(unit, AccountCode.ALLOWANCE_WITHDRAWN)
             move(
-                tx.book,
+                uow.book,
                 f"{base}:units",
                 accounts.allowance,
                 withdrawn,
@@ -420,7 +421,7 @@ class ReceivablePayment:
 
 
 def pay_receivable(
-    db: Transactional, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
+    db: Transactions, rider_id: str, amount_minor: int, payment_ref: str, *, actor: str = "payments"
 ) -> ReceivablePayment:
     """Money received against overage the rider owes, never more than is owed. The payment
     reference makes it idempotent: the same reference and amount again changes nothing."""
@@ -428,11 +429,11 @@ def pay_receivable(
     _check_reference(payment_ref, "payment reference")
     _check_actor(actor)
 
-    def work(tx: Tx) -> ReceivablePayment:
-        _rider, plan = _rider_and_plan(tx, rider_id)
-        accounts = rider_accounts(tx.book, rider_id, plan)
+    def work(uow: UnitOfWork) -> ReceivablePayment:
+        _rider, plan = _rider_and_plan(uow, rider_id)
+        accounts = rider_accounts(uow.book, rider_id, plan)
         key = f"receivable:{payment_ref}"
-        previous = tx.book.find(key)
+        previous = uow.book.find(key)
         if previous is not None:
             if previous.amount != amount or previous.rider_id != rider_id:
                 raise Conflict(
@@ -442,9 +443,9 @@ def pay_receivable(
             owed = accounts.receivable.debit_balance
             if amount > owed:
                 raise Conflict(f"rider {rider_id} owes {owed} minor units, not {amount}")
-            cash = tx.book.account(plan.currency, AccountCode.CASH)
+            cash = uow.book.account(plan.currency, AccountCode.CASH)
             move(
-                tx.book,
+                uow.book,
                 key,
                 cash,
                 accounts.receivable,
@@ -453,7 +454,7 @@ def pay_receivable(
                 rider_id=rider_id,
                 actor=actor,
             )
-        owed_after = tx.book.account(plan.currency, AccountCode.RECEIVABLE, rider_id).debit_balance
+        owed_after = uow.book.account(plan.currency, AccountCode.RECEIVABLE, rider_id).debit_balance
         return ReceivablePayment(
             rider_id, payment_ref, amount, plan.currency, owed_after, repeated=previous is not None
         )

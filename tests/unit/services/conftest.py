@@ -28,9 +28,8 @@ from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import Rider, TokenOwner, TokenType
 from swapd.domain.stations import Station
-from swapd.ledger.model import TransferCode
-from swapd.services import catalog
-from swapd.services.money import issue, rider_accounts
+from swapd.services import catalog, payments
+from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock
@@ -118,21 +117,7 @@ class MemoryNetwork:
         if plan.is_subscription:
             self.store.state.consumed_units[rider_id] = 0
         if top_up_minor is not None:
-            units = plan.allowance_for_payment(top_up_minor)
-
-            def work(uow: UnitOfWork) -> None:
-                issue(
-                    uow.book,
-                    f"topup:pay-{rider_id}",
-                    rider_id,
-                    plan,
-                    top_up_minor,
-                    units,
-                    TransferCode.TOP_UP,
-                    actor="payments",
-                )
-
-            self.db.write(work)
+            payments.top_up(self.db, rider_id, top_up_minor, f"pay-{rider_id}")
 
     def card(self, uid: str, *, rider_id: str | None = None, operator: bool = False) -> None:
         self.store.state.tokens[(TokenType.RFID.value, uid)] = TokenOwner(rider_id, operator)
