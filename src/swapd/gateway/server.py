@@ -34,6 +34,7 @@ from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
 from swapd.services import identity, messages, stations, swaps
 from swapd.store.database import Database
+from swapd.web import console
 
 log = structlog.get_logger(__name__)
 
@@ -157,6 +158,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
     api_router.install(app, db)
+    console.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

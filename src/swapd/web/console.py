@@ -1,0 +1,239 @@
+"""The console's pages: sign-in, the overview, stations and one station's live slot grid.
+
+Each page reads through the read models (``swapd.readmodels``) in a worker thread (the routes are
+plain functions, which Starlette runs off the event loop) and renders a template of
+``templates/`` in the request's language (``swapd.web.i18n``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from swapd.api.deps import client_address
+from swapd.domain.errors import DomainError, NotFound
+from swapd.domain.stations import SlotState
+from swapd.readmodels import overview as overview_model
+from swapd.readmodels import stations as station_model
+from swapd.store.database import Database
+from swapd.web import i18n, session
+
+_HERE = Path(__file__).parent
+_templates = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=select_autoescape(("html",)),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+router = APIRouter(include_in_schema=False)
+
+# A live page's stream: how often the slots are read, how long one stream lasts (the browser's
+# EventSource reconnects by itself), and a comment now and then so that proxies keep it open.
+LIVE_POLL_S = 1.0
+LIVE_STREAM_S = 600.0
+LIVE_KEEPALIVE_S = 15.0
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _translator(request: Request) -> i18n.Translator:
+    language = i18n.negotiate(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
+    return i18n.Translator(language)
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    t = _translator(request)
+    html = _templates.get_template(name).render(
+        _=t.gettext, t=t, lang=t.language, path=request.url.path, **context
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# -- sign-in ----------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return _render(request, "login.html", next=session.local_path(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    session.check_same_origin(request)
+    form = session.parse_form(await request.body())
+    target = session.local_path(form.get("next"))
+    try:
+        token = await run_in_threadpool(
+            session.sign_in,
+            _db(request),
+            form.get("email", ""),
+            form.get("password", ""),
+            client_address(request),
+        )
+    except DomainError as error:
+        return _render(request, "login.html", status=401, next=target, error=error.message)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        session.COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    session.check_same_origin(request)
+    session.sign_out(_db(request), request)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(session.COOKIE, path="/")
+    return response
+
+
+@router.get("/lang/{language}")
+def switch_language(request: Request, language: str, next: str = "/") -> Response:
+    response = RedirectResponse(session.local_path(next), status_code=303)
+    if language in i18n.LANGUAGES:
+        response.set_cookie(i18n.COOKIE, language, samesite="lax", path="/", max_age=365 * 86_400)
+    return response
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def overview_page(request: Request) -> HTMLResponse:
+    db = _db(request)
+    user = session.staff(db, request)
+    summary = overview_model.overview(db, datetime.now(UTC))
+    return _render(request, "overview.html", user=user, o=summary)
+
+
+@router.get("/stations")
+def stations_page(request: Request, q: str = "") -> HTMLResponse:
+    db = _db(request)
+    user = session.staff(db, request)
+    infos = station_model.stations(db)
+    query = q.strip().lower()[:100]
+    if query:
+        infos = [
+            i for i in infos if query in i.line.station.id.lower() or query in (i.name or "").lower()
+        ]
+    return _render(request, "stations.html", user=user, stations=infos, q=q[:100])
+
+
+@router.get("/stations/{station_id}")
+def station_page(request: Request, station_id: str) -> HTMLResponse:
+    db = _db(request)
+    user = session.staff(db, request)
+    try:
+        info = station_model.station(db, station_id)
+        view = station_model.slot_view(db, station_id)
+    except NotFound:
+        return _render(request, "not_found.html", status=404, user=user, what=station_id)
+    t = _translator(request)
+    cells = [slot_cell(line, t) for line in view.slots]
+    return _render(request, "station.html", user=user, info=info, view=view, cells=cells)
+
+
+@router.get("/stations/{station_id}/live")
+async def station_live(request: Request, station_id: str) -> Response:
+    db = _db(request)
+    await run_in_threadpool(session.staff, db, request)
+    t = _translator(request)
+
+    async def events() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        started = last_sent = loop.time()
+        previous = None
+        while loop.time() - started < LIVE_STREAM_S and not await request.is_disconnected():
+            try:
+                view = await run_in_threadpool(station_model.slot_view, db, station_id)
+            except NotFound:
+                yield "event: gone\ndata: {}\n\n"
+                return
+            cells = [slot_cell(line, t) for line in view.slots]
+            if cells != previous:
+                previous = cells
+                last_sent = loop.time()
+                yield f"event: slots\ndata: {json.dumps(cells, separators=(',', ':'))}\n\n"
+            elif loop.time() - last_sent > LIVE_KEEPALIVE_S:
+                last_sent = loop.time()
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(LIVE_POLL_S)
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+# -- the slot grid ------------------------------------------------------------------------------------
+
+STATUS_TEXT = {
+    "empty": "Empty",
+    "ready": "Ready",
+    "charging": "Charging",
+    "reserved": "Reserved",
+    "out_of_service": "Out of service",
+}
+
+
+def slot_status(line: station_model.SlotLine) -> str:
+    """What an operator sees in a slot: out of service, empty, reserved for a rider, charged and
+    ready to hand out, or charging."""
+    if line.state is SlotState.UNAVAILABLE:
+        return "out_of_service"
+    if line.pack_serial is None:
+        return "empty"
+    if line.reserved_swap_id is not None:
+        return "reserved"
+    return "ready" if line.charged else "charging"
+
+
+def slot_cell(line: station_model.SlotLine, t: i18n.Translator) -> dict[str, Any]:
+    status = slot_status(line)
+    return {
+        "slot_no": line.slot_no,
+        "status": status,
+        "status_text": t.gettext(STATUS_TEXT[status]),
+        "pack_serial": line.pack_serial or "",
+        "soc": t.percent_bp(line.soc_bp),
+        "soh": t.percent_bp(line.soh_bp),
+    }
+
+
+# -- mounting ---------------------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console on ``app`` (whose ``state.db`` the API has set)."""
+
+    @app.exception_handler(session.SignInRequired)
+    async def _sign_in(request: Request, _error: session.SignInRequired) -> Response:
+        target = session.local_path(request.url.path)
+        if request.url.path.endswith("/live"):
+            return Response(status_code=401)
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+    @app.exception_handler(session.CrossSite)
+    async def _cross_site(_request: Request, _error: session.CrossSite) -> Response:
+        return Response("cross-site request refused", status_code=403, media_type="text/plain")
+
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    app.include_router(router)

@@ -1,0 +1,139 @@
+"""The operator console over HTTP (no browser): sign-in, the pages, their language, the live
+slot stream, and the guards (staff only, same origin). Browser tests: tests/web/test_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from swapd.gateway.server import create_app
+from swapd.services import identity
+from swapd.services.identity import Role
+from swapd.store.database import Database
+from swapd.web import console, i18n
+from tests import network as net
+
+PASSWORD = "correct horse battery"
+TEMPLATES = Path(console.__file__).parent / "templates"
+
+
+@pytest.fixture
+def web(db: Database) -> Iterator[TestClient]:
+    net.network(db)
+    net.pack(db, "B-1", station_id="ST1", slot_no=1)
+    net.pack(db, "B-2", station_id="ST1", slot_no=2, soc_pct=40)
+    identity.add_staff(db, "ops@example.com", PASSWORD, Role.OPERATOR)
+    with TestClient(create_app(db), base_url="http://swapd.test") as client:
+        yield client
+
+
+def sign_in(client: TestClient, email: str = "ops@example.com", password: str = PASSWORD) -> None:
+    answer = client.post(
+        "/login",
+        data={"email": email, "password": password, "next": "/stations"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/stations"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+def test_pages_need_a_staff_sign_in(web: TestClient) -> None:
+    answer = web.get("/", follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/login?next=/")
+    assert web.get("/stations/ST1/live").status_code == 401
+    wrong = web.post("/login", data={"email": "ops@example.com", "password": "nope"})
+    assert wrong.status_code == 401 and "wrong email or password" in wrong.text
+    sign_in(web)
+    page = web.get("/")
+    assert page.status_code == 200 and "Stations online" in page.text
+    web.post("/logout")
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_rider_cannot_sign_in_to_the_console(web: TestClient) -> None:
+    web.post(
+        "/api/v1/auth/signup", json={"email": "r@example.com", "password": PASSWORD, "plan_id": "energy"}
+    )
+    answer = web.post("/login", data={"email": "r@example.com", "password": PASSWORD})
+    assert answer.status_code == 401
+    assert "swapd_console" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_post_from_another_site_is_refused(web: TestClient) -> None:
+    answer = web.post(
+        "/login",
+        data={"email": "ops@example.com", "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403
+
+
+def test_the_station_page_shows_each_slot(web: TestClient) -> None:
+    sign_in(web)
+    page = web.get("/stations/ST1")
+    assert page.status_code == 200
+    slots = dict(re.findall(r'<li class="slot (\w+)" id="slot-(\d+)"', page.text))
+    found = {int(no): status for status, no in slots.items()}
+    statuses = dict(
+        sorted(
+            (int(no), st) for st, no in re.findall(r'<li class="slot (\w+)" id="slot-(\d+)"', page.text)
+        )
+    )
+    assert statuses[1] == "ready" and statuses[2] == "charging" and statuses[3] == "empty"
+    assert len(statuses) == net.SLOT_COUNT and found
+    assert "B-1" in page.text and "40%" in page.text
+    listing = web.get("/stations", params={"q": "st2"})
+    assert ">ST2<" in listing.text and ">ST1<" not in listing.text
+    assert web.get("/stations/NOPE").status_code == 404
+
+
+def test_the_live_stream_sends_the_grid(web: TestClient) -> None:
+    sign_in(web)
+    with web.stream("GET", "/stations/ST1/live") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = []
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                break
+    assert lines[0] == "event: slots"
+    cells = json.loads(lines[1].removeprefix("data: "))
+    assert [c["status"] for c in cells[:3]] == ["ready", "charging", "empty"]
+    assert cells[0]["pack_serial"] == "B-1"
+
+
+def test_korean_follows_the_cookie_or_the_browser(web: TestClient) -> None:
+    sign_in(web)
+    assert "개요" in web.get("/", headers={"Accept-Language": "ko-KR,ko;q=0.9"}).text
+    web.get("/lang/ko?next=/stations")
+    page = web.get("/stations/ST1")
+    assert 'lang="ko"' in page.text and "충전 완료 배터리" in page.text and "준비됨" in page.text
+    web.get("/lang/en")
+    assert "Charged packs ready" in web.get("/stations/ST1").text
+    # Only a path on this site is a place to go back to.
+    assert web.get("/lang/ko?next=//evil.example", follow_redirects=False).headers["location"] == "/"
+
+
+def test_every_message_of_the_console_has_a_korean_translation() -> None:
+    used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
+    for template in TEMPLATES.glob("*.html"):
+        used |= set(re.findall(r"""_\(["']([^"']+)["']\)""", template.read_text()))
+    assert len(used) > 30
+    assert sorted(used - i18n.catalog_ids("ko")) == []
+
+
+def test_money_and_numbers_follow_the_language() -> None:
+    ko, en = i18n.Translator("ko"), i18n.Translator("en")
+    assert ko.money(12_500, "KRW") == "₩12,500" and en.money(12_500, "KRW") == "₩12,500"
+    assert en.money(1_050, "USD") == "$10.50"
+    assert ko.percent_bp(9_850) == "98.5%" and en.number(1_234_567) == "1,234,567"
+    assert i18n.negotiate(None, "ko-KR,ko;q=0.9,en;q=0.8") == "ko"
+    assert i18n.negotiate("en", "ko") == "en" and i18n.negotiate("xx", "fr") == "en"
