@@ -37,6 +37,8 @@ _templates = Environment(
     lstrip_blocks=True,
 )
 router = APIRouter(include_in_schema=False)
+# The console's own files (the API's /docs serves Swagger UI's under /static).
+STATIC_PATH = "/console/static"
 
 # A live page's stream: how often the slots are read, how long one stream lasts (the browser's
 # EventSource reconnects by itself), and a comment now and then so that proxies keep it open.
@@ -235,5 +237,5 @@ def install(app: FastAPI) -> None:
     async def _cross_site(_request: Request, _error: session.CrossSite) -> Response:
         return Response("cross-site request refused", status_code=403, media_type="text/plain")
 
-    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    app.mount(STATIC_PATH, StaticFiles(directory=_HERE / "static"), name="console-static")
     app.include_router(router)
