@@ -162,3 +162,35 @@ def test_the_console_in_korean_on_a_phone(site: tuple[str, Database], browser: B
     page.get_by_role("link", name="English").click()
     expect(page.locator("h1")).to_have_text("Overview")
     page.close()
+
+
+def test_an_admin_refunds_a_rider_and_the_swap_feed_moves_live(
+    site: tuple[str, Database], browser: Browser
+) -> None:
+    url, db = site
+    identity.add_staff(db, "admin@example.com", PASSWORD, Role.ADMIN)
+    page = browser.new_page()
+    page.goto(f"{url}/login?next=/swaps")
+    page.get_by_label("Email").fill("admin@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    rows = page.locator("#feed tbody tr")
+    expect(rows).to_have_count(0)
+    offer = swaps.authorize(db, "ST1", IdToken(TokenType.APP, "R1"))
+    expect(rows).to_have_count(1, timeout=5_000)
+    expect(rows.first).to_contain_text(str(offer.swap_id))
+    expect(rows.first).to_contain_text("Offered")
+    _shot(page, "swap-feed")
+    rows.first.get_by_role("link").click()
+    expect(page.locator("h1")).to_have_text(f"Swap {offer.swap_id}")
+    page.get_by_role("link", name="R1").click()
+    expect(page.locator("#prepaid")).to_have_text("₩10,000")
+    page.get_by_label("Refund (KRW)").fill("2,500")
+    page.locator("#refund-reason").fill("rider moved away")
+    page.get_by_role("button", name="Refund").click()
+    expect(page.get_by_role("status")).to_have_text("The refund is done.")
+    expect(page.locator("#prepaid")).to_have_text("₩7,500")
+    assert _serious(page) == []
+    _shot(page, "rider-after-refund")
+    page.close()

@@ -15,7 +15,7 @@ from swapd.gateway.server import create_app
 from swapd.services import identity
 from swapd.services.identity import Role
 from swapd.store.database import Database
-from swapd.web import console, i18n
+from swapd.web import console, i18n, riders_pages, swaps_pages
 from tests import network as net
 
 PASSWORD = "correct horse battery"
@@ -124,6 +124,8 @@ def test_korean_follows_the_cookie_or_the_browser(web: TestClient) -> None:
 
 def test_every_message_of_the_console_has_a_korean_translation() -> None:
     used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
+    used |= set(swaps_pages.STATE_TEXT.values()) | set(riders_pages.DONE_TEXT.values())
+    used |= set(riders_pages.STATUS_TEXT.values())
     for template in TEMPLATES.glob("*.html"):
         used |= set(re.findall(r"""_\(["']([^"']+)["']\)""", template.read_text()))
     assert len(used) > 30
@@ -137,3 +139,49 @@ def test_money_and_numbers_follow_the_language() -> None:
     assert ko.percent_bp(9_850) == "98.5%" and en.number(1_234_567) == "1,234,567"
     assert i18n.negotiate(None, "ko-KR,ko;q=0.9,en;q=0.8") == "ko"
     assert i18n.negotiate("en", "ko") == "en" and i18n.negotiate("xx", "fr") == "en"
+
+
+def test_only_admins_refund_and_a_form_sent_twice_refunds_once(web: TestClient, db: Database) -> None:
+    net.rider(db, "R1", top_up_minor=10_000)
+    identity.add_staff(db, "admin@example.com", PASSWORD, Role.ADMIN)
+    sign_in(web)  # an operator
+    form = {"amount": "1000", "reason": "test", "key": "k-123456789"}
+    assert web.post("/riders/R1/refund", data=form).status_code == 403
+    blocked = web.post("/riders/R1/block", data={"reason": "lost card"}, follow_redirects=False)
+    assert blocked.headers["location"] == "/riders/R1?done=blocked"
+    assert "The rider is blocked." in web.get("/riders/R1?done=blocked").text
+    web.post("/logout")
+    sign_in(web, "admin@example.com")
+    for _ in range(2):
+        done = web.post("/riders/R1/refund", data=form, follow_redirects=False)
+        assert done.status_code == 303
+    page = web.get("/riders/R1").text
+    assert "₩9,000" in page  # one refund of 1,000, not two
+    bad = web.post("/riders/R1/refund", data={**form, "amount": "10.5", "key": "k-987654321"})
+    assert bad.status_code == 400 and "not a positive amount of KRW" in bad.text
+    stale = web.post("/riders/R1/adjust", data={"units": "5", "reason": "r"})
+    assert stale.status_code == 400 and "this form has expired" in stale.text
+
+
+def test_the_swap_feed_and_one_swap(web: TestClient, db: Database) -> None:
+    from swapd.domain.riders import IdToken, TokenType
+    from swapd.services import swaps
+    from swapd.services.swaps import BatteryReading
+
+    net.rider(db, "R1", top_up_minor=10_000)
+    token = IdToken(TokenType.APP, "R1")
+    offer = swaps.authorize(db, "ST1", token)
+    swaps.battery_out(db, "ST1", "7", [BatteryReading(1, "B-1", 10_000, 10_000)], token=token)
+    sign_in(web)
+    feed = web.get("/swaps")
+    assert f'href="/swaps/{offer.swap_id}"' in feed.text and "Completed" in feed.text
+    assert f'after={offer.swap_id}"' in feed.text
+    detail = web.get(f"/swaps/{offer.swap_id}")
+    assert detail.status_code == 200 and "B-1" in detail.text and "R1" in detail.text
+    assert web.get("/swaps/999999").status_code == 404
+    with web.stream("GET", "/swaps/live?after=0") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                sent = json.loads(line.removeprefix("data: "))
+                break
+    assert [s["id"] for s in sent] == [offer.swap_id] and sent[0]["state"] == "completed"

@@ -122,6 +122,8 @@ class Possession:
     soh_in_bp: int | None
     usage_units: int | None
     anomaly: str | None
+    pack_serial: str = ""
+    hold_units: int = 0
 
 
 def possession_of(row: sa.Row[Any]) -> Possession:
@@ -141,6 +143,8 @@ def possession_of(row: sa.Row[Any]) -> Possession:
         row.soh_in_bp,
         row.usage_units,
         row.anomaly,
+        row.pack_serial,
+        int(row.hold_units),
     )
 
 

@@ -11,13 +11,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -26,16 +24,9 @@ from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
-from swapd.store.database import Database
-from swapd.web import i18n, session
+from swapd.web import i18n, riders_pages, session, swaps_pages
+from swapd.web.render import HERE, database, render, translator
 
-_HERE = Path(__file__).parent
-_templates = Environment(
-    loader=FileSystemLoader(_HERE / "templates"),
-    autoescape=select_autoescape(("html",)),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 router = APIRouter(include_in_schema=False)
 # The console's own files (the API's /docs serves Swagger UI's under /static).
 STATIC_PATH = "/console/static"
@@ -47,30 +38,12 @@ LIVE_STREAM_S = 600.0
 LIVE_KEEPALIVE_S = 15.0
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _translator(request: Request) -> i18n.Translator:
-    language = i18n.negotiate(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
-    return i18n.Translator(language)
-
-
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    t = _translator(request)
-    html = _templates.get_template(name).render(
-        _=t.gettext, t=t, lang=t.language, path=request.url.path, **context
-    )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
-
-
 # -- sign-in ----------------------------------------------------------------------------------------
 
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    return _render(request, "login.html", next=session.local_path(next), error=None)
+    return render(request, "login.html", next=session.local_path(next), error=None)
 
 
 @router.post("/login")
@@ -81,13 +54,13 @@ async def login(request: Request) -> Response:
     try:
         token = await run_in_threadpool(
             session.sign_in,
-            _db(request),
+            database(request),
             form.get("email", ""),
             form.get("password", ""),
             client_address(request),
         )
     except DomainError as error:
-        return _render(request, "login.html", status=401, next=target, error=error.message)
+        return render(request, "login.html", status=401, next=target, error=error.message)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         session.COOKIE,
@@ -103,7 +76,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 def logout(request: Request) -> Response:
     session.check_same_origin(request)
-    session.sign_out(_db(request), request)
+    session.sign_out(database(request), request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(session.COOKIE, path="/")
     return response
@@ -122,15 +95,15 @@ def switch_language(request: Request, language: str, next: str = "/") -> Respons
 
 @router.get("/")
 def overview_page(request: Request) -> HTMLResponse:
-    db = _db(request)
+    db = database(request)
     user = session.staff(db, request)
     summary = overview_model.overview(db, datetime.now(UTC))
-    return _render(request, "overview.html", user=user, o=summary)
+    return render(request, "overview.html", user=user, o=summary)
 
 
 @router.get("/stations")
 def stations_page(request: Request, q: str = "") -> HTMLResponse:
-    db = _db(request)
+    db = database(request)
     user = session.staff(db, request)
     infos = station_model.stations(db)
     query = q.strip().lower()[:100]
@@ -138,28 +111,28 @@ def stations_page(request: Request, q: str = "") -> HTMLResponse:
         infos = [
             i for i in infos if query in i.line.station.id.lower() or query in (i.name or "").lower()
         ]
-    return _render(request, "stations.html", user=user, stations=infos, q=q[:100])
+    return render(request, "stations.html", user=user, stations=infos, q=q[:100])
 
 
 @router.get("/stations/{station_id}")
 def station_page(request: Request, station_id: str) -> HTMLResponse:
-    db = _db(request)
+    db = database(request)
     user = session.staff(db, request)
     try:
         info = station_model.station(db, station_id)
         view = station_model.slot_view(db, station_id)
     except NotFound:
-        return _render(request, "not_found.html", status=404, user=user, what=station_id)
-    t = _translator(request)
+        return render(request, "not_found.html", status=404, user=user, what=station_id)
+    t = translator(request)
     cells = [slot_cell(line, t) for line in view.slots]
-    return _render(request, "station.html", user=user, info=info, view=view, cells=cells)
+    return render(request, "station.html", user=user, info=info, view=view, cells=cells)
 
 
 @router.get("/stations/{station_id}/live")
 async def station_live(request: Request, station_id: str) -> Response:
-    db = _db(request)
+    db = database(request)
     await run_in_threadpool(session.staff, db, request)
-    t = _translator(request)
+    t = translator(request)
 
     async def events() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -237,5 +210,7 @@ def install(app: FastAPI) -> None:
     async def _cross_site(_request: Request, _error: session.CrossSite) -> Response:
         return Response("cross-site request refused", status_code=403, media_type="text/plain")
 
-    app.mount(STATIC_PATH, StaticFiles(directory=_HERE / "static"), name="console-static")
+    app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
+    app.include_router(swaps_pages.router)
+    app.include_router(riders_pages.router)
