@@ -130,7 +130,7 @@ def render_summary(console: Console, summary: Summary) -> None:
 
 
 def sim_command(
-    stations: Annotated[int, typer.Option(help="Stations to simulate.")] = 10,
+    stations: Annotated[int, typer.Option(help="Stations to simulate.")] = 20,
     slots: Annotated[int, typer.Option(help="Slots per station.")] = 12,
     riders: Annotated[int, typer.Option(help="Riders to simulate.")] = 200,
     hours: Annotated[float, typer.Option(help="Simulated hours.")] = 24.0,

@@ -35,7 +35,9 @@ class Shares:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    stations: int = 10
+    # About 10 riders a station (200 by default): charging keeps up with their swaps, so a refusal
+    # for want of a charged pack stays rare. Twice as many riders a station empty the stock.
+    stations: int = 20
     slots: int = 12
     riders: int = 200
     hours: float = 24.0

@@ -22,7 +22,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from ocpp.v21 import ChargePoint, call, call_result
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
 from swapd.sim.network import CHARGED_SOC_PCT, StationSpec
@@ -31,6 +31,11 @@ from swapd.sim.stats import Stats
 
 SUBPROTOCOL = Subprotocol("ocpp2.1")
 CONNECT_ATTEMPTS = 5
+# A server that is busy checking other stations' passwords (after a restart every station comes
+# back at once) answers 503 with Retry-After: wait as told, as a real station does, for at most
+# this long in all, however many times it asks.
+BUSY_WAIT_MAX_S = 60.0
+BUSY_RETRY_AFTER_MAX_S = 10.0
 CALL_ATTEMPTS = 3
 MAX_APP_REQUESTS = 10_000
 METER_TICK_SIM_S = 60.0
@@ -157,7 +162,9 @@ class SimStation:
     async def _open(self) -> None:
         credentials = base64.b64encode(f"{self.id}:{self._password}".encode()).decode()
         error: Exception | None = None
-        for attempt in range(CONNECT_ATTEMPTS):
+        busy_until = time.monotonic() + BUSY_WAIT_MAX_S
+        attempt = 0
+        while attempt < CONNECT_ATTEMPTS:
             try:
                 ws = await connect(
                     self._url,
@@ -168,8 +175,17 @@ class SimStation:
                     proxy=None,
                 )
                 break
+            except InvalidStatus as failure:
+                error = failure
+                wait_s = _busy_retry_after_s(failure)
+                if wait_s is None or time.monotonic() + wait_s > busy_until:
+                    attempt += 1
+                    await asyncio.sleep(0.1 * 2**attempt)
+                else:
+                    await asyncio.sleep(wait_s)  # busy: not an attempt that failed
             except (OSError, WebSocketException, TimeoutError) as failure:
                 error = failure
+                attempt += 1
                 await asyncio.sleep(0.1 * 2**attempt)
         else:
             raise StationDown(f"{self.id}: cannot connect to {self._url}: {error!r}")
@@ -483,3 +499,14 @@ class SimStation:
 
     def contents(self) -> dict[int, str | None]:
         return {n: (None if p is None else p.serial) for n, p in enumerate(self.slots, start=1)}
+
+
+def _busy_retry_after_s(failure: InvalidStatus) -> float | None:
+    """The wait a 503 or 429 handshake answer asks for (bounded), None for other refusals."""
+    response = failure.response
+    if response.status_code not in (429, 503):
+        return None
+    try:
+        return min(BUSY_RETRY_AFTER_MAX_S, max(0.1, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
