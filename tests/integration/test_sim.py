@@ -137,3 +137,22 @@ def test_sim_against_a_separate_server_process_on_postgresql(pg_url: str, server
     metrics = httpx.get(server_process.replace("ws://", "http://") + "/metrics").text
     served = [line for line in metrics.splitlines() if line.startswith("swapd_swaps_total ")]
     assert served == [f"swapd_swaps_total {float(summary['swaps']['completed'])}"]
+
+
+@pytest.mark.real_password_cost
+def test_stations_that_connect_at_once_wait_out_a_busy_server(tmp_path: Path) -> None:
+    """Twenty stations connecting at once, passwords at their real cost: the server checks a few
+    at a time and answers the rest 503 with Retry-After. The stations wait as told and connect
+    (they used to give up and fail the run), and charged packs stay in stock at about ten riders
+    a station."""
+    database = f"sqlite:///{tmp_path / 'sim.db'}"
+    code, summary = _sim(
+        "--stations", "20", "--riders", "200", "--hours", "3", "--speed", "1500",
+        "--seed", "5", "--database", database,
+    )  # fmt: skip
+    assert code == 0, summary.get("notes")
+    _assert_consistent(summary)
+    refusals = summary["refusals"]["by_reason"]
+    attempts = summary["swaps"]["completed"] + sum(refusals.values())
+    assert summary["swaps"]["completed"] > 0
+    assert refusals.get("NotAtThisTime/NoBatteryAvailable", 0) < 0.05 * attempts, refusals
