@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from swapd import __version__
 from swapd.cli import money
 from swapd.cli.common import out
+from swapd.cli.demo import demo
 from swapd.cli.operations import alerts, ledger_app, scenario_app, swap_app
 from swapd.cli.packs import pack_app, pack_model_app
 from swapd.cli.plans import plan_app
@@ -39,7 +40,7 @@ HELP_ORDER = (
     *("pack-model", "pack", "station", "plan"),
     *("rider", "card", "topup", "subscribe", "refund", "adjust", "settle", "statements"),
     *("swap", "alerts", "ledger", "scenario", "sim"),
-    *("serve", "db", "user", "version"),
+    *("demo", "serve", "db", "user", "version"),
 )
 
 
@@ -80,6 +81,7 @@ app.add_typer(ledger_app, name="ledger", rich_help_panel=OPERATIONS)
 app.add_typer(scenario_app, name="scenario", rich_help_panel=OPERATIONS)
 app.command("sim", rich_help_panel=OPERATIONS)(sim_command)
 
+app.command("demo", rich_help_panel=SERVER)(demo)
 app.command("serve", rich_help_panel=SERVER)(serve)
 app.add_typer(db_app, name="db", rich_help_panel=SERVER)
 app.add_typer(user_app, name="user", rich_help_panel=SERVER)

@@ -26,11 +26,11 @@ def free_port() -> int:
 
 @contextmanager
 def embedded_server(
-    db: Database, *, certfile: str | None = None, keyfile: str | None = None
+    db: Database, *, certfile: str | None = None, keyfile: str | None = None, port: int | None = None
 ) -> Iterator[str]:
-    """Serve the swapd app on 127.0.0.1; yields its ws:// (wss:// with a certificate) base URL
-    and stops it on exit."""
-    port = free_port()
+    """Serve the swapd app on 127.0.0.1 (on ``port``, else a free one); yields its ws:// (wss://
+    with a certificate) base URL and stops it on exit."""
+    port = port or free_port()
     config = uvicorn_config(db, port=port, certfile=certfile, keyfile=keyfile)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="swapd-sim-server", daemon=True)

@@ -258,12 +258,12 @@ def _run(
         else:
             server_url = config.server
         phase(f"running {config.hours:g} simulated hours against {server_url}")
-        run_s, riders, stations = asyncio.run(_play(config, network, server_url, db, stats, on_progress))
+        run_s, riders, stations = asyncio.run(play(config, network, server_url, db, stats, on_progress))
     phase("checking")
     return _summarise(config, network, db, stats, riders, stations, setup_s, run_s, url, server_url)
 
 
-async def _play(
+async def play(
     config: SimConfig,
     network: net.Network,
     server_url: str,
