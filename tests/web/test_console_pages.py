@@ -15,7 +15,7 @@ from swapd.gateway.server import create_app
 from swapd.services import identity
 from swapd.services.identity import Role
 from swapd.store.database import Database
-from swapd.web import console, i18n, riders_pages, swaps_pages
+from swapd.web import console, fleet_pages, i18n, riders_pages, swaps_pages
 from tests import network as net
 
 PASSWORD = "correct horse battery"
@@ -125,7 +125,7 @@ def test_korean_follows_the_cookie_or_the_browser(web: TestClient) -> None:
 def test_every_message_of_the_console_has_a_korean_translation() -> None:
     used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
     used |= set(swaps_pages.STATE_TEXT.values()) | set(riders_pages.DONE_TEXT.values())
-    used |= set(riders_pages.STATUS_TEXT.values())
+    used |= set(riders_pages.STATUS_TEXT.values()) | set(fleet_pages.PACK_STATUS_TEXT.values())
     for template in TEMPLATES.glob("*.html"):
         used |= set(re.findall(r"""_\(["']([^"']+)["']\)""", template.read_text()))
     assert len(used) > 30
@@ -185,3 +185,23 @@ def test_the_swap_feed_and_one_swap(web: TestClient, db: Database) -> None:
                 sent = json.loads(line.removeprefix("data: "))
                 break
     assert [s["id"] for s in sent] == [offer.swap_id] and sent[0]["state"] == "completed"
+
+
+def test_packs_their_health_one_pack_and_taking_it_out_of_service(web: TestClient, db: Database) -> None:
+    sign_in(web)
+    page = web.get("/packs")
+    assert page.status_code == 200 and 'href="/packs/B-1"' in page.text
+    in_slot = web.get("/packs", params={"status": "in_slot", "station": "ST1"}).text
+    assert "B-1" in in_slot and "B-2" in in_slot
+    assert "B-1" not in web.get("/packs", params={"status": "retired"}).text
+    quarantine = {"action": "quarantine", "reason": "swollen casing"}
+    done = web.post("/packs/B-2/out-of-service", data=quarantine, follow_redirects=False)
+    assert done.headers["location"] == "/packs/B-2?done=1"
+    pack = web.get("/packs/B-2?done=1").text
+    assert "The pack is out of service." in pack and "Quarantined" in pack
+    bad = web.post("/packs/B-1/out-of-service", data={"action": "melt", "reason": "r"})
+    assert bad.status_code == 400 and "choose withdraw, quarantine or retire" in bad.text
+    assert web.get("/packs/NOPE").status_code == 404
+    # The slot it left is empty now; the alert list answers.
+    assert 'class="slot empty" id="slot-2"' in web.get("/stations/ST1").text
+    assert web.get("/alerts").status_code == 200

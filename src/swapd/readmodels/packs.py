@@ -277,3 +277,39 @@ def export_packs(db: Database) -> Iterator[tuple[object, ...]]:
             r.cycle_count,
             r.updated_at.isoformat(),
         )
+
+
+# -- the fleet at a glance ------------------------------------------------------------------------
+
+SOH_BIN_BP = 500  # the SoH distribution in 5 % steps
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    by_status: dict[str, int]
+    soh_bins: tuple[tuple[int, int], ...]  # (lower bound in bp, packs), ascending
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def fleet_summary(db: Database) -> FleetSummary:
+    """How many packs are in each status, and how their SoH is spread (retired packs left out)."""
+
+    def work(tx: Tx) -> FleetSummary:
+        p = t.packs.c
+        statuses = tx.repo.execute(sa.select(p.status, sa.func.count()).group_by(p.status)).all()
+        low = (p.soh_bp / SOH_BIN_BP).cast(sa.Integer) * SOH_BIN_BP
+        bins = tx.repo.execute(
+            sa.select(low.label("low"), sa.func.count())
+            .where(p.status != "retired")
+            .group_by("low")
+            .order_by("low")
+        ).all()
+        return FleetSummary(
+            {str(status): int(count) for status, count in statuses},
+            tuple((int(bound), int(count)) for bound, count in bins),
+        )
+
+    return db.read(work)

@@ -24,7 +24,7 @@ from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
-from swapd.web import i18n, riders_pages, session, swaps_pages
+from swapd.web import fleet_pages, i18n, riders_pages, session, swaps_pages
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)
@@ -214,3 +214,4 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(swaps_pages.router)
     app.include_router(riders_pages.router)
+    app.include_router(fleet_pages.router)
