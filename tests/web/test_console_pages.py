@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from swapd.gateway.server import create_app
+from swapd.readmodels import overview as overview_model
 from swapd.services import identity
 from swapd.services.identity import Role
-from swapd.store.database import Database
+from swapd.store.database import Database, ManualClock
 from swapd.web import console, fleet_pages, i18n, riders_pages, swaps_pages
 from tests import network as net
 
@@ -205,3 +206,26 @@ def test_packs_their_health_one_pack_and_taking_it_out_of_service(web: TestClien
     # The slot it left is empty now; the alert list answers.
     assert 'class="slot empty" id="slot-2"' in web.get("/stations/ST1").text
     assert web.get("/alerts").status_code == 200
+
+
+def test_the_overview_shows_todays_energy_and_revenue(
+    web: TestClient, db: Database, clock: ManualClock
+) -> None:
+    from datetime import timedelta
+
+    from swapd.domain.riders import IdToken, TokenType
+    from swapd.services import swaps
+    from swapd.services.swaps import BatteryReading
+
+    net.rider(db, "R1", top_up_minor=10_000)
+    token = IdToken(TokenType.APP, "R1")
+    swaps.authorize(db, "ST1", token)
+    swaps.battery_out(db, "ST1", "1", [BatteryReading(1, "B-1", 9_800, 9_500)], token=token)
+    clock.set(clock.now() + timedelta(hours=1))
+    swaps.battery_in(db, "ST2", "2", [BatteryReading(5, "B-1", 2_000, 9_300)])  # E1: 1,260 Wh
+    overview = overview_model.overview(db, clock.now())
+    today = overview.per_day[-1]
+    assert (today.energy_wh, today.revenue_minor, today.currency) == (1_260, 378, "KRW")
+    assert sum(d.energy_wh for d in overview.per_day) == 1_260 and len(overview.per_day) == 14
+    sign_in(web)
+    assert "Today: 1,260 Wh" in web.get("/").text

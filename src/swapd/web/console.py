@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -97,7 +96,7 @@ def switch_language(request: Request, language: str, next: str = "/") -> Respons
 def overview_page(request: Request) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
-    summary = overview_model.overview(db, datetime.now(UTC))
+    summary = overview_model.overview(db, db.clock.now())
     return render(request, "overview.html", user=user, o=summary)
 
 
