@@ -127,7 +127,7 @@ def test_every_message_of_the_console_has_a_korean_translation() -> None:
     used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
     used |= set(swaps_pages.STATE_TEXT.values()) | set(riders_pages.DONE_TEXT.values())
     used |= set(riders_pages.STATUS_TEXT.values()) | set(fleet_pages.PACK_STATUS_TEXT.values())
-    for template in TEMPLATES.glob("*.html"):
+    for template in TEMPLATES.rglob("*.html"):
         used |= set(re.findall(r"""_\(["']([^"']+)["']\)""", template.read_text()))
     assert len(used) > 30
     assert sorted(used - i18n.catalog_ids("ko")) == []

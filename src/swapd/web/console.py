@@ -23,7 +23,7 @@ from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
-from swapd.web import fleet_pages, i18n, riders_pages, session, swaps_pages
+from swapd.web import fleet_pages, i18n, rider_app, riders_pages, session, swaps_pages
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)
@@ -205,6 +205,10 @@ def install(app: FastAPI) -> None:
             return Response(status_code=401)
         return RedirectResponse(f"/login?next={target}", status_code=303)
 
+    @app.exception_handler(rider_app.RiderSignInRequired)
+    async def _rider_sign_in(_request: Request, _error: rider_app.RiderSignInRequired) -> Response:
+        return RedirectResponse("/app", status_code=303)
+
     @app.exception_handler(session.CrossSite)
     async def _cross_site(_request: Request, _error: session.CrossSite) -> Response:
         return Response("cross-site request refused", status_code=403, media_type="text/plain")
@@ -214,3 +218,4 @@ def install(app: FastAPI) -> None:
     app.include_router(swaps_pages.router)
     app.include_router(riders_pages.router)
     app.include_router(fleet_pages.router)
+    app.include_router(rider_app.router)

@@ -1,0 +1,299 @@
+"""The rider web app at ``/app``: phone first, installable (a web manifest and a service worker).
+
+A rider signs up or signs in (the session token in an HttpOnly cookie, SameSite=Lax so that it
+comes back with the rider from the payment page), sees the balance in the plan's unit and in
+money, tops up through the configured payment provider, starts a swap by the station's id (the
+QR code on the station holds it), follows it live, and keeps a receipt of every swap. Every POST
+must come from this origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from swapd.api.deps import client_address
+from swapd.api.payments import configured_provider
+from swapd.domain.errors import DomainError, InvalidInput, Unauthenticated
+from swapd.domain.quantities import currency_exponent
+from swapd.payments import config as payment_config
+from swapd.readmodels import money, plans, swap_history
+from swapd.services import app_swaps, checkout, identity
+from swapd.services.identity import Principal, Role
+from swapd.store.database import Database
+from swapd.web import session
+from swapd.web.render import HERE, database, render
+from swapd.web.swaps_pages import STATE_TEXT
+
+router = APIRouter(include_in_schema=False)
+COOKIE = "swapd_rider"
+TOP_UP_CHOICES_MAJOR = (5_000, 10_000, 30_000)  # KRW; other currencies type an amount
+HISTORY_LIMIT = 20
+PROGRESS_POLL_S = 1.0
+PROGRESS_STREAM_S = 300.0
+
+
+class RiderSignInRequired(Exception):
+    """No rider session: the app answers with its welcome page."""
+
+
+def rider(db: Database, request: Request) -> Principal:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 200:
+        raise RiderSignInRequired()
+    try:
+        principal = identity.authenticate(db, token)
+    except Unauthenticated:
+        raise RiderSignInRequired() from None
+    if principal.role is not Role.RIDER or principal.rider_id is None:
+        raise RiderSignInRequired()
+    return principal
+
+
+def _signed_in(request: Request, token: str, target: str = "/app") -> Response:
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/app"
+    )
+    return response
+
+
+def _welcome(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+    listed = plans.listed_plans(database(request))
+    return render(request, "app/welcome.html", status=status, plans=listed, error=error, app=True)
+
+
+# -- signing up and in ----------------------------------------------------------------------------
+
+
+@router.post("/app/signup")
+async def sign_up(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    form = session.parse_form(await request.body())
+    email, password = form.get("email", ""), form.get("password", "")
+    try:
+        await run_in_threadpool(identity.sign_up_rider, db, email, password, form.get("plan", ""))
+        issued = await run_in_threadpool(
+            identity.login, db, email, password, client=client_address(request)
+        )
+    except DomainError as error:
+        return await run_in_threadpool(_welcome, request, 400, error.message)
+    return _signed_in(request, issued.token)
+
+
+@router.post("/app/login")
+async def log_in(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    form = session.parse_form(await request.body())
+    try:
+        issued = await run_in_threadpool(
+            identity.login,
+            db,
+            form.get("email", ""),
+            form.get("password", ""),
+            client=client_address(request),
+        )
+    except DomainError as error:
+        return await run_in_threadpool(_welcome, request, 401, error.message)
+    if issued.user.role is not Role.RIDER:
+        await run_in_threadpool(identity.revoke, db, issued.id)
+        return await run_in_threadpool(_welcome, request, 401, "staff sign in at the console (/)")
+    return _signed_in(request, issued.token)
+
+
+@router.post("/app/logout")
+def log_out(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    with contextlib.suppress(RiderSignInRequired):
+        identity.revoke(db, rider(db, request).token_id)
+    response = RedirectResponse("/app", status_code=303)
+    response.delete_cookie(COOKIE, path="/app")
+    return response
+
+
+# -- home, top-up, swap ---------------------------------------------------------------------------
+
+
+@router.get("/app")
+def home(request: Request, error: str | None = None) -> HTMLResponse:
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    assert who.rider_id is not None
+    view = money.balance_view(db, who.rider_id)
+    return render(
+        request,
+        "app/home.html",
+        status=400 if error else 200,
+        app=True,
+        who=who,
+        b=view.balance,
+        choices=TOP_UP_CHOICES_MAJOR if view.balance.currency == "KRW" else (),
+        form_key=secrets.token_urlsafe(12),
+        error=error,
+        payments_ready=configured_provider(request) is not None,
+    )
+
+
+def _minor(text: str, currency: str) -> int:
+    try:
+        amount = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        raise InvalidInput(f"not an amount: {text[:40]!r}") from None
+    minor = amount.scaleb(currency_exponent(currency))
+    if minor != minor.to_integral_value() or minor <= 0:
+        raise InvalidInput(f"{text[:40]} is not a positive amount of {currency}")
+    return int(minor)
+
+
+@router.post("/app/topup")
+async def top_up(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    who = await run_in_threadpool(rider, db, request)
+    assert who.rider_id is not None
+    form = session.parse_form(await request.body())
+    provider = configured_provider(request)
+    site = payment_config.site_url(str(request.base_url))
+    try:
+        if provider is None:
+            raise DomainError(payment_config.NOT_CONFIGURED)
+        key = form.get("key", "")
+        if not 8 <= len(key) <= 40:
+            raise InvalidInput("this form has expired: open the app again")
+        currency = (await run_in_threadpool(money.rider_balance, db, who.rider_id)).currency
+        started = await run_in_threadpool(
+            lambda: checkout.start_top_up(
+                db,
+                provider,
+                who.rider_id or "",
+                _minor(form.get("amount", ""), currency),
+                key=f"app:{who.user_id}:{key}",
+                site_url=site,
+                return_url=f"{site}/app",
+            )
+        )
+    except DomainError as error:
+        return await run_in_threadpool(home, request, error.message)
+    if started.checkout_url is None:  # the provider credited at once: nothing to pay at
+        return RedirectResponse("/app", status_code=303)
+    return RedirectResponse(started.checkout_url, status_code=303)
+
+
+@router.post("/app/swap")
+async def start_swap(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    who = await run_in_threadpool(rider, db, request)
+    form = session.parse_form(await request.body())
+    station_id = form.get("station", "").strip()[:40]
+    try:
+        if not station_id:
+            raise InvalidInput("type the station's id, or scan its QR code")
+        started = await run_in_threadpool(
+            lambda: app_swaps.request_swap(db, station_id, who.rider_id or "", timeout_s=20)
+        )
+    except DomainError as error:
+        return await run_in_threadpool(home, request, error.message)
+    if not started.accepted or started.swap_id is None:
+        return await run_in_threadpool(home, request, started.text)
+    return RedirectResponse(f"/app/swaps/{started.swap_id}", status_code=303)
+
+
+# -- history, receipts, progress ------------------------------------------------------------------
+
+
+def _line(db: Database, rider_id: str, swap_id: int) -> swap_history.RiderSwapLine | None:
+    """The rider's own swap (another rider's swap id answers nothing)."""
+    lines = swap_history.rider_swaps(db, rider_id, limit=1, before=swap_id + 1)
+    return lines[0] if lines and lines[0].id == swap_id else None
+
+
+@router.get("/app/swaps")
+def history(request: Request) -> HTMLResponse:
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    assert who.rider_id is not None
+    lines = swap_history.rider_swaps(db, who.rider_id, limit=HISTORY_LIMIT)
+    return render(request, "app/history.html", app=True, who=who, lines=lines, states=STATE_TEXT)
+
+
+@router.get("/app/swaps/{swap_id}")
+def receipt(request: Request, swap_id: int) -> HTMLResponse:
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    assert who.rider_id is not None
+    line = _line(db, who.rider_id, swap_id) if 0 < swap_id < 2**62 else None
+    if line is None:
+        return render(request, "not_found.html", status=404, app=True, what=str(swap_id))
+    b = money.rider_balance(db, who.rider_id)
+    return render(request, "app/receipt.html", app=True, who=who, s=line, b=b)
+
+
+@router.get("/app/swaps/{swap_id}/live")
+async def progress(request: Request, swap_id: int) -> Response:
+    db = database(request)
+    try:
+        who = await run_in_threadpool(rider, db, request)
+    except RiderSignInRequired:
+        return Response(status_code=401)
+
+    async def events() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        started, last = loop.time(), None
+        while loop.time() - started < PROGRESS_STREAM_S and not await request.is_disconnected():
+            line = await run_in_threadpool(_line, db, who.rider_id or "", swap_id)
+            state = None if line is None else line.state
+            if state != last:
+                last = state
+                yield f"event: state\ndata: {json.dumps({'state': state})}\n\n"
+                if state not in (None, "offered"):
+                    return
+            await asyncio.sleep(PROGRESS_POLL_S)
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+# -- installing -----------------------------------------------------------------------------------
+
+
+@router.get("/app/manifest.webmanifest")
+def manifest() -> Response:
+    body = {
+        "name": "swapd",
+        "short_name": "swapd",
+        "start_url": "/app",
+        "scope": "/app",
+        "display": "standalone",
+        "background_color": "#f5f7fa",
+        "theme_color": "#1d2430",
+        "icons": [{"src": "/console/static/icon.svg", "sizes": "any", "type": "image/svg+xml"}],
+    }
+    return Response(json.dumps(body), media_type="application/manifest+json")
+
+
+@router.get("/app/sw.js")
+def service_worker() -> FileResponse:
+    # Served from /app so that its scope is the app; the file itself ships in static/.
+    return FileResponse(HERE / "static" / "sw.js", media_type="text/javascript")
