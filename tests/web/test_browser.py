@@ -194,3 +194,24 @@ def test_an_admin_refunds_a_rider_and_the_swap_feed_moves_live(
     assert _serious(page) == []
     _shot(page, "rider-after-refund")
     page.close()
+
+
+def test_a_rider_signs_up_on_a_phone_and_tops_up_through_the_sandbox(
+    site: tuple[str, Database], browser: Browser
+) -> None:
+    url, _db = site
+    page = browser.new_page(viewport=PHONE)
+    page.goto(f"{url}/app")
+    page.locator("#signup-email").fill("newrider@example.com")
+    page.locator("#signup-password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#available")).to_have_text("0 Wh")
+    page.get_by_label("Amount (KRW)").fill("10000")
+    page.get_by_role("button", name="Pay", exact=True).click()
+    page.get_by_role("button", name="Pay ").click()  # the sandbox provider's own page
+    expect(page).to_have_url(f"{url}/app")
+    expect(page.locator("#available")).to_have_text("33,333 Wh")
+    expect(page.locator("#available-money")).to_have_text("₩10,000")
+    assert _serious(page) == []
+    _shot(page, "rider-app-after-top-up")
+    page.close()
