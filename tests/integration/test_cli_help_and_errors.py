@@ -27,7 +27,7 @@ PANELS = {
         "statements",
     ],
     "Operations": ["swap", "alerts", "ledger", "scenario", "sim"],
-    "Server": ["serve", "db", "user", "version"],
+    "Server": ["demo", "serve", "db", "user", "version"],
 }
 
 
