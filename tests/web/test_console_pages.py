@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from swapd import i18n
 from swapd.gateway.server import create_app
 from swapd.readmodels import overview as overview_model
 from swapd.services import identity
 from swapd.services.identity import Role
 from swapd.store.database import Database, ManualClock
-from swapd.web import console, fleet_pages, i18n, riders_pages, swaps_pages
+from swapd.web import console, fleet_pages, riders_pages, swaps_pages
 from tests import network as net
 
 PASSWORD = "correct horse battery"
 TEMPLATES = Path(console.__file__).parent / "templates"
+DOCUMENTS = Path(console.__file__).parents[1] / "documents"
 
 
 @pytest.fixture
@@ -127,8 +129,10 @@ def test_every_message_of_the_console_has_a_korean_translation() -> None:
     used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
     used |= set(swaps_pages.STATE_TEXT.values()) | set(riders_pages.DONE_TEXT.values())
     used |= set(riders_pages.STATUS_TEXT.values()) | set(fleet_pages.PACK_STATUS_TEXT.values())
-    for template in TEMPLATES.rglob("*.html"):
-        used |= set(re.findall(r"""_\(["']([^"']+)["']\)""", template.read_text()))
+    sources = [*TEMPLATES.rglob("*.html"), *DOCUMENTS.glob("*.py")]
+    for source in sources:
+        text = source.read_text()
+        used |= set(re.findall(r'_\("([^"]+)"\)', text)) | set(re.findall(r"_\('([^']+)'\)", text))
     assert len(used) > 30
     assert sorted(used - i18n.catalog_ids("ko")) == []
 

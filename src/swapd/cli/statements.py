@@ -1,4 +1,5 @@
-"""``swapd statements``: a rider's monthly statement, and every rider's month exported as CSV.
+"""``swapd statements``: a rider's monthly statement, and every rider's month exported as CSV
+or as one PDF per rider.
 
 Months are calendar months in UTC, written YYYY-MM. Errors are one line on stderr with exit
 code 2, never a traceback; a bad month is refused before any database is opened.
@@ -6,6 +7,8 @@ code 2, never a traceback; a bad month is refused before any database is opened.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +22,7 @@ from swapd.cli.common import (
     cell,
     clear_errors,
     err,
+    fail,
     out,
     print_json,
     say,
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from swapd.store.database import Database
 
 statements_app = typer.Typer(
-    help="Monthly statements: one rider's, or every rider's as CSV.", no_args_is_help=True
+    help="Monthly statements: one rider's, or every rider's as CSV or PDF.", no_args_is_help=True
 )
 
 MonthOption = Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.")]
@@ -130,39 +134,42 @@ def _render(s: Statement) -> None:
 @statements_app.command("export")
 def export(
     month: MonthOption,
-    out_path: Annotated[Path, typer.Option("--out", help="CSV file to write (replaced whole).")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="CSV: the file to write (replaced whole), or a directory for statements-MONTH.csv;"
+            " PDF: the directory for one RIDER-MONTH.pdf per rider.",
+        ),
+    ],
+    file_format: Annotated[
+        str, typer.Option("--format", help="csv (one row per rider) or pdf (one file per rider).")
+    ] = "csv",
+    language: Annotated[str, typer.Option(help="PDF: en or ko.")] = "en",
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every rider's statement for the month as CSV, one row per rider (streamed, any size)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
+    """Every rider's statement for the month: as CSV, one row per rider, or as one PDF per rider
+    (streamed from one snapshot, any size; a progress bar on a terminal)."""
+    from swapd.i18n import LANGUAGES
     from swapd.services import statements
 
     parsed = _month(month)
+    if file_format not in ("csv", "pdf"):
+        fail(f"--format must be csv or pdf, got {file_format!r}")
+    if language not in LANGUAGES:
+        fail(f"--language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+    if file_format == "pdf":
+        if out_path.exists() and not out_path.is_dir():
+            fail(f"--out {out_path} is a file; PDF statements go into a directory")
+        _export_pdfs(parsed, out_path, language, database, as_json)
+        return
+    if out_path.is_dir():
+        out_path = out_path / f"statements-{parsed}.csv"
 
     def action(db: Database) -> ExportSummary:
-        if not err.is_terminal:
-            return statements.export_csv(db, parsed, out_path)
-        total = statements.riders_in(db, parsed)
-        with Progress(
-            TextColumn(f"statements {parsed}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("export", total=total)
-            return statements.export_csv(
-                db, parsed, out_path, progress=lambda rows: progress.update(task, completed=rows)
-            )
+        with _progress_bar(db, parsed) as progress:
+            return statements.export_csv(db, parsed, out_path, progress=progress)
 
     summary = with_db(database, action)
     if as_json:
@@ -176,3 +183,43 @@ def export(
         )
         return
     say(f"wrote {summary.riders:,} statements for {summary.month} to {summary.path}")
+
+
+def _export_pdfs(
+    month: Month, directory: Path, language: str, database: str | None, as_json: bool
+) -> None:
+    from swapd.documents.statement import export_pdfs
+
+    def action(db: Database) -> int:
+        with _progress_bar(db, month) as progress:
+            return export_pdfs(db, month, directory, language, progress=progress)
+
+    written = with_db(database, action)
+    if as_json:
+        print_json({"month": str(month), "directory": str(directory), "riders": written})
+        return
+    say(f"wrote {written:,} PDF statements for {month} into {directory}")
+
+
+@contextlib.contextmanager
+def _progress_bar(db: Database, month: Month) -> Iterator[Callable[[int], None] | None]:
+    """A Rich progress bar on stderr when it is a terminal (what ``progress`` is called with is
+    the number of statements written so far), else nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from swapd.services import statements
+
+    if not err.is_terminal:
+        yield None
+        return
+    total = statements.riders_in(db, month)
+    with Progress(
+        TextColumn(f"statements {month}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=total)
+        yield lambda rows: bar.update(task, completed=rows)

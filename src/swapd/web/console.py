@@ -18,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from swapd import i18n
 from swapd.api.deps import client_address
 from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
-from swapd.web import fleet_pages, i18n, rider_app, riders_pages, session, swaps_pages
+from swapd.web import fleet_pages, rider_app, riders_pages, session, swaps_pages
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)

@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 
+from swapd import i18n
 from swapd.store.database import Database
-from swapd.web import i18n
 
 HERE = Path(__file__).parent
 _templates = Environment(

@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from swapd import i18n
 from swapd.domain.errors import NotFound
 from swapd.readmodels import swaps
-from swapd.web import i18n, session
+from swapd.web import session
 from swapd.web.render import database, render, translator
 
 router = APIRouter(include_in_schema=False)

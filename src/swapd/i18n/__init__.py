@@ -1,7 +1,8 @@
-"""Languages of the console: English (the messages as written) and Korean (a Babel catalog,
-``locales/ko/LC_MESSAGES/messages.po``). The language follows the ``swapd_lang`` cookie when
-set (``/lang/{code}``), else the browser's Accept-Language; numbers, money and times are
-formatted for it by Babel (KRW without decimals, as its ISO 4217 exponent says)."""
+"""Languages of the console, the rider app and the documents (receipts, statements): English
+(the messages as written) and Korean (a Babel catalog, ``locales/ko/LC_MESSAGES/messages.po``).
+The language follows the ``swapd_lang`` cookie when set (``/lang/{code}``), else the browser's
+Accept-Language; numbers, money and times are formatted for it by Babel (KRW without decimals,
+as its ISO 4217 exponent says)."""
 
 from __future__ import annotations
 
