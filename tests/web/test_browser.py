@@ -40,6 +40,7 @@ if not Path(CHROMIUM).exists():
 
 from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from pypdf import PdfReader  # noqa: E402
 
 
 def _free_port() -> int:
@@ -193,6 +194,12 @@ def test_an_admin_refunds_a_rider_and_the_swap_feed_moves_live(
     expect(page.locator("#prepaid")).to_have_text("₩7,500")
     assert _serious(page) == []
     _shot(page, "rider-after-refund")
+    with page.expect_download() as caught:
+        page.locator(".months a").first.click()
+    saved = SCREENSHOTS.parent / "downloads" / caught.value.suggested_filename
+    caught.value.save_as(saved)
+    text = PdfReader(str(saved)).pages[0].extract_text()
+    assert "Statement" in text and "₩2,500" in text  # the refund of the month
     page.close()
 
 

@@ -233,3 +233,18 @@ def test_the_overview_shows_todays_energy_and_revenue(
     assert sum(d.energy_wh for d in overview.per_day) == 1_260 and len(overview.per_day) == 14
     sign_in(web)
     assert "Today: 1,260 Wh" in web.get("/").text
+
+
+def test_staff_download_a_riders_statement(web: TestClient, db: Database, clock: ManualClock) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    net.rider(db, "R1", top_up_minor=10_000)
+    month = f"{clock.now():%Y-%m}"
+    assert web.get(f"/riders/R1/statements/{month}.pdf", follow_redirects=False).status_code == 303
+    sign_in(web)
+    assert f'href="/riders/R1/statements/{month}.pdf"' in web.get("/riders/R1").text
+    pdf = web.get(f"/riders/R1/statements/{month}.pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert "₩10,000" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()

@@ -133,3 +133,33 @@ def test_staff_cannot_use_the_app_and_the_app_is_installable(
         headers={"Origin": "https://evil.example"},
     )
     assert cross.status_code == 403
+
+
+def test_the_rider_downloads_receipts_and_statements_as_pdf(
+    app_client: TestClient, db: Database, clock: ManualClock
+) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    from swapd.services import payments
+
+    sign_up(app_client)
+    me = rider_id(db)
+    payments.top_up(db, me, 10_000, "pay-me")
+    token = IdToken(TokenType.APP, me)
+    offer = swaps.authorize(db, "ST1", token)
+    swaps.battery_out(db, "ST1", "1", [BatteryReading(1, "B-1", 10_000, 10_000)], token=token)
+    receipt = app_client.get(f"/app/swaps/{offer.swap_id}.pdf")
+    assert receipt.headers["content-type"] == "application/pdf"
+    assert "attachment" in receipt.headers["content-disposition"]
+    assert "Taken B-1" in PdfReader(io.BytesIO(receipt.content)).pages[0].extract_text()
+    months = app_client.get("/app/statements").text
+    month = f"{clock.now():%Y-%m}"
+    assert f'href="/app/statements/{month}.pdf"' in months
+    app_client.cookies.set("swapd_lang", "ko")
+    statement = app_client.get(f"/app/statements/{month}.pdf")
+    text = PdfReader(io.BytesIO(statement.content)).pages[0].extract_text()
+    assert f"명세서 {month}" in text and "₩10,000" in text
+    assert app_client.get("/app/statements/2026-13.pdf").status_code == 404
+    assert app_client.get("/app/swaps/999999.pdf").status_code == 404

@@ -23,15 +23,18 @@ from starlette.requests import Request
 
 from swapd.api.deps import client_address
 from swapd.api.payments import configured_provider
+from swapd.documents.receipt import receipt_pdf
+from swapd.documents.statement import statement_pdf
 from swapd.domain.errors import DomainError, InvalidInput, Unauthenticated
 from swapd.domain.quantities import currency_exponent
 from swapd.payments import config as payment_config
 from swapd.readmodels import money, plans, swap_history
-from swapd.services import app_swaps, checkout, identity
+from swapd.services import app_swaps, checkout, identity, statements
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
 from swapd.web import session
-from swapd.web.render import HERE, database, render
+from swapd.web.downloads import months_of, pdf_response
+from swapd.web.render import HERE, database, render, translator
 from swapd.web.swaps_pages import STATE_TEXT
 
 router = APIRouter(include_in_schema=False)
@@ -221,6 +224,43 @@ def _line(db: Database, rider_id: str, swap_id: int) -> swap_history.RiderSwapLi
     """The rider's own swap (another rider's swap id answers nothing)."""
     lines = swap_history.rider_swaps(db, rider_id, limit=1, before=swap_id + 1)
     return lines[0] if lines and lines[0].id == swap_id else None
+
+
+@router.get("/app/swaps/{swap_id}.pdf")
+def receipt_download(request: Request, swap_id: int) -> Response:
+    db = database(request)
+    who = rider(db, request)
+    assert who.rider_id is not None
+    line = _line(db, who.rider_id, swap_id) if 0 < swap_id < 2**62 else None
+    if line is None:
+        return Response("no such receipt", status_code=404, media_type="text/plain")
+    balance = money.rider_balance(db, who.rider_id)
+    language = translator(request).language
+    return pdf_response(receipt_pdf(line, balance, language), f"swapd-receipt-{swap_id}.pdf")
+
+
+@router.get("/app/statements")
+def statements_page(request: Request) -> HTMLResponse:
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    assert who.rider_id is not None
+    return render(request, "app/statements.html", app=True, who=who, months=months_of(db, who.rider_id))
+
+
+@router.get("/app/statements/{month}.pdf")
+def statement_download(request: Request, month: str) -> Response:
+    db = database(request)
+    who = rider(db, request)
+    assert who.rider_id is not None
+    try:
+        found = statements.statement(db, who.rider_id, statements.Month.parse(month))
+    except DomainError as error:
+        return Response(error.message, status_code=404, media_type="text/plain")
+    language = translator(request).language
+    return pdf_response(statement_pdf(found, language), f"swapd-statement-{month}.pdf")
 
 
 @router.get("/app/swaps")

@@ -13,15 +13,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from swapd.documents.statement import statement_pdf
 from swapd.domain.errors import DomainError, InvalidInput, NotFound
 from swapd.domain.quantities import currency_exponent
 from swapd.domain.riders import RiderStatus
 from swapd.readmodels import money, riders, swaps
-from swapd.services import back_office
+from swapd.services import back_office, statements
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
 from swapd.web import session
-from swapd.web.render import database, render
+from swapd.web.downloads import months_of, pdf_response
+from swapd.web.render import database, render, translator
 from swapd.web.swaps_pages import STATE_TEXT
 
 router = APIRouter(include_in_schema=False)
@@ -72,6 +74,7 @@ def _rider_page(
         held_value_minor=view.held_value_minor,
         swaps=swaps.recent_swaps(db, rider_id, limit=20),
         transfers=money.recent_transfers(db, rider_id, limit=20),
+        months=months_of(db, rider_id),
         cards=riders.cards(db, rider_id),
         can_block=user.role in (Role.ADMIN, Role.OPERATOR),
         can_refund=user.role is Role.ADMIN,
@@ -81,6 +84,18 @@ def _rider_page(
         statuses=STATUS_TEXT,
         error=error,
     )
+
+
+@router.get("/riders/{rider_id}/statements/{month}.pdf")
+def statement_download(request: Request, rider_id: str, month: str) -> Response:
+    db = database(request)
+    session.staff(db, request)
+    try:
+        found = statements.statement(db, rider_id, statements.Month.parse(month))
+    except DomainError as error:
+        return Response(error.message, status_code=404, media_type="text/plain")
+    body = statement_pdf(found, translator(request).language)
+    return pdf_response(body, f"swapd-statement-{rider_id}-{month}.pdf")
 
 
 @router.get("/riders/{rider_id}")
