@@ -248,3 +248,17 @@ def test_staff_download_a_riders_statement(web: TestClient, db: Database, clock:
     pdf = web.get(f"/riders/R1/statements/{month}.pdf")
     assert pdf.headers["content-type"] == "application/pdf"
     assert "₩10,000" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+
+
+def test_stations_with_coordinates_are_drawn_on_the_map(web: TestClient, db: Database) -> None:
+    net.locate(db, "ST1", name="Gangnam", lat_microdeg=37_497_900, lon_microdeg=127_027_600)
+    net.locate(db, "ST2", name="Hongdae", lat_microdeg=37_557_200, lon_microdeg=126_924_500)
+    sign_in(web)
+    page = web.get("/stations").text
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="(\d+)" class="dot (\w+)"', page)
+    assert len(dots) == 2
+    (gx, gy, _, g_level), (hx, hy, _, h_level) = dots
+    # Gangnam is east and south of Hongdae; ST1 has one charged pack, ST2 none.
+    assert float(gx) > float(hx) and float(gy) > float(hy)
+    assert (g_level, h_level) == ("low", "none")
+    assert all(0 <= float(v) <= 600 for v in (gx, hx)) and all(0 <= float(v) <= 360 for v in (gy, hy))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -111,7 +112,9 @@ def stations_page(request: Request, q: str = "") -> HTMLResponse:
         infos = [
             i for i in infos if query in i.line.station.id.lower() or query in (i.name or "").lower()
         ]
-    return render(request, "stations.html", user=user, stations=infos, q=q[:100])
+    return render(
+        request, "stations.html", user=user, stations=infos, q=q[:100], points=map_points(infos)
+    )
 
 
 @router.get("/stations/{station_id}")
@@ -156,6 +159,40 @@ async def station_live(request: Request, station_id: str) -> Response:
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+# -- the map ----------------------------------------------------------------------------------------
+
+MAP_WIDTH, MAP_HEIGHT, MAP_PAD = 600.0, 360.0, 24.0
+
+
+def map_points(infos: list[station_model.StationInfo]) -> list[dict[str, Any]]:
+    """Stations with coordinates as points on a plain map (no tiles, nothing from outside):
+    longitude and latitude scaled into the drawing, north up, with the aspect of the area kept
+    (longitude shrunk by the cosine of the middle latitude)."""
+    placed = [i for i in infos if i.lat_microdeg is not None and i.lon_microdeg is not None]
+    if not placed:
+        return []
+    lats = [i.lat_microdeg or 0 for i in placed]
+    lons = [i.lon_microdeg or 0 for i in placed]
+    shrink = math.cos(math.radians((max(lats) + min(lats)) / 2 / 1_000_000))
+    span_x = max((max(lons) - min(lons)) * shrink, 1.0)
+    span_y = max(max(lats) - min(lats), 1.0)
+    scale = min((MAP_WIDTH - 2 * MAP_PAD) / span_x, (MAP_HEIGHT - 2 * MAP_PAD) / span_y)
+    points = []
+    for info, lat, lon in zip(placed, lats, lons, strict=True):
+        line = info.line
+        points.append(
+            {
+                "id": line.station.id,
+                "name": info.name or line.station.id,
+                "x": round(MAP_PAD + (lon - min(lons)) * shrink * scale, 1),
+                "y": round(MAP_HEIGHT - MAP_PAD - (lat - min(lats)) * scale, 1),
+                "charged": line.charged,
+                "level": "none" if line.charged == 0 else ("low" if line.charged < 3 else "ok"),
+            }
+        )
+    return points
 
 
 # -- the slot grid ------------------------------------------------------------------------------------
