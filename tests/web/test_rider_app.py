@@ -163,3 +163,23 @@ def test_the_rider_downloads_receipts_and_statements_as_pdf(
     assert f"명세서 {month}" in text and "₩10,000" in text
     assert app_client.get("/app/statements/2026-13.pdf").status_code == 404
     assert app_client.get("/app/swaps/999999.pdf").status_code == 404
+
+
+def test_stations_with_charged_packs_nearest_first_and_cards(
+    app_client: TestClient, db: Database
+) -> None:
+    net.locate(db, "ST1", name="Gangnam", lat_microdeg=37_497_900, lon_microdeg=127_027_600)
+    net.locate(db, "ST2", name="Hongdae", lat_microdeg=37_557_200, lon_microdeg=126_924_500)
+    sign_up(app_client)
+    listed = app_client.get("/app/stations").text
+    assert listed.index("Gangnam") < listed.index("Hongdae")  # ST1 has a charged pack, ST2 none
+    near_hongdae = app_client.get("/app/stations", params={"lat": "37.5570", "lon": "126.9240"}).text
+    assert "Hongdae" in near_hongdae and "Gangnam" not in near_hongdae  # 11 km away: beyond 5 km
+    assert re.search(r"\d+ m ·", near_hongdae)
+    assert app_client.get("/app/stations", params={"lat": "999", "lon": "x"}).status_code == 200
+    added = app_client.post("/app/cards", data={"uid": "04a1b2c3"}, follow_redirects=False)
+    assert added.status_code == 303
+    assert "04A1B2C3" in app_client.get("/app/cards").text
+    sign_up(app_client, "second@example.com")
+    taken = app_client.post("/app/cards", data={"uid": "04A1B2C3"})
+    assert taken.status_code == 400 and "registered to another account" in taken.text

@@ -28,8 +28,9 @@ from swapd.documents.statement import statement_pdf
 from swapd.domain.errors import DomainError, InvalidInput, Unauthenticated
 from swapd.domain.quantities import currency_exponent
 from swapd.payments import config as payment_config
-from swapd.readmodels import money, plans, swap_history
-from swapd.services import app_swaps, checkout, identity, statements
+from swapd.readmodels import money, plans, riders, swap_history
+from swapd.readmodels import stations as station_model
+from swapd.services import app_swaps, cards, checkout, identity, statements
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
 from swapd.web import session
@@ -313,6 +314,79 @@ async def progress(request: Request, swap_id: int) -> Response:
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+# -- stations and cards ---------------------------------------------------------------------------
+
+NEARBY_RADIUS_M = 5_000
+STATION_LIMIT = 20
+
+
+def _coordinate(text: str, limit: float) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return round(value * 1_000_000) if -limit <= value <= limit else None
+
+
+@router.get("/app/stations")
+def stations_page(request: Request, lat: str = "", lon: str = "") -> HTMLResponse:
+    """Stations with charged packs: the nearest ones when the phone told us where it is (the
+    browser asks the rider first), else the best stocked."""
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    lat_microdeg, lon_microdeg = _coordinate(lat[:20], 90.0), _coordinate(lon[:20], 180.0)
+    if lat_microdeg is not None and lon_microdeg is not None:
+        near = station_model.nearby(db, lat_microdeg, lon_microdeg, NEARBY_RADIUS_M, limit=STATION_LIMIT)
+        lines: list[tuple[str, str | None, int, int | None]] = [
+            (n.id, n.name, n.charged_packs, n.distance_m) for n in near
+        ]
+    else:
+        infos = sorted(station_model.stations(db), key=lambda i: (-i.line.charged, i.line.station.id))
+        lines = [
+            (i.line.station.id, i.name, i.line.charged, None)
+            for i in infos[:STATION_LIMIT]
+            if i.line.station.enabled
+        ]
+    located = lat_microdeg is not None and lon_microdeg is not None
+    return render(request, "app/stations.html", app=True, who=who, lines=lines, located=located)
+
+
+@router.get("/app/cards")
+def cards_page(request: Request, error: str | None = None) -> HTMLResponse:
+    db = database(request)
+    try:
+        who = rider(db, request)
+    except RiderSignInRequired:
+        return _welcome(request)
+    assert who.rider_id is not None
+    held = riders.cards(db, who.rider_id)
+    return render(
+        request,
+        "app/cards.html",
+        status=400 if error else 200,
+        app=True,
+        who=who,
+        cards=held,
+        error=error,
+    )
+
+
+@router.post("/app/cards")
+async def add_card(request: Request) -> Response:
+    session.check_same_origin(request)
+    db = database(request)
+    who = await run_in_threadpool(rider, db, request)
+    form = session.parse_form(await request.body())
+    try:
+        await run_in_threadpool(cards.add_card, db, who.rider_id or "", form.get("uid", "").strip())
+    except DomainError as error:
+        return await run_in_threadpool(cards_page, request, error.message)
+    return RedirectResponse("/app/cards", status_code=303)
 
 
 # -- installing -----------------------------------------------------------------------------------
