@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -222,3 +223,68 @@ def test_a_rider_signs_up_on_a_phone_and_tops_up_through_the_sandbox(
     assert _serious(page) == []
     _shot(page, "rider-app-after-top-up")
     page.close()
+
+
+class _Station:
+    """A station connected to the server and booted, on an event loop of its own thread."""
+
+    def __init__(self, ws_url: str, station_id: str, password: str) -> None:
+        import asyncio
+
+        from tests.gateway.conftest import LiveServer, booted
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.connected = self.run(booted(LiveServer(ws_url), station_id, password))
+
+    def run(self, work: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(30)
+
+    def close(self) -> None:
+        self.run(self.connected.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_a_rider_starts_a_swap_at_a_connected_station_and_gets_the_receipt(
+    migrated_sqlite_file: Path, tmp_path: Path, browser: Browser
+) -> None:
+    from tests.gateway.conftest import battery, swap_event
+
+    db = Database(make_engine(copy_of_migrated_sqlite(migrated_sqlite_file, tmp_path)))
+    passwords = net.network(db, with_passwords=True)
+    net.pack(db, "B-7", station_id="ST1", slot_no=4)
+    station = None
+    try:
+        with _Server(db) as url:
+            station = _Station(url.replace("http://", "ws://"), "ST1", passwords["ST1"])
+            page = browser.new_page(viewport=PHONE)
+            page.goto(f"{url}/app")
+            page.locator("#signup-email").fill("swapper@example.com")
+            page.locator("#signup-password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign up").click()
+            page.get_by_label("Amount (KRW)").fill("10000")
+            page.get_by_role("button", name="Pay", exact=True).click()
+            page.get_by_role("button", name="Pay ").click()
+            expect(page.locator("#available")).to_have_text("33,333 Wh")
+            page.get_by_label("Station id (on its QR code)").fill("ST1")
+            page.get_by_role("button", name="Start the swap").click()
+            expect(page.get_by_text("Take your pack")).to_be_visible()
+            _shot(page, "rider-swap-under-way")
+            (asked,) = station.connected.station.swap_requests
+            no_token = {"idToken": "", "type": "NoAuthorization"}
+            event = swap_event(asked["request_id"], "BatteryOut", no_token, [battery(4, "B-7", 100)])
+            station.run(station.connected.station.call(event))
+            # The page reloads by itself once the pack has left: the receipt of the swap.
+            expect(page.get_by_role("heading", name="Taken B-7")).to_be_visible(timeout=10_000)
+            expect(page.get_by_text("Take your pack")).to_have_count(0)
+            assert _serious(page) == []
+            _shot(page, "rider-receipt")
+            page.close()
+    finally:
+        if station is not None:
+            station.close()
+        db.dispose()
