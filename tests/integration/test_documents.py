@@ -67,6 +67,11 @@ def test_the_statement_pdf_and_csv_agree_with_the_ledger(
     korean = _text(statement_pdf(s, "ko"))
     for shown in ("명세서 2026-11", "기말 잔액", "₩9,622", "1,260 Wh"):
         assert shown in korean, (shown, korean)
+    # The rider's API history (GET /api/v1/me/swaps reads rider_swaps) adds up to the same.
+    history = rider_swaps(db, "R1", limit=50)
+    returned = [r.charge for line in history for r in line.returned]
+    assert sum(c.usage_units for c in returned) == s.used_units
+    assert sum(c.amount_minor for c in returned) == s.usage_charge_minor
     exported = statements.export_csv(db, MONTH, tmp_path / "s.csv")
     (row,) = [r for r in csv.DictReader(exported.path.open()) if r["rider_id"] == "R1"]
     assert int(row["used_units"]) == s.used_units and int(row["usage_charge_minor"]) == 378

@@ -161,8 +161,12 @@ def test_the_console_in_korean_on_a_phone(site: tuple[str, Database], browser: B
     expect(page.get_by_text("충전 완료 배터리")).to_be_visible()
     assert _serious(page) == []
     _shot(page, "overview-ko-phone")
+    page.goto(f"{url}/riders/R1")
+    expect(page.locator("#prepaid")).to_have_text("₩10,000")  # won, without decimals
+    expect(page.get_by_text("선불 잔액(미실현)")).to_be_visible()
+    _shot(page, "rider-ko-phone")
     page.get_by_role("link", name="English").click()
-    expect(page.locator("h1")).to_have_text("Overview")
+    expect(page.get_by_text("Prepaid, not yet earned")).to_be_visible()
     page.close()
 
 
