@@ -262,3 +262,24 @@ def test_stations_with_coordinates_are_drawn_on_the_map(web: TestClient, db: Dat
     assert float(gx) > float(hx) and float(gy) > float(hy)
     assert (g_level, h_level) == ("low", "none")
     assert all(0 <= float(v) <= 600 for v in (gx, hx)) and all(0 <= float(v) <= 360 for v in (gy, hy))
+
+
+def test_plans_the_staff_list_for_admins_and_a_stations_recent_swaps(
+    web: TestClient, db: Database
+) -> None:
+    from swapd.domain.riders import IdToken, TokenType
+    from swapd.services import swaps
+
+    net.rider(db, "R1", top_up_minor=10_000)
+    offer = swaps.authorize(db, "ST1", IdToken(TokenType.APP, "R1"))
+    sign_in(web)
+    plans = web.get("/plans").text
+    assert "energy" in plans and "₩300 / 1,000 Wh" in plans
+    assert web.get("/users").status_code == 403  # operators do not see accounts
+    station = web.get("/stations/ST1").text
+    assert f'href="/swaps/{offer.swap_id}"' in station and "Offered" in station
+    identity.add_staff(db, "boss@example.com", PASSWORD, Role.ADMIN)
+    web.post("/logout")
+    sign_in(web, "boss@example.com")
+    staff = web.get("/users").text
+    assert "ops@example.com" in staff and "boss@example.com" in staff

@@ -23,9 +23,11 @@ from swapd import i18n
 from swapd.api.deps import client_address
 from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
+from swapd.readmodels import alerts as alert_model
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
-from swapd.web import fleet_pages, rider_app, riders_pages, session, swaps_pages
+from swapd.readmodels import swaps as swap_model
+from swapd.web import admin_pages, fleet_pages, rider_app, riders_pages, session, swaps_pages
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)
@@ -128,7 +130,18 @@ def station_page(request: Request, station_id: str) -> HTMLResponse:
         return render(request, "not_found.html", status=404, user=user, what=station_id)
     t = translator(request)
     cells = [slot_cell(line, t) for line in view.slots]
-    return render(request, "station.html", user=user, info=info, view=view, cells=cells)
+    recent = [swaps_pages.feed_line(r, t) for r in swap_model.swaps(db, station_id=station_id, limit=10)]
+    events = alert_model.alerts(db, station_id=station_id, limit=10)
+    return render(
+        request,
+        "station.html",
+        user=user,
+        info=info,
+        view=view,
+        cells=cells,
+        recent=recent,
+        events=events,
+    )
 
 
 @router.get("/stations/{station_id}/live")
@@ -257,3 +270,4 @@ def install(app: FastAPI) -> None:
     app.include_router(riders_pages.router)
     app.include_router(fleet_pages.router)
     app.include_router(rider_app.router)
+    app.include_router(admin_pages.router)
