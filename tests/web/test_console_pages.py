@@ -283,3 +283,25 @@ def test_plans_the_staff_list_for_admins_and_a_stations_recent_swaps(
     sign_in(web, "boss@example.com")
     staff = web.get("/users").text
     assert "ops@example.com" in staff and "boss@example.com" in staff
+
+
+def test_admins_add_staff_and_make_and_revoke_api_keys(web: TestClient, db: Database) -> None:
+    from swapd.services import audit
+
+    identity.add_staff(db, "boss@example.com", PASSWORD, Role.ADMIN)
+    sign_in(web, "boss@example.com")
+    form = {"email": "help@example.com", "password": PASSWORD, "role": "support"}
+    assert web.post("/users", data=form, follow_redirects=False).status_code == 303
+    helper = identity.user_by_email(db, "help@example.com")
+    assert helper.role is Role.SUPPORT
+    made = web.post(f"/users/{helper.id}/keys", data={"name": "billing export"})
+    key = re.search(r'<code id="new-key">([^<]+)</code>', made.text)
+    assert made.status_code == 200 and key is not None
+    assert identity.authenticate(db, key.group(1)).user_id == helper.id  # the key works
+    (line,) = identity.tokens_of(db, helper.id)
+    web.post(f"/users/{helper.id}/keys/{line.id}/revoke")
+    assert identity.tokens_of(db, helper.id)[0].revoked_at is not None
+    actions = [entry.action for entry in audit.entries(db, limit=10)]
+    assert {"user.add", "api_key.create", "api_key.revoke"} <= set(actions)
+    again = web.post("/users", data=form)
+    assert again.status_code == 400
