@@ -349,3 +349,20 @@ def test_require_positive_int_accepts_exactly_the_positive_ints(value: int) -> N
     else:
         with pytest.raises(InvalidInput):
             require_positive_int(value, "n")
+
+
+def test_money_typed_in_major_units() -> None:
+    from swapd.domain.quantities import parse_money
+
+    assert parse_money("12,500", "KRW") == 12_500
+    assert parse_money(" 10.50 ", "USD") == 1_050
+    for bad, currency in (
+        ("10.5", "KRW"),
+        ("0", "KRW"),
+        ("-3", "USD"),
+        ("1.005", "USD"),
+        ("NaN", "KRW"),
+        ("x", "KRW"),
+    ):
+        with pytest.raises(InvalidInput):
+            parse_money(bad, currency)

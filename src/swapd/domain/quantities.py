@@ -71,6 +71,21 @@ def format_money(amount_minor: int, currency: str) -> str:
     return f"{sign}{whole:,}.{frac:0{exponent}d} {currency}"
 
 
+def parse_money(text: str, currency: str) -> int:
+    """An amount as a person types it in the currency's major unit ("12,500" won, "10.50"
+    dollars) in minor units; refused unless positive and exact to the minor unit."""
+    try:
+        amount = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        raise InvalidInput(f"not an amount: {text[:40]!r}") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"not an amount: {text[:40]!r}")
+    minor = amount.scaleb(currency_exponent(currency))
+    if minor != minor.to_integral_value() or minor <= 0:
+        raise InvalidInput(f"{text[:40]} is not a positive amount of {currency}")
+    return int(minor)
+
+
 def round_half_even(numerator: int, denominator: int) -> int:
     """numerator/denominator rounded to the nearest integer, ties to even (banker's rounding)."""
     if denominator <= 0:

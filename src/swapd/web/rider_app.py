@@ -14,7 +14,6 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
-from decimal import Decimal, InvalidOperation
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -26,7 +25,7 @@ from swapd.api.payments import configured_provider
 from swapd.documents.receipt import receipt_pdf
 from swapd.documents.statement import statement_pdf
 from swapd.domain.errors import DomainError, InvalidInput, Unauthenticated
-from swapd.domain.quantities import currency_exponent
+from swapd.domain.quantities import parse_money
 from swapd.payments import config as payment_config
 from swapd.readmodels import money, plans, riders, swap_history
 from swapd.readmodels import stations as station_model
@@ -153,17 +152,6 @@ def home(request: Request, error: str | None = None) -> HTMLResponse:
     )
 
 
-def _minor(text: str, currency: str) -> int:
-    try:
-        amount = Decimal(text.strip().replace(",", ""))
-    except InvalidOperation:
-        raise InvalidInput(f"not an amount: {text[:40]!r}") from None
-    minor = amount.scaleb(currency_exponent(currency))
-    if minor != minor.to_integral_value() or minor <= 0:
-        raise InvalidInput(f"{text[:40]} is not a positive amount of {currency}")
-    return int(minor)
-
-
 @router.post("/app/topup")
 async def top_up(request: Request) -> Response:
     session.check_same_origin(request)
@@ -185,7 +173,7 @@ async def top_up(request: Request) -> Response:
                 db,
                 provider,
                 who.rider_id or "",
-                _minor(form.get("amount", ""), currency),
+                parse_money(form.get("amount", ""), currency),
                 key=f"app:{who.user_id}:{key}",
                 site_url=site,
                 return_url=f"{site}/app",

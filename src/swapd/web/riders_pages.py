@@ -6,7 +6,6 @@ the form was drawn, so a form sent twice (a double click, a reload) applies once
 from __future__ import annotations
 
 import secrets
-from decimal import Decimal, InvalidOperation
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,7 +14,7 @@ from starlette.requests import Request
 
 from swapd.documents.statement import statement_pdf
 from swapd.domain.errors import DomainError, InvalidInput, NotFound
-from swapd.domain.quantities import currency_exponent
+from swapd.domain.quantities import parse_money
 from swapd.domain.riders import RiderStatus
 from swapd.readmodels import money, riders, swaps
 from swapd.services import back_office, statements
@@ -104,18 +103,6 @@ def rider_page(request: Request, rider_id: str) -> HTMLResponse:
     return _rider_page(request, rider_id, user)
 
 
-def _minor_units(text: str, currency: str) -> int:
-    """An amount typed in the currency's major unit ("12500" won, "10.50" dollars) in minor units."""
-    try:
-        amount = Decimal(text.strip().replace(",", ""))
-    except InvalidOperation:
-        raise InvalidInput(f"not an amount: {text[:40]!r}") from None
-    minor = amount.scaleb(currency_exponent(currency))
-    if minor != minor.to_integral_value() or minor <= 0:
-        raise InvalidInput(f"{text[:40]} is not a positive amount of {currency}")
-    return int(minor)
-
-
 def _whole(text: str) -> int:
     try:
         return int(text.strip().replace(",", ""))
@@ -148,7 +135,7 @@ def _apply(db: Database, user: Principal, rider_id: str, done: str, form: dict[s
         raise InvalidInput("this form has expired: open the rider's page again")
     if done == "refunded":
         currency = money.rider_balance(db, rider_id).currency
-        amount = _minor_units(form.get("amount", ""), currency)
+        amount = parse_money(form.get("amount", ""), currency)
         back_office.refund(db, user.actor, rider_id, amount, reason=reason, key=f"console:{key}")
     else:
         back_office.adjust(
