@@ -7,14 +7,11 @@ plain functions, which Starlette runs off the event loop) and renders a template
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,18 +24,15 @@ from swapd.readmodels import alerts as alert_model
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
 from swapd.readmodels import swaps as swap_model
-from swapd.web import admin_pages, fleet_pages, rider_app, riders_pages, session, swaps_pages
+from swapd.web import admin_pages, fleet_pages, live, rider_app, riders_pages, session, swaps_pages
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)
 # The console's own files (the API's /docs serves Swagger UI's under /static).
 STATIC_PATH = "/console/static"
 
-# A live page's stream: how often the slots are read, how long one stream lasts (the browser's
-# EventSource reconnects by itself), and a comment now and then so that proxies keep it open.
-LIVE_POLL_S = 1.0
+# How long one stream of a station's slots lasts; the browser's EventSource then reconnects.
 LIVE_STREAM_S = 600.0
-LIVE_KEEPALIVE_S = 15.0
 
 
 # -- sign-in ----------------------------------------------------------------------------------------
@@ -149,29 +143,21 @@ async def station_live(request: Request, station_id: str) -> Response:
     db = database(request)
     await run_in_threadpool(session.staff, db, request)
     t = translator(request)
+    previous: list[dict[str, Any]] = []
 
-    async def events() -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        started = last_sent = loop.time()
-        previous = None
-        while loop.time() - started < LIVE_STREAM_S and not await request.is_disconnected():
-            try:
-                view = await run_in_threadpool(station_model.slot_view, db, station_id)
-            except NotFound:
-                yield "event: gone\ndata: {}\n\n"
-                return
-            cells = [slot_cell(line, t) for line in view.slots]
-            if cells != previous:
-                previous = cells
-                last_sent = loop.time()
-                yield f"event: slots\ndata: {json.dumps(cells, separators=(',', ':'))}\n\n"
-            elif loop.time() - last_sent > LIVE_KEEPALIVE_S:
-                last_sent = loop.time()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(LIVE_POLL_S)
+    async def step() -> list[str] | None:
+        nonlocal previous
+        try:
+            view = await run_in_threadpool(station_model.slot_view, db, station_id)
+        except NotFound:
+            return [live.event("gone", {})]
+        cells = [slot_cell(line, t) for line in view.slots]
+        if cells == previous:
+            return []
+        previous = cells
+        return [live.event("slots", cells)]
 
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return live.stream(request, step, lasting_s=LIVE_STREAM_S)
 
 
 # -- the map ----------------------------------------------------------------------------------------

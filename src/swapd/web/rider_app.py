@@ -9,14 +9,12 @@ must come from this origin.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -32,7 +30,7 @@ from swapd.readmodels import stations as station_model
 from swapd.services import app_swaps, cards, checkout, identity, statements
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
-from swapd.web import session
+from swapd.web import live, session
 from swapd.web.downloads import months_of, pdf_response
 from swapd.web.render import HERE, database, render, translator
 from swapd.web.swaps_pages import STATE_TEXT
@@ -41,7 +39,6 @@ router = APIRouter(include_in_schema=False)
 COOKIE = "swapd_rider"
 TOP_UP_CHOICES_MAJOR = (5_000, 10_000, 30_000)  # KRW; other currencies type an amount
 HISTORY_LIMIT = 20
-PROGRESS_POLL_S = 1.0
 PROGRESS_STREAM_S = 300.0
 
 
@@ -286,22 +283,19 @@ async def progress(request: Request, swap_id: int) -> Response:
         who = await run_in_threadpool(rider, db, request)
     except RiderSignInRequired:
         return Response(status_code=401)
+    last: list[str | None] = ["unsent"]
 
-    async def events() -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        started, last = loop.time(), None
-        while loop.time() - started < PROGRESS_STREAM_S and not await request.is_disconnected():
-            line = await run_in_threadpool(_line, db, who.rider_id or "", swap_id)
-            state = None if line is None else line.state
-            if state != last:
-                last = state
-                yield f"event: state\ndata: {json.dumps({'state': state})}\n\n"
-                if state not in (None, "offered"):
-                    return
-            await asyncio.sleep(PROGRESS_POLL_S)
+    async def step() -> list[str] | None:
+        if last[0] not in ("unsent", None, "offered"):
+            return None  # the swap is over: the page shows the receipt now
+        line = await run_in_threadpool(_line, db, who.rider_id or "", swap_id)
+        state = None if line is None else line.state
+        if state == last[0]:
+            return []
+        last[0] = state
+        return [live.event("state", {"state": state})]
 
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return live.stream(request, step, lasting_s=PROGRESS_STREAM_S)
 
 
 # -- stations and cards ---------------------------------------------------------------------------

@@ -3,26 +3,20 @@ server-sent events) and one swap with the packs' readings, the charge and its tr
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from swapd import i18n
 from swapd.domain.errors import NotFound
 from swapd.readmodels import swaps
-from swapd.web import session
+from swapd.web import live, session
 from swapd.web.render import database, render, translator
 
 router = APIRouter(include_in_schema=False)
 FEED_LIMIT = 50
-FEED_POLL_S = 1.0
 FEED_STREAM_S = 600.0
-FEED_KEEPALIVE_S = 15.0
 
 STATE_TEXT = {
     "offered": "Offered",
@@ -65,27 +59,20 @@ async def swaps_live(request: Request, after: int = 0, station: str = "", rider:
     await run_in_threadpool(session.staff, db, request)
     t = translator(request)
     station_id, rider_id = station.strip()[:40] or None, rider.strip()[:40] or None
+    newest = max(after, 0)
 
-    async def events() -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        started = last_sent = loop.time()
-        newest = max(after, 0)
-        while loop.time() - started < FEED_STREAM_S and not await request.is_disconnected():
-            rows = await run_in_threadpool(
-                lambda: swaps.swaps(db, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
-            )
-            new = [feed_line(r, t) for r in reversed(rows) if r.id > newest]
-            if new:
-                newest = max(int(str(line["id"])) for line in new)
-                last_sent = loop.time()
-                yield f"event: swaps\ndata: {json.dumps(new, separators=(',', ':'))}\n\n"
-            elif loop.time() - last_sent > FEED_KEEPALIVE_S:
-                last_sent = loop.time()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(FEED_POLL_S)
+    async def step() -> list[str]:
+        nonlocal newest
+        rows = await run_in_threadpool(
+            lambda: swaps.swaps(db, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
+        )
+        new = [feed_line(r, t) for r in reversed(rows) if r.id > newest]
+        if not new:
+            return []
+        newest = max(r.id for r in rows)
+        return [live.event("swaps", new)]
 
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return live.stream(request, step, lasting_s=FEED_STREAM_S)
 
 
 @router.get("/swaps/{swap_id}")
