@@ -305,3 +305,21 @@ def test_admins_add_staff_and_make_and_revoke_api_keys(web: TestClient, db: Data
     assert {"user.add", "api_key.create", "api_key.revoke"} <= set(actions)
     again = web.post("/users", data=form)
     assert again.status_code == 400
+
+
+def test_the_station_page_has_the_code_riders_scan(web: TestClient) -> None:
+    import io
+
+    import segno
+
+    sign_in(web)
+    page = web.get("/stations/ST1").text
+    assert "http://swapd.test/app?station=ST1" in page and 'src="/stations/ST1/qr.svg"' in page
+    code = web.get("/stations/ST1/qr.svg")
+    assert code.headers["content-type"] == "image/svg+xml"
+    expected = io.BytesIO()
+    segno.make("http://swapd.test/app?station=ST1", error="m").save(
+        expected, kind="svg", scale=6, border=2, xmldecl=False, title="ST1"
+    )
+    assert code.content == expected.getvalue()  # the code holds exactly that link
+    assert web.get("/stations/NOPE/qr.svg").status_code == 404

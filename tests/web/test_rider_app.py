@@ -183,3 +183,22 @@ def test_stations_with_charged_packs_nearest_first_and_cards(
     sign_up(app_client, "second@example.com")
     taken = app_client.post("/app/cards", data={"uid": "04A1B2C3"})
     assert taken.status_code == 400 and "registered to another account" in taken.text
+
+
+def test_a_scanned_station_code_opens_the_app_with_the_station_filled_in(
+    app_client: TestClient, db: Database
+) -> None:
+    welcome = app_client.get("/app?station=ST1")
+    assert "Sign in to swap at station ST1" in welcome.text
+    assert 'name="next" value="/app?station=ST1"' in welcome.text
+    form = {
+        "email": "qr@example.com",
+        "password": PASSWORD,
+        "plan": "energy",
+        "next": "/app?station=ST1",
+    }
+    signed = app_client.post("/app/signup", data=form, follow_redirects=False)
+    assert signed.headers["location"] == "/app?station=ST1"
+    assert 'name="station" required maxlength="40"' in app_client.get(signed.headers["location"]).text
+    assert 'value="ST1"' in app_client.get("/app?station=ST1").text
+    assert 'value="&lt;x&gt;"' not in app_client.get("/app?station=<x>").text  # not a station id

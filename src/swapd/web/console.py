@@ -7,9 +7,12 @@ plain functions, which Starlette runs off the event loop) and renders a template
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
+from urllib.parse import urlencode
 
+import segno
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -20,6 +23,7 @@ from swapd import i18n
 from swapd.api.deps import client_address
 from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.stations import SlotState
+from swapd.payments import config as payment_config
 from swapd.readmodels import alerts as alert_model
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
@@ -135,7 +139,33 @@ def station_page(request: Request, station_id: str) -> HTMLResponse:
         cells=cells,
         recent=recent,
         events=events,
+        app_link=app_link(request, station_id),
     )
+
+
+@router.get("/stations/{station_id}/qr.svg")
+def station_qr(request: Request, station_id: str) -> Response:
+    """The code to print on the station: a phone's camera opens the rider app on it, with the
+    station filled in (``/app?station=ID``, on the public address, SWAPD_PUBLIC_URL)."""
+    db = database(request)
+    session.staff(db, request)
+    try:
+        station_model.station_line(db, station_id)
+    except NotFound:
+        return Response("unknown station", status_code=404, media_type="text/plain")
+    return Response(qr_svg(app_link(request, station_id), station_id), media_type="image/svg+xml")
+
+
+def app_link(request: Request, station_id: str) -> str:
+    site = payment_config.site_url(str(request.base_url))
+    return f"{site}/app?{urlencode({'station': station_id})}"
+
+
+def qr_svg(data: str, title: str) -> bytes:
+    buffer = io.BytesIO()
+    code = segno.make(data, error="m")
+    code.save(buffer, kind="svg", scale=6, border=2, xmldecl=False, title=title)
+    return buffer.getvalue()
 
 
 @router.get("/stations/{station_id}/live")

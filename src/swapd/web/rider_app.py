@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 
 from fastapi import APIRouter
@@ -37,6 +38,7 @@ from swapd.web.swaps_pages import STATE_TEXT
 
 router = APIRouter(include_in_schema=False)
 COOKIE = "swapd_rider"
+STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,39}")
 TOP_UP_CHOICES_MAJOR = (5_000, 10_000, 30_000)  # KRW; other currencies type an amount
 HISTORY_LIMIT = 20
 PROGRESS_STREAM_S = 300.0
@@ -67,9 +69,18 @@ def _signed_in(request: Request, token: str, target: str = "/app") -> Response:
     return response
 
 
+def _station_asked(request: Request) -> str:
+    """The station of a scanned code (``/app?station=ID``), if it looks like a station id."""
+    station = request.query_params.get("station", "")
+    return station if STATION_ID.fullmatch(station) else ""
+
+
 def _welcome(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
     listed = plans.listed_plans(database(request))
-    return render(request, "app/welcome.html", status=status, plans=listed, error=error, app=True)
+    station = _station_asked(request)
+    after = f"/app?station={station}" if station else "/app"
+    context = {"plans": listed, "error": error, "station": station, "after": after}
+    return render(request, "app/welcome.html", status=status, app=True, **context)
 
 
 # -- signing up and in ----------------------------------------------------------------------------
@@ -88,7 +99,7 @@ async def sign_up(request: Request) -> Response:
         )
     except DomainError as error:
         return await run_in_threadpool(_welcome, request, 400, error.message)
-    return _signed_in(request, issued.token)
+    return _signed_in(request, issued.token, session.local_path(form.get("next")))
 
 
 @router.post("/app/login")
@@ -109,7 +120,7 @@ async def log_in(request: Request) -> Response:
     if issued.user.role is not Role.RIDER:
         await run_in_threadpool(identity.revoke, db, issued.id)
         return await run_in_threadpool(_welcome, request, 401, "staff sign in at the console (/)")
-    return _signed_in(request, issued.token)
+    return _signed_in(request, issued.token, session.local_path(form.get("next")))
 
 
 @router.post("/app/logout")
@@ -144,6 +155,7 @@ def home(request: Request, error: str | None = None) -> HTMLResponse:
         b=view.balance,
         choices=TOP_UP_CHOICES_MAJOR if view.balance.currency == "KRW" else (),
         form_key=secrets.token_urlsafe(12),
+        station=_station_asked(request),
         error=error,
         payments_ready=configured_provider(request) is not None,
     )
