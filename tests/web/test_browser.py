@@ -159,6 +159,9 @@ def test_the_console_in_korean_on_a_phone(site: tuple[str, Database], browser: B
     page.get_by_role("button", name="로그인").click()
     expect(page.locator("h1")).to_have_text("개요")
     expect(page.get_by_text("충전 완료 배터리")).to_be_visible()
+    # The charts are drawn by uPlot (shipped in the package), in place of the CSS bars.
+    expect(page.locator(".chart canvas")).to_have_count(3)
+    expect(page.locator(".bars").first).to_be_hidden()
     assert _serious(page) == []
     _shot(page, "overview-ko-phone")
     page.goto(f"{url}/riders/R1")

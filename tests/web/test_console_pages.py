@@ -323,3 +323,14 @@ def test_the_station_page_has_the_code_riders_scan(web: TestClient) -> None:
     )
     assert code.content == expected.getvalue()  # the code holds exactly that link
     assert web.get("/stations/NOPE/qr.svg").status_code == 404
+
+
+def test_every_page_has_a_short_plain_title_and_one_main_heading(web: TestClient) -> None:
+    """Found by looking: a template edit once put a page's sections inside its <title>."""
+    sign_in(web)
+    for path in ("/", "/stations", "/stations/ST1", "/swaps", "/riders", "/packs", "/alerts", "/plans"):
+        page = web.get(path).text
+        (title,) = re.findall(r"<title>(.*?)</title>", page, re.S)
+        assert "<" not in title and len(title) < 80, (path, title)
+        assert page.count("<h1>") == 1, path
+        assert page.count("<section") == page.count("</section>"), path

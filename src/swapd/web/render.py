@@ -20,6 +20,8 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# Charts take times as Unix seconds.
+_templates.filters["timestamp"] = lambda at: int(at.timestamp())
 
 
 def database(request: Request) -> Database:
