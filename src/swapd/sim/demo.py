@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import random
 import secrets
-from collections.abc import Callable
+import signal
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from swapd.services import back_office, identity
 from swapd.services.identity import Role
@@ -30,6 +33,10 @@ from swapd.store.engine import make_engine
 DEMO_HOURS = 24.0 * 31  # the longest a simulation runs: at 60x, 12 real days; Ctrl-C ends it sooner
 ADMIN_EMAIL = "admin@demo.swapd.example"
 OPERATOR_EMAIL = "operator@demo.swapd.example"
+# One Ctrl-C in a terminal under `uv run` arrives twice: the terminal signals the whole process
+# group and uv forwards its own copy. Signals this close after the first are that one press;
+# a later one is a second press and stops the demo without waiting for the stations to close.
+REPEATED_SIGNAL_S = 2.0
 
 # Where the demo stations stand: Seoul's busy corners (name, latitude, longitude).
 PLACES: tuple[tuple[str, float, float], ...] = (
@@ -93,6 +100,49 @@ def fresh_database(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+class CtrlC:
+    """SIGINT while the demo runs: the first cancels the simulation so that it closes its sockets
+    and the summary is printed; copies within REPEATED_SIGNAL_S of it are the same press and are
+    ignored, through the whole shutdown; a later one (a second press) raises KeyboardInterrupt.
+    Before the simulation starts, the first one raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self._first_s: float | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        now_s = time.monotonic()
+        if self._first_s is not None:
+            if now_s - self._first_s > REPEATED_SIGNAL_S:
+                raise KeyboardInterrupt
+            return
+        self._first_s = now_s
+        if self._loop is None or self._task is None:
+            raise KeyboardInterrupt
+        self._loop.call_soon_threadsafe(self._task.cancel)
+
+    async def run(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Await ``work`` until it ends or the first SIGINT cancels it."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.ensure_future(work)
+        if self._first_s is not None:
+            self._task.cancel()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            self._loop = self._task = None
+
+
 def run_demo(
     path: Path,
     *,
@@ -102,30 +152,22 @@ def run_demo(
     on_ready: Callable[[Ready], None],
     on_progress: Callable[[Snapshot], None],
 ) -> Stats:
-    """Seed, serve and simulate until interrupted (KeyboardInterrupt); returns what was counted."""
+    """Seed, serve and simulate until Ctrl-C (see CtrlC); returns what was counted."""
     config = SimConfig(stations=len(PLACES), hours=DEMO_HOURS, speed=speed, seed=seed, grace_s=5.0)
     config.check()
     url = fresh_database(path)
-    db = Database.open(url)
     stats = Stats()
-    try:
+    with CtrlC() as ctrl_c, contextlib.ExitStack() as cleanup:
+        db = Database.open(url)
+        cleanup.callback(db.dispose)
         network, logins = _seed(db, config, seed)
         server_db = Database(make_engine(url))  # the server's own engine, as `swapd serve` has
-        try:
-            with embedded_server(server_db, port=port) as ws_url:
-                http_url = ws_url.replace("ws://", "http://", 1)
-                packs = sum(1 for s in network.stations for p in s.slots if p) + sum(
-                    len(r.packs) for r in network.riders
-                )
-                on_ready(
-                    Ready(
-                        f"{http_url}/", logins, len(network.stations), len(network.riders), packs, path
-                    )
-                )
-                with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-                    asyncio.run(play(config, network, ws_url, db, stats, on_progress))
-        finally:
-            server_db.dispose()
-    finally:
-        db.dispose()
+        cleanup.callback(server_db.dispose)
+        ws_url = cleanup.enter_context(embedded_server(server_db, port=port))
+        http_url = ws_url.replace("ws://", "http://", 1)
+        packs = sum(1 for s in network.stations for p in s.slots if p)
+        packs += sum(len(r.packs) for r in network.riders)
+        riders, stations = len(network.riders), len(network.stations)
+        on_ready(Ready(f"{http_url}/", logins, stations, riders, packs, path))
+        asyncio.run(ctrl_c.run(play(config, network, ws_url, db, stats, on_progress)))
     return stats
