@@ -156,6 +156,9 @@ stations = sa.Table(
     # or another, overwrites both, so an old socket closing late cannot clear a newer one.
     sa.Column("connected_at", UTCDateTime, nullable=True),
     sa.Column("connection_id", sa.String(32), nullable=True),
+    # The last FirmwareStatusNotification (UpdateFirmware's progress), for the console's list.
+    sa.Column("firmware_status", sa.String(40), nullable=True),
+    sa.Column("firmware_status_at", UTCDateTime, nullable=True),
     sa.CheckConstraint("slot_count >= 2", name="two_slots"),
 )
 
@@ -166,6 +169,9 @@ slots = sa.Table(
     sa.Column("slot_no", sa.Integer, primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("pack_serial", sa.String(50), nullable=True, unique=True),
+    # The operator's ChangeAvailability: false takes the slot out of service whatever the station
+    # reports (a pack in it is never offered) until the operator makes it operative again.
+    sa.Column("operative", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 plans = sa.Table(
@@ -389,8 +395,54 @@ station_commands = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Who asked (a staff email, "api:<key id>", "swapd" for the server's own), and whether a
+    # station not connected at the time queues the command until expires_at (else it is refused).
+    sa.Column("requested_by", sa.String(120), nullable=True),
+    sa.Column("queued", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The requestId of commands that a station reports on later (UpdateFirmware, GetLog,
+    # GetBaseReport): its notifications are matched to the command by it, and the latest status
+    # is kept here.
+    sa.Column("request_id", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(40), nullable=True),
+    sa.Column("status_at", UTCDateTime, nullable=True),
 )
 sa.Index("ix_station_commands_pending", station_commands.c.station_id, station_commands.c.state)
+sa.Index("ix_station_commands_station", station_commands.c.station_id, station_commands.c.id)
+
+# What stations report after a command: FirmwareStatusNotification, LogStatusNotification and
+# each NotifyReport part, in arrival order (bounded by the station's message size).
+station_notifications = sa.Table(
+    "station_notifications",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("request_id", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(40), nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+sa.Index(
+    "ix_station_notifications_station", station_notifications.c.station_id, station_notifications.c.id
+)
+
+# A station's inventory: the variables of its last GetBaseReport (NotifyReport), one row per
+# component / variable / attribute, replaced by each new report.
+station_variables = sa.Table(
+    "station_variables",
+    metadata,
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
+    # "Component[instance]@evse.connector/Variable[instance]#AttributeType": one key per value.
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("component", sa.String(50), nullable=False),
+    sa.Column("variable", sa.String(50), nullable=False),
+    sa.Column("evse_id", sa.Integer, nullable=True),
+    sa.Column("attribute_type", sa.String(10), nullable=False),
+    sa.Column("value", sa.String(2500), nullable=True),
+    sa.Column("mutability", sa.String(10), nullable=True),
+    sa.Column("report_request_id", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
 
 
 # -- HTTP API: identity, idempotency, payments, audit ---------------------------------------------
