@@ -27,18 +27,18 @@ _AT = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("station_commands") as batch:
-        batch.add_column(sa.Column("requested_by", sa.String(120), nullable=True))
-        batch.add_column(sa.Column("queued", sa.Boolean, nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("request_id", sa.Integer, nullable=True))
-        batch.add_column(sa.Column("status", sa.String(40), nullable=True))
-        batch.add_column(sa.Column("status_at", _AT, nullable=True))
+    # Plain ADD COLUMNs (SQLite takes them, constant defaults): a batch would copy the table,
+    # and the copy lists its constraints in no fixed order.
+    commands = "station_commands"
+    op.add_column(commands, sa.Column("requested_by", sa.String(120), nullable=True))
+    op.add_column(commands, sa.Column("queued", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column(commands, sa.Column("request_id", sa.Integer, nullable=True))
+    op.add_column(commands, sa.Column("status", sa.String(40), nullable=True))
+    op.add_column(commands, sa.Column("status_at", _AT, nullable=True))
     op.create_index("ix_station_commands_station", "station_commands", ["station_id", "id"])
-    with op.batch_alter_table("slots") as batch:
-        batch.add_column(sa.Column("operative", sa.Boolean, nullable=False, server_default=sa.true()))
-    with op.batch_alter_table("stations") as batch:
-        batch.add_column(sa.Column("firmware_status", sa.String(40), nullable=True))
-        batch.add_column(sa.Column("firmware_status_at", _AT, nullable=True))
+    op.add_column("slots", sa.Column("operative", sa.Boolean, nullable=False, server_default=sa.true()))
+    op.add_column("stations", sa.Column("firmware_status", sa.String(40), nullable=True))
+    op.add_column("stations", sa.Column("firmware_status_at", _AT, nullable=True))
     op.create_table(
         "station_notifications",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
