@@ -12,11 +12,12 @@ from typing import Any
 import psycopg
 import structlog
 
-from swapd.services.station_commands import CHANNEL, claim, finish
+from swapd.services.station_commands import CHANNEL, claim, expire_queued, finish
 from swapd.store.database import Database
 
 log = structlog.get_logger(__name__)
 POLL_INTERVAL_S = 0.25
+EXPIRE_INTERVAL_S = 60.0  # how often queued commands past their expiry are marked so
 
 Sender = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -28,8 +29,15 @@ async def dispatch_forever(db: Database, connected: Callable[[], list[str]], sen
     listener = None
     if db.dialect == "postgresql":
         listener = asyncio.create_task(_listen(db, wake))
+    next_expiry_s = 0.0
     try:
         while True:
+            if asyncio.get_running_loop().time() >= next_expiry_s:
+                next_expiry_s = asyncio.get_running_loop().time() + EXPIRE_INTERVAL_S
+                try:
+                    await asyncio.to_thread(expire_queued, db)
+                except Exception:
+                    log.exception("command_expiry_failed")
             try:
                 batch = await asyncio.to_thread(claim, db, connected())
             except Exception:

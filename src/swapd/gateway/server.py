@@ -20,7 +20,6 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from ocpp.v21 import call as call21
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect
 
@@ -96,16 +95,12 @@ class Gateway:
     async def send_command(
         self, station_id: str, action: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
+        """Send one request to a station connected here and return its answer (wire casing).
+        The request is checked against its schema first (session.send_request)."""
         session = self.sessions.get(station_id)
         if session is None:
             raise ConnectionError(f"station {station_id} is not connected here")
-        if action != "RequestBatterySwap" or not isinstance(session, Station21):
-            raise ValueError(f"unsupported command {action} for this station")
-        response = await session.call(
-            call21.RequestBatterySwap(id_token=payload["id_token"], request_id=payload["request_id"]),
-            suppress=False,
-        )
-        return {"status": response.status}
+        return await session.send_request(action, payload)
 
 
 async def _expire_offers_forever(db: Database) -> None:

@@ -7,9 +7,11 @@ services, so a retransmit after a reconnect gets the first answer again.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -40,6 +42,7 @@ from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.replies import STATION_ACTIONS_21, STATION_ACTIONS_201, minimal_reply
 from swapd.gateway.validation import IDENTIFIER, schema_fault
 from swapd.services import messages
+from swapd.services.station_requests import check_request, response_fault
 from swapd.services.swaps import AuthorizeResult, BatteryReading
 from swapd.store.database import Database
 
@@ -336,6 +339,14 @@ class SwapHandlers:
         return self._call_result.DataTransfer(status="UnknownVendorId")
 
 
+class StationCallError(Exception):
+    """The station answered a request of ours with a CALLERROR."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}"[:300])
+        self.code = code
+
+
 class _Routing:
     """What both sessions add to ocpp's ChargePoint: framing checks, boot gating, a reply for
     every action, and CALLERRORs counted."""
@@ -349,7 +360,11 @@ class _Routing:
     _connection: Connection
     _station_actions: frozenset[str]
     _all_actions: frozenset[str]
-    _send: Callable[[str], Awaitable[None]]  # ocpp's ChargePoint provides it
+    # ocpp's ChargePoint provides these: the socket's send, one-call-at-a-time lock, answers.
+    _send: Callable[[str], Awaitable[None]]
+    _call_lock: asyncio.Lock
+    _response_timeout: int
+    _get_specific_response: Callable[[str, int], Awaitable[Any]]
 
     def __init__(
         self,
@@ -425,6 +440,25 @@ class _Routing:
         if fault is not None:
             return fault[0], fault[1], action
         return None
+
+    async def send_request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a request built in the wire's casing, checked against the schema of this
+        station's OCPP version first; return the station's answer as it came. One request at a
+        time per station (OCPP-J), as ``ocpp``'s own ``call`` does, on its lock and response
+        queue. A CALLERROR raises StationCallError; an answer that breaks its schema is returned
+        all the same (the station did answer), and logged."""
+        check_request(action, payload, self._ocpp_version)
+        call = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
+        async with self._call_lock:
+            await self._send(call.to_json())
+            response = await self._get_specific_response(call.unique_id, self._response_timeout)
+        if response.message_type_id == MessageType.CallError:
+            raise StationCallError(str(response.error_code), str(response.error_description))
+        answer: dict[str, Any] = response.payload
+        fault = response_fault(action, answer, self._ocpp_version)
+        if fault is not None:
+            log.warning("station_answer_off_schema", station=self.id, action=action, fault=fault)
+        return answer
 
     async def _route(self, raw_msg: str) -> None:
         await super().route_message(raw_msg)  # type: ignore[misc]

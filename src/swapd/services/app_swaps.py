@@ -78,10 +78,12 @@ def request_swap(
     if not decision.accepted:
         return AppSwap(False, decision.reason, decision.text, swap_id=decision.swap_id)
     assert decision.swap_id is not None
-    payload = {"id_token": {"id_token": rider_id, "type": "Central"}, "request_id": int(request_id)}
+    payload = {"idToken": {"idToken": rider_id, "type": "Central"}, "requestId": int(request_id)}
     try:
         ensure_connected(db, station_id)
-        command_id = commands.enqueue(db, station_id, "RequestBatterySwap", payload, timeout_s=timeout_s)
+        command_id = commands.enqueue(
+            db, station_id, "RequestBatterySwap", payload, timeout_s=timeout_s, requested_by=rider_id
+        )
         outcome = commands.wait_for(db, command_id, timeout_s=timeout_s)
     except BaseException:
         swaps.abandon_offer(db, decision.swap_id)

@@ -21,19 +21,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.errors import NotFound
+from swapd.domain.errors import InvalidInput, NotFound, StationOffline
+from swapd.services.station_requests import check_request
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
 
 CHANNEL = "swapd_commands"
-# Unexpired pending commands live seconds (an app swap waits <= its timeout), so this many
-# covers every process's stations at once.
+# Pending commands of connected stations are sent within a poll or two, so this many covers
+# every process's stations at once.
 MAX_PENDING_SCAN = 5000
 # Twenty of the gateway's poll intervals (0.25 s): a process holding the station's socket claims
 # a command within one (at once on PostgreSQL), so one still pending after this has no process to
 # take it.
 PICKUP_TIMEOUT_S = 5.0
 WAIT_POLL_S = 0.05
+# The longest a queued command waits for its station to connect: a week covers a station that
+# is down for maintenance; the operator sees it expire after that.
+MAX_QUEUE_S = 7 * 24 * 3600
+MAX_TIMEOUT_S = 600.0
 
 
 class CommandState:
@@ -55,11 +60,40 @@ class Outcome:
 
 
 def enqueue(
-    db: Database, station_id: str, action: str, payload: dict[str, Any], *, timeout_s: float
+    db: Database,
+    station_id: str,
+    action: str,
+    payload: dict[str, Any],
+    *,
+    timeout_s: float,
+    queue_s: float = 0.0,
+    requested_by: str | None = None,
+    request_id: int | None = None,
 ) -> int:
+    """Queue ``action`` for the station; returns the command's id.
+
+    ``payload`` is the request in the wire's casing, checked against its schema here (a bad one
+    is InvalidInput, and nothing is queued). A station that is not connected refuses the command
+    at once (StationOffline) unless ``queue_s`` > 0: then it waits up to ``queue_s`` for the
+    station to connect, and is sent when it does. ``timeout_s`` bounds a command sent now."""
+    check_request(action, payload)
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise InvalidInput(f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}], got {timeout_s:g}")
+    if not 0 <= queue_s <= MAX_QUEUE_S:
+        raise InvalidInput(f"queue_s must be in [0, {MAX_QUEUE_S}], got {queue_s:g}")
+
     def work(tx: Tx) -> int:
-        if tx.repo.station(station_id) is None:
+        station = tx.repo.execute(
+            sa.select(t.stations.c.connection_id).where(t.stations.c.id == station_id)
+        ).first()
+        if station is None:
             raise NotFound(f"unknown station {station_id}")
+        queued = station.connection_id is None and queue_s > 0
+        if station.connection_id is None and not queued:
+            raise StationOffline(
+                f"station {station_id} is not connected; queue the command to send it when it connects"
+            )
+        life_s = max(timeout_s, queue_s) if queued else timeout_s
         command_id = tx.repo.execute(
             sa.insert(t.station_commands)
             .values(
@@ -68,8 +102,11 @@ def enqueue(
                 payload=payload,
                 state=CommandState.PENDING,
                 created_at=tx.now,
-                expires_at=tx.now + timedelta(seconds=timeout_s),
+                expires_at=tx.now + timedelta(seconds=life_s),
                 updated_at=tx.now,
+                requested_by=requested_by,
+                queued=queued,
+                request_id=request_id,
             )
             .returning(t.station_commands.c.id)
         ).scalar_one()
@@ -154,9 +191,16 @@ def claim(db: Database, station_ids: list[str]) -> list[tuple[int, str, str, dic
     c = t.station_commands.c
 
     def pending(tx: Tx) -> list[Any]:
+        # Only the commands of stations connected somewhere: queued commands of stations that
+        # are away (they may wait a week) must not crowd out the ones that can go now.
         rows = tx.repo.execute(
             sa.select(c.id, c.station_id)
-            .where(c.state == CommandState.PENDING, c.expires_at > tx.now)
+            .join_from(t.station_commands, t.stations, t.stations.c.id == c.station_id)
+            .where(
+                c.state == CommandState.PENDING,
+                c.expires_at > tx.now,
+                t.stations.c.connection_id.is_not(None),
+            )
             .order_by(c.id)
             .limit(MAX_PENDING_SCAN)
         ).all()
@@ -205,3 +249,22 @@ def finish(db: Database, command_id: int, *, response: dict[str, Any] | None, er
         )
 
     db.write(work)
+
+
+def expire_queued(db: Database) -> int:
+    """Mark the queued commands whose station did not connect in time as expired; how many."""
+    c = t.station_commands.c
+
+    def work(tx: Tx) -> int:
+        result = tx.repo.execute(
+            sa.update(t.station_commands)
+            .where(c.state == CommandState.PENDING, c.expires_at <= tx.now)
+            .values(
+                state=CommandState.EXPIRED,
+                error="the station did not connect in time",
+                updated_at=tx.now,
+            )
+        )
+        return int(result.rowcount)
+
+    return db.write(work)
