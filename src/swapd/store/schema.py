@@ -444,6 +444,21 @@ station_variables = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# OCPP security profile 3: every certificate the operator's CA signed for a station (by hand or
+# through SignCertificate), by serial (lower-case hex, swapd.pki.serial_hex). A station whose
+# certificate's serial is revoked here is refused at its next connection.
+station_certificates = sa.Table(
+    "station_certificates",
+    metadata,
+    sa.Column("serial", sa.String(40), primary_key=True),
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), nullable=False),
+    sa.Column("not_after", UTCDateTime, nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("reason", sa.String(200), nullable=True),
+)
+sa.Index("ix_station_certificates_station", station_certificates.c.station_id)
+
 
 # -- HTTP API: identity, idempotency, payments, audit ---------------------------------------------
 
