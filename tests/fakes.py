@@ -65,6 +65,7 @@ class MemoryState:
 
     stations: dict[str, Station] = field(default_factory=dict)
     slots: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    out_of_service: set[tuple[str, int]] = field(default_factory=set)
     packs: dict[str, Pack] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)
     riders: dict[str, Rider] = field(default_factory=dict)
@@ -112,6 +113,9 @@ class MemoryRecords:
 
     def packs(self, serials: Sequence[str], *, lock: bool = False) -> dict[str, Pack]:
         return {s: self._s.packs[s] for s in sorted(set(serials)) if s in self._s.packs}
+
+    def slots_out_of_service(self, station_id: str) -> frozenset[int]:
+        return frozenset(n for s, n in self._s.out_of_service if s == station_id)
 
     def packs_at(self, station_id: str) -> list[Pack]:
         at = [p for p in self._s.packs.values() if p.station_id == station_id]

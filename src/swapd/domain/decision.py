@@ -111,8 +111,12 @@ def decide(
     returning: Sequence[Pack],
     stock: Sequence[Pack],
     wanted: int | None = None,
+    out_of_service: Collection[int] = frozenset(),
 ) -> Decision:
     """Pick the charged packs for a rider, or refuse with the reason the station shows.
+
+    ``out_of_service``: the slots taken out of use (by the operator's ChangeAvailability, or
+    reported Unavailable/Faulted by the station); a pack in one is never offered.
 
     ``available_units`` is the allowance after holds. The holds of packs being returned stay
     counted until their return is metered: the decision is made before the station reports the
@@ -128,7 +132,13 @@ def decide(
         return refuse(RefusalReason.VEHICLE_FULL)
     models = {p.model_code for p in returning}
     candidates = sorted(
-        (p for p in stock if is_charged(p, station) and (not models or p.model_code in models)),
+        (
+            p
+            for p in stock
+            if is_charged(p, station)
+            and p.slot_no not in out_of_service
+            and (not models or p.model_code in models)
+        ),
         key=lambda p: (-p.soc_bp, -p.soh_bp, p.slot_no or 0),
     )
     if len(candidates) < wanted:

@@ -333,6 +333,26 @@ class SwapHandlers:
         )
         return self._call_result.SecurityEventNotification()
 
+    @on("FirmwareStatusNotification", skip_schema_validation=True)
+    async def on_firmware_status_notification(self, **fields: Any) -> Any:
+        await self._notification("FirmwareStatusNotification", fields)
+        return self._call_result.FirmwareStatusNotification()
+
+    @on("LogStatusNotification", skip_schema_validation=True)
+    async def on_log_status_notification(self, **fields: Any) -> Any:
+        await self._notification("LogStatusNotification", fields)
+        return self._call_result.LogStatusNotification()
+
+    @on("NotifyReport", skip_schema_validation=True)
+    async def on_notify_report(self, **fields: Any) -> Any:
+        await self._notification("NotifyReport", fields)
+        return self._call_result.NotifyReport()
+
+    async def _notification(self, action: str, fields: dict[str, Any]) -> None:
+        """What follows a command of ours (its progress, a report part), recorded in the wire's
+        casing as the station sent it (the keys go back through the same conversion)."""
+        await self.run(messages.RecordNotification(self.id, action, to_wire(fields)))
+
     @on("DataTransfer", skip_schema_validation=True)
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         log.info("data_transfer", station=self.id, vendor_id=vendor_id)

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar, cast
 from swapd.domain.packs import Pack
 from swapd.domain.riders import IdToken
 from swapd.domain.stations import SlotState
-from swapd.services import catalog, stations, swaps
+from swapd.services import catalog, station_management, stations, swaps
 from swapd.services.swaps import AuthorizeResult, BatteryReading, EventResult
 from swapd.store.database import Database
 
@@ -37,6 +37,16 @@ class Command(Generic[R]):
 
 
 # -- the station's connection ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordNotification(Command[None]):
+    """A station's report on a command of ours: FirmwareStatusNotification,
+    LogStatusNotification or a NotifyReport part, in the wire's casing."""
+
+    station_id: str
+    action: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,10 @@ class BatteryOutTimeout(Command[EventResult]):
 # -- handlers -------------------------------------------------------------------------------------
 
 
+def _record_notification(db: Database, c: RecordNotification) -> None:
+    station_management.record_notification(db, c.station_id, c.action, c.payload)
+
+
 def _record_connected(db: Database, c: RecordConnected) -> datetime:
     return stations.record_connected(db, c.station_id, c.connection_id)
 
@@ -167,6 +181,7 @@ HANDLERS: Mapping[type[Command[Any]], Callable[[Database, Any], object]] = Mappi
         BatteryIn: _battery_in,
         BatteryOut: _battery_out,
         BatteryOutTimeout: _battery_out_timeout,
+        RecordNotification: _record_notification,
     }
 )
 

@@ -93,7 +93,9 @@ def enqueue(
             raise StationOffline(
                 f"station {station_id} is not connected; queue the command to send it when it connects"
             )
-        life_s = max(timeout_s, queue_s) if queued else timeout_s
+        # A queued command lives until the station connects or queue_s ends; once sent, the
+        # answer is bounded by the session's response timeout.
+        life_s = queue_s if queued else timeout_s
         command_id = tx.repo.execute(
             sa.insert(t.station_commands)
             .values(

@@ -76,6 +76,12 @@ _PACKS_BY_SERIAL = _PACKS.where(t.packs.c.serial.in_(_B("serials", expanding=Tru
 )
 _PACKS_BY_SERIAL_LOCKED = _PACKS_BY_SERIAL.with_for_update(of=t.packs)
 _PACKS_AT = Prepared(_PACKS.where(t.packs.c.station_id == _B("station_id")).order_by(t.packs.c.slot_no))
+_SLOTS_OUT_OF_SERVICE = Prepared(
+    sa.select(t.slots.c.slot_no).where(
+        t.slots.c.station_id == _B("station_id"),
+        sa.or_(t.slots.c.operative.is_(False), t.slots.c.state == SlotState.UNAVAILABLE.value),
+    )
+)
 _PACKS_OF_RIDER = Prepared(_PACKS.where(t.packs.c.rider_id == _B("rider_id")).order_by(t.packs.c.serial))
 _RESERVE_PACK = Prepared(
     sa.update(t.packs)
@@ -250,6 +256,10 @@ class Repository:
 
     def packs_at(self, station_id: str) -> list[Pack]:
         return [_pack(r) for r in self.run(_PACKS_AT, {"station_id": station_id})]
+
+    def slots_out_of_service(self, station_id: str) -> frozenset[int]:
+        """Slots the operator took out of use, or the station reports out of use."""
+        return frozenset(r.slot_no for r in self.run(_SLOTS_OUT_OF_SERVICE, {"station_id": station_id}))
 
     def packs_of_rider(self, rider_id: str) -> list[Pack]:
         return [_pack(r) for r in self.run(_PACKS_OF_RIDER, {"rider_id": rider_id})]

@@ -83,6 +83,7 @@ def authorize(
             returning=held,
             stock=uow.repo.packs_at(station_id),
             wanted=wanted,
+            out_of_service=uow.repo.slots_out_of_service(station_id),
         )
         if not decision.accepted:
             assert decision.reason is not None
