@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import sys
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -409,3 +412,58 @@ async def test_bad_requests_are_refused_before_anything_is_queued(db: Database) 
     with pytest.raises(InvalidInput, match="GetVariablesRequest"):
         manage.get_variables(db, "ST1", [("C" * 51, "V")], requested_by="ops")
     assert manage.commands_of(db, "ST1") == []
+
+
+async def _swapd(db: Database, *args: str) -> tuple[int, str, str]:
+    swapd = shutil.which("swapd") or str(Path(sys.executable).parent / "swapd")
+    url = db.engine.url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        swapd, *args, "--database", url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_manages_a_connected_station_and_queues_for_one_that_is_not(
+    db: Database, live_server: LiveServer
+) -> None:
+    """`swapd station ...` runs in its own process; the server process holds the socket."""
+    passwords = network(db)
+    st1 = await _connect(live_server, "ST1", passwords["ST1"])
+    station: ManagedStation = st1.station  # type: ignore[assignment]
+
+    code, out, err = await _swapd(
+        db, "station", "availability", "ST1", "inoperative", "--slot", "3", "--json"
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["action"], answer["state"], answer["answer_status"]) == (
+        "ChangeAvailability",
+        "answered",
+        "Accepted",
+    )
+    assert answer["request"] == {"operationalStatus": "Inoperative", "evse": {"id": 3}}
+    assert manage.out_of_service_slots(db, "ST1") == [3]
+
+    code, out, err = await _swapd(
+        db, "station", "variables", "get", "ST1", "OCPPCommCtrlr.HeartbeatInterval"
+    )
+    assert code == 0, err
+    assert "HeartbeatInterval" in out and "300" in out
+
+    code, out, err = await _swapd(db, "station", "reset", "ST2")
+    assert code == 2 and "ST2 is not connected" in err and "Traceback" not in err
+    code, out, err = await _swapd(db, "station", "reset", "ST2", "--queue", "10m", "--json")
+    assert code == 0, err
+    assert json.loads(out)["queued"] is True and json.loads(out)["state"] == "pending"
+    code, out, err = await _swapd(db, "station", "reset", "ST2", "--queue", "ten minutes")
+    assert code == 2 and "--queue" in err
+
+    code, out, err = await _swapd(db, "station", "commands", "ST1", "--json")
+    assert code == 0, err
+    assert [c["action"] for c in json.loads(out)] == ["GetVariables", "ChangeAvailability"]
+    assert [a for a, _ in station.received] == ["ChangeAvailability", "GetVariables"]
+    await st1.close()

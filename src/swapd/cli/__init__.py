@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from swapd import __version__
-from swapd.cli import money
+from swapd.cli import money, station_admin
 from swapd.cli.common import out
 from swapd.cli.demo import demo
 from swapd.cli.operations import alerts, ledger_app, scenario_app, swap_app
@@ -28,6 +28,8 @@ from swapd.cli.statements import statements_app
 from swapd.cli.stations import station_app
 from swapd.cli.users import user_app
 from swapd.sim.cli import sim_command
+
+station_admin.register(station_app)
 
 SET_UP = "Network set-up"
 RIDERS_AND_MONEY = "Riders and money"

@@ -596,3 +596,39 @@ def _check_url(url: str) -> None:
 
 def _iso(at: datetime) -> str:
     return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def command_view(record: CommandRecord) -> dict[str, Any]:
+    """One command as the API, the CLI's --json and the console show it."""
+    return {
+        "id": record.id,
+        "station_id": record.station_id,
+        "action": record.action,
+        "request": record.payload,
+        "state": record.state,
+        "answer": record.response,
+        "answer_status": record.answer_status,
+        "error": record.error,
+        "requested_by": record.requested_by,
+        "queued": record.queued,
+        "request_id": record.request_id,
+        "status": record.status,
+        "created_at": _iso(record.created_at),
+        "expires_at": _iso(record.expires_at),
+        "updated_at": _iso(record.updated_at),
+    }
+
+
+def parse_duration_s(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``2h`` or ``1d`` as seconds (the CLI's --queue)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], None)
+    number = text[:-1] if factor else text
+    try:
+        value = float(number) * (factor or 1)
+    except ValueError:
+        raise InvalidInput(f"give a duration like 90s, 10m, 2h or 1d, not {text!r}") from None
+    if not 0 < value <= commands.MAX_QUEUE_S:
+        raise InvalidInput(f"a queue time is between 1 s and {commands.MAX_QUEUE_S // 86400} days")
+    return value
