@@ -10,6 +10,7 @@ from swapd.api import (
     operator_packs,
     operator_plans,
     operator_riders,
+    operator_station_commands,
     operator_stations,
     operator_swaps,
 )
@@ -17,6 +18,7 @@ from swapd.api import (
 router = APIRouter()
 for _module in (
     operator_stations,
+    operator_station_commands,
     operator_packs,
     operator_plans,
     operator_riders,
