@@ -467,3 +467,13 @@ async def test_the_cli_manages_a_connected_station_and_queues_for_one_that_is_no
     assert [c["action"] for c in json.loads(out)] == ["GetVariables", "ChangeAvailability"]
     assert [a for a, _ in station.received] == ["ChangeAvailability", "GetVariables"]
     await st1.close()
+
+
+async def test_a_refused_availability_change_leaves_the_slot_in_service(db: Database) -> None:
+    """Found by schemathesis: the slot was taken out before the command was refused."""
+    network(db)
+    with pytest.raises(StationOffline):
+        manage.change_availability(db, "ST1", operative=False, slot_no=1, requested_by="ops")
+    assert manage.out_of_service_slots(db, "ST1") == []
+    manage.change_availability(db, "ST1", operative=False, slot_no=1, requested_by="ops", queue_s=60)
+    assert manage.out_of_service_slots(db, "ST1") == [1]  # queued: the operator's intent holds

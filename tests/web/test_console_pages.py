@@ -17,7 +17,7 @@ from swapd.readmodels import overview as overview_model
 from swapd.services import identity
 from swapd.services.identity import Role
 from swapd.store.database import Database, ManualClock
-from swapd.web import console, fleet_pages, riders_pages, swaps_pages
+from swapd.web import console, fleet_pages, riders_pages, station_manage, swaps_pages
 from tests import network as net
 
 PASSWORD = "correct horse battery"
@@ -129,6 +129,7 @@ def test_every_message_of_the_console_has_a_korean_translation() -> None:
     used = set(console.STATUS_TEXT.values()) | {role.value for role in Role if role is not Role.RIDER}
     used |= set(swaps_pages.STATE_TEXT.values()) | set(riders_pages.DONE_TEXT.values())
     used |= set(riders_pages.STATUS_TEXT.values()) | set(fleet_pages.PACK_STATUS_TEXT.values())
+    used |= set(station_manage.STATE_TEXT.values()) | {"queued"}
     sources = [*TEMPLATES.rglob("*.html"), *DOCUMENTS.glob("*.py")]
     for source in sources:
         text = source.read_text()
@@ -334,3 +335,37 @@ def test_every_page_has_a_short_plain_title_and_one_main_heading(web: TestClient
         assert "<" not in title and len(title) < 80, (path, title)
         assert page.count("<h1>") == 1, path
         assert page.count("<section") == page.count("</section>"), path
+
+
+def test_operators_manage_a_station_from_its_page(web: TestClient, db: Database) -> None:
+    sign_in(web)
+    page = web.get("/stations/ST1")
+    assert "Management" in page.text and "No commands sent yet" in page.text
+    assert 'value="reset_hard"' in page.text
+    # The station is not connected: refused at once, with the reason on the page, nothing changed.
+    refused = web.post("/stations/ST1/manage", data={"command": "inoperative", "slot": "2"})
+    assert refused.status_code == 400 and "ST1 is not connected" in refused.text
+    assert 'id="slot-2"' in refused.text and "slot out_of_service" not in refused.text
+    # Queued: the slot is out of service from now on, the command waits for the station.
+    answer = web.post(
+        "/stations/ST1/manage",
+        data={"command": "inoperative", "slot": "2", "queue": "1"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/stations/ST1?command=")
+    page = web.get(answer.headers["location"])
+    assert "ChangeAvailability" in page.text and "Pending · queued" in page.text
+    assert 'class="slot out_of_service" id="slot-2"' in page.text
+    assert 'class="pending highlighted"' in page.text
+    bad = web.post("/stations/ST1/manage", data={"command": "unlock", "slot": "99"})
+    assert bad.status_code == 400 and "slot 99 does not exist" in bad.text
+    unknown = web.post("/stations/ST1/manage", data={"command": "explode"})
+    assert unknown.status_code == 400 and "choose a command" in unknown.text
+
+
+def test_support_staff_see_the_commands_but_cannot_send_any(web: TestClient, db: Database) -> None:
+    identity.add_staff(db, "help@example.com", PASSWORD, Role.SUPPORT)
+    sign_in(web, "help@example.com")
+    page = web.get("/stations/ST1")
+    assert "Management" in page.text and 'value="reset_hard"' not in page.text
+    assert web.post("/stations/ST1/manage", data={"command": "reset"}).status_code == 403

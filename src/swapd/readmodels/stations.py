@@ -67,17 +67,19 @@ def slot_view(db: Database, station_id: str) -> SlotView:
             sa.select(t.stations.c.last_seen_at).where(t.stations.c.id == station_id)
         ).scalar()
     )
+    out = db.read(lambda tx: tx.repo.slots_out_of_service(station_id))
     lines = []
     for slot in view.slots:
         pack = view.packs.get(slot.pack_serial) if slot.pack_serial else None
+        in_service = slot.slot_no not in out
         lines.append(
             SlotLine(
                 slot_no=slot.slot_no,
-                state=slot.state,
+                state=slot.state if in_service else SlotState.UNAVAILABLE,
                 pack_serial=slot.pack_serial,
                 soc_bp=None if pack is None else pack.soc_bp,
                 soh_bp=None if pack is None else pack.soh_bp,
-                charged=pack is not None and is_charged(pack, view.station),
+                charged=in_service and pack is not None and is_charged(pack, view.station),
                 reserved_swap_id=None if pack is None else pack.reserved_swap_id,
             )
         )
@@ -106,17 +108,15 @@ def _station_line(tx: Tx, row: sa.Row[tuple[object, ...]]) -> StationLine:
     m = row._mapping
     station = Station(m["id"], m["slot_count"], m["enabled"], m["charged_soc_bp"], m["min_soh_bp"])
     packs = tx.repo.packs_at(station.id)
-    unavailable = tx.repo.execute(
-        sa.select(sa.func.count())
-        .select_from(t.slots)
-        .where(t.slots.c.station_id == station.id, t.slots.c.state == "unavailable")
-    ).scalar_one()
+    # Out of service: reported so by the station, or taken out by the operator; a pack in such
+    # a slot is not ready to hand out, whatever its charge.
+    out = tx.repo.slots_out_of_service(station.id)
     return StationLine(
         station=station,
         packs=len(packs),
-        charged=sum(1 for p in packs if is_charged(p, station)),
+        charged=sum(1 for p in packs if is_charged(p, station) and p.slot_no not in out),
         reserved=sum(1 for p in packs if p.reserved_swap_id is not None),
-        unavailable_slots=int(unavailable),
+        unavailable_slots=len(out),
         password_set=m["password_hash"] is not None,
         vendor=m["vendor"],
         model=m["model"],
@@ -270,6 +270,7 @@ def nearby(
                 break
             station = Station(station_id, row.slot_count, True, row.charged_soc_bp, row.min_soh_bp)
             packs = tx.repo.packs_at(station_id)
+            out = tx.repo.slots_out_of_service(station_id)
             empty = tx.repo.execute(
                 sa.select(sa.func.count())
                 .select_from(t.slots)
@@ -285,10 +286,31 @@ def nearby(
                     lat_microdeg=row.lat_microdeg,
                     lon_microdeg=row.lon_microdeg,
                     distance_m=distance,
-                    charged_packs=sum(1 for p in packs if is_charged(p, station)),
+                    charged_packs=sum(
+                        1 for p in packs if is_charged(p, station) and p.slot_no not in out
+                    ),
                     empty_slots=int(empty),
                 )
             )
         return found
 
     return db.read(work)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareStatus:
+    status: str
+    at: datetime
+
+
+def firmware_status(db: Database, station_id: str) -> FirmwareStatus | None:
+    """The station's last FirmwareStatusNotification, if it sent one."""
+    c = t.stations.c
+    row = db.read(
+        lambda tx: tx.repo.execute(
+            sa.select(c.firmware_status, c.firmware_status_at).where(c.id == station_id)
+        ).first()
+    )
+    if row is None or row.firmware_status is None:
+        return None
+    return FirmwareStatus(row.firmware_status, row.firmware_status_at)

@@ -132,6 +132,10 @@ def send(
         requested_by=requested_by,
         request_id=request_id,
     )
+    return _answer(db, command_id, wait_s)
+
+
+def _answer(db: Database, command_id: int, wait_s: float) -> CommandRecord:
     record = command(db, command_id)
     if not record.queued:
         commands.wait_for(db, command_id, timeout_s=wait_s)
@@ -157,16 +161,25 @@ def change_availability(
     queue_s: float = 0.0,
 ) -> CommandRecord:
     """Take a slot (or the whole station) out of service, or back in. swapd stops offering the
-    slot's packs at once, before the station answers: the operator's word is the intent, and a
-    pack must not be offered from a slot being taken out meanwhile."""
+    slot's packs as soon as the command is queued, before the station answers: the operator's
+    word is the intent, and a pack must not be offered from a slot being taken out meanwhile.
+    A command refused (the station away and nothing queued) changes nothing."""
     payload: dict[str, Any] = {"operationalStatus": "Operative" if operative else "Inoperative"}
     if slot_no is not None:
         payload["evse"] = {"id": slot_no}
     _check_slot(db, station_id, slot_no)
-    set_operative(db, station_id, slot_no, operative)
-    return send(
-        db, station_id, "ChangeAvailability", payload, requested_by=requested_by, queue_s=queue_s
+    command_id = commands.enqueue(
+        db,
+        station_id,
+        "ChangeAvailability",
+        payload,
+        timeout_s=DEFAULT_WAIT_S,
+        queue_s=queue_s,
+        requested_by=requested_by,
     )
+    # Only once the command is taken (a refused one changes nothing), and before it is sent.
+    set_operative(db, station_id, slot_no, operative)
+    return _answer(db, command_id, DEFAULT_WAIT_S)
 
 
 def trigger(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import segno
 from fastapi import APIRouter, FastAPI
@@ -28,7 +28,16 @@ from swapd.readmodels import alerts as alert_model
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
 from swapd.readmodels import swaps as swap_model
-from swapd.web import admin_pages, fleet_pages, live, rider_app, riders_pages, session, swaps_pages
+from swapd.web import (
+    admin_pages,
+    fleet_pages,
+    live,
+    rider_app,
+    riders_pages,
+    session,
+    station_manage,
+    swaps_pages,
+)
 from swapd.web.render import HERE, database, render, translator
 
 router = APIRouter(include_in_schema=False)
@@ -118,7 +127,7 @@ def stations_page(request: Request, q: str = "") -> HTMLResponse:
 
 
 @router.get("/stations/{station_id}")
-def station_page(request: Request, station_id: str) -> HTMLResponse:
+def station_page(request: Request, station_id: str, error: str | None = None) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
     try:
@@ -130,9 +139,11 @@ def station_page(request: Request, station_id: str) -> HTMLResponse:
     cells = [slot_cell(line, t) for line in view.slots]
     recent = [swaps_pages.feed_line(r, t) for r in swap_model.swaps(db, station_id=station_id, limit=10)]
     events = alert_model.alerts(db, station_id=station_id, limit=10)
+    highlighted = request.query_params.get("command", "")
     return render(
         request,
         "station.html",
+        status=400 if error else 200,
         user=user,
         info=info,
         view=view,
@@ -140,7 +151,30 @@ def station_page(request: Request, station_id: str) -> HTMLResponse:
         recent=recent,
         events=events,
         app_link=app_link(request, station_id),
+        can_manage=station_manage.can_manage(user),
+        commands=station_manage.command_lines(db, station_id, t),
+        highlighted=int(highlighted) if highlighted.isdigit() and len(highlighted) < 19 else None,
+        firmware=station_model.firmware_status(db, station_id),
+        error=error,
     )
+
+
+@router.post("/stations/{station_id}/manage")
+async def manage_station(request: Request, station_id: str) -> Response:
+    """A management form of the station's page: run its command (station_manage.run), then
+    back to the page with the command highlighted, or the page with the error."""
+    session.check_same_origin(request)
+    db = database(request)
+    user = await run_in_threadpool(session.staff, db, request)
+    if not station_manage.can_manage(user):
+        return render(request, "forbidden.html", status=403, user=user)
+    form = session.parse_form(await request.body())
+    try:
+        record = await run_in_threadpool(station_manage.run, db, user, station_id, form)
+    except DomainError as error:
+        return await run_in_threadpool(station_page, request, station_id, error.message)
+    target = f"/stations/{quote(station_id)}?command={record.id}#commands"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/stations/{station_id}/qr.svg")
