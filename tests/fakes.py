@@ -81,6 +81,11 @@ class MemoryState:
     transfers: dict[int, Transfer] = field(default_factory=dict)
     transfer_ids: dict[str, int] = field(default_factory=dict)  # by key
     resolutions: dict[int, int] = field(default_factory=dict)  # pending id -> resolving flags
+    placed_at: dict[str, datetime] = field(default_factory=dict)  # by serial
+    listed: dict[tuple[str, str, str], str] = field(default_factory=dict)  # station, type, token
+    offline_events: dict[tuple[str, str, str], tuple[datetime, str | None]] = field(
+        default_factory=dict
+    )
     next_id: dict[str, int] = field(default_factory=dict)
 
     def new_id(self, table: str) -> int:
@@ -157,6 +162,10 @@ class MemoryRecords:
             soc_bp=pack.soc_bp if moved.soc_bp is None else moved.soc_bp,
             soh_bp=pack.soh_bp if moved.soh_bp is None else moved.soh_bp,
         )
+        self._s.placed_at[moved.serial] = now
+
+    def pack_placed_at(self, serial: str) -> datetime | None:
+        return self._s.placed_at.get(serial)
 
     # -- plans, riders, tokens ----------------------------------------------------------------
 
@@ -276,6 +285,7 @@ class MemoryRecords:
             opened.swap_out_id,
             opened.station_out,
             opened.slot_out,
+            opened.offline_credit,
         )
 
     def close_possession(self, closed: PossessionClosed) -> None:
@@ -296,6 +306,35 @@ class MemoryRecords:
         key = (station_id, request_id, event_type)
         assert key not in self._s.events, "station_events: one record an event"
         self._s.events[key] = json.dumps(result)  # stored as the JSON column stores it
+
+    def listed_status(self, station_id: str, token_type: str, id_token: str) -> str | None:
+        return self._s.listed.get((station_id, token_type, id_token))
+
+    def record_offline_event(
+        self,
+        station_id: str,
+        request_id: str,
+        event_type: str,
+        occurred_at: datetime,
+        rider_id: str | None,
+        now: datetime,
+    ) -> None:
+        key = (station_id, request_id, event_type)
+        assert key not in self._s.offline_events, "offline_events: one record an event"
+        self._s.offline_events[key] = (occurred_at, rider_id)
+
+    def offline_handovers(self, station_id: str, rider_id: str) -> int:
+        # No connections here: every replayed hand-over counts, as the SQL store counts them
+        # for a station that is not connected.
+        return sum(
+            1
+            for (station, _request, event_type), (_at, rider) in self._s.offline_events.items()
+            if station == station_id and rider == rider_id and event_type == "BatteryOut"
+        )
+
+    def latest_offline_at(self, station_id: str) -> datetime | None:
+        times = [at for (s, _r, _e), (at, _rider) in self._s.offline_events.items() if s == station_id]
+        return max(times, default=None)
 
     def alert(
         self,

@@ -40,6 +40,6 @@ def test_each_command_calls_its_use_case_with_its_fields(monkeypatch: pytest.Mon
     assert messages.handle(db, messages.BatteryIn("ST1", "7", readings, token)) == "battery_in"  # type: ignore[arg-type]
     assert messages.handle(db, messages.Seen("ST1")) == "seen"  # type: ignore[arg-type]
     assert seen == [
-        ("battery_in", (db, "ST1", "7", readings), (("token", token),)),
+        ("battery_in", (db, "ST1", "7", readings), (("offline_at", None), ("token", token))),
         ("seen", (db, "ST1"), ()),
     ]

@@ -55,6 +55,11 @@ class PackOutcomeKind(enum.StrEnum):
     PACK_NOT_ASSIGNED = "pack_not_assigned"
     HANDOVER_WITHOUT_RIDER = "handover_without_rider"
     WITHDRAW_MISMATCH = "withdraw_mismatch"
+    # Replayed offline events (services/swaps/offline.py): a reading older than what is known of
+    # the pack changes nothing; a newer one moves it from where swapd had it. Both raise an
+    # "offline_conflict" alert.
+    STALE_READING = "stale_reading"
+    RELOCATED = "relocated"
 
 
 # -- events: what a transition changed ------------------------------------------------------------
@@ -127,6 +132,9 @@ class PossessionOpened:
     soh_out_bp: int
     hold_units: int
     hold_transfer_id: int | None
+    # Handed over by an offline station beyond the allowance (domain.offline.on_credit): what
+    # the return meters beyond the allowance is billed as a receivable.
+    offline_credit: bool = False
 
     def __post_init__(self) -> None:
         assert self.hold_units >= 0, "a hold is never negative"
@@ -219,6 +227,7 @@ class Possession:
     swap_out_id: int | None = None  # the swap it was handed over in (None: issued outside one)
     station_out: str | None = None
     slot_out: int | None = None
+    offline_credit: bool = False  # see PossessionOpened
 
     @property
     def state(self) -> PossessionState:

@@ -28,6 +28,12 @@ from swapd.domain.quantities import (
 )
 
 DEFAULT_TIME_HOLD_S = 3_600
+# Swaps a station may serve a rider from its local list while it cannot reach the server (its
+# offline limit, sent with the list: swapd.domain.local_lists). Each one is billed when the station
+# replays it, and what the allowance does not cover becomes a receivable, so this bounds what an
+# offline station can hand out on credit: one swap by default, at most MAX_OFFLINE_SWAPS.
+DEFAULT_OFFLINE_SWAPS = 1
+MAX_OFFLINE_SWAPS = 20
 MAX_GRANULARITY_S = 86_400  # time plans count usage in steps of at most a day
 MAX_TIME_HOLD_S = 30 * 86_400  # what a time plan holds per pack out: at most a month
 # What a minor unit may buy at most: the largest payment then buys at most one transfer.
@@ -65,6 +71,7 @@ class Plan:
     # Listed: in the public plan list and open to rider sign-up. An unlisted plan (the simulator's)
     # works the same for the riders staff put on it.
     listed: bool = True
+    offline_swaps_max: int = DEFAULT_OFFLINE_SWAPS  # 0: a station refuses the plan's riders offline
 
     def __post_init__(self) -> None:
         validate_code(self.id, "plan")
@@ -75,6 +82,7 @@ class Plan:
         require_positive_int(self.price_units, "price_units")
         require_positive_int(self.granularity_s, "granularity_s")
         require_positive_int(self.time_hold_s, "time_hold_s")
+        require_non_negative_int(self.offline_swaps_max, "offline_swaps_max")
         if self.kind is PlanKind.SUBSCRIPTION:
             require_non_negative_int(self.price_minor, "overage price_minor")
             require_positive_int(self.fee_minor, "fee_minor")
@@ -93,6 +101,7 @@ class Plan:
             (self.included_units, MAX_TRANSFER_AMOUNT, "included_units"),
             (self.granularity_s, MAX_GRANULARITY_S, "granularity_s"),
             (self.time_hold_s, MAX_TIME_HOLD_S, "time_hold_s"),
+            (self.offline_swaps_max, MAX_OFFLINE_SWAPS, "offline_swaps_max"),
         ):
             if value > bound:
                 raise InvalidInput(f"plan {self.id}: {field} {value:,} is above the limit of {bound:,}")

@@ -56,5 +56,6 @@ def remove_card(db: Database, rider_id: str, uid: str) -> None:
         if removed.rowcount != 1:
             # The same answer whether the card is unknown or someone else's: ids reveal nothing.
             raise NotFound(f"no card {uid} on your account")
+        tx.repo.note_list_change(tx.now)  # the stations' lists drop the card
 
     db.write(work)

@@ -89,6 +89,7 @@ def add_plan(db: Transactional, plan: Plan) -> Plan:
                 carry_over=plan.carry_over,
                 prorate_first_cycle=plan.prorate_first_cycle,
                 listed=plan.listed,
+                offline_swaps_max=plan.offline_swaps_max,
             )
         )
         return plan
@@ -124,6 +125,7 @@ def set_rider_status(db: Transactional, rider_id: str, status: RiderStatus) -> R
         if rider is None:
             raise NotFound(f"unknown rider {rider_id}")
         tx.repo.execute(sa.update(t.riders).where(t.riders.c.id == rider_id).values(status=status.value))
+        tx.repo.note_list_change(tx.now)  # the rider's entries in the stations' lists follow
         return replace(rider, status=status)
 
     return db.write(work)
@@ -152,6 +154,7 @@ def add_token(
                 type=token_type.value, value=value, rider_id=rider_id, operator=operator
             )
         )
+        tx.repo.note_list_change(tx.now)
 
     db.write(work)
 
@@ -198,10 +201,12 @@ def register_pack(
                 rider_id=None,
                 reserved_swap_id=None,
                 updated_at=tx.now,
+                placed_at=tx.now,
             )
         )
         if station_id is not None and slot_no is not None:
             tx.repo.set_slot(station_id, slot_no, serial)
+        tx.repo.note_list_change(tx.now)  # a new pack: Blocked in the lists until someone holds it
         pack = tx.repo.pack(serial)
         assert pack is not None
         return pack

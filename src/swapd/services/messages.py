@@ -104,6 +104,7 @@ class BatteryIn(Command[EventResult]):
     request_id: str
     batteries: tuple[BatteryReading, ...]
     token: IdToken | None
+    offline_at: datetime | None = None  # replayed from the station's offline queue: when it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class BatteryOut(Command[EventResult]):
     request_id: str
     batteries: tuple[BatteryReading, ...]
     token: IdToken | None
+    offline_at: datetime | None = None  # replayed from the station's offline queue: when it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +160,15 @@ def _authorize(db: Database, c: Authorize) -> AuthorizeResult:
 
 
 def _battery_in(db: Database, c: BatteryIn) -> EventResult:
-    return swaps.battery_in(db, c.station_id, c.request_id, c.batteries, token=c.token)
+    return swaps.battery_in(
+        db, c.station_id, c.request_id, c.batteries, token=c.token, offline_at=c.offline_at
+    )
 
 
 def _battery_out(db: Database, c: BatteryOut) -> EventResult:
-    return swaps.battery_out(db, c.station_id, c.request_id, c.batteries, token=c.token)
+    return swaps.battery_out(
+        db, c.station_id, c.request_id, c.batteries, token=c.token, offline_at=c.offline_at
+    )
 
 
 def _battery_out_timeout(db: Database, c: BatteryOutTimeout) -> EventResult:

@@ -130,6 +130,37 @@ _TOKEN = Prepared(
     )
 )
 _ALERT = Prepared(sa.insert(t.alerts))
+_LIST_CHANGE = Prepared(sa.insert(t.local_list_changes))
+_PLACED_AT = Prepared(sa.select(t.packs.c.placed_at).where(t.packs.c.serial == _B("serial")))
+_LISTED = Prepared(
+    sa.select(t.local_list_entries.c.status).where(
+        t.local_list_entries.c.station_id == _B("station_id"),
+        t.local_list_entries.c.token_type == _B("token_type"),
+        t.local_list_entries.c.id_token == _B("value"),
+    )
+)
+_INSERT_OFFLINE_EVENT = Prepared(
+    sa.insert(t.offline_events).from_select(
+        [
+            "station_id",
+            "request_id",
+            "event_type",
+            "occurred_at",
+            "rider_id",
+            "connection_id",
+            "received_at",
+        ],
+        sa.select(
+            t.stations.c.id,
+            _B("request_id", type_=sa.String),
+            _B("event_type", type_=sa.String),
+            _B("occurred_at", type_=t.UTCDateTime),
+            _B("rider_id", type_=sa.String),
+            t.stations.c.connection_id,
+            _B("received_at", type_=t.UTCDateTime),
+        ).where(t.stations.c.id == _B("station_id")),
+    )
+)
 _UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
 
 
@@ -186,6 +217,7 @@ def plan_from_row(row: Row) -> Plan:
         carry_over=row.carry_over,
         prorate_first_cycle=row.prorate_first_cycle,
         listed=bool(row.listed),  # SQLite's driver gives 0 or 1 on the prepared path
+        offline_swaps_max=row.offline_swaps_max,
     )
 
 
@@ -286,9 +318,20 @@ class Repository:
             values["soh_bp"] = moved.soh_bp
         if moved.left is not None and moved.left != (moved.station_id, moved.slot_no):
             self.set_slot(*moved.left, None)
-        self.update_pack(moved.serial, now, **values)
+        # ``now`` is the time of the reading that moved it: a replayed offline event's own time.
+        self.update_pack(moved.serial, now, **values, placed_at=now)
         if moved.station_id is not None and moved.slot_no is not None:
             self.set_slot(moved.station_id, moved.slot_no, moved.serial)
+        self.note_list_change(now)  # a pack changed hands or place: the stations' lists follow
+
+    def pack_placed_at(self, serial: str) -> datetime | None:
+        """When the reading that put the pack where it is was taken (None: not since 0011)."""
+        row = self.run(_PLACED_AT, {"serial": serial}).first()
+        return None if row is None else row.placed_at
+
+    def note_list_change(self, now: datetime) -> None:
+        """Something a local list is made of changed (swapd.services.local_lists)."""
+        self.run(_LIST_CHANGE, {"at": now})
 
     def unreserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
         """End the pack's reservation for that swap (none other)."""
@@ -475,6 +518,57 @@ class Repository:
         self.update(t.possessions, "id", closed.possession_id, values)
 
     # -- station events and alerts ---------------------------------------------------------
+
+    def listed_status(self, station_id: str, token_type: str, id_token: str) -> str | None:
+        """The status the station's local list gives the token, as it last accepted it."""
+        where = {"station_id": station_id, "token_type": token_type, "value": id_token}
+        row = self.run(_LISTED, where).first()
+        return None if row is None else str(row.status)
+
+    def record_offline_event(
+        self,
+        station_id: str,
+        request_id: str,
+        event_type: str,
+        occurred_at: datetime,
+        rider_id: str | None,
+        now: datetime,
+    ) -> None:
+        """A replayed event, under the station's current connection (its offline spell's)."""
+        values = {
+            "station_id": station_id,
+            "request_id": request_id,
+            "event_type": event_type,
+            "occurred_at": occurred_at,
+            "rider_id": rider_id,
+            "received_at": now,
+        }
+        self.run(_INSERT_OFFLINE_EVENT, values)
+
+    def offline_handovers(self, station_id: str, rider_id: str) -> int:
+        """The rider's hand-overs the station replayed over its current connection: one offline
+        spell's, since a station replays its whole queue when it is back."""
+        e, s = t.offline_events.c, t.stations.c
+        query = (
+            sa.select(sa.func.count())
+            .select_from(t.offline_events)
+            .join(t.stations, s.id == e.station_id)
+            .where(
+                e.station_id == station_id,
+                e.rider_id == rider_id,
+                e.event_type == "BatteryOut",
+                sa.or_(e.connection_id == s.connection_id, s.connection_id.is_(None)),
+            )
+        )
+        return int(self.conn.execute(query).scalar_one())
+
+    def latest_offline_at(self, station_id: str) -> datetime | None:
+        """The latest time among the events the station replayed."""
+        query = sa.select(sa.func.max(t.offline_events.c.occurred_at)).where(
+            t.offline_events.c.station_id == station_id
+        )
+        latest: datetime | None = self.conn.execute(query).scalar()
+        return latest
 
     def station_event(
         self, station_id: str, request_id: str, event_type: str

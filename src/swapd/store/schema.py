@@ -191,6 +191,8 @@ plans = sa.Table(
     sa.Column("prorate_first_cycle", sa.Boolean, nullable=False),
     # Listed plans are the public plan list and what riders may sign up for; set once, at creation.
     sa.Column("listed", sa.Boolean, nullable=False, server_default=sa.true()),
+    # Swaps a station may serve the plan's riders from its local list while offline.
+    sa.Column("offline_swaps_max", sa.Integer, nullable=False, server_default=sa.text("1")),
 )
 
 riders = sa.Table(
@@ -242,6 +244,9 @@ packs = sa.Table(
     # When the station measured soc_bp (its MeterValues timestamp): a reading a station replays
     # from its offline queue must not overwrite a newer one.
     sa.Column("soc_measured_at", UTCDateTime, nullable=True),
+    # When the reading that put the pack where it is was taken (the move's time; a replayed
+    # offline event's own time): an older replayed reading must not move the pack back.
+    sa.Column("placed_at", UTCDateTime, nullable=True),
     # A pack is in one place: a slot exactly when in_slot, a rider exactly when with_rider.
     sa.CheckConstraint(
         "(status = 'in_slot') = (station_id IS NOT NULL AND slot_no IS NOT NULL)", name="slot_place"
@@ -308,6 +313,8 @@ possessions = sa.Table(
     sa.Column("soh_in_bp", sa.Integer, nullable=True),
     sa.Column("usage_units", sa.BigInteger, nullable=True),
     sa.Column("anomaly", sa.String(200), nullable=True),
+    # Handed over by an offline station beyond the allowance: usage beyond it is a receivable.
+    sa.Column("offline_credit", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 # R2: a pack has at most one open possession; the database enforces it for concurrent writers.
 sa.Index(
@@ -459,6 +466,57 @@ station_certificates = sa.Table(
 )
 sa.Index("ix_station_certificates_station", station_certificates.c.station_id)
 
+
+# Local authorization lists (swapd.domain.local_lists): per station, the version it holds and a
+# lease while an update is being sent (one sender at a time); the entries as the station holds
+# them after the last message it accepted, which the next update is the difference from.
+local_lists = sa.Table(
+    "local_lists",
+    metadata,
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),  # the last message the station accepted
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+local_list_entries = sa.Table(
+    "local_list_entries",
+    metadata,
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
+    sa.Column("token_type", sa.String(20), primary_key=True),
+    sa.Column("id_token", sa.String(255), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("group_id", sa.String(40), nullable=True),
+    sa.Column("offline_swaps_max", sa.Integer, nullable=True),
+)
+
+# That something a list is made of changed (a pack moved, a rider was blocked, a card added):
+# each server process compares the newest id with the one it saw, and marks the stations with
+# a list dirty. Append-only, so concurrent swaps never wait on each other; trimmed as it is read.
+local_list_changes = sa.Table(
+    "local_list_changes",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# BatterySwap events a station replayed from its offline queue, with the time they happened
+# there: their order, each rider's offline hand-overs per station connection (the offline
+# limit), and what was served offline.
+offline_events = sa.Table(
+    "offline_events",
+    metadata,
+    sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("event_type", sa.String(24), primary_key=True),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("rider_id", sa.String(40), nullable=True),
+    sa.Column("connection_id", sa.String(32), nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_offline_events_rider", offline_events.c.station_id, offline_events.c.rider_id)
 
 # -- HTTP API: identity, idempotency, payments, audit ---------------------------------------------
 

@@ -4,12 +4,14 @@ operator (withdrawn to the depot). Offered packs that were not taken are release
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from swapd.domain.lifecycle import PackOutcomeKind
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken
 from swapd.domain.stations import Station
 from swapd.services.ports import Transactions, UnitOfWork
+from swapd.services.swaps import offline
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
 from swapd.services.swaps.event_records import already, record
 from swapd.services.swaps.hand_over import hand_over
@@ -25,9 +27,11 @@ def battery_out(
     batteries: Sequence[BatteryReading],
     *,
     token: IdToken | None = None,
+    offline_at: datetime | None = None,
 ) -> EventResult:
     """Packs taken out of their slots: each opens a possession (R2) that carries the hold placed
-    when it was offered. Offered packs that were not taken are released."""
+    when it was offered. Offered packs that were not taken are released. ``offline_at``: a
+    station replays a hand-over it made while offline, at that time (offline.py)."""
     request_id = check_request_id(request_id)
     if token is not None:
         check_token(token)
@@ -38,6 +42,8 @@ def battery_out(
         repeated = already(uow, station_id, request_id, EventType.BATTERY_OUT)
         if repeated is not None:
             return repeated
+        replay = offline.replay_of(offline_at, uow.now)
+        at = None if replay is None else replay.at
         if is_operator(uow, token):
             withdrawn = tuple(_withdraw(uow, station, b) for b in batteries)
             return record(
@@ -51,17 +57,15 @@ def battery_out(
         offers = {} if swap is None else {o.pack_serial: o for o in uow.repo.offers(swap.id)}
         outcomes = []
         for battery in batteries:
+            pack = packs.get(battery.serial)
+            if at is not None:
+                resolved, pack = offline.resolve_hand_out(uow, station, battery, pack, at)
+                if resolved is not None:
+                    outcomes.append(resolved)
+                    continue
+            offer = offers.get(battery.serial)
             outcomes.append(
-                hand_over(
-                    uow,
-                    station,
-                    swap,
-                    rider,
-                    request_id,
-                    battery,
-                    packs.get(battery.serial),
-                    offers.get(battery.serial),
-                )
+                hand_over(uow, station, swap, rider, request_id, battery, pack, offer, offline_at=at)
             )
         if swap is not None:
             taken = {b.serial for b in batteries}
@@ -70,6 +74,9 @@ def battery_out(
                     outcomes.append(release_offer(uow, swap, offer))
             uow.repo.set_swap_state(swap.id, swap.complete().state, uow.now)
         swap_id = None if swap is None else swap.id
+        if replay is not None:
+            event = EventType.BATTERY_OUT
+            offline.note_event(uow, station_id, request_id, event, replay, token, batteries, outcomes)
         return record(
             uow, station_id, request_id, EventResult(swap_id, EventType.BATTERY_OUT, tuple(outcomes))
         )

@@ -4,7 +4,10 @@ issuing a pack outside a swap (services/issue.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from swapd.domain.lifecycle import Offer, PackOutcomeKind, PossessionOpened, Swap
+from swapd.domain.offline import on_credit
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import Rider
@@ -12,6 +15,7 @@ from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import UnitOfWork
 from swapd.services.swaps.lookups import plan_of
+from swapd.services.swaps.offline import alert_beyond_allowance
 from swapd.services.swaps.postings import hold
 from swapd.services.swaps.records import BatteryReading, EventType, PackOutcome
 
@@ -25,24 +29,36 @@ def hand_over(
     battery: BatteryReading,
     pack: Pack | None,
     offer: Offer | None,
+    *,
+    offline_at: datetime | None = None,
 ) -> PackOutcome:
     """``battery`` left its slot with ``rider`` (None when no one was authorized) in ``swap``
     (None without one), taking ``offer`` (the swap's offer of that pack, if any). A pack the
-    server does not have in that station, or that left with no rider, raises an alert."""
+    server does not have in that station, or that left with no rider, raises an alert.
+    ``offline_at``: an offline station handed it over then (a replay, services/swaps/offline.py);
+    beyond the allowance, the hand-over is on credit."""
     serial, slot_no = battery.serial, battery.slot_no
+    at = uow.now if offline_at is None else offline_at
     if pack is None or pack.status is not PackStatus.IN_SLOT or pack.station_id != station.id:
         return _misplaced(uow, station, battery, pack)
     if rider is None:
-        return _without_rider(uow, station, request_id, battery, pack)
+        return _without_rider(uow, station, request_id, battery, pack, at)
     plan = plan_of(uow, rider)
+    credit = False
     if offer is not None and offer.is_open:
         taken = offer.take()
         hold_units, hold_id = taken.hold_units, taken.hold_transfer_id
         uow.repo.set_offer_state(taken.swap_id, serial, taken.state)
     else:
-        hold_units, hold_id = _hold_unoffered(uow, station, swap, rider, plan, request_id, pack, offer)
+        offline = offline_at is not None
+        hold_units, hold_id, need = _hold_unoffered(
+            uow, station, swap, rider, plan, request_id, pack, offer, offline=offline
+        )
+        credit = offline and on_credit(plan, need - hold_units)
+        if credit:
+            alert_beyond_allowance(uow, station, rider, plan, serial, hold_units, need, at)
     _alert_if_too_many(uow, station, rider, serial)
-    _open_possession(uow, station, swap, rider, plan, battery, pack, hold_units, hold_id)
+    _open_possession(uow, station, swap, rider, plan, battery, pack, hold_units, hold_id, at, credit)
     return PackOutcome(
         serial, pack.slot_no or slot_no, PackOutcomeKind.HANDED_OVER, rider.id, hold_units=hold_units
     )
@@ -63,7 +79,12 @@ def _misplaced(
 
 
 def _without_rider(
-    uow: UnitOfWork, station: Station, request_id: str, battery: BatteryReading, pack: Pack
+    uow: UnitOfWork,
+    station: Station,
+    request_id: str,
+    battery: BatteryReading,
+    pack: Pack,
+    at: datetime,
 ) -> PackOutcome:
     """The pack left the station and we cannot tell with whom: take it out of service."""
     serial, slot_no = battery.serial, battery.slot_no
@@ -74,7 +95,7 @@ def _without_rider(
         station_id=station.id,
         pack_serial=serial,
     )
-    uow.repo.move_pack(pack.to_quarantine(), uow.now)
+    uow.repo.move_pack(pack.to_quarantine(), at)
     return PackOutcome(serial, slot_no, PackOutcomeKind.HANDOVER_WITHOUT_RIDER)
 
 
@@ -87,9 +108,12 @@ def _hold_unoffered(
     request_id: str,
     pack: Pack,
     offer: Offer | None,
-) -> tuple[int, int | None]:
+    *,
+    offline: bool,
+) -> tuple[int, int | None, int]:
     """Not offered by us, but physically gone with the rider: hold what the allowance covers.
-    Returns the units held and the hold's transfer (None when nothing is held)."""
+    Returns the units held, the hold's transfer (None when nothing is held) and the units the
+    pack requires. An offline hand-over has no offer by nature: only its shortfall is news."""
     serial = pack.serial
     if pack.reserved_swap_id is not None and (swap is None or pack.reserved_swap_id != swap.id):
         uow.repo.alert(
@@ -106,7 +130,7 @@ def _hold_unoffered(
     hold_units = min(need, accounts.allowance.available)
     key = f"{station.id}:{request_id}:{serial}:{EventType.BATTERY_OUT}"
     hold_id = hold(uow, key, rider.id, plan, hold_units)
-    if hold_units < need or swap is None or offer is None:
+    if not offline and (hold_units < need or swap is None or offer is None):
         uow.repo.alert(
             "unoffered_handover",
             f"pack {serial} handed to {rider.id} without an "
@@ -116,7 +140,7 @@ def _hold_unoffered(
             pack_serial=serial,
             rider_id=rider.id,
         )
-    return hold_units, hold_id
+    return hold_units, hold_id, need
 
 
 def _alert_if_too_many(uow: UnitOfWork, station: Station, rider: Rider, serial: str) -> None:
@@ -142,8 +166,11 @@ def _open_possession(
     pack: Pack,
     hold_units: int,
     hold_id: int | None,
+    at: datetime,
+    offline_credit: bool,
 ) -> None:
-    """R2: the possession, the slot emptied, and the pack recorded as with the rider."""
+    """R2: the possession, the slot emptied, and the pack recorded as with the rider, at ``at``
+    (the transaction's time, or an offline hand-over's own)."""
     uow.repo.insert_possession(
         PossessionOpened(
             rider_id=rider.id,
@@ -152,11 +179,12 @@ def _open_possession(
             swap_out_id=None if swap is None else swap.id,
             station_out=station.id,
             slot_out=pack.slot_no,
-            at_out=uow.now,
+            at_out=at,
             soc_out_bp=battery.soc_bp,
             soh_out_bp=battery.soh_bp,
             hold_units=hold_units,
             hold_transfer_id=hold_id,
+            offline_credit=offline_credit,
         )
     )
-    uow.repo.move_pack(pack.to_rider(rider.id, battery.soc_bp, battery.soh_bp), uow.now)
+    uow.repo.move_pack(pack.to_rider(rider.id, battery.soc_bp, battery.soh_bp), at)

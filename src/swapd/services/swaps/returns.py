@@ -27,6 +27,7 @@ from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
+from swapd.services.swaps import offline
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
 from swapd.services.swaps.event_records import already, record
 from swapd.services.swaps.lookups import is_operator, known_station, token_rider
@@ -73,9 +74,11 @@ def battery_in(
     batteries: Sequence[BatteryReading],
     *,
     token: IdToken | None = None,
+    offline_at: datetime | None = None,
 ) -> EventResult:
     """Packs inserted into empty slots. Each pack names its rider (R3); its possession is closed,
-    metered (R4) and charged (R5). Packs that nobody holds raise an alert and change nothing."""
+    metered (R4) and charged (R5). Packs that nobody holds raise an alert and change nothing.
+    ``offline_at``: a station replays a return it took while offline, at that time (offline.py)."""
     request_id = check_request_id(request_id)
     if token is not None:
         check_token(token)
@@ -86,12 +89,19 @@ def battery_in(
         repeated = already(uow, station_id, request_id, EventType.BATTERY_IN)
         if repeated is not None:
             return repeated
-        loaded = _load(uow, station, request_id, batteries, token)
+        replay = offline.replay_of(offline_at, uow.now)
+        at = uow.now if replay is None else replay.at
+        # A replay's slots are checked pack by pack (offline.resolve_return), not refused whole.
+        loaded = _load(uow, station, request_id, batteries, token, check_slots=replay is None)
         swap_id = _save_swap(uow, station_id, request_id, token, loaded, batteries)
         outcomes = tuple(
-            _return_one(uow, station, swap_id, request_id, battery, loaded) for battery in batteries
+            _return_one(uow, station, swap_id, request_id, battery, loaded, at, replay is not None)
+            for battery in batteries
         )
         result = EventResult(swap_id, EventType.BATTERY_IN, outcomes)
+        if replay is not None:
+            event = EventType.BATTERY_IN
+            offline.note_event(uow, station_id, request_id, event, replay, token, batteries, outcomes)
         return record(uow, station_id, request_id, result)
 
     return db.write(work)
@@ -106,11 +116,14 @@ def _load(
     request_id: str,
     batteries: Sequence[BatteryReading],
     token: IdToken | None,
+    *,
+    check_slots: bool,
 ) -> _Loaded:
     serials = [b.serial for b in batteries]
     packs = _load_packs(uow, serials)
     holders = _holders(packs)
-    _check_slots_free(uow, station.id, batteries)
+    if check_slots:
+        _check_slots_free(uow, station.id, batteries)
     possessions = _load_possessions(uow, packs.values())
     plans = _load_plans(uow, possessions.values())
     operator = is_operator(uow, token)
@@ -269,18 +282,26 @@ def _return_one(
     request_id: str,
     battery: BatteryReading,
     loaded: _Loaded,
+    at: datetime,
+    replayed: bool,
 ) -> PackOutcome:
     """One reported pack: returned by its rider, already in that slot, restocked by an operator,
-    or not where the server has it (an alert; nothing else changes)."""
+    or not where the server has it (an alert; nothing else changes). ``at``: when it happened
+    (a replayed event's own time), so that its readings are judged by it (``replayed``)."""
     pack = loaded.packs.get(battery.serial)
+    if replayed and not loaded.operator:
+        possession = loaded.possessions.get(battery.serial)
+        resolved = offline.resolve_return(uow, station, battery, pack, possession, at)
+        if resolved is not None:
+            return resolved
     kind = _return_kind(pack, station.id, battery.slot_no, operator=loaded.operator)
     if kind is PackOutcomeKind.RETURNED:
         assert pack is not None
-        return _close(uow, station, swap_id, request_id, battery, pack, loaded)
+        return _close(uow, station, swap_id, request_id, battery, pack, loaded, at)
     if kind is PackOutcomeKind.RESTOCKED:
         assert pack is not None
         moved = pack.into_slot(station.id, battery.slot_no, battery.soc_bp, battery.soh_bp)
-        uow.repo.move_pack(moved, uow.now)
+        uow.repo.move_pack(moved, at)
     elif kind is not PackOutcomeKind.ALREADY_IN_SLOT:
         _alert_misplaced(uow, station.id, battery, pack, kind)
     return PackOutcome(battery.serial, battery.slot_no, kind)
@@ -318,6 +339,7 @@ def _close(
     battery: BatteryReading,
     pack: Pack,
     loaded: _Loaded,
+    at: datetime,
 ) -> PackOutcome:
     """R3-R5 for a pack with a rider: load its rider's accounts, let the domain meter, split and
     close, then post the charge and write the return."""
@@ -326,7 +348,7 @@ def _close(
     # Read here, not in _load: an earlier pack of the same rider in this event has moved them.
     accounts = rider_accounts(uow.book, possession.rider_id, plan)
     available = accounts.allowance.available
-    closing = _closing(plan, pack, possession, battery, swap_id, station.id, uow.now, available)
+    closing = _closing(plan, pack, possession, battery, swap_id, station.id, at, available)
     key = f"{station.id}:{request_id}:{pack.serial}:{EventType.BATTERY_IN}"
     revenue_minor = post_charge(
         uow, key, possession.rider_id, plan, accounts, closing.split, possession.hold_transfer_id
@@ -370,7 +392,11 @@ def _closing(
         returned_at=now,
     )
     split = split_for_plan(
-        plan, usage.units, held_units=possession.held_units, available_units=available_units
+        plan,
+        usage.units,
+        held_units=possession.held_units,
+        available_units=available_units,
+        on_credit=possession.offline_credit,
     )
     closed = possession.close(
         swap_in_id=swap_id,
@@ -408,9 +434,13 @@ def _save_return(
             pack_serial=serial,
             rider_id=rider_id,
         )
+    if possession.offline_credit and split.beyond_units > 0:
+        offline.alert_overdraw(
+            uow, closed.station_in, possession, plan, split.beyond_units, split.overage_minor
+        )
     uow.repo.close_possession(closed)
     moved = pack.into_slot(closed.station_in, closed.slot_in, closed.soc_in_bp, closed.soh_in_bp)
-    uow.repo.move_pack(moved, uow.now)
+    uow.repo.move_pack(moved, closed.at_in)
     if plan.is_subscription:
         uow.repo.add_consumed(rider_id, split.charged_units)
 
