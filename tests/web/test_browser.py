@@ -295,3 +295,27 @@ def test_a_rider_starts_a_swap_at_a_connected_station_and_gets_the_receipt(
         if station is not None:
             station.close()
         db.dispose()
+
+
+def test_an_operator_takes_a_slot_out_of_service_for_a_station_away(
+    site: tuple[str, Database], browser: Browser
+) -> None:
+    url, _db = site
+    page = browser.new_page()
+    _sign_in(page, url)
+    expect(page.locator("#slot-1")).to_have_class("slot ready")
+    page.get_by_label("Slot").select_option("1")
+    page.locator("form.manage").first.get_by_label("If the station is away").check()
+    page.get_by_role("button", name="Take out of service").click()
+    expect(page).to_have_url(f"{url}/stations/ST1?command=1#commands")
+    row = page.locator("#commands tr.highlighted")
+    expect(row).to_contain_text("ChangeAvailability")
+    expect(row).to_contain_text("Pending · queued")
+    expect(page.locator("#slot-1")).to_have_class("slot out_of_service")
+    expect(page.locator("#charged")).to_have_text("0")  # its pack is no longer ready to hand out
+    _shot(page, "station-management")
+    assert _serious(page) == []
+    # Without queueing, a station away refuses at once, and says so.
+    page.get_by_role("button", name="Reset now").click()
+    expect(page.get_by_role("alert")).to_contain_text("ST1 is not connected")
+    page.close()
