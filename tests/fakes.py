@@ -83,9 +83,7 @@ class MemoryState:
     resolutions: dict[int, int] = field(default_factory=dict)  # pending id -> resolving flags
     placed_at: dict[str, datetime] = field(default_factory=dict)  # by serial
     listed: dict[tuple[str, str, str], str] = field(default_factory=dict)  # station, type, token
-    offline_events: dict[tuple[str, str, str], tuple[datetime, str | None]] = field(
-        default_factory=dict
-    )
+    offline_events: dict[tuple[str, str, str], tuple[datetime, str | None]] = field(default_factory=dict)
     next_id: dict[str, int] = field(default_factory=dict)
 
     def new_id(self, table: str) -> int:
@@ -285,7 +283,6 @@ class MemoryRecords:
             opened.swap_out_id,
             opened.station_out,
             opened.slot_out,
-            opened.offline_credit,
         )
 
     def close_possession(self, closed: PossessionClosed) -> None:
@@ -331,6 +328,14 @@ class MemoryRecords:
             for (station, _request, event_type), (_at, rider) in self._s.offline_events.items()
             if station == station_id and rider == rider_id and event_type == "BatteryOut"
         )
+
+    def holder_at(self, serial: str, at: datetime) -> str | None:
+        held = [
+            p
+            for p in self._s.possessions.values()
+            if p.pack_serial == serial and p.at_out <= at and (p.at_in is None or p.at_in >= at)
+        ]
+        return max(held, key=lambda p: (p.at_out, p.id)).rider_id if held else None
 
     def latest_offline_at(self, station_id: str) -> datetime | None:
         times = [at for (s, _r, _e), (at, _rider) in self._s.offline_events.items() if s == station_id]

@@ -31,6 +31,12 @@ AlertKind = Literal[
     "too_many_packs",
     "withdraw_mismatch",
     "token_pack_mismatch",
+    "offline_conflict",
+    "offline_overdraw",
+    "offline_blocked_key",
+    "offline_limit_exceeded",
+    "offline_out_of_order",
+    "offline_clock",
 ]
 StationFilter = Annotated[str | None, Query(max_length=40)]
 SerialFilter = Annotated[str | None, Query(max_length=50)]

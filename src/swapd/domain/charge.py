@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swapd.domain.offline import overdraw_price
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import round_half_even
 
@@ -68,24 +67,13 @@ def split_charge(
 
 
 def split_for_plan(
-    plan: Plan,
-    usage_units: int,
-    *,
-    held_units: int,
-    available_units: int,
-    on_credit: bool = False,
+    plan: Plan, usage_units: int, *, held_units: int, available_units: int
 ) -> ChargeSplit:
-    """R5 under ``plan``: only a plan that allows overage bills what is beyond the allowance,
-    and a possession an offline station handed over on credit (``domain.offline.on_credit``),
-    at ``overdraw_price``: a receivable rather than units owed."""
-    if on_credit:
-        price_minor, price_units = overdraw_price(plan)
-    else:
-        price_minor, price_units = (plan.price_minor if plan.allows_overage else 0), plan.price_units
+    """R5 under ``plan``: only a plan that allows overage bills what is beyond the allowance."""
     return split_charge(
         usage_units,
         held_units=held_units,
         available_units=available_units,
-        overage_price_minor=price_minor,
-        price_units=price_units,
+        overage_price_minor=plan.price_minor if plan.allows_overage else 0,
+        price_units=plan.price_units,
     )

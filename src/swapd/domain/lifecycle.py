@@ -132,9 +132,6 @@ class PossessionOpened:
     soh_out_bp: int
     hold_units: int
     hold_transfer_id: int | None
-    # Handed over by an offline station beyond the allowance (domain.offline.on_credit): what
-    # the return meters beyond the allowance is billed as a receivable.
-    offline_credit: bool = False
 
     def __post_init__(self) -> None:
         assert self.hold_units >= 0, "a hold is never negative"
@@ -227,7 +224,6 @@ class Possession:
     swap_out_id: int | None = None  # the swap it was handed over in (None: issued outside one)
     station_out: str | None = None
     slot_out: int | None = None
-    offline_credit: bool = False  # see PossessionOpened
 
     @property
     def state(self) -> PossessionState:

@@ -1,6 +1,6 @@
 """Swaps a station served while it could not reach swapd, replayed when it is back. Pure: when a
-replayed reading is older than what is known of a pack, when a hand-over beyond the allowance is
-on credit and at what price its overdraw is billed, and the time a replayed event is metered at.
+replayed reading is older than what is known of a pack, what a hand-over beyond the allowance
+books on credit, and the time a replayed event is metered at.
 
 A station replaying a swap marks each of its BatterySwap events with
 ``customData: {"vendorId": "org.swapd", "offline": true, "timestamp": "<RFC 3339>"}`` (OCPP's
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from swapd.domain.plans import Plan
+from swapd.domain.quantities import MAX_PAYMENT_MINOR, ceil_div
 
 # A station's clock may run this far ahead of the server's: a replayed time later than the
 # moment it arrives plus this is the station's clock gone wrong, and is metered as "now".
@@ -43,22 +44,40 @@ def is_stale(reading_at: datetime, known_since: datetime | None) -> bool:
     return known_since is not None and reading_at < known_since
 
 
-def on_credit(plan: Plan, shortfall_units: int) -> bool:
-    """A pack an offline station handed over although the rider's allowance lacked
-    ``shortfall_units`` of what the pack requires is on credit: what its return meters beyond
-    the allowance is billed at the plan's price as a receivable (``overdraw_price``), not owed
-    in units. A plan that bills overage does that for every hand-over already."""
-    assert shortfall_units >= 0
-    return shortfall_units > 0 and not plan.allows_overage
+@dataclass(frozen=True, slots=True)
+class OfflineCredit:
+    """A hand-over an offline station made beyond the rider's allowance, sold on credit: the
+    least money whose allowance covers the shortfall at the plan's price, owed as a receivable,
+    and the allowance it buys (rounded down, as a top-up of that amount would buy).
+
+    Invariants: ``amount_minor`` >= 1; ``units`` >= ``shortfall_units`` unless the amount was
+    capped at MAX_PAYMENT_MINOR (then the hold covers less than the pack requires)."""
+
+    shortfall_units: int
+    amount_minor: int
+    units: int
 
 
-def overdraw_price(plan: Plan) -> tuple[int, int]:
-    """(minor units, allowance units): the price of usage beyond the allowance on credit. A
-    prepaid plan's top-up price; a subscription's fee for its included units, or its overage
-    price where it has one. At most MAX_PAYMENT_MINOR for at least one unit (the plan's bounds)."""
-    if plan.is_subscription and not plan.allows_overage:
+def _price(plan: Plan) -> tuple[int, int]:
+    """(minor units, allowance units): a prepaid plan's top-up price; a subscription's fee for
+    its included units."""
+    if plan.is_subscription:
         return plan.fee_minor, plan.included_units
     return plan.price_minor, plan.price_units
+
+
+def offline_credit(plan: Plan, shortfall_units: int) -> OfflineCredit | None:
+    """What covers the ``shortfall_units`` a rider's allowance lacked for a pack an offline
+    station handed over; None when nothing lacked, or when the plan bills overage at the return
+    anyway (a subscription with an overage price hands over beyond the allowance online too)."""
+    assert shortfall_units >= 0
+    if shortfall_units == 0 or plan.allows_overage:
+        return None
+    price_minor, price_units = _price(plan)
+    amount = min(ceil_div(shortfall_units * price_minor, price_units), MAX_PAYMENT_MINOR)
+    units = amount * price_units // price_minor
+    assert amount >= 1 and (units >= shortfall_units or amount == MAX_PAYMENT_MINOR)
+    return OfflineCredit(shortfall_units, amount, units)
 
 
 def beyond_offline_limit(plan: Plan, served_offline: int) -> bool:

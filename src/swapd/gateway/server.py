@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
 from swapd.api import router as api_router
-from swapd.gateway import commands, writer_calls
+from swapd.gateway import commands, local_lists, writer_calls
 from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
@@ -136,6 +136,12 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         tasks = [
             asyncio.create_task(commands.dispatch_forever(db, gw.connected, gw.send_command)),
+            # Local lists of the stations here, once they booted (gateway/local_lists.py).
+            asyncio.create_task(
+                local_lists.keep_lists_forever(
+                    db, lambda: [s for s, session in gw.sessions.items() if session.booted]
+                )
+            ),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
         ]

@@ -36,6 +36,7 @@ from swapd.domain.lifecycle import PackOutcomeKind
 from swapd.domain.quantities import bp_to_percent, format_money
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.stations import SlotState
+from swapd.gateway import replays
 from swapd.gateway.casing import to_snake, to_wire
 from swapd.gateway.codes import REASON_CODE, status_for
 from swapd.gateway.metrics import GatewayMetrics
@@ -269,6 +270,7 @@ class SwapHandlers:
         event_type: str,
         id_token: dict[str, Any],
         request_id: int,
+        custom_data: dict[str, Any] | None = None,
         **_: Any,
     ) -> Any:
         token = token_from_wire(self.id, id_token)
@@ -276,10 +278,12 @@ class SwapHandlers:
         token_arg = None if token.type is TokenType.NO_AUTHORIZATION else token
         readings = tuple(_mapped(readings_from_wire, battery_data))  # pure: no thread needed
         request = str(request_id)
+        # A swap served offline and replayed now carries the time it happened (gateway/replays.py).
+        at = replays.offline_time(custom_data)
         if event_type == "BatteryIn":
-            await self.run(messages.BatteryIn(self.id, request, readings, token_arg))
+            await self.run(messages.BatteryIn(self.id, request, readings, token_arg, at))
         elif event_type == "BatteryOut":
-            result = await self.run(messages.BatteryOut(self.id, request, readings, token_arg))
+            result = await self.run(messages.BatteryOut(self.id, request, readings, token_arg, at))
             if not result.repeated and any(
                 p.outcome == PackOutcomeKind.HANDED_OVER for p in result.packs
             ):

@@ -78,6 +78,9 @@ class TransferCode(enum.StrEnum):
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
     PAYMENT = "payment"  # money received against a receivable
+    # A pack an offline station handed over beyond the allowance: the allowance it lacked, bought
+    # on credit (receivable -> prepaid money, issued -> allowance units); see domain.offline.
+    OFFLINE_CREDIT = "offline_credit"
 
 
 class TransferFlags(enum.IntFlag):

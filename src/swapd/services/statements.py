@@ -94,6 +94,10 @@ class Statement:
     subscription_fee_minor: int
     subscription_units: int
     receivable_paid_minor: int
+    # Allowance an offline station's hand-over needed beyond what the rider had, bought on
+    # credit (owed as a receivable; services/swaps/offline.py), and the units it bought.
+    offline_credit_minor: int
+    offline_credit_units: int
     packs_taken_count: int  # possessions opened: packs handed over in the month
     packs_returned_count: int  # possessions closed: one metered usage per pack returned
     used_units: int  # metered usage of the packs returned
@@ -141,6 +145,8 @@ _FLOWS = (
     _Flow("subscription_fee_minor", _C.SUBSCRIPTION_FEE, money=True),
     _Flow("subscription_units", _C.SUBSCRIPTION_FEE, money=False),
     _Flow("receivable_paid_minor", _C.PAYMENT, money=True),
+    _Flow("offline_credit_minor", _C.OFFLINE_CREDIT, money=True),
+    _Flow("offline_credit_units", _C.OFFLINE_CREDIT, money=False),
     _Flow("charged_units", _C.USAGE, money=False),
     _Flow("overage_units", _C.OVERAGE, money=False),
     _Flow("overdrawn_units", _C.OVERDRAWN, money=False),
@@ -162,6 +168,7 @@ _FLOWS = (
 _EFFECTS: dict[str, dict[str, int]] = {
     "allowance_units": {
         "topup_units": 1,
+        "offline_credit_units": 1,
         "subscription_units": 1,
         "adjustment_added_units": 1,
         "charged_units": -1,
@@ -172,13 +179,18 @@ _EFFECTS: dict[str, dict[str, int]] = {
     },
     "prepaid_minor": {
         "topup_minor": 1,
+        "offline_credit_minor": 1,
         "subscription_fee_minor": 1,
         "usage_revenue_minor": -1,
         "expired_minor": -1,
         "refund_minor": -1,
         "adjustment_minor": -1,
     },
-    "receivable_minor": {"overage_minor": 1, "receivable_paid_minor": -1},
+    "receivable_minor": {
+        "overage_minor": 1,
+        "offline_credit_minor": 1,
+        "receivable_paid_minor": -1,
+    },
     "overdrawn_units": {"overdrawn_units": 1, "settled_units": -1},
 }
 _AFTER = sorted({name for effect in _EFFECTS.values() for name in effect})
@@ -346,6 +358,8 @@ def _statement(month: Month, row: sa.Row[Any]) -> Statement:
         subscription_fee_minor=flow["subscription_fee_minor"],
         subscription_units=flow["subscription_units"],
         receivable_paid_minor=flow["receivable_paid_minor"],
+        offline_credit_minor=flow["offline_credit_minor"],
+        offline_credit_units=flow["offline_credit_units"],
         packs_taken_count=values["taken"],
         packs_returned_count=values["returned"],
         used_units=values["used"],

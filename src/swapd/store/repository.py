@@ -562,6 +562,23 @@ class Repository:
         )
         return int(self.conn.execute(query).scalar_one())
 
+    def holder_at(self, serial: str, at: datetime) -> str | None:
+        """The rider who held the pack at ``at`` (handed over then or before, returned then or
+        after, or not yet), by its possessions: who a replayed reading of it is about."""
+        p = t.possessions.c
+        query = (
+            sa.select(p.rider_id)
+            .where(
+                p.pack_serial == serial,
+                p.at_out <= at,
+                sa.or_(p.at_in.is_(None), p.at_in >= at),
+            )
+            .order_by(p.at_out.desc(), p.id.desc())
+            .limit(1)
+        )
+        rider_id: str | None = self.conn.execute(query).scalar()
+        return rider_id
+
     def latest_offline_at(self, station_id: str) -> datetime | None:
         """The latest time among the events the station replayed."""
         query = sa.select(sa.func.max(t.offline_events.c.occurred_at)).where(

@@ -313,8 +313,6 @@ possessions = sa.Table(
     sa.Column("soh_in_bp", sa.Integer, nullable=True),
     sa.Column("usage_units", sa.BigInteger, nullable=True),
     sa.Column("anomaly", sa.String(200), nullable=True),
-    # Handed over by an offline station beyond the allowance: usage beyond it is a receivable.
-    sa.Column("offline_credit", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 # R2: a pack has at most one open possession; the database enforces it for concurrent writers.
 sa.Index(

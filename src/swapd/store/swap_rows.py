@@ -140,5 +140,4 @@ def possession_of(row: Any) -> Possession:
         row.swap_out_id,
         row.station_out,
         row.slot_out,
-        bool(row.offline_credit),  # SQLite's driver gives 0 or 1 on the prepared path
     )

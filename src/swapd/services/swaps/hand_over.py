@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from swapd.domain.lifecycle import Offer, PackOutcomeKind, PossessionOpened, Swap
-from swapd.domain.offline import on_credit
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import Rider
@@ -15,7 +14,7 @@ from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import UnitOfWork
 from swapd.services.swaps.lookups import plan_of
-from swapd.services.swaps.offline import alert_beyond_allowance
+from swapd.services.swaps.offline import cover_shortfall
 from swapd.services.swaps.postings import hold
 from swapd.services.swaps.records import BatteryReading, EventType, PackOutcome
 
@@ -36,7 +35,7 @@ def hand_over(
     (None without one), taking ``offer`` (the swap's offer of that pack, if any). A pack the
     server does not have in that station, or that left with no rider, raises an alert.
     ``offline_at``: an offline station handed it over then (a replay, services/swaps/offline.py);
-    beyond the allowance, the hand-over is on credit."""
+    what the allowance lacks for it is bought on credit."""
     serial, slot_no = battery.serial, battery.slot_no
     at = uow.now if offline_at is None else offline_at
     if pack is None or pack.status is not PackStatus.IN_SLOT or pack.station_id != station.id:
@@ -44,21 +43,16 @@ def hand_over(
     if rider is None:
         return _without_rider(uow, station, request_id, battery, pack, at)
     plan = plan_of(uow, rider)
-    credit = False
     if offer is not None and offer.is_open:
         taken = offer.take()
         hold_units, hold_id = taken.hold_units, taken.hold_transfer_id
         uow.repo.set_offer_state(taken.swap_id, serial, taken.state)
     else:
-        offline = offline_at is not None
-        hold_units, hold_id, need = _hold_unoffered(
-            uow, station, swap, rider, plan, request_id, pack, offer, offline=offline
+        hold_units, hold_id = _hold_unoffered(
+            uow, station, swap, rider, plan, request_id, pack, offer, offline_at=offline_at
         )
-        credit = offline and on_credit(plan, need - hold_units)
-        if credit:
-            alert_beyond_allowance(uow, station, rider, plan, serial, hold_units, need, at)
     _alert_if_too_many(uow, station, rider, serial)
-    _open_possession(uow, station, swap, rider, plan, battery, pack, hold_units, hold_id, at, credit)
+    _open_possession(uow, station, swap, rider, plan, battery, pack, hold_units, hold_id, at)
     return PackOutcome(
         serial, pack.slot_no or slot_no, PackOutcomeKind.HANDED_OVER, rider.id, hold_units=hold_units
     )
@@ -109,11 +103,12 @@ def _hold_unoffered(
     pack: Pack,
     offer: Offer | None,
     *,
-    offline: bool,
-) -> tuple[int, int | None, int]:
+    offline_at: datetime | None,
+) -> tuple[int, int | None]:
     """Not offered by us, but physically gone with the rider: hold what the allowance covers.
-    Returns the units held, the hold's transfer (None when nothing is held) and the units the
-    pack requires. An offline hand-over has no offer by nature: only its shortfall is news."""
+    Returns the units held and the hold's transfer (None when nothing is held). An offline
+    hand-over has no offer by nature; what the allowance lacks for it is bought on credit
+    first (offline.cover_shortfall), so that its hold covers the pack as an offer's would."""
     serial = pack.serial
     if pack.reserved_swap_id is not None and (swap is None or pack.reserved_swap_id != swap.id):
         uow.repo.alert(
@@ -127,10 +122,12 @@ def _hold_unoffered(
         )
     accounts = rider_accounts(uow.book, rider.id, plan)
     need = plan.requirement_for(pack)
-    hold_units = min(need, accounts.allowance.available)
     key = f"{station.id}:{request_id}:{serial}:{EventType.BATTERY_OUT}"
+    if offline_at is not None:
+        accounts = cover_shortfall(uow, key, station, rider, plan, serial, need, accounts, offline_at)
+    hold_units = min(need, accounts.allowance.available)
     hold_id = hold(uow, key, rider.id, plan, hold_units)
-    if not offline and (hold_units < need or swap is None or offer is None):
+    if offline_at is None and (hold_units < need or swap is None or offer is None):
         uow.repo.alert(
             "unoffered_handover",
             f"pack {serial} handed to {rider.id} without an "
@@ -140,7 +137,7 @@ def _hold_unoffered(
             pack_serial=serial,
             rider_id=rider.id,
         )
-    return hold_units, hold_id, need
+    return hold_units, hold_id
 
 
 def _alert_if_too_many(uow: UnitOfWork, station: Station, rider: Rider, serial: str) -> None:
@@ -167,7 +164,6 @@ def _open_possession(
     hold_units: int,
     hold_id: int | None,
     at: datetime,
-    offline_credit: bool,
 ) -> None:
     """R2: the possession, the slot emptied, and the pack recorded as with the rider, at ``at``
     (the transaction's time, or an offline hand-over's own)."""
@@ -184,7 +180,6 @@ def _open_possession(
             soh_out_bp=battery.soh_bp,
             hold_units=hold_units,
             hold_transfer_id=hold_id,
-            offline_credit=offline_credit,
         )
     )
     uow.repo.move_pack(pack.to_rider(rider.id, battery.soc_bp, battery.soh_bp), at)

@@ -8,9 +8,9 @@ it moves is recorded as placed at that time. What is particular to a replay is h
   reading older than where swapd has known the pack since is stale and changes nothing; a newer
   one from a place swapd did not expect moves the pack there. Both raise an ``offline_conflict``
   alert, and a pack is never in two places;
-- a hand-over beyond the rider's allowance is on credit (``domain.offline.on_credit``): its hold
-  covers what the allowance has, and its return bills the overdraw as a receivable
-  (``offline_overdraw`` alert at the return, ``offline_beyond_allowance`` at the replay);
+- a hand-over beyond the rider's allowance (``cover_shortfall``): what the allowance lacks for
+  the pack is bought on credit at the plan's price, the money owed as a receivable, with an
+  ``offline_overdraw`` alert; the hold then covers the pack as an offer's would;
 - flags on the event as a whole (``note_event``): a key the station's list marked Blocked, the
   rider's offline limit passed, a replay out of time order, a station clock ahead.
 """
@@ -18,20 +18,25 @@ it moves is recorded as placed at that time. What is particular to a replay is h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from swapd.domain.lifecycle import PackOutcomeKind, Possession
 from swapd.domain.local_lists import ListStatus
-from swapd.domain.offline import ReplayTime, beyond_offline_limit, is_stale, replay_time
+from swapd.domain.offline import (
+    ReplayTime,
+    beyond_offline_limit,
+    is_stale,
+    offline_credit,
+    replay_time,
+)
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, Rider, TokenType
 from swapd.domain.stations import Station
+from swapd.ledger.model import AccountCode, TransferCode
+from swapd.services.money import RiderAccounts, move, rider_accounts
 from swapd.services.ports import UnitOfWork
 from swapd.services.swaps.records import BatteryReading, EventType, PackOutcome
-
-CONFLICT_ALERT = "offline_conflict"
 
 
 def replay_of(offline_at: datetime | None, now: datetime) -> ReplayTime | None:
@@ -54,7 +59,7 @@ def _stale(
 ) -> PackOutcome:
     since_text = "" if since is None else f" since {_when(since)}"
     uow.repo.alert(
-        CONFLICT_ALERT,
+        "offline_conflict",
         f"pack {battery.serial} reported in slot {battery.slot_no} of {station.id} at {_when(at)} "
         f"(replayed), but swapd has known it {known}{since_text}: the older reading changes nothing",
         uow.now,
@@ -84,10 +89,12 @@ def resolve_return(
     pack: Pack | None,
     possession: Possession | None,
     at: datetime,
+    holder_then: str | None,
 ) -> PackOutcome | None:
     """A replayed BatteryIn's pack checked against what swapd knows: an outcome when the replay
     decides it here (stale, or relocated from another slot), None when it is returned, in its
-    slot already, or refused as a live event would refuse it."""
+    slot already, or refused as a live event would refuse it. ``holder_then``: the rider who
+    held it at ``at``, named in the alert of a stale reading."""
     if pack is None:
         return None
     if pack.status is PackStatus.WITH_RIDER:
@@ -103,13 +110,13 @@ def resolve_return(
         return None
     placed_at = uow.repo.pack_placed_at(pack.serial)
     if is_stale(at, placed_at):
-        return _stale(uow, station, battery, at, f"in {pack.place()}", placed_at)
+        return _stale(uow, station, battery, at, f"in {pack.place()}", placed_at, holder_then)
     conflict = _occupant_conflict(uow, station, battery, at)
     if conflict is not None:
         return conflict
     # The newer reading wins: the pack left its slot there without a report, and is here now.
     uow.repo.alert(
-        CONFLICT_ALERT,
+        "offline_conflict",
         f"pack {pack.serial} reported in slot {battery.slot_no} of {station.id} at {_when(at)} "
         f"(replayed), later than swapd had it in {pack.place()}: moved here; nobody is billed "
         "for the time between",
@@ -146,7 +153,7 @@ def resolve_hand_out(
         known = f"in {pack.place()} (slot {battery.slot_no} holds {slot.pack_serial})"
         return _stale(uow, station, battery, at, known, None), pack
     uow.repo.alert(
-        CONFLICT_ALERT,
+        "offline_conflict",
         f"pack {pack.serial} taken from slot {battery.slot_no} of {station.id} at {_when(at)} "
         f"(replayed), later than swapd had it in {pack.place()}: handed over from here",
         uow.now,
@@ -158,46 +165,52 @@ def resolve_hand_out(
     return None, uow.repo.pack(pack.serial, lock=True)
 
 
-def alert_beyond_allowance(
+def cover_shortfall(
     uow: UnitOfWork,
+    key: str,
     station: Station,
     rider: Rider,
     plan: Plan,
     serial: str,
-    held_units: int,
     need_units: int,
+    accounts: RiderAccounts,
     at: datetime,
-) -> None:
+) -> RiderAccounts:
+    """An offline station handed ``serial`` to a rider whose allowance lacks some of the
+    ``need_units`` it requires: the station had no way to know, and the pack is gone. What is
+    lacking is bought on credit at the plan's price (domain.offline.offline_credit): the money
+    owed as a receivable, the units onto the allowance; an ``offline_overdraw`` alert tells the
+    operator. Returns the rider's accounts after (unchanged when nothing lacks). Idempotent by
+    ``key`` (the hand-over's), as every transfer of the swap path."""
+    shortfall = max(0, need_units - accounts.allowance.available)
+    credit = offline_credit(plan, shortfall)
+    if credit is None:
+        return accounts
+    code, book = TransferCode.OFFLINE_CREDIT, uow.book
+    issued = book.account(plan.unit.value, AccountCode.ALLOWANCE_ISSUED)
+    money, units = credit.amount_minor, credit.units
+    move(
+        book,
+        f"{key}:credit:money",
+        accounts.receivable,
+        accounts.prepaid,
+        money,
+        code,
+        rider_id=rider.id,
+    )
+    move(book, f"{key}:credit:units", issued, accounts.allowance, units, code, rider_id=rider.id)
     uow.repo.alert(
-        "offline_beyond_allowance",
+        "offline_overdraw",
         f"{station.id} handed pack {serial} to {rider.id} offline at {_when(at)} beyond the "
-        f"allowance: held {held_units} of the {need_units} {plan.unit} it requires; what its "
-        "return meters beyond the allowance will be billed as a receivable",
+        f"allowance: {shortfall} {plan.unit} short of the {need_units} it requires; "
+        f"{credit.units} {plan.unit} booked for {credit.amount_minor} {plan.currency} minor units "
+        "as a receivable",
         uow.now,
         station_id=station.id,
         pack_serial=serial,
         rider_id=rider.id,
     )
-
-
-def alert_overdraw(
-    uow: UnitOfWork,
-    station_id: str,
-    possession: Possession,
-    plan: Plan,
-    beyond_units: int,
-    amount_minor: int,
-) -> None:
-    uow.repo.alert(
-        "offline_overdraw",
-        f"pack {possession.pack_serial}, handed over offline beyond the allowance at "
-        f"{possession.station_out}, came back {beyond_units} {plan.unit} beyond it: "
-        f"{amount_minor} {plan.currency} (minor units) booked as a receivable",
-        uow.now,
-        station_id=station_id,
-        pack_serial=possession.pack_serial,
-        rider_id=possession.rider_id,
-    )
+    return rider_accounts(uow.book, rider.id, plan)
 
 
 def note_event(
@@ -216,55 +229,31 @@ def note_event(
     rider_id = next((o.rider_id for o in outcomes if o.outcome in served and o.rider_id), None)
     latest = uow.repo.latest_offline_at(station_id)
     uow.repo.record_offline_event(station_id, request_id, event_type, at, rider_id, uow.now)
-    event = _Event(station_id, request_id, event_type)
+    about = f"{station_id} request {request_id} ({event_type})"
     if replay.clock_ahead:
-        event.flag(uow, "offline_clock", "its time was ahead of the server's: metered at its arrival")
+        text = f"{about}: the station's time was ahead of the server's; metered at its arrival"
+        uow.repo.alert("offline_clock", text, uow.now, station_id=station_id)
     if latest is not None and at < latest:
-        text = f"happened at {_when(at)}, before {_when(latest)} replayed earlier"
-        event.flag(uow, "offline_out_of_order", text)
+        text = f"{about}: happened at {_when(at)}, before {_when(latest)} replayed earlier"
+        uow.repo.alert("offline_out_of_order", text, uow.now, station_id=station_id)
     key = _key(token, batteries, event_type)
     if key is not None and _first_of_swap(uow, station_id, request_id, event_type):
         listed = uow.repo.listed_status(station_id, key.type.value, key.value)
         if listed == ListStatus.BLOCKED:
-            event.flag(
-                uow,
+            uow.repo.alert(
                 "offline_blocked_key",
-                f"served offline although its local list marks {key.type.value} {key.value} Blocked",
+                f"{about}: served offline although the station's local list marks "
+                f"{key.type.value} {key.value} Blocked",
+                uow.now,
+                station_id=station_id,
                 pack_serial=key.value if key.type is TokenType.BATTERY_SERIAL else None,
                 rider_id=rider_id,
             )
     if event_type == EventType.BATTERY_OUT and rider_id is not None:
-        _check_limit(uow, event, rider_id)
+        _check_limit(uow, station_id, about, rider_id)
 
 
-@dataclass(frozen=True, slots=True)
-class _Event:
-    station_id: str
-    request_id: str
-    event_type: str
-
-    def flag(
-        self,
-        uow: UnitOfWork,
-        kind: str,
-        text: str,
-        *,
-        pack_serial: str | None = None,
-        rider_id: str | None = None,
-    ) -> None:
-        uow.repo.alert(
-            kind,
-            f"{self.station_id} request {self.request_id} ({self.event_type}): {text}",
-            uow.now,
-            station_id=self.station_id,
-            pack_serial=pack_serial,
-            rider_id=rider_id,
-        )
-
-
-def _key(
-    token: IdToken | None, batteries: Sequence[BatteryReading], event_type: str
-) -> IdToken | None:
+def _key(token: IdToken | None, batteries: Sequence[BatteryReading], event_type: str) -> IdToken | None:
     """What the station served the swap against: the token, else the pack a return names."""
     if token is not None and token.type is not TokenType.NO_AUTHORIZATION:
         return token
@@ -280,12 +269,18 @@ def _first_of_swap(uow: UnitOfWork, station_id: str, request_id: str, event_type
     return uow.repo.station_event(station_id, request_id, EventType.BATTERY_IN) is None
 
 
-def _check_limit(uow: UnitOfWork, event: _Event, rider_id: str) -> None:
+def _check_limit(uow: UnitOfWork, station_id: str, about: str, rider_id: str) -> None:
     rider = uow.repo.rider(rider_id)
     plan = None if rider is None else uow.repo.plan(rider.plan_id)
     if plan is None:
         return
-    served = uow.repo.offline_handovers(event.station_id, rider_id)
+    served = uow.repo.offline_handovers(station_id, rider_id)
     if beyond_offline_limit(plan, served):
-        text = f"{rider_id}'s offline swap {served} here, beyond the plan's {plan.offline_swaps_max}"
-        event.flag(uow, "offline_limit_exceeded", text, rider_id=rider_id)
+        uow.repo.alert(
+            "offline_limit_exceeded",
+            f"{about}: {rider_id}'s offline swap {served} here, beyond the plan's "
+            f"{plan.offline_swaps_max}",
+            uow.now,
+            station_id=station_id,
+            rider_id=rider_id,
+        )

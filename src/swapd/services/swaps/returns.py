@@ -65,6 +65,7 @@ class _Loaded:
     plans: dict[str, Plan]  # plan id -> plan, for those possessions
     operator: bool  # the token is an operator's: packs from the depot are restocked
     swap: _SwapFound
+    holders_then: dict[str, str]  # a replay's: serial -> its rider at the event's time
 
 
 def battery_in(
@@ -92,7 +93,7 @@ def battery_in(
         replay = offline.replay_of(offline_at, uow.now)
         at = uow.now if replay is None else replay.at
         # A replay's slots are checked pack by pack (offline.resolve_return), not refused whole.
-        loaded = _load(uow, station, request_id, batteries, token, check_slots=replay is None)
+        loaded = _load(uow, station, request_id, batteries, token, None if replay is None else at)
         swap_id = _save_swap(uow, station_id, request_id, token, loaded, batteries)
         outcomes = tuple(
             _return_one(uow, station, swap_id, request_id, battery, loaded, at, replay is not None)
@@ -116,19 +117,26 @@ def _load(
     request_id: str,
     batteries: Sequence[BatteryReading],
     token: IdToken | None,
-    *,
-    check_slots: bool,
+    replayed_at: datetime | None,
 ) -> _Loaded:
+    """``replayed_at``: the time of a replayed event, whose packs name the riders who held them
+    then (a later reading may have moved one since: offline.resolve_return)."""
     serials = [b.serial for b in batteries]
     packs = _load_packs(uow, serials)
     holders = _holders(packs)
-    if check_slots:
+    then = dict(holders)
+    if replayed_at is None:
         _check_slots_free(uow, station.id, batteries)
+    else:
+        for serial in serials:
+            holder = None if serial in holders else uow.repo.holder_at(serial, replayed_at)
+            if holder is not None:
+                then[serial] = holder
     possessions = _load_possessions(uow, packs.values())
     plans = _load_plans(uow, possessions.values())
     operator = is_operator(uow, token)
-    swap = _load_swap(uow, station.id, request_id, token, holders, serials)
-    return _Loaded(packs, holders, possessions, plans, operator, swap)
+    swap = _load_swap(uow, station.id, request_id, token, then, serials)
+    return _Loaded(packs, holders, possessions, plans, operator, swap, then)
 
 
 def _holders(packs: dict[str, Pack]) -> dict[str, str]:
@@ -291,7 +299,8 @@ def _return_one(
     pack = loaded.packs.get(battery.serial)
     if replayed and not loaded.operator:
         possession = loaded.possessions.get(battery.serial)
-        resolved = offline.resolve_return(uow, station, battery, pack, possession, at)
+        holder = loaded.holders_then.get(battery.serial)
+        resolved = offline.resolve_return(uow, station, battery, pack, possession, at, holder)
         if resolved is not None:
             return resolved
     kind = _return_kind(pack, station.id, battery.slot_no, operator=loaded.operator)
@@ -392,11 +401,7 @@ def _closing(
         returned_at=now,
     )
     split = split_for_plan(
-        plan,
-        usage.units,
-        held_units=possession.held_units,
-        available_units=available_units,
-        on_credit=possession.offline_credit,
+        plan, usage.units, held_units=possession.held_units, available_units=available_units
     )
     closed = possession.close(
         swap_in_id=swap_id,
@@ -433,10 +438,6 @@ def _save_return(
             station_id=closed.station_in,
             pack_serial=serial,
             rider_id=rider_id,
-        )
-    if possession.offline_credit and split.beyond_units > 0:
-        offline.alert_overdraw(
-            uow, closed.station_in, possession, plan, split.beyond_units, split.overage_minor
         )
     uow.repo.close_possession(closed)
     moved = pack.into_slot(closed.station_in, closed.slot_in, closed.soc_in_bp, closed.soh_in_bp)

@@ -2,11 +2,10 @@
 
 ``plans.offline_swaps_max`` is the offline limit a station's local list carries for the plan's
 riders. ``packs.placed_at`` is when the reading that put a pack where it is was taken, so that an
-older replayed reading cannot move it back. ``possessions.offline_credit`` marks a pack an
-offline station handed over beyond the allowance, whose overdraw is billed as a receivable.
-``local_lists`` and ``local_list_entries`` hold each station's list version and its entries as
-last accepted; ``local_list_changes`` tells every server process that a list's facts changed;
-``offline_events`` records the events stations replayed.
+older replayed reading cannot move it back. ``local_lists`` and ``local_list_entries`` hold each
+station's list version and its entries as last accepted; ``local_list_changes`` tells every
+server process that a list's facts changed; ``offline_events`` records the events stations
+replayed.
 
 Revision ID: 0011
 Revises: 0010
@@ -35,10 +34,6 @@ def upgrade() -> None:
         sa.Column("offline_swaps_max", sa.Integer, nullable=False, server_default=sa.text("1")),
     )
     op.add_column("packs", sa.Column("placed_at", _AT, nullable=True))
-    op.add_column(
-        "possessions",
-        sa.Column("offline_credit", sa.Boolean, nullable=False, server_default=sa.false()),
-    )
     op.create_table(
         "local_lists",
         sa.Column("station_id", sa.String(40), sa.ForeignKey("stations.id"), primary_key=True),
@@ -81,8 +76,6 @@ def downgrade() -> None:
     op.drop_table("local_list_changes")
     op.drop_table("local_list_entries")
     op.drop_table("local_lists")
-    with op.batch_alter_table("possessions") as batch:
-        batch.drop_column("offline_credit")
     with op.batch_alter_table("packs") as batch:
         batch.drop_column("placed_at")
     with op.batch_alter_table("plans") as batch:
