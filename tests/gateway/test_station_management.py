@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from jsonschema import Draft4Validator
 from ocpp.routing import on
@@ -262,6 +263,10 @@ async def test_every_command_reaches_the_station_valid_and_its_answer_is_recorde
     # Newest first, all of them, each with its answer.
     listed = await asyncio.to_thread(manage.commands_of, db, "ST1")
     assert [r.action for r in listed] == list(reversed(sent))
+    base = live_server.url.replace("ws://", "http://", 1)
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{base}/metrics")).text
+    assert 'swapd_station_commands_total{action="Reset",outcome="answered"} 1.0' in metrics
     await st1.close()
 
 

@@ -25,6 +25,13 @@ class GatewayMetrics:
         self.refusals = Counter(
             "swapd_refusals", "Swap refusals, by reason", ["reason"], registry=self.registry
         )
+        # Actions are the OCPP requests swapd builds (checked against their schemas): bounded.
+        self.commands = Counter(
+            "swapd_station_commands",
+            "Requests sent to stations, by action and outcome (answered, failed)",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
         self.auth_refusals = Counter(
             "swapd_station_auth_refusals",
             "WebSocket upgrades refused by station auth, by reason",
