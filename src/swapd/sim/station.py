@@ -13,7 +13,7 @@ import contextlib
 import enum
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,11 +114,112 @@ def battery(slot_no: int, serial: str, soc_pct: float, soh_pct: float) -> dict[s
 
 
 class _Client(ChargePoint):  # type: ignore[misc]
+    """The station's side of the server's requests: swaps started from the app, and the
+    management commands an operator sends from the console (answered as a cabinet would;
+    a reset or an availability change does not stop the simulated station)."""
+
     owner: SimStation
 
     @on("RequestBatterySwap")  # type: ignore[misc]
     async def on_request_battery_swap(self, id_token: dict[str, Any], request_id: int, **_: Any) -> Any:
         return call_result.RequestBatterySwap(status=self.owner.swap_requested(id_token, request_id))
+
+    @on("Reset")  # type: ignore[misc]
+    async def on_reset(self, type: str, **_: Any) -> Any:
+        self.owner.stats.received["Reset"] += 1
+        return call_result.Reset(status="Scheduled" if type == "OnIdle" else "Accepted")
+
+    @on("ChangeAvailability")  # type: ignore[misc]
+    async def on_change_availability(self, **_: Any) -> Any:
+        self.owner.stats.received["ChangeAvailability"] += 1
+        return call_result.ChangeAvailability(status="Accepted")
+
+    @on("TriggerMessage")  # type: ignore[misc]
+    async def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
+        self.owner.stats.received["TriggerMessage"] += 1
+        if requested_message == "StatusNotification":
+            self.owner.later(self.owner.send_status(range(1, len(self.owner.slots) + 1)))
+        elif requested_message == "Heartbeat":
+            self.owner.later(self.owner.send_calls([call.Heartbeat()]))
+        else:
+            return call_result.TriggerMessage(status="NotImplemented")
+        return call_result.TriggerMessage(status="Accepted")
+
+    @on("GetVariables")  # type: ignore[misc]
+    async def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        self.owner.stats.received["GetVariables"] += 1
+        known = self.owner.variables()
+        results = []
+        for item in get_variable_data:
+            key = (item["component"]["name"], item["variable"]["name"])
+            result: dict[str, Any] = {"component": {"name": key[0]}, "variable": {"name": key[1]}}
+            if key in known:
+                result |= {"attributeStatus": "Accepted", "attributeValue": known[key]}
+            else:
+                result["attributeStatus"] = "UnknownVariable"
+            results.append(result)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on("SetVariables")  # type: ignore[misc]
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        self.owner.stats.received["SetVariables"] += 1
+        known = self.owner.variables()
+        results = [
+            {
+                "attributeStatus": "Accepted"
+                if (d["component"]["name"], d["variable"]["name"]) in known
+                else "UnknownVariable",
+                "component": {"name": d["component"]["name"]},
+                "variable": {"name": d["variable"]["name"]},
+            }
+            for d in set_variable_data
+        ]
+        return call_result.SetVariables(set_variable_result=results)
+
+    @on("GetBaseReport")  # type: ignore[misc]
+    async def on_get_base_report(self, request_id: int, **_: Any) -> Any:
+        self.owner.stats.received["GetBaseReport"] += 1
+        data = [
+            {
+                "component": {"name": component},
+                "variable": {"name": variable},
+                "variableAttribute": [{"type": "Actual", "value": value, "mutability": "ReadOnly"}],
+            }
+            for (component, variable), value in self.owner.variables().items()
+        ]
+        report = call.NotifyReport(
+            request_id=request_id, generated_at=now_iso(), seq_no=0, tbc=False, report_data=data
+        )
+        self.owner.later(self.owner.send_calls([report]))
+        return call_result.GetBaseReport(status="Accepted")
+
+    @on("UpdateFirmware")  # type: ignore[misc]
+    async def on_update_firmware(self, request_id: int, **_: Any) -> Any:
+        self.owner.stats.received["UpdateFirmware"] += 1
+        steps = ("Downloading", "Downloaded", "Installing", "Installed")
+        notes = [call.FirmwareStatusNotification(status=s, request_id=request_id) for s in steps]
+        self.owner.later(self.owner.send_calls(notes))
+        return call_result.UpdateFirmware(status="Accepted")
+
+    @on("GetLog")  # type: ignore[misc]
+    async def on_get_log(self, request_id: int, **_: Any) -> Any:
+        self.owner.stats.received["GetLog"] += 1
+        notes = [
+            call.LogStatusNotification(status=s, request_id=request_id)
+            for s in ("Uploading", "Uploaded")
+        ]
+        self.owner.later(self.owner.send_calls(notes))
+        return call_result.GetLog(status="Accepted", filename=f"{self.owner.id}-diagnostics.log")
+
+    @on("UnlockConnector")  # type: ignore[misc]
+    async def on_unlock_connector(self, **_: Any) -> Any:
+        self.owner.stats.received["UnlockConnector"] += 1
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on("SetDisplayMessage")  # type: ignore[misc]
+    async def on_set_display_message(self, **_: Any) -> Any:
+        self.owner.stats.received["SetDisplayMessage"] += 1
+        return call_result.SetDisplayMessage(status="Accepted")
 
 
 class SimStation:
@@ -156,6 +257,7 @@ class SimStation:
         self._tx_ids = itertools.count(1)
         self._seq_nos = itertools.count(0)
         self.app_requests: dict[int, str] = {}  # RequestBatterySwap received: requestId -> token
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     # -- the socket ------------------------------------------------------------------------------
 
@@ -300,6 +402,30 @@ class SimStation:
                     )
                 except StationError as error:
                     self.stats.note(f"{self.id}: StatusNotification {slot_no}: {error}")
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Calls the station makes after answering the server (a report, firmware progress)."""
+        task = asyncio.create_task(work)
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
+
+    async def send_calls(self, payloads: Sequence[Any]) -> None:
+        for payload in payloads:
+            async with self.lock:
+                try:
+                    await self._call(payload)
+                except StationError as error:
+                    self.stats.note(f"{self.id}: {type(payload).__name__}: {error}")
+
+    def variables(self) -> dict[tuple[str, str], str]:
+        """What the simulated cabinet reports of itself (GetVariables, GetBaseReport)."""
+        return {
+            ("ChargingStation", "Model"): "SimCabinet",
+            ("ChargingStation", "VendorName"): "swapd-sim",
+            ("ChargingStation", "SlotCount"): str(len(self.slots)),
+            ("OCPPCommCtrlr", "HeartbeatInterval"): str(int(self._heartbeat_interval_s)),
+            ("SampledDataCtrlr", "TxUpdatedInterval"): str(int(self._meter_interval_s)),
+        }
 
     def swap_requested(self, id_token: dict[str, Any], request_id: int) -> str:
         """RequestBatterySwap from the server (an app swap): accepted, and remembered."""
