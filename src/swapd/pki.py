@@ -427,13 +427,18 @@ def load_authority(directory: Path) -> Authority:
     certificate = load_certificate(read_bounded(cert_path))
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
         raise PkiError("NoCA", f"{key_path} is not the key of {cert_path}")
+    if not is_authority(certificate):
+        raise PkiError("NoCA", f"{cert_path} is not a CA certificate")
+    return Authority(key, certificate)
+
+
+def is_authority(certificate: x509.Certificate) -> bool:
+    """Whether the certificate says it is a CA's (basic constraints CA:true)."""
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
-        raise PkiError("NoCA", f"{cert_path} is not a CA certificate")
-    return Authority(key, certificate)
+        return False
+    return constraints.ca
 
 
 def read_bounded(path: Path, limit: int = MAX_PEM_BYTES) -> bytes:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import websockets
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from swapd.gateway.protocol import PAUSE_AFTER_MESSAGES, SwapdWebSocketProtocol
 from swapd.store.database import Database
@@ -44,6 +46,19 @@ def _protocol() -> tuple[Any, _Transport]:
     protocol.frames = []
     protocol.curr_msg_data_type = "text"
     return protocol, transport
+
+
+def test_shutdown_closes_a_connection_the_client_is_closing_without_an_error() -> None:
+    """uvicorn's own shutdown raised InvalidState here, out of the server's thread."""
+    closed: list[bool] = []
+    protocol, transport = _protocol()
+    transport.close = lambda: closed.append(True)  # type: ignore[attr-defined]
+    protocol.handshake_complete = True
+    protocol.ping_timer = protocol.pong_timer = None
+    protocol.conn = ServerProtocol()
+    protocol.conn.state = State.CLOSING  # the client's close frame came, and ours went back
+    protocol.shutdown()
+    assert closed == [True]
 
 
 def _arrives(protocol: Any, text: str) -> None:

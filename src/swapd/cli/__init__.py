@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from swapd import __version__
-from swapd.cli import money, station_admin
+from swapd.cli import certificates, money, station_admin
 from swapd.cli.common import out
 from swapd.cli.demo import demo
 from swapd.cli.operations import alerts, ledger_app, scenario_app, swap_app
@@ -30,6 +30,7 @@ from swapd.cli.users import user_app
 from swapd.sim.cli import sim_command
 
 station_admin.register(station_app)
+certificates.register(station_app)
 
 SET_UP = "Network set-up"
 RIDERS_AND_MONEY = "Riders and money"
@@ -42,7 +43,7 @@ HELP_ORDER = (
     *("pack-model", "pack", "station", "plan"),
     *("rider", "card", "topup", "subscribe", "refund", "adjust", "settle", "statements"),
     *("swap", "alerts", "ledger", "scenario", "sim"),
-    *("demo", "serve", "db", "user", "version"),
+    *("demo", "serve", "db", "user", "ca", "version"),
 )
 
 
@@ -87,6 +88,7 @@ app.command("demo", rich_help_panel=SERVER)(demo)
 app.command("serve", rich_help_panel=SERVER)(serve)
 app.add_typer(db_app, name="db", rich_help_panel=SERVER)
 app.add_typer(user_app, name="user", rich_help_panel=SERVER)
+app.add_typer(certificates.ca_app, name="ca", rich_help_panel=SERVER)
 
 
 @app.command(rich_help_panel=SERVER)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from swapd import __version__
+from swapd.cli.certificates import CaDirOption, ca_directory
 from swapd.cli.common import DatabaseOption, fail, out, run
 
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
@@ -59,6 +60,15 @@ def serve(
         Path | None, typer.Option(help="TLS certificate (PEM): security profile 2.")
     ] = None,
     keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            help="CA certificate (PEM): stations must present a certificate it signed, whose "
+            "name is their station id (security profile 3; with --certfile and --keyfile).",
+        ),
+    ] = None,
+    ca_dir: CaDirOption = None,
     json_logs: Annotated[
         bool | None,
         typer.Option("--json-logs/--console-logs", help="Log format (default: JSON unless a TTY)."),
@@ -86,9 +96,13 @@ def serve(
 
     if (certfile is None) != (keyfile is None):
         fail("give both --certfile and --keyfile, or neither")
-    for path in (certfile, keyfile):
+    if tls_client_ca is not None and certfile is None:
+        fail("--tls-client-ca needs TLS: give --certfile and --keyfile too")
+    for path in (certfile, keyfile, tls_client_ca):
         if path is not None and not path.is_file():
             fail(f"no such file: {path}")
+    if tls_client_ca is not None:
+        _check_client_ca(tls_client_ca)
     try:
         payment_provider = payments_config.provider_name()
         max_body_bytes_from_env()
@@ -104,6 +118,7 @@ def serve(
             version=__version__,
             ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
             database=display_url(database),
+            client_certificates=tls_client_ca is not None,
         )
         payments_config.announce(payment_provider)
         serve_gateway(
@@ -112,9 +127,24 @@ def serve(
             port=port,
             certfile=None if certfile is None else str(certfile),
             keyfile=None if keyfile is None else str(keyfile),
+            client_ca=None if tls_client_ca is None else str(tls_client_ca),
+            ca_dir=ca_directory(ca_dir, database),
             writer_process=writer_process,
             json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
             sock=sock,
         )
     finally:
         sock.close()
+
+
+def _check_client_ca(path: Path) -> None:
+    """A CA certificate TLS can load, checked before the server starts: a wrong file would
+    otherwise refuse every station's handshake."""
+    from swapd import pki
+
+    try:
+        certificate = pki.load_certificate(run(lambda: pki.read_bounded(path)))
+    except pki.PkiError as error:
+        fail(f"--tls-client-ca {path}: {error.message}")
+    if not pki.is_authority(certificate):
+        fail(f"--tls-client-ca {path}: not a CA certificate")

@@ -16,6 +16,11 @@ middleware, routing and handler: under a flood of upgrades from such an address,
 the server as little as it can. The check comes from the application's lifespan state
 (``EARLY_REFUSAL``); without it every upgrade goes to the application, which checks again.
 
+TLS: uvicorn puts nothing of the connection's TLS into the ASGI scope. With client certificates
+(security profile 3) the application must see the station's certificate, so the scope gets
+ASGI's TLS extension (``TLS_EXTENSION``) from the transport's SSL object before the application
+runs; see ``tls_extension``.
+
 Logging: uvicorn and websockets write two or three lines for every upgrade, accepted or refused,
 and an error ("returned without completing handshake") after every refusal, which is the right
 answer to a wrong password, not an error. swapd logs what matters itself (a station connected,
@@ -24,14 +29,17 @@ disconnected, refused: swapd.gateway.auth), so these loggers keep only warnings 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
 
 PAUSE_AFTER_MESSAGES = 4
 # Lifespan state key: a function of the client's host giving seconds to wait, or None if the
@@ -39,6 +47,9 @@ PAUSE_AFTER_MESSAGES = 4
 EARLY_REFUSAL = "swapd.early_refusal"
 EarlyRefusal = Callable[[str], float | None]
 OCPP_PATH_PREFIX = "/ocpp/"
+# ASGI's extension key for the connection's TLS (asgi.readthedocs.io, "TLS Extension").
+TLS_EXTENSION = "tls"
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _LOG = logging.getLogger("swapd.gateway.websocket")
 _LOG.setLevel(logging.WARNING)
 
@@ -75,6 +86,24 @@ class SwapdWebSocketProtocol(WebSocketsSansIOProtocol):
             # end, and uvicorn should not report the application for not completing it.
             self.handshake_complete = True
 
+    def shutdown(self) -> None:
+        # uvicorn's shutdown sends close 1012 on every connection whose handshake is complete,
+        # and websockets raises InvalidState (out of the server's shutdown) for one the client
+        # has begun closing already, a close uvicorn's own flag does not record. That close
+        # handshake is under way: only the socket is left to close.
+        if self.handshake_complete and not self.close_sent and self.conn.state is not State.OPEN:
+            self.stop_keepalive()
+            self.transport.close()
+            return
+        super().shutdown()
+
+    async def run_asgi(self) -> None:
+        tls = tls_extension(self.transport)
+        if tls is not None:
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[TLS_EXTENSION] = tls
+        await super().run_asgi()
+
     def send_receive_event_to_app(self) -> None:
         paused = self.read_paused
         # uvicorn's method queues the message and pauses unless reading is paused already:
@@ -87,6 +116,25 @@ class SwapdWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused and self.queue.qsize() >= PAUSE_AFTER_MESSAGES:
             self.read_paused = True
             self.transport.pause_reading()
+
+
+def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """ASGI's TLS extension for a connection over TLS (None without TLS), with what swapd reads:
+    ``client_cert_chain``, the peer's certificate in PEM when it sent one (the leaf alone: Python
+    3.11's ssl gives no chain; the server's context verified it against its CA when it asked
+    for one) and ``tls_version``. The other fields are None."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return {
+        "server_cert": None,
+        "client_cert_chain": [] if der is None else [ssl.DER_cert_to_PEM_cert(der)],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+        "cipher_suite": None,
+    }
 
 
 class SwapdHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]

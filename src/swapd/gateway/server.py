@@ -3,6 +3,10 @@
 Security profiles 1 and 2: HTTP Basic auth on the upgrade request (username = the station id in
 the URL), inside TLS when a certificate is given. Unknown station: 404; wrong password: 401;
 too many failed logins: 429; password checks all busy: 503 (see swapd.gateway.auth).
+
+Security profile 3 (``client_ca``): TLS requires a client certificate of the operator's CA, and
+the upgrade its common name to be the station id and its serial not revoked (403 else; see
+swapd.gateway.client_certs). Basic auth is then optional, and checked as above when sent.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,13 +31,14 @@ from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
 from swapd.api import router as api_router
-from swapd.gateway import commands, local_lists, writer_calls
+from swapd.gateway import client_certs, commands, local_lists, writer_calls
 from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
 from swapd.services import identity, messages, stations, swaps
+from swapd.services.stations import StationAccess
 from swapd.store.database import Database
 from swapd.web import console
 
@@ -74,6 +81,12 @@ class Gateway:
     db: Database
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     sessions: dict[str, Station21 | Station201] = field(default_factory=dict)
+    # Profile 3: TLS asks every client for a certificate of the operator's CA (uvicorn_config's
+    # client_ca), and the upgrade checks it (swapd.gateway.client_certs).
+    client_certificates: bool = False
+    # The operator's CA directory (swapd.pki) that signs the CSRs of SignCertificate; without a
+    # CA there, SignCertificate is rejected.
+    ca_dir: Path | None = None
     auth: StationAuth = field(init=False)
 
     def __post_init__(self) -> None:
@@ -199,7 +212,7 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     offered = websocket.scope.get("subprotocols", [])
     subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
     client = websocket.client.host if websocket.client is not None else ""
-    access = await gw.auth.admit(station_id, client, websocket.headers.get("authorization", ""))
+    access = await _admit(gw, websocket, station_id, client)
     if isinstance(access, Refusal):
         await _refuse(websocket, access)
         return
@@ -214,6 +227,7 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     connection = StarletteConnection(websocket)
     kind = Station21 if subprotocol == "ocpp2.1" else Station201
     session = kind(station_id, connection, gw.db, gw.metrics, booted=booted)
+    session.ca_dir = gw.ca_dir
     previous = gw.sessions.get(station_id)
     if previous is not None:
         # A station that reconnects replaces its old socket; only one may speak for it.
@@ -237,6 +251,20 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
         log.info("station_disconnected", station=station_id)
 
 
+async def _admit(
+    gw: Gateway, websocket: WebSocket, station_id: str, client: str
+) -> StationAccess | Refusal:
+    """Profile 3: the client certificate must be the station's; Basic auth is then optional,
+    and a station that sends it anyway is checked as in profiles 1 and 2 (a wrong password is
+    refused). Without client certificates: Basic auth."""
+    authorization = websocket.headers.get("authorization", "")
+    if gw.client_certificates:
+        access = await client_certs.admit(gw.db, gw.metrics, websocket.scope, station_id, client)
+        if isinstance(access, Refusal) or not authorization:
+            return access
+    return await gw.auth.admit(station_id, client, authorization)
+
+
 async def _record_presence(
     gw: Gateway, command: messages.RecordConnected | messages.RecordDisconnected
 ) -> None:
@@ -255,12 +283,21 @@ def uvicorn_config(
     port: int = 8000,
     certfile: str | None = None,
     keyfile: str | None = None,
+    client_ca: str | None = None,
+    ca_dir: Path | None = None,
 ) -> uvicorn.Config:
     """How swapd runs under uvicorn: the sans-I/O websockets protocol (reading on while a few
     messages wait, see swapd.gateway.protocol), frames capped, no compression, TLS when given a
-    certificate, and logging left to swapd (log_config=None)."""
+    certificate, and logging left to swapd (log_config=None).
+
+    ``client_ca``: the operator CA's certificate (PEM file); TLS then requires every client to
+    present a certificate it signed (security profile 3; needs ``certfile``). ``ca_dir``: the
+    CA's directory, for signing the CSRs stations send (SignCertificate)."""
+    if client_ca is not None and certfile is None:
+        raise ValueError("client certificates (client_ca) need TLS: give certfile and keyfile")
+    gateway = Gateway(db, client_certificates=client_ca is not None, ca_dir=ca_dir)
     return uvicorn.Config(
-        create_app(db),
+        create_app(db, gateway=gateway),
         host=host,
         port=port,
         http=SwapdHTTPProtocol,
@@ -271,6 +308,8 @@ def uvicorn_config(
         ws_per_message_deflate=False,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
+        ssl_ca_certs=client_ca,
+        ssl_cert_reqs=ssl.CERT_NONE if client_ca is None else ssl.CERT_REQUIRED,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -288,6 +327,8 @@ def serve(
     port: int = 8000,
     certfile: str | None = None,
     keyfile: str | None = None,
+    client_ca: str | None = None,
+    ca_dir: Path | None = None,
     writer_process: bool = True,
     json_logs: bool = True,
     sock: socket.socket | None = None,
@@ -295,7 +336,15 @@ def serve(
     """Serve until stopped. ``writer_process``: on SQLite, run the stations' service calls in a
     writer process of their own (swapd.store.writer). ``sock``: a socket already bound to
     (host, port), so that a port in use was found before anything started."""
-    config = uvicorn_config(db, host=host, port=port, certfile=certfile, keyfile=keyfile)
+    config = uvicorn_config(
+        db,
+        host=host,
+        port=port,
+        certfile=certfile,
+        keyfile=keyfile,
+        client_ca=client_ca,
+        ca_dir=ca_dir,
+    )
     if writer_process:
         db.start_writer_process(json_logs=json_logs, calls_module=writer_calls.__name__)
     settle_heap()

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import ocpp.messages
@@ -42,7 +43,7 @@ from swapd.gateway.codes import REASON_CODE, status_for
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.replies import STATION_ACTIONS_21, STATION_ACTIONS_201, minimal_reply
 from swapd.gateway.validation import IDENTIFIER, schema_fault
-from swapd.services import messages
+from swapd.services import certificates, messages
 from swapd.services.station_requests import check_request, response_fault
 from swapd.services.swaps import AuthorizeResult, BatteryReading
 from swapd.store.database import Database
@@ -169,6 +170,9 @@ class SwapHandlers:
     db: Database
     metrics: GatewayMetrics
     booted: bool
+    # The operator's CA directory (swapd.pki) that signs SignCertificate's CSRs; set by the
+    # gateway for each session, None when the server has none.
+    ca_dir: Path | None = None
     _call_result: Any
     _ocpp_version: str
 
@@ -356,6 +360,28 @@ class SwapHandlers:
         """What follows a command of ours (its progress, a report part), recorded in the wire's
         casing as the station sent it (the keys go back through the same conversion)."""
         await self.run(messages.RecordNotification(self.id, action, to_wire(fields)))
+
+    @on("SignCertificate", skip_schema_validation=True)
+    async def on_sign_certificate(
+        self, csr: str, certificate_type: str | None = None, request_id: int | None = None, **_: Any
+    ) -> Any:
+        """Security profile 3: the station asks the operator's CA for its certificate. Accepted
+        when the CSR is the station's own (swapd.pki.check_csr); the signed certificate follows
+        as a CertificateSigned command. Rejected with an OCPP reasonCode and why, else."""
+        outcome = await asyncio.to_thread(
+            certificates.sign_request,
+            self.db,
+            self.ca_dir,
+            self.id,
+            csr,
+            certificate_type=certificate_type,
+            request_id=request_id,
+        )
+        if outcome.accepted:
+            return self._call_result.SignCertificate(status="Accepted")
+        log.warning("station_csr_rejected", station=self.id, reason=outcome.reason_code)
+        info = {"reason_code": outcome.reason_code, "additional_info": (outcome.detail or "")[:1024]}
+        return self._call_result.SignCertificate(status="Rejected", status_info=info)
 
     @on("DataTransfer", skip_schema_validation=True)
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:

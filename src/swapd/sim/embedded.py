@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
@@ -26,12 +27,21 @@ def free_port() -> int:
 
 @contextmanager
 def embedded_server(
-    db: Database, *, certfile: str | None = None, keyfile: str | None = None, port: int | None = None
+    db: Database,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_ca: str | None = None,
+    ca_dir: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Serve the swapd app on 127.0.0.1 (on ``port``, else a free one); yields its ws:// (wss://
-    with a certificate) base URL and stops it on exit."""
+    with a certificate) base URL and stops it on exit. ``client_ca`` and ``ca_dir``: security
+    profile 3, as ``uvicorn_config`` takes them."""
     port = port or free_port()
-    config = uvicorn_config(db, port=port, certfile=certfile, keyfile=keyfile)
+    config = uvicorn_config(
+        db, port=port, certfile=certfile, keyfile=keyfile, client_ca=client_ca, ca_dir=ca_dir
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="swapd-sim-server", daemon=True)
     thread.start()
