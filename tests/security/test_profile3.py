@@ -2,11 +2,12 @@
 serve --certfile --keyfile --tls-client-ca`` runs), stations as TLS clients over ``websockets``.
 
 A station with a certificate of the operator's CA for its own id connects and boots without a
-password. Refused: no client certificate and another CA's certificate (by TLS), a certificate
-of another station and a revoked one (403 at the upgrade), a certificate for an unknown station
-(404). A station that sends Basic auth as well is checked as under profiles 1 and 2. A CSR sent
-with SignCertificate is answered Accepted and the certificate arrives as CertificateSigned,
-verifying against the CA; a CSR for another station id is Rejected.
+password. Refused: no client certificate, another CA's certificate and an expired one (by TLS),
+a certificate of another station and a revoked one (403 at the upgrade), a certificate for an
+unknown station (404). A station that sends Basic auth as well is checked as under profiles 1
+and 2. A CSR sent with SignCertificate is answered Accepted and the certificate arrives as
+CertificateSigned, verifying against the CA; a CSR for another station id is Rejected. Last, the
+operator's whole path through the command line, up to a real ``swapd serve`` process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,15 @@ async def test_a_certificate_of_another_ca_is_refused_by_tls(
     assert await asyncio.to_thread(first_http_bytes, server_url, forged) == b""
     with pytest.raises(InvalidMessage):
         await upgrade(server_url, "ST1", forged)
+
+
+async def test_an_expired_certificate_is_refused_by_tls(
+    db: Database, operator_pki: Pki, server_url: str
+) -> None:
+    last_year = datetime.now(UTC) - timedelta(days=400)
+    expired = pki.issue_station(operator_pki.authority, "ST1", last_year, validity_days=30)
+    context = tls(operator_pki, operator_pki.station_files("expired", expired))
+    assert await asyncio.to_thread(first_http_bytes, server_url, context) == b""
 
 
 async def test_a_certificate_of_another_station_is_refused_with_403(
