@@ -27,7 +27,7 @@ PANELS = {
         "statements",
     ],
     "Operations": ["swap", "alerts", "ledger", "scenario", "sim"],
-    "Server": ["demo", "serve", "db", "user", "version"],
+    "Server": ["demo", "serve", "db", "user", "ca", "version"],
 }
 
 
