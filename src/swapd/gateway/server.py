@@ -113,7 +113,13 @@ class Gateway:
         session = self.sessions.get(station_id)
         if session is None:
             raise ConnectionError(f"station {station_id} is not connected here")
-        return await session.send_request(action, payload)
+        try:
+            answer = await session.send_request(action, payload)
+        except Exception:
+            self.metrics.commands.labels(action, "failed").inc()
+            raise
+        self.metrics.commands.labels(action, "answered").inc()
+        return answer
 
 
 async def _expire_offers_forever(db: Database) -> None:
