@@ -4,6 +4,7 @@ from what a station holds, the messages that carry them, and the station's offli
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,14 @@ ACTIVE = RiderStanding(RiderStatus.ACTIVE, 2)
 BLOCKED = RiderStanding(RiderStatus.BLOCKED, 2)
 
 
-def facts(**changes: object) -> ListFacts:
-    base = {
+def facts(**changes: Any) -> ListFacts:
+    base: dict[str, Any] = {
         "riders": {"R1": ACTIVE, "R2": BLOCKED},
         "cards": [("ISO14443", "CARD-1", "R1"), ("ISO14443", "CARD-2", "R2")],
         "packs": [("P1", "R1"), ("P2", "R2"), ("P3", None)],
     }
     base.update(changes)
-    return ListFacts(**base)  # type: ignore[arg-type]
+    return ListFacts(**base)
 
 
 def test_a_riders_cards_and_packs_are_accepted_for_the_rider_with_the_offline_limit() -> None:

@@ -1,5 +1,5 @@
 """Stations for staff: create (the OCPP password is shown once), list, edit, disable and enable,
-reset the password, and the live view of the slots."""
+reset the password, the live view of the slots, and sending a station its local list."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Bp, Reason, bp_to_percent
 from swapd.domain.stations import MAX_SLOTS, SlotState
 from swapd.readmodels import stations
-from swapd.services import back_office
+from swapd.services import back_office, local_lists
 from swapd.services.back_office import MAX_LAT_MICRODEG, MAX_LON_MICRODEG
 
 router = APIRouter(prefix=f"{PREFIX}/stations", tags=["operator: stations"])
@@ -222,3 +222,33 @@ def station_slots(station_id: str, _caller: Staff, db: Db, request: Request) -> 
             for s in view.slots
         ],
     )
+
+
+class LocalListPush(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full: bool = Field(False, description="Send the whole list, not only what changed")
+
+
+class LocalListOut(BaseModel):
+    """What the station's local authorization list is after the push (docs/OFFLINE.md)."""
+
+    station_id: str
+    update_type: str | None = Field(description="Full or Differential; null: it was current")
+    version: int = Field(description="The station's list version now")
+    messages: int = Field(description="SendLocalList messages the station accepted")
+    sent_entries: int
+    entries: int = Field(description="Entries the station's list holds")
+
+
+@router.post(
+    "/{station_id}/local-list",
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Send the station its local authorization list (differences, or all with full)",
+)
+def push_local_list(station_id: str, body: LocalListPush, caller: Operator, db: Db) -> LocalListOut:
+    """The list a station serves swaps from while it cannot reach swapd: every rider's cards and
+    every pack, Accepted for the rider holding it, with the plan's offline limit. 409 when the
+    station is not connected, refused the list or did not answer, or another update of its list
+    is under way."""
+    result = local_lists.push(db, station_id, full=body.full, requested_by=caller.actor)
+    return LocalListOut.model_validate(result, from_attributes=True)

@@ -317,3 +317,36 @@ def station_show(
             "" if row["reserved_swap_id"] is None else f"swap {row['reserved_swap_id']}",
         )
     out.print(table)
+
+
+@station_app.command("local-list")
+def station_local_list(
+    station_id: Annotated[str, typer.Argument(metavar="STATION", help="Station id.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Send the whole list, not only what changed.")
+    ] = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a station its local authorization list, for swaps while it cannot reach swapd.
+
+    The differences since the list it last accepted (all of it the first time, or with --full),
+    in as many SendLocalList messages as it takes. From then on `swapd serve` keeps the list
+    current. The station must be connected to a running `swapd serve`."""
+    from dataclasses import asdict
+
+    from swapd.services import local_lists
+
+    result = with_db(
+        database, lambda db: local_lists.push(db, station_id, full=full, requested_by="cli")
+    )
+    if as_json:
+        print_json(asdict(result))
+        return
+    if not result.messages:
+        say(f"{station_id}'s list is current: version {result.version}, {result.entries:,} entries")
+        return
+    say(
+        f"{station_id}: {result.update_type} update, {result.sent_entries:,} entries in "
+        f"{result.messages} message(s); list version {result.version}, {result.entries:,} entries"
+    )

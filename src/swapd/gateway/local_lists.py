@@ -112,11 +112,15 @@ class ListKeeper:
                     wanted_list=wanted,
                     stop=self.stop,
                 )
+            except local_lists.ListBusy:
+                return  # another push (an operator's) is sending it: look again next interval
             except Exception as error:
                 log.warning("local_list_push_failed", station=station_id, error=str(error)[:200])
                 loop = asyncio.get_running_loop()
                 self.next_push_at[station_id] = loop.time() + RETRY_S
                 return
+        # The interval runs from the end of a push: two updates' messages are never closer.
+        self.next_push_at[station_id] = asyncio.get_running_loop().time() + self.debounce_s
         self.unverified.discard(station_id)
         if self.dirty.get(station_id) == mark:
             del self.dirty[station_id]

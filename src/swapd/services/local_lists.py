@@ -54,6 +54,10 @@ LEASE_S = 2 * SEND_TIMEOUT_S + 30.0
 MAX_ERROR_CHARS = 300
 
 
+class ListBusy(Conflict):
+    """Another push holds the station's list: try again once it is done."""
+
+
 @dataclass(frozen=True, slots=True)
 class PushResult:
     station_id: str
@@ -281,7 +285,7 @@ def _claim(db: Database, station_id: str) -> StationList:
             )
             return StationList(station_id, 0, {}, None)
         if row.lease_until is not None and row.lease_until > tx.now:
-            raise Conflict(f"a local list update of {station_id} is under way; try again shortly")
+            raise ListBusy(f"a local list update of {station_id} is under way; try again shortly")
         tx.repo.execute(
             sa.update(t.local_lists)
             .where(lists.station_id == station_id)
