@@ -944,7 +944,12 @@ def test_every_command_has_json_and_database_options() -> None:
     expected = {
         "pack-model": {"add", "list"},
         "pack": {"add", "import", "issue", "list", "restock", "withdraw", "quarantine", "retire"},
-        "station": {"add", "password", "list", "show", "disable", "enable"},
+        "station": {
+            *("add", "password", "list", "show", "disable", "enable"),
+            *("reset", "availability", "trigger", "report", "inventory", "firmware", "logs"),
+            *("unlock", "message", "commands", "local-list", "cert", "cert-revoke", "certs"),
+            "variables",
+        },
         "plan": {"add", "list"},
         "rider": {"add", "block", "unblock", "list", "show"},
         "card": {"add"},
@@ -955,8 +960,10 @@ def test_every_command_has_json_and_database_options() -> None:
         sub = groups.commands[group]
         assert set(sub.commands) == names
         for name in names:
-            options = {o for p in sub.commands[name].params for o in getattr(p, "opts", [])}
-            assert {"--json", "--database"} <= options, f"{group} {name}"
+            commands = getattr(sub.commands[name], "commands", None) or {name: sub.commands[name]}
+            for leaf, leaf_command in commands.items():  # a group (station variables): its commands
+                options = {o for p in leaf_command.params for o in getattr(p, "opts", [])}
+                assert {"--json", "--database"} <= options, f"{group} {name} {leaf}"
     for name in ("topup", "subscribe", "refund", "adjust", "settle", "alerts"):
         options = {o for p in groups.commands[name].params for o in getattr(p, "opts", [])}
         assert {"--json", "--database"} <= options, name
