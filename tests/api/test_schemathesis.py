@@ -48,7 +48,9 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 # Failed logins are counted by design (the login limit); no other refusal may write anything.
-_WRITTEN_BY_REFUSALS = {"rate_limits"}
+# The server's own loop trims the local lists' change marks whenever it comes round
+# (swapd.gateway.local_lists), whatever request is being refused at the time.
+_WRITTEN_BY_REFUSALS = {"rate_limits", "local_list_changes"}
 _WATCHED = [table for table in t.metadata.sorted_tables if table.name not in _WRITTEN_BY_REFUSALS]
 
 Snapshot = dict[str, object]

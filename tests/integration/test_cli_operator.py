@@ -173,6 +173,7 @@ def test_catalog_commands(db_url: str) -> None:
         "carry_over": True,
         "prorate_first_cycle": True,
         "listed": True,
+        "offline_swaps_max": 1,
     }
     time_plan = js(
         url, "plan", "add", "time", "--kind", "prepaid_time", "--currency", "KRW",

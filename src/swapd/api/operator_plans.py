@@ -12,8 +12,10 @@ from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX
 from swapd.domain.errors import InvalidInput
 from swapd.domain.plans import (
+    DEFAULT_OFFLINE_SWAPS,
     DEFAULT_TIME_HOLD_S,
     MAX_GRANULARITY_S,
+    MAX_OFFLINE_SWAPS,
     MAX_TIME_HOLD_S,
     Plan,
     PlanKind,
@@ -45,6 +47,7 @@ class PlanOut(BaseModel):
     carry_over: bool
     prorate_first_cycle: bool
     listed: bool = Field(description="In the public plan list and open to rider sign-up")
+    offline_swaps_max: int = Field(description="Swaps a station may serve offline (local list)")
     riders: int
 
     @classmethod
@@ -63,6 +66,7 @@ class PlanOut(BaseModel):
             carry_over=plan.carry_over,
             prorate_first_cycle=plan.prorate_first_cycle,
             listed=plan.listed,
+            offline_swaps_max=plan.offline_swaps_max,
             riders=riders,
         )
 
@@ -81,6 +85,12 @@ class NewPlan(BaseModel):
     included_units: int = Field(0, ge=0, le=MAX_TRANSFER_AMOUNT)
     carry_over: bool = True
     prorate_first_cycle: bool = True
+    offline_swaps_max: int = Field(
+        DEFAULT_OFFLINE_SWAPS,
+        ge=0,
+        le=MAX_OFFLINE_SWAPS,
+        description="Swaps a station may serve a rider from its local list while offline",
+    )
 
     def plan(self) -> Plan:
         unit = self.unit or _PREPAID_UNIT.get(self.kind)
@@ -99,6 +109,7 @@ class NewPlan(BaseModel):
             included_units=self.included_units,
             carry_over=self.carry_over,
             prorate_first_cycle=self.prorate_first_cycle,
+            offline_swaps_max=self.offline_swaps_max,
         )
 
 

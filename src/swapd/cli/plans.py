@@ -9,7 +9,13 @@ from rich.table import Table
 
 from swapd.cli.common import DatabaseOption, JsonOption, cell, out, print_json, say, units, with_db
 from swapd.domain.errors import InvalidInput
-from swapd.domain.plans import DEFAULT_TIME_HOLD_S, Plan, PlanKind
+from swapd.domain.plans import (
+    DEFAULT_OFFLINE_SWAPS,
+    DEFAULT_TIME_HOLD_S,
+    MAX_OFFLINE_SWAPS,
+    Plan,
+    PlanKind,
+)
 from swapd.domain.quantities import Unit, format_money
 
 plan_app = typer.Typer(help="Plans: how payments become allowance.", no_args_is_help=True)
@@ -41,6 +47,7 @@ def plan_json(plan: Plan, riders: int | None = None) -> dict[str, Any]:
         "carry_over": plan.carry_over,
         "prorate_first_cycle": plan.prorate_first_cycle,
         "listed": plan.listed,
+        "offline_swaps_max": plan.offline_swaps_max,
     }
     if riders is not None:
         data["riders"] = riders
@@ -98,6 +105,14 @@ def plan_add(
             "one is given by staff only. Set once, at creation.",
         ),
     ] = True,
+    offline_swaps: Annotated[
+        int,
+        typer.Option(
+            "--offline-swaps",
+            help="Swaps a station may serve a rider from its local list while offline "
+            f"(0-{MAX_OFFLINE_SWAPS}); what the allowance lacks then is owed.",
+        ),
+    ] = DEFAULT_OFFLINE_SWAPS,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -135,6 +150,7 @@ def plan_add(
             carry_over=carry_over,
             prorate_first_cycle=prorate,
             listed=listed,
+            offline_swaps_max=offline_swaps,
         )
 
     plan = with_db(database, lambda db: catalog.add_plan(db, build()))

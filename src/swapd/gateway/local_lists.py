@@ -11,7 +11,8 @@ Every ``RESYNC_S`` each station is checked again whatever the marks said: a chan
 a mark (a rider's plan changed) reaches the stations that late at most.
 
 Pushes run in threads (they wait for the stations' answers), ``MAX_CONCURRENT_PUSHES`` at a
-time; one that fails is retried after ``RETRY_S``.
+time; one that fails is retried after ``RETRY_S``. With no station here, a tick reads nothing;
+the marks are trimmed every ``TRIM_INTERVAL_S`` (a write only when some were added).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TICK_S = 0.5  # how often the change mark is read
 RESYNC_S = 300.0
 RETRY_S = 30.0  # after a push failed (the station refused, did not answer, another push held it)
 MAX_CONCURRENT_PUSHES = 8
+TRIM_INTERVAL_S = 60.0  # how often the change marks older than the newest are deleted
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ListKeeper:
     seen_change: int | None = None
     here: set[str] = field(default_factory=set)
     next_resync_at: float = 0.0
+    next_trim_at: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PUSHES))
 
@@ -62,13 +65,21 @@ class ListKeeper:
     async def tick(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if now >= self.next_trim_at:
+            # The marks only ever say "something changed since": the newest is all that counts.
+            self.next_trim_at = now + TRIM_INTERVAL_S
+            await asyncio.to_thread(local_lists.trim_changes, self.db)
+        connected = set(self.connected())
+        if not connected:
+            self.here = set()
+            return
         enrolled = await asyncio.to_thread(local_lists.enrolled, self.db)
-        here = set(self.connected()) & enrolled
+        here = connected & enrolled
         arrived = here - self.here
         self.here = here
         self.unverified = (self.unverified & here) | arrived
         self._mark(arrived)
-        change = await asyncio.to_thread(local_lists.last_change, self.db, trim=True)
+        change = await asyncio.to_thread(local_lists.last_change, self.db)
         if change != self.seen_change:
             if self.seen_change is not None:
                 self._mark(here)

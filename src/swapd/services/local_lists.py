@@ -139,18 +139,25 @@ def enrolled(db: Database) -> set[str]:
     return set(db.read(lambda tx: tx.repo.execute(sa.select(t.local_lists.c.station_id)).scalars()))
 
 
-def last_change(db: Database, *, trim: bool = False) -> int:
-    """The newest change mark (0: none). ``trim``: delete the older ones, which only ever
-    served to say "something changed" and are superseded by the newest."""
+def last_change(db: Database) -> int:
+    """The newest change mark (0: none yet)."""
+    query = sa.select(sa.func.max(t.local_list_changes.c.id))
+    return int(db.read(lambda tx: tx.repo.execute(query).scalar()) or 0)
+
+
+def trim_changes(db: Database) -> int:
+    """Delete the marks older than the newest, which only ever said "something changed" and
+    are superseded by it; how many. A read when there are none, so an idle server never writes."""
     c = t.local_list_changes.c
+    span = sa.select(sa.func.min(c.id), sa.func.max(c.id))
+    oldest, newest = db.read(lambda tx: tuple(tx.repo.execute(span).one()))
+    if oldest is None or oldest == newest:
+        return 0
 
     def work(tx: Tx) -> int:
-        newest = int(tx.repo.execute(sa.select(sa.func.max(c.id))).scalar() or 0)
-        if trim and newest:
-            tx.repo.execute(sa.delete(t.local_list_changes).where(c.id < newest))
-        return newest
+        return int(tx.repo.execute(sa.delete(t.local_list_changes).where(c.id < newest)).rowcount)
 
-    return db.write(work) if trim else db.read(work)
+    return db.write(work)
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -182,7 +189,9 @@ def push(
     differences, unless ``full`` or the station holds another version than stored (asked first
     when ``verify``) or answers VersionMismatch. The station must be connected. Raises Conflict
     when another push holds the station, or when the station refused or did not answer (the
-    messages it accepted before stay recorded)."""
+    messages it accepted before stay recorded). A station unknown or not connected is refused
+    before anything is written; a first push that the station took nothing of leaves nothing."""
+    _check_connected(db, station_id)
     held = _claim(db, station_id)
     error: str | None = None
     try:
@@ -266,6 +275,21 @@ def _send(db: Database, station_id: str, update: ListUpdate, timeout_s: float, r
 # -- storing what the station holds ---------------------------------------------------------------
 
 
+def _check_connected(db: Database, station_id: str) -> None:
+    def work(tx: Tx) -> str | None:
+        row = tx.repo.execute(
+            sa.select(t.stations.c.connection_id).where(t.stations.c.id == station_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"unknown station {station_id}")
+        return None if row.connection_id is None else str(row.connection_id)
+
+    if db.read(work) is None:
+        raise StationOffline(
+            f"station {station_id} is not connected: its list goes when it is (swapd serve)"
+        )
+
+
 def _claim(db: Database, station_id: str) -> StationList:
     """Take the station's lease (its row is made on the first push); its list as stored."""
 
@@ -343,7 +367,15 @@ def _store(db: Database, station_id: str, update: ListUpdate) -> None:
 
 
 def _release(db: Database, station_id: str, error: str | None) -> None:
+    """End the push's lease, with its error. A station that never accepted a list is forgotten
+    (no row): a failed first push leaves nothing, and the station gets no updates unasked."""
+
     def work(tx: Tx) -> None:
+        lists = t.local_lists.c
+        if error is not None:
+            never = sa.and_(lists.station_id == station_id, lists.version == 0)
+            if tx.repo.execute(sa.delete(t.local_lists).where(never)).rowcount:
+                return
         values: dict[str, Any] = {"lease_until": None, "updated_at": tx.now}
         if error is not None:
             values["last_error"] = error

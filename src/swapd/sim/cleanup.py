@@ -179,6 +179,8 @@ def _remove(tx: Tx, prefix: str) -> Removed:
     swaps = _delete(tx, t.swaps, t.swaps.c.id.in_(swap_ids))
     _delete(tx, t.station_commands, t.station_commands.c.station_id.in_(stations))
     _delete(tx, t.station_events, _ours(t.station_events.c.station_id, prefix))
+    for table in (t.offline_events, t.local_list_entries, t.local_lists):
+        _delete(tx, table, _ours(table.c.station_id, prefix))
     alert = t.alerts.c
     _delete(
         tx,
