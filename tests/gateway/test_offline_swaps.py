@@ -270,3 +270,48 @@ async def test_list_updates_are_debounced_per_station(db: Database, live_server:
     assert all(gap >= DEBOUNCE_S - 0.1 for gap in gaps), (gaps, updates)
     assert [v for _at, _kind, v in updates] == list(range(2, 2 + len(updates)))
     await online.close()
+
+
+async def test_a_pack_reported_at_two_stations_is_placed_by_the_newer_reading(
+    db: Database, clock: ManualClock, live_server: LiveServer
+) -> None:
+    """R holds P. ST1, offline, takes P back from R (R gets Q), then hands P to R2 (who brings
+    P2 back). R2 returns P at ST2, online, before ST1 is back. ST1's replay finds P at ST2 since
+    later than its readings: they are flagged and change nothing, P stays at ST2, Q is R's."""
+    passwords = net.network(db, station_ids=("ST1", "ST2"), with_passwords=True)
+    for slot_no, serial, soc_pct in ((1, "P", 100), (2, "P2", 100), (3, "Q", 95)):
+        net.pack(db, serial, soc_pct=soc_pct, station_id="ST1", slot_no=slot_no)
+    for rider_id, serial, slot_no in (("R", "P", 1), ("R2", "P2", 2)):
+        net.rider(db, rider_id, top_up_minor=10_000, payment_ref=f"pay-{rider_id}")
+        app = IdToken(TokenType.APP, rider_id)
+        assert swaps.authorize(db, "ST1", app).offered_slots == [slot_no]
+        reading = BatteryReading(slot_no, serial, 10_000, 10_000)
+        swaps.battery_out(db, "ST1", f"issue-{rider_id}", [reading], token=app)
+    state = StationState("ST1", passwords["ST1"], {3: PackInSlot("Q", 95.0)})
+    online = await go_online(live_server, state)
+    await asyncio.to_thread(local_lists.push, db, "ST1", full=True)
+    await online.close()
+
+    at = [START + timedelta(minutes=m) for m in (10, 20)]
+    assert state.serve_offline(key("P"), PackInSlot("P", 95.0), at[0]) == "Accepted"  # R gets Q
+    assert state.serve_offline(key("P2"), PackInSlot("P2", 30.0), at[1]) == "Accepted"  # R2: P
+    clock.set(START + timedelta(minutes=30))
+    live = swaps.battery_in(db, "ST2", "live", [BatteryReading(4, "P", 5_000, 10_000)], token=None)
+    assert live.packs[0].rider_id == "R"  # swapd has P with R until now
+
+    clock.set(START + timedelta(hours=1))
+    online = await go_online(live_server, state)
+    with db.engine.connect() as connection:
+        p = t.packs.c
+        places = dict(
+            connection.execute(
+                sa.select(
+                    p.serial,
+                    sa.func.coalesce(p.rider_id, p.station_id + ":" + sa.cast(p.slot_no, sa.String)),
+                )
+            ).all()
+        )
+        assert check_ledger(connection).ok
+    assert places == {"P": "ST2:4", "Q": "R", "P2": "ST1:2"}
+    assert alert_kinds(db) == ["offline_conflict", "offline_conflict"]
+    await online.close()
