@@ -130,6 +130,17 @@ def list_is_current(db: Database, state: StationState) -> Callable[[], bool]:
     return current
 
 
+def recorded_blocked(db: Database, serial: str) -> Callable[[], bool]:
+    """The server recorded that the station took the entry (the station applies a message
+    before its answer is back: it must not lose the server before then)."""
+
+    def recorded() -> bool:
+        entry = local_lists.station_list(db, "ST1").entries.get(("BatterySerial", serial))
+        return entry is not None and entry.status.value == "Blocked"
+
+    return recorded
+
+
 def online_network(template: Path, directory: Path) -> Database:
     """The same swaps made online on a second network: RB gets the delivery it lacks by paying
     for it (a top-up) where offline it was bought on credit."""
@@ -168,6 +179,7 @@ async def test_swaps_served_offline_and_replayed_bill_as_online_but_the_overdraw
     # Staff block RC: the server sends ST1 the change, without being asked.
     catalog.set_rider_status(db, "RC", RiderStatus.BLOCKED)
     await eventually(lambda: state.status_of("BatterySerial", "C-0") == "Blocked", "C-0 blocked")
+    await eventually(recorded_blocked(db, "C-0"), "ST1's list recorded with C-0 blocked")
     assert state.updates[-1][1] == "Differential"
 
     await online.close()
@@ -233,6 +245,7 @@ async def test_a_station_that_serves_a_pack_its_list_blocks_is_flagged(
     await asyncio.to_thread(local_lists.push, db, "ST1", full=True)
     catalog.set_rider_status(db, "RC", RiderStatus.BLOCKED)
     await eventually(lambda: state.status_of("BatterySerial", "C-0") == "Blocked", "C-0 blocked")
+    await eventually(recorded_blocked(db, "C-0"), "ST1's list recorded with C-0 blocked")
     await online.close()
 
     served = state.serve_offline(key("C-0"), PackInSlot("C-0", 40.0), START + timedelta(minutes=5))

@@ -79,6 +79,8 @@ class ListKeeper:
         self.here = here
         self.unverified = (self.unverified & here) | arrived
         self._mark(arrived)
+        if not here:
+            return  # no list to keep here: the marks can wait
         change = await asyncio.to_thread(local_lists.last_change, self.db)
         if change != self.seen_change:
             if self.seen_change is not None:
