@@ -369,3 +369,36 @@ def test_support_staff_see_the_commands_but_cannot_send_any(web: TestClient, db:
     page = web.get("/stations/ST1")
     assert "Management" in page.text and 'value="reset_hard"' not in page.text
     assert web.post("/stations/ST1/manage", data={"command": "reset"}).status_code == 403
+
+
+def test_firmware_is_for_admins_and_logs_and_the_local_list_for_operators(
+    web: TestClient, db: Database
+) -> None:
+    sign_in(web)
+    page = web.get("/stations/ST1")
+    assert 'value="logs"' in page.text and 'value="firmware"' not in page.text
+    assert "never sent" in page.text and 'value="local_list_full"' in page.text
+    url = "https://fw.example/2.5.bin"
+    refused = web.post("/stations/ST1/manage", data={"command": "firmware", "url": url, "queue": "1"})
+    assert refused.status_code == 400 and "firmware updates are for admins" in refused.text
+    queued = web.post(
+        "/stations/ST1/manage",
+        data={"command": "logs", "url": "https://logs.example/up", "queue": "1"},
+        follow_redirects=False,
+    )
+    assert queued.status_code == 303
+    assert "GetLog" in web.get(queued.headers["location"]).text
+    away = web.post("/stations/ST1/manage", data={"command": "local_list"})
+    assert away.status_code == 400 and "not connected" in away.text
+
+    identity.add_staff(db, "boss@example.com", PASSWORD, Role.ADMIN)
+    web.post("/logout")
+    sign_in(web, "boss@example.com")
+    assert 'value="firmware"' in web.get("/stations/ST1").text
+    done = web.post(
+        "/stations/ST1/manage",
+        data={"command": "firmware", "url": url, "queue": "1"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "UpdateFirmware" in web.get(done.headers["location"]).text

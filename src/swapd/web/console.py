@@ -28,6 +28,7 @@ from swapd.readmodels import alerts as alert_model
 from swapd.readmodels import overview as overview_model
 from swapd.readmodels import stations as station_model
 from swapd.readmodels import swaps as swap_model
+from swapd.services.identity import Role
 from swapd.web import (
     admin_pages,
     fleet_pages,
@@ -155,6 +156,9 @@ def station_page(request: Request, station_id: str, error: str | None = None) ->
         commands=station_manage.command_lines(db, station_id, t),
         highlighted=int(highlighted) if highlighted.isdigit() and len(highlighted) < 19 else None,
         firmware=station_model.firmware_status(db, station_id),
+        local_list=station_manage.list_line(db, station_id),
+        inventory=station_manage.inventory_lines(db, station_id),
+        is_admin=user.role is Role.ADMIN,
         error=error,
     )
 
@@ -170,6 +174,10 @@ async def manage_station(request: Request, station_id: str) -> Response:
         return render(request, "forbidden.html", status=403, user=user)
     form = session.parse_form(await request.body())
     try:
+        if form.get("command") in ("local_list", "local_list_full"):
+            full = form["command"] == "local_list_full"
+            await run_in_threadpool(station_manage.push_list, db, user, station_id, full)
+            return RedirectResponse(f"/stations/{quote(station_id)}#local-list", status_code=303)
         record = await run_in_threadpool(station_manage.run, db, user, station_id, form)
     except DomainError as error:
         return await run_in_threadpool(station_page, request, station_id, error.message)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from swapd import i18n
-from swapd.domain.errors import InvalidInput
+from swapd.domain.errors import Forbidden, InvalidInput
+from swapd.services import local_lists
 from swapd.services import station_management as manage
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
@@ -29,6 +30,27 @@ STATE_TEXT = {
     "expired": "Expired",
     "undelivered": "Not delivered",
 }
+
+
+def list_line(db: Database, station_id: str) -> dict[str, Any]:
+    """The station's local authorization list as last accepted (version 0: never sent)."""
+    held = local_lists.station_list(db, station_id)
+    return {"version": held.version, "entries": len(held.entries), "error": held.last_error}
+
+
+INVENTORY_SHOWN = 200
+
+
+def inventory_lines(db: Database, station_id: str) -> list[manage.Variable]:
+    """The station's inventory from its last base report, as many rows as a page shows."""
+    return manage.inventory(db, station_id)[:INVENTORY_SHOWN]
+
+
+def push_list(db: Database, user: Principal, station_id: str, full: bool) -> str:
+    result = local_lists.push(db, station_id, full=full, requested_by=user.actor)
+    return (
+        f"{result.update_type or 'no'} update, list version {result.version}, {result.entries:,} entries"
+    )
 
 
 def can_manage(user: Principal) -> bool:
@@ -80,6 +102,17 @@ def run(db: Database, user: Principal, station_id: str, form: dict[str, str]) ->
             slot_no=slot,
             requested_by=by,
             queue_s=queue_s,
+        )
+    if command == "firmware":
+        if user.role is not Role.ADMIN:
+            raise Forbidden("firmware updates are for admins")
+        return manage.update_firmware(
+            db, station_id, url=form.get("url", "").strip(), retrieve_at=datetime.now(UTC),
+            requested_by=by, queue_s=queue_s,
+        )  # fmt: skip
+    if command == "logs":
+        return manage.get_log(
+            db, station_id, url=form.get("url", "").strip(), requested_by=by, queue_s=queue_s
         )
     if command == "message":
         minutes_text = form.get("minutes", "").strip()
