@@ -18,8 +18,15 @@ wait seconds while others commit, which a percentile over all transactions hides
 made (1.5 s otherwise): it proves that each phase measures and the ledger still checks, not how
 fast.
 
+With ``--pgledger-sql PATH`` (a local checkout of pgledger, or its ``pgledger.sql`` with the
+``vendor/`` ULID functions beside it as in the repository; an SQL-only ledger:
+one function call a transfer; https://github.com/pgr0ss/pgledger, not shipped here), the same
+shape of work runs through pgledger on the same PostgreSQL server in the same run, for the
+comparison: one client, then 4 client processes, each transferring from its own account to one
+shared account (``pgledger_create_transfer`` in autocommit: one transaction a transfer).
+
 Run: ``uv run python -m bench.ledger_transfers [--quick | --smoke] [--seconds S]
-[--databases postgresql,sqlite]``
+[--databases postgresql,sqlite] [--pgledger-sql PATH]``
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -202,6 +210,80 @@ def _run(kind: str, url: str, duration_s: float, lead_s: float) -> dict[str, flo
     return metrics
 
 
+PGLEDGER_WRITERS = (1, 4)
+
+
+def _pgledger_writer(
+    url: str, from_id: str, to_id: str, start_at: float, duration_s: float
+) -> list[float]:
+    latencies: list[float] = []
+    with psycopg.connect(url, autocommit=True) as connection:
+        time.sleep(max(0.0, start_at - time.time()))
+        deadline = time.perf_counter() + duration_s
+        while not latencies or time.perf_counter() < deadline:
+            began = time.perf_counter()
+            connection.execute(
+                "SELECT id FROM pgledger_create_transfer(%s, %s, %s)", (from_id, to_id, 1_260)
+            ).fetchall()
+            latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def _pgledger_scripts(path: str) -> list[Path]:
+    """pgledger's SQL in its load order (its justfile): the vendored ULID functions, then
+    pgledger.sql. ``path`` is the checkout or its pgledger.sql."""
+    given = Path(path)
+    root = given if given.is_dir() else given.parent
+    ulid = root / "vendor" / "scoville-pgsql-ulid"
+    scripts = [ulid / "ulid-to-uuid.sql", ulid / "uuid-to-ulid.sql", root / "pgledger.sql"]
+    missing = [str(s) for s in scripts if not s.is_file()]
+    if missing:
+        raise SystemExit(f"--pgledger-sql: not found: {', '.join(missing)} (give pgledger's checkout)")
+    return scripts
+
+
+def _pgledger(sql_path: str, duration_s: float, lead_s: float) -> dict[str, float]:
+    """pgledger's transfers per second on a database of its own, beside swapd's figures."""
+    name = f"swapd_bench_pgledger_{os.getpid()}"
+    with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    url = _plain(sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
+    metrics: dict[str, float] = {}
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            for script in _pgledger_scripts(sql_path):
+                connection.execute(script.read_text("utf-8"))
+            ids = [
+                connection.execute(
+                    "SELECT id FROM pgledger_create_account(%s, 'Wh')", (f"a{i}",)
+                ).fetchone()[0]  # type: ignore[index]
+                for i in range(max(PGLEDGER_WRITERS) + 1)
+            ]
+        shared = ids[-1]
+        for writers in PGLEDGER_WRITERS:
+            start_at = time.time() + (lead_s if writers > 1 else 0.0)
+            with ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("fork")) as pool:
+                futures = [
+                    pool.submit(_pgledger_writer, url, ids[i], shared, start_at, duration_s)
+                    for i in range(writers)
+                ]
+                per_writer = [future.result() for future in futures]
+            latencies = sorted(value for values in per_writer for value in values)
+            phase = "single" if writers == 1 else f"concurrent_{writers}w"
+            rate = round(len(latencies) / duration_s, 1)
+            p50_ms, p99_ms = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
+            console.print(
+                f"  pgledger {phase}: {rate:,.0f} transfers/s, p50 {p50_ms:.2f} ms, p99 {p99_ms:.2f} ms"
+            )
+            metrics[f"pgledger_{phase}_transfers_per_s"] = rate
+            metrics[f"pgledger_{phase}_p50_ms"] = round(percentile(latencies, 0.5) * 1000, 2)
+    finally:
+        with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return metrics
+
+
 def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
@@ -218,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
         "--seconds", type=float, help="length of each phase (default 20, quick 2, smoke 0.05)"
     )
     parser.add_argument("--databases", default="postgresql,sqlite", help="comma-separated")
+    parser.add_argument(
+        "--pgledger-sql",
+        metavar="PATH",
+        help="a local checkout of pgledger (or its pgledger.sql): measure it beside swapd",
+    )
     args = parser.parse_args(argv)
     duration_s = args.seconds or (SMOKE_SECONDS if args.smoke else 2.0 if args.quick else 20.0)
     lead_s = SMOKE_LEAD_S if args.smoke else LEAD_S
@@ -239,6 +326,14 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:
                     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            if args.pgledger_sql:
+                console.print("[bold]pgledger on the same PostgreSQL[/]")
+                metrics |= _pgledger(args.pgledger_sql, duration_s, lead_s)
+                for phase in ("single", "concurrent_4w"):
+                    theirs = metrics[f"pgledger_{phase}_transfers_per_s"]
+                    ours = metrics[f"pg_{phase}_transfers_per_s"]
+                    metrics[f"pg_{phase}_vs_pgledger"] = round(ours / theirs, 2) if theirs else 0.0
+                notes.append("pgledger from " + os.path.basename(args.pgledger_sql))
     if "sqlite" in kinds:
         import tempfile
 

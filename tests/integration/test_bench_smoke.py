@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
 
 
-def _run(module: str, kind: str) -> dict[str, Any]:
+def _run(module: str, kind: str, *extra: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--databases", kind],
+        [sys.executable, "-m", module, "--smoke", "--databases", kind, *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -91,6 +91,51 @@ def test_ledger_transfers_smoke(kind: str, request: pytest.FixtureRequest) -> No
     for phase in ("single", "two_phase", "concurrent_2w", "concurrent_4w", "concurrent_8w"):
         assert metrics[f"{prefix}_{phase}_transfers_per_s"] > 0
         assert 0 < metrics[f"{prefix}_{phase}_p50_ms"] <= metrics[f"{prefix}_{phase}_p99_ms"]
+
+
+# A stand-in for a pgledger checkout (pgledger itself is not shipped here): the two functions the
+# comparison calls, with pgledger's signatures, loaded in pgledger's order (the ULID scripts first).
+_STAND_IN = {
+    "vendor/scoville-pgsql-ulid/ulid-to-uuid.sql": "CREATE TABLE stand_in_order (step INT);",
+    "vendor/scoville-pgsql-ulid/uuid-to-ulid.sql": "INSERT INTO stand_in_order VALUES (1);",
+    "pgledger.sql": """
+        INSERT INTO stand_in_order VALUES (2);
+        CREATE TABLE pgledger_accounts (id TEXT PRIMARY KEY, balance NUMERIC NOT NULL DEFAULT 0);
+        CREATE TABLE pgledger_transfers (id BIGSERIAL PRIMARY KEY, f TEXT, t TEXT, amount NUMERIC);
+        CREATE FUNCTION pgledger_create_account(name TEXT, currency TEXT)
+        RETURNS SETOF pgledger_accounts AS $$
+            INSERT INTO pgledger_accounts (id) VALUES (name || '_' || currency) RETURNING *;
+        $$ LANGUAGE sql;
+        CREATE FUNCTION pgledger_create_transfer(f TEXT, t TEXT, amount NUMERIC)
+        RETURNS SETOF pgledger_transfers AS $$
+            UPDATE pgledger_accounts SET balance = balance - amount WHERE id = f;
+            UPDATE pgledger_accounts SET balance = balance + amount WHERE id = t;
+            INSERT INTO pgledger_transfers (f, t, amount) VALUES (f, t, amount) RETURNING *;
+        $$ LANGUAGE sql;
+    """,
+}
+
+
+def test_ledger_transfers_measures_pgledger_beside_swapd(pg_url: str, tmp_path: Path) -> None:
+    for name, text in _STAND_IN.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    metrics = _run("bench.ledger_transfers", "postgresql", "--pgledger-sql", str(tmp_path))["metrics"]
+    for phase in ("single", "concurrent_4w"):
+        assert metrics[f"pgledger_{phase}_transfers_per_s"] > 0
+        ratio = metrics[f"pg_{phase}_transfers_per_s"] / metrics[f"pgledger_{phase}_transfers_per_s"]
+        assert metrics[f"pg_{phase}_vs_pgledger"] == pytest.approx(ratio, abs=0.01)
+
+
+def test_ledger_transfers_says_what_is_missing_of_pgledger(pg_url: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ledger_transfers", "--smoke", "--databases", "postgresql",
+         "--pgledger-sql", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert (
+        result.returncode != 0 and "not found" in result.stderr and "uuid-to-ulid.sql" in result.stderr
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
