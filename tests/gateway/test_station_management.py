@@ -482,3 +482,28 @@ async def test_a_refused_availability_change_leaves_the_slot_in_service(db: Data
     assert manage.out_of_service_slots(db, "ST1") == []
     manage.change_availability(db, "ST1", operative=False, slot_no=1, requested_by="ops", queue_s=60)
     assert manage.out_of_service_slots(db, "ST1") == [1]  # queued: the operator's intent holds
+
+
+async def test_a_queued_command_waits_for_the_station_s_first_boot(
+    db: Database, live_server: LiveServer
+) -> None:
+    """OCPP: no request to a station before its BootNotification is accepted."""
+    import websockets
+
+    passwords = network(db)
+    queued = manage.reset(db, "ST1", hard=False, requested_by="ops", queue_s=600)
+    ws = await websockets.connect(
+        f"{live_server.url}/ocpp/ST1",
+        subprotocols=[websockets.Subprotocol("ocpp2.1")],
+        additional_headers=basic_auth("ST1", passwords["ST1"]),
+    )
+    station = ManagedStation("ST1", ws)
+    station.swap_requests, station.received, station.schema_errors, station.follow_ups = [], [], [], []
+    connected = Connected(station, ws, asyncio.create_task(station.start()))
+    await asyncio.sleep(1.0)  # four of the dispatcher's polls
+    assert station.received == []
+    assert manage.command(db, queued.id).state == commands.CommandState.PENDING
+    assert (await boot(connected)).status == "Accepted"
+    await _until(lambda: manage.command(db, queued.id).state == commands.CommandState.ANSWERED)
+    assert [a for a, _ in station.received] == ["Reset"]
+    await connected.close()

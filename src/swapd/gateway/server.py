@@ -95,6 +95,11 @@ class Gateway:
     def connected(self) -> list[str]:
         return list(self.sessions)
 
+    def ready(self) -> list[str]:
+        """The stations here that may be sent requests: BootNotification accepted (now, or
+        before this connection: a station that reconnects without rebooting does not boot)."""
+        return [station_id for station_id, session in self.sessions.items() if session.booted]
+
     async def disconnect(self, station_id: str, reason: str) -> bool:
         """Close the station's socket in this process (it was disabled); False if none here.
         Its reconnection is then refused with 403 by the upgrade check."""
@@ -154,13 +159,9 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         tasks = [
-            asyncio.create_task(commands.dispatch_forever(db, gw.connected, gw.send_command)),
-            # Local lists of the stations here, once they booted (gateway/local_lists.py).
-            asyncio.create_task(
-                local_lists.keep_lists_forever(
-                    db, lambda: [s for s, session in gw.sessions.items() if session.booted]
-                )
-            ),
+            # Commands and local lists for the stations here, once they booted.
+            asyncio.create_task(commands.dispatch_forever(db, gw.ready, gw.send_command)),
+            asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
         ]
