@@ -11,53 +11,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft4Validator, FormatChecker
+from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError, best_match
-from ocpp.messages import MessageType, get_validator
+
+from swapd.services.station_requests import fast_validator, precise_validator
 
 # OCPP's identifierString: the character set of idToken values (case-insensitive).
 IDENTIFIER = re.compile(r"[A-Za-z0-9*\-_=:+|@.]*")
-_FORMATS = FormatChecker(formats=())
-
-
-@_FORMATS.checks("date-time", raises=ValueError)
-def _is_date_time(value: object) -> bool:
-    """RFC 3339 date-time: a date, 'T', a time and a zone (the ``ocpp`` package skips this)."""
-    if not isinstance(value, str):
-        return True  # the type check reports it
-    if "T" not in value.upper():
-        raise ValueError("a date-time needs a date and a time")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("a date-time needs a time zone (Z or +hh:mm)")
-    return True
-
-
-def _date_time_ok(value: object) -> bool:
-    try:
-        return _is_date_time(value)
-    except ValueError:
-        return False
 
 
 @cache
 def _validator(version: str, action: str) -> Draft4Validator:
-    schema = get_validator(MessageType.Call, action, version).schema
-    return Draft4Validator(schema, format_checker=_FORMATS)
+    return precise_validator(version, f"{action}Request")
 
 
 @cache
 def _fast_validator(version: str, action: str) -> Callable[[Any], Any]:
-    """The same schema under the same rules as ``_validator``: draft 4 (so 1.0 is not an
-    integer, as jsonschema's Draft4Validator has it) and our date-time format."""
-    schema = get_validator(MessageType.Call, action, version).schema
-    draft4 = {**schema, "$schema": "http://json-schema.org/draft-04/schema#"}
-    return fastjsonschema.compile(draft4, formats={"date-time": _date_time_ok})  # type: ignore[no-any-return]
+    """The same schema under the same rules as ``_validator``, compiled (about 15 µs a call)."""
+    return fast_validator(version, f"{action}Request")
 
 
 # OCPP-J 2.0.1/2.1 part 4, CallError codes:
