@@ -35,7 +35,10 @@ class StationClient(ChargePoint):  # type: ignore[misc]
     """A minimal OCPP 2.1 station that answers RequestBatterySwap as told."""
 
     request_swap_status = "Accepted"
-    swap_requests: list[dict[str, Any]]
+
+    def __init__(self, station_id: str, connection: Any) -> None:
+        super().__init__(station_id, connection)
+        self.swap_requests: list[dict[str, Any]] = []
 
     @on("RequestBatterySwap")  # type: ignore[misc]
     async def on_request_battery_swap(self, id_token: dict[str, Any], request_id: int, **_: Any) -> Any:
@@ -60,15 +63,19 @@ class Connected:
 
 
 async def connect(
-    server: LiveServer, station_id: str, password: str, *, subprotocol: str = "ocpp2.1"
+    server: LiveServer,
+    station_id: str,
+    password: str,
+    *,
+    subprotocol: str = "ocpp2.1",
+    client: type[StationClient] = StationClient,
 ) -> Connected:
     ws = await websockets.connect(
         f"{server.url}/ocpp/{station_id}",
         subprotocols=[websockets.Subprotocol(subprotocol)],
         additional_headers=basic_auth(station_id, password),
     )
-    station = StationClient(station_id, ws)
-    station.swap_requests = []
+    station = client(station_id, ws)
     task = asyncio.create_task(station.start())
     return Connected(station, ws, task)
 

@@ -28,7 +28,7 @@ from swapd.services import station_commands as commands
 from swapd.services import station_management as manage
 from swapd.services.payments import top_up
 from swapd.store.database import Database, ManualClock
-from tests.gateway.conftest import Connected, LiveServer, StationClient, basic_auth, boot, network
+from tests.gateway.conftest import Connected, LiveServer, StationClient, boot, connect, network
 
 pytestmark = pytest.mark.anyio
 WAIT_S = 10.0
@@ -49,9 +49,11 @@ class ManagedStation(StationClient):
     schema with jsonschema (independently of the ``ocpp`` package, which checks too), and
     reports on firmware, logs and base reports the way OCPP 2.1 stations do."""
 
-    received: list[tuple[str, dict[str, Any]]]
-    schema_errors: list[str]
-    follow_ups: list[asyncio.Task[None]]
+    def __init__(self, station_id: str, connection: Any) -> None:
+        super().__init__(station_id, connection)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.schema_errors: list[str] = []
+        self.follow_ups: list[asyncio.Task[None]] = []
 
     async def route_message(self, raw_msg: str) -> None:
         message = json.loads(raw_msg)
@@ -178,16 +180,8 @@ class ManagedStation(StationClient):
 
 
 async def _connect(server: LiveServer, station_id: str, password: str) -> Connected:
-    import websockets
-
-    ws = await websockets.connect(
-        f"{server.url}/ocpp/{station_id}",
-        subprotocols=[websockets.Subprotocol("ocpp2.1")],
-        additional_headers=basic_auth(station_id, password),
-    )
-    station = ManagedStation(station_id, ws)
-    station.swap_requests, station.received, station.schema_errors, station.follow_ups = [], [], [], []
-    connected = Connected(station, ws, asyncio.create_task(station.start()))
+    """A ManagedStation connected and booted."""
+    connected = await connect(server, station_id, password, client=ManagedStation)
     assert (await boot(connected)).status == "Accepted"
     return connected
 
@@ -488,18 +482,10 @@ async def test_a_queued_command_waits_for_the_station_s_first_boot(
     db: Database, live_server: LiveServer
 ) -> None:
     """OCPP: no request to a station before its BootNotification is accepted."""
-    import websockets
-
     passwords = network(db)
     queued = manage.reset(db, "ST1", hard=False, requested_by="ops", queue_s=600)
-    ws = await websockets.connect(
-        f"{live_server.url}/ocpp/ST1",
-        subprotocols=[websockets.Subprotocol("ocpp2.1")],
-        additional_headers=basic_auth("ST1", passwords["ST1"]),
-    )
-    station = ManagedStation("ST1", ws)
-    station.swap_requests, station.received, station.schema_errors, station.follow_ups = [], [], [], []
-    connected = Connected(station, ws, asyncio.create_task(station.start()))
+    connected = await connect(live_server, "ST1", passwords["ST1"], client=ManagedStation)
+    station: ManagedStation = connected.station  # type: ignore[assignment]
     await asyncio.sleep(1.0)  # four of the dispatcher's polls
     assert station.received == []
     assert manage.command(db, queued.id).state == commands.CommandState.PENDING

@@ -103,12 +103,8 @@ async def test_a_station_that_drops_off_before_answering_is_offline_not_a_refusa
     db: Database, live: LiveServer
 ) -> None:
     password = _network(db)
-    st1 = await connect(live, "ST1", password)
-    st1.task.cancel()
-    silent = SilentStation("ST1", st1.ws)
-    silent.swap_requests = []
-    st1.task = asyncio.create_task(silent.start())
-    st1.station = silent
+    st1 = await connect(live, "ST1", password, client=SilentStation)
+    silent = st1.station
     assert (await boot(st1)).status == "Accepted"
 
     request = asyncio.create_task(asyncio.to_thread(_request, db))
