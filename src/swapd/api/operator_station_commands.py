@@ -245,17 +245,7 @@ def get_command(station_id: str, command_id: int, _caller: Staff, db: Db) -> Com
 )
 def get_inventory(station_id: str, _caller: Staff, db: Db) -> list[VariableOut]:
     return [
-        VariableOut(
-            key=v.key,
-            component=v.component,
-            variable=v.variable,
-            evse_id=v.evse_id,
-            type=v.attribute_type,
-            value=v.value,
-            mutability=v.mutability,
-            updated_at=v.updated_at,
-        )
-        for v in manage.inventory(db, station_id)
+        VariableOut.model_validate(manage.variable_view(v)) for v in manage.inventory(db, station_id)
     ]
 
 

@@ -371,20 +371,7 @@ def station_inventory(
 
     rows = with_db(database, lambda db: manage.inventory(db, station_id))
     if as_json:
-        print_json(
-            [
-                {
-                    "key": v.key,
-                    "component": v.component,
-                    "variable": v.variable,
-                    "evse_id": v.evse_id,
-                    "type": v.attribute_type,
-                    "value": v.value,
-                    "mutability": v.mutability,
-                }
-                for v in rows
-            ]
-        )
+        print_json([manage.variable_view(v) for v in rows])
         return
     if not rows:
         out.print(

@@ -632,6 +632,20 @@ def command_view(record: CommandRecord) -> dict[str, Any]:
     }
 
 
+def variable_view(v: Variable) -> dict[str, Any]:
+    """One inventory variable as the API and the CLI's --json show it."""
+    return {
+        "key": v.key,
+        "component": v.component,
+        "variable": v.variable,
+        "evse_id": v.evse_id,
+        "type": v.attribute_type,
+        "value": v.value,
+        "mutability": v.mutability,
+        "updated_at": _iso(v.updated_at),
+    }
+
+
 def parse_duration_s(text: str) -> float:
     """``90``, ``90s``, ``10m``, ``2h`` or ``1d`` as seconds (the CLI's --queue)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
