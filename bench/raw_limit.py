@@ -164,11 +164,25 @@ _ACCOUNT = (
     "UPDATE accounts SET debits_pending = debits_pending + ?, debits_posted = debits_posted + ?, "
     "credits_pending = credits_pending + ?, credits_posted = credits_posted + ? WHERE id = ?"
 )
+_TRANSFER_KEY = "INSERT INTO transfer_keys (key, resolves_id, created_at) VALUES (?, ?, ?) RETURNING id"
 _TRANSFER = (
-    "INSERT INTO transfers (key, ledger, debit_account_id, credit_account_id, amount, code, flags, "
-    "pending_id, rider_id, actor, memo, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'system', '', ?) "
-    "RETURNING id"
+    "INSERT INTO transfers (id, key, ledger, debit_account_id, credit_account_id, amount, code, "
+    "flags, pending_id, rider_id, actor, memo, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'system', '', ?)"
 )
+_EVENT_KEY = (
+    "INSERT INTO station_event_keys (station_id, request_id, event_type, received_at) "
+    "VALUES (?, ?, ?, ?)"
+)
+
+
+def _transfer(d: Driver, key: str, *values: Any) -> int:
+    """A transfer as swapd writes one: its identity claimed in transfer_keys, then its row.
+    ``values``: ledger, debit, credit, amount, code, flags, pending_id, rider_id, created_at."""
+    pending_id, created_at = values[6], values[8]
+    transfer_id = int(d.one(_TRANSFER_KEY, key, pending_id, created_at))
+    d.run(_TRANSFER, transfer_id, key, *values)
+    return transfer_id
 
 
 def raw_swap(
@@ -194,8 +208,8 @@ def raw_swap(
     )
     d.run("UPDATE packs SET reserved_swap_id = ?, updated_at = ? WHERE serial = ?", swap_id, now, taken)
     hold = TransferCode.HOLD.value
-    hold_id = d.one(
-        _TRANSFER,
+    hold_id = _transfer(
+        d,
         f"raw:{n}:hold",
         unit,
         rider.allowance_id,
@@ -223,8 +237,8 @@ def raw_swap(
     now = d.now()
     used_wh, revenue_minor = 102, 31
     d.run("UPDATE swaps SET request_id = ?, updated_at = ? WHERE id = ?", str(n), now, swap_id)
-    d.one(
-        _TRANSFER,
+    _transfer(
+        d,
         f"raw:{n}:revenue",
         money,
         rider.prepaid_id,
@@ -238,8 +252,8 @@ def raw_swap(
     )
     d.run(_ACCOUNT, 0, revenue_minor, 0, 0, rider.prepaid_id)
     d.run(_ACCOUNT, 0, 0, 0, revenue_minor, revenue)
-    d.one(
-        _TRANSFER,
+    _transfer(
+        d,
         f"raw:{n}:post",
         unit,
         rider.allowance_id,
@@ -284,6 +298,7 @@ def raw_swap(
         rider.serial,
     )
     outcome = {"serial": rider.serial, "slot_no": e, "outcome": "returned", "usage_units": used_wh}
+    d.run(_EVENT_KEY, sid, str(n), "BatteryIn", now)
     d.run(
         "INSERT INTO station_events (station_id, request_id, event_type, received_at, result) "
         "VALUES (?, ?, 'BatteryIn', ?, ?)",
@@ -324,6 +339,7 @@ def raw_swap(
     )
     d.run("UPDATE swaps SET state = 'completed', updated_at = ? WHERE id = ?", now, swap_id)
     outcome = {"serial": taken, "slot_no": k, "outcome": "handed_over", "hold_units": PACK_WH}
+    d.run(_EVENT_KEY, sid, str(n), "BatteryOut", now)
     d.run(
         "INSERT INTO station_events (station_id, request_id, event_type, received_at, result) "
         "VALUES (?, ?, 'BatteryOut', ?, ?)",

@@ -100,8 +100,11 @@ def test_a_run_whose_transfer_is_resolved_from_outside_is_not_removed(
             sa.select(a.id).where(a.owner == "", a.ledger == hold.ledger).order_by(a.id).limit(2)
         ).scalars()
         debit, credit = list(operator)
+        at = datetime.now(UTC)
+        keyed = sa.insert(t.transfer_keys).values(key="outside-post", resolves_id=hold.id, created_at=at)
         tx.repo.execute(
             sa.insert(t.transfers).values(
+                id=tx.repo.execute(keyed.returning(t.transfer_keys.c.id)).scalar_one(),
                 key="outside-post",
                 ledger=hold.ledger,
                 debit_account_id=debit,
@@ -113,7 +116,7 @@ def test_a_run_whose_transfer_is_resolved_from_outside_is_not_removed(
                 rider_id=None,
                 actor="test",
                 memo="",
-                created_at=datetime.now(UTC),
+                created_at=at,
             )
         )
 

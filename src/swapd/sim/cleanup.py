@@ -179,6 +179,7 @@ def _remove(tx: Tx, prefix: str) -> Removed:
     swaps = _delete(tx, t.swaps, t.swaps.c.id.in_(swap_ids))
     _delete(tx, t.station_commands, t.station_commands.c.station_id.in_(stations))
     _delete(tx, t.station_events, _ours(t.station_events.c.station_id, prefix))
+    _delete(tx, t.station_event_keys, _ours(t.station_event_keys.c.station_id, prefix))
     for table in (t.offline_events, t.local_list_entries, t.local_lists):
         _delete(tx, table, _ours(table.c.station_id, prefix))
     alert = t.alerts.c
@@ -274,8 +275,10 @@ def _remove_ledger(tx: Tx, prefix: str) -> tuple[int, int, dict[str, dict[str, i
             deltas[row.credit_account_id] += credit
     Book.write_deltas(tx.repo.conn, deltas)
     # Resolutions first: a transfer's pending_id refers to the pending transfer it resolves.
-    removed = _delete(tx, t.transfers, sa.and_(in_run, x.pending_id.is_not(None)))
-    removed += _delete(tx, t.transfers, in_run)
+    removed = _delete(tx, t.transfers, in_run)
+    for offset in range(0, len(ids), 500):  # the run's identities go with its transfers
+        chunk = sorted(ids)[offset : offset + 500]
+        _delete(tx, t.transfer_keys, t.transfer_keys.c.id.in_(chunk))
     accounts = _delete(tx, t.accounts, _ours(a.owner, prefix))
     given_back = {
         names[account_id][1]: {column: -value for column, value in asdict(delta).items() if value}

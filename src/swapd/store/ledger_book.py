@@ -43,7 +43,7 @@ from swapd.ledger.model import (
     validate_request,
 )
 from swapd.store.prepared import Prepared, PreparedResult
-from swapd.store.schema import accounts, transfers
+from swapd.store.schema import accounts, transfer_keys, transfers
 
 # Every statement the book runs is built once, with bind parameters, rather than per call: building
 # a Core statement and computing its cache key cost more CPU than the database's own work for a
@@ -77,23 +77,36 @@ _ACCOUNTS_Q = sa.select(accounts).where(
 )
 _ACCOUNTS = Prepared(_ACCOUNTS_Q)
 _ACCOUNTS_LOCKED = Prepared(_ACCOUNTS_Q.with_for_update())
-_TRANSFER_BY_KEY = Prepared(sa.select(transfers).where(_x.key == sa.bindparam("transfer_key")))
-_TRANSFER_BY_ID = Prepared(sa.select(transfers).where(_x.id == sa.bindparam("transfer_id")))
-_RESOLUTION_FLAGS = Prepared(sa.select(_x.flags).where(_x.pending_id == sa.bindparam("resolved_id")))
-_RESOLUTION_ID = Prepared(sa.select(_x.id).where(_x.pending_id == sa.bindparam("resolved_id")))
-# A transfer is inserted unless its key exists (then no row comes back): the key's uniqueness
-# answers "was this applied already?" in the INSERT itself, without a SELECT before it.
-_INSERT_TRANSFER: dict[str, Prepared] = {}
+# A transfer is found through transfer_keys, the ledger's global index (one row per transfer,
+# archived or not), joined to its row in transfers on (id, created_at): on PostgreSQL that
+# names the monthly partition, so each lookup reads one unique index and one partition's.
+_k = transfer_keys.c
+_KEYED = transfer_keys.join(transfers, sa.and_(_x.id == _k.id, _x.created_at == _k.created_at))
+_TRANSFER_BY_KEY = Prepared(
+    sa.select(transfers).select_from(_KEYED).where(_k.key == sa.bindparam("transfer_key"))
+)
+_TRANSFER_BY_ID = Prepared(
+    sa.select(transfers).select_from(_KEYED).where(_k.id == sa.bindparam("transfer_id"))
+)
+_RESOLUTION_FLAGS = Prepared(
+    sa.select(_x.flags).select_from(_KEYED).where(_k.resolves_id == sa.bindparam("resolved_id"))
+)
+_RESOLUTION_ID = Prepared(sa.select(_k.id).where(_k.resolves_id == sa.bindparam("resolved_id")))
+_INSERT_TRANSFER = Prepared(sa.insert(transfers))
+# A transfer's key is claimed first, unless taken (then no row comes back): the key's uniqueness
+# answers "was this applied already?" in the INSERT itself, without a SELECT before it; the id it
+# returns is the transfer's. A second post or void of one pending transfer fails on resolves_id.
+_CLAIM_KEY: dict[str, Prepared] = {}
 
 
-def _insert_transfer(dialect_name: str) -> Prepared:
+def _claim_key(dialect_name: str) -> Prepared:
     """The INSERT ... ON CONFLICT of the connection's dialect, built on first use: importing
     every dialect up front costs each ``swapd`` command that never writes a transfer some 50 ms."""
-    prepared = _INSERT_TRANSFER.get(dialect_name)
+    prepared = _CLAIM_KEY.get(dialect_name)
     if prepared is None:
         insert = _dialect_insert(dialect_name)
-        statement = insert(transfers).on_conflict_do_nothing(index_elements=[_x.key])
-        prepared = _INSERT_TRANSFER[dialect_name] = Prepared(statement.returning(_x.id))
+        statement = insert(transfer_keys).on_conflict_do_nothing(index_elements=[_k.key])
+        prepared = _CLAIM_KEY[dialect_name] = Prepared(statement.returning(_k.id))
     return prepared
 
 
@@ -281,8 +294,21 @@ class Book:
                 raise
             return answer_repeat(existing, request)
         inserted = self._run(
-            _insert_transfer(self._conn.dialect.name),
+            _claim_key(self._conn.dialect.name),
+            {"key": request.key, "resolves_id": request.pending_id, "created_at": self._now},
+        ).scalar()
+        if inserted is None:
+            existing = self.find(request.key)
+            if existing is None:
+                raise LedgerError(
+                    "transfer_archived",
+                    f"transfer {request.key!r} was applied in a month since archived",
+                )
+            return answer_repeat(existing, request)
+        self._run(
+            _INSERT_TRANSFER,
             {
+                "id": inserted,
                 "key": request.key,
                 "ledger": request.ledger,
                 "debit_account_id": request.debit_account_id,
@@ -296,11 +322,7 @@ class Book:
                 "memo": request.memo,
                 "created_at": self._now,
             },
-        ).scalar()
-        if inserted is None:
-            existing = self.find(request.key)
-            assert existing is not None, "the INSERT found the key taken"
-            return answer_repeat(existing, request)
+        )
         self._apply(debit, debit_delta)
         self._apply(credit, credit_delta)
         return Transfer(

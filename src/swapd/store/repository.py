@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.errors import Retry
+from swapd.domain.errors import Conflict, Retry
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -593,7 +593,15 @@ class Repository:
         """The recorded result of a station event, if it was applied already."""
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
         row = self.run(swap_rows.STATION_EVENT, where).first()
-        return None if row is None else row.result
+        if row is None:
+            return None
+        if row.result is None:
+            raise Conflict(
+                f"station {station_id}'s {event_type} {request_id!r} was applied in a month "
+                "since archived"
+            )
+        result: Mapping[str, Any] = row.result
+        return result
 
     def insert_station_event(
         self,
@@ -608,9 +616,9 @@ class Repository:
             "request_id": request_id,
             "event_type": event_type,
             "received_at": now,
-            "result": result,
         }
-        self.run(swap_rows.INSERT_EVENT, values)
+        self.run(swap_rows.INSERT_EVENT_KEY, values)
+        self.run(swap_rows.INSERT_EVENT, {**values, "result": result})
 
     def alert(
         self,

@@ -323,14 +323,29 @@ sa.Index("ix_possessions_rider", possessions.c.rider_id, possessions.c.id)
 sa.Index("ix_possessions_at_out", possessions.c.at_out)
 sa.Index("ix_possessions_at_in", possessions.c.at_in)
 
+# The station events applied, with their result (what a repeat is answered with). On PostgreSQL
+# a table partitioned by month of received_at (docs/PARTITIONING.md), whose primary key must
+# hold received_at; an event's uniqueness is kept by station_event_keys.
 station_events = sa.Table(
     "station_events",
     metadata,
     sa.Column("station_id", sa.String(40), primary_key=True),
     sa.Column("request_id", sa.String(64), primary_key=True),
     sa.Column("event_type", sa.String(24), primary_key=True),
-    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, primary_key=True),
     sa.Column("result", sa.JSON, nullable=False),
+)
+
+# Every station event ever applied, archived or not: its key is unique here, in one table, so a
+# repeat is refused whichever month (partition) the first one went to, and after that month
+# was archived. received_at finds the event's row (and partition) in station_events.
+station_event_keys = sa.Table(
+    "station_event_keys",
+    metadata,
+    sa.Column("station_id", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("event_type", sa.String(24), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
 )
 
 alerts = sa.Table(
@@ -361,19 +376,35 @@ accounts = sa.Table(
     *(bounded(column, 0, MAX_ACCOUNT_COLUMN_AMOUNT) for column in _BALANCE_COLUMNS),
 )
 
-transfers = sa.Table(
-    "transfers",
+# Every transfer ever written, archived or not: the ledger's global index. The id is allocated
+# here, and each column that must be unique across all time is unique here: the idempotency key,
+# and the pending transfer a post or void resolves (at most once). created_at finds the
+# transfer's row (and on PostgreSQL its monthly partition) in transfers.
+transfer_keys = sa.Table(
+    "transfer_keys",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("resolves_id", sa.BigInteger, nullable=True, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The transfers themselves, immutable. On PostgreSQL a table partitioned by month of created_at
+# whose primary key is (id, created_at) (docs/PARTITIONING.md): its id comes from transfer_keys,
+# which also keeps key and pending_id unique (a partitioned table cannot).
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(200), nullable=False),
     sa.Column("ledger", sa.String(8), nullable=False),
     sa.Column("debit_account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("credit_account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("code", sa.String(24), nullable=False),
     sa.Column("flags", sa.Integer, nullable=False),
-    # Unique: a pending transfer is posted or voided at most once.
-    sa.Column("pending_id", sa.BigInteger, sa.ForeignKey("transfers.id"), nullable=True, unique=True),
+    # A pending transfer is posted or voided at most once: transfer_keys.resolves_id is unique.
+    sa.Column("pending_id", sa.BigInteger, nullable=True),
     sa.Column("rider_id", sa.String(40), nullable=True),
     sa.Column("actor", sa.String(80), nullable=False),
     sa.Column("memo", sa.String(200), nullable=False),
@@ -384,6 +415,32 @@ transfers = sa.Table(
 sa.Index("ix_transfers_rider", transfers.c.rider_id, transfers.c.id)
 # Statements and exports read a month of transfers, not the whole history.
 sa.Index("ix_transfers_created", transfers.c.created_at)
+
+# What `swapd archive` took out of transfers, per account: the posted sums of the archived
+# transfers (archived months hold no open hold, so nothing pending). A balance is its checkpoint
+# plus the transfers still here; swapd ledger check recomputes it so.
+ledger_checkpoints = sa.Table(
+    "ledger_checkpoints",
+    metadata,
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("debits_posted", sa.BigInteger, nullable=False),
+    sa.Column("credits_posted", sa.BigInteger, nullable=False),
+    sa.Column("transfers", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Each month of a history table that `swapd archive` wrote to a file and removed, with the
+# file's row count and SHA-256: the record that makes a re-run skip it.
+archived_months = sa.Table(
+    "archived_months",
+    metadata,
+    sa.Column("table_name", sa.String(40), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("file", sa.String(300), nullable=False),
+    sa.Column("archived_at", UTCDateTime, nullable=False),
+)
 
 # Commands for stations (RequestBatterySwap, ...). Whichever server process holds the station's
 # socket picks them up: PostgreSQL wakes it with NOTIFY, SQLite by polling.

@@ -80,14 +80,33 @@ ADD_CONSUMED = Prepared(
     .values(consumed_units=t.subscriptions.c.consumed_units + _B("units"))
 )
 
+# An event is found through station_event_keys (unique over all time, archived months too),
+# joined to its row on received_at: on PostgreSQL that names the month's partition. A key whose
+# row is gone (its month archived) comes back with no result.
+_EK, _EV = t.station_event_keys.c, t.station_events.c
 STATION_EVENT = Prepared(
-    sa.select(t.station_events.c.result).where(
-        t.station_events.c.station_id == _B("station_id"),
-        t.station_events.c.request_id == _B("request_id"),
-        t.station_events.c.event_type == _B("event_type"),
+    sa.select(_EK.received_at, _EV.result)
+    .select_from(
+        t.station_event_keys.outerjoin(
+            t.station_events,
+            sa.and_(
+                _EV.station_id == _EK.station_id,
+                _EV.request_id == _EK.request_id,
+                _EV.event_type == _EK.event_type,
+                _EV.received_at == _EK.received_at,
+            ),
+        )
+    )
+    .where(
+        _EK.station_id == _B("station_id"),
+        _EK.request_id == _B("request_id"),
+        _EK.event_type == _B("event_type"),
     )
 )
 
+# Recording an event claims its key (a second one fails on the primary key, as before), then
+# writes its row.
+INSERT_EVENT_KEY = Prepared(sa.insert(t.station_event_keys))
 INSERT_EVENT = Prepared(sa.insert(t.station_events))
 
 STALE_OFFERS = (
