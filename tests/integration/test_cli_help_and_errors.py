@@ -26,7 +26,7 @@ PANELS = {
         "settle",
         "statements",
     ],
-    "Operations": ["swap", "alerts", "ledger", "scenario", "sim"],
+    "Operations": ["swap", "alerts", "ledger", "scenario", "sim", "archive"],
     "Server": ["demo", "serve", "db", "user", "ca", "version"],
 }
 

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from swapd import __version__
-from swapd.cli import certificates, money, station_admin
+from swapd.cli import archive, certificates, money, station_admin
 from swapd.cli.common import out
 from swapd.cli.demo import demo
 from swapd.cli.operations import alerts, ledger_app, scenario_app, swap_app
@@ -81,6 +81,7 @@ app.add_typer(statements_app, name="statements", rich_help_panel=RIDERS_AND_MONE
 app.add_typer(swap_app, name="swap", rich_help_panel=OPERATIONS)
 app.command("alerts", rich_help_panel=OPERATIONS)(alerts)
 app.add_typer(ledger_app, name="ledger", rich_help_panel=OPERATIONS)
+app.command("archive", rich_help_panel=OPERATIONS)(archive.archive)
 app.add_typer(scenario_app, name="scenario", rich_help_panel=OPERATIONS)
 app.command("sim", rich_help_panel=OPERATIONS)(sim_command)
 

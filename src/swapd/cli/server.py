@@ -21,10 +21,12 @@ db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 def db_upgrade(database: DatabaseOption = None) -> None:
     """Create or migrate the schema to the newest version."""
     from swapd.store.engine import display_url, make_engine, upgrade
+    from swapd.store.partitions import ensure_months_now
 
     def action() -> None:
         engine = make_engine(database)
         upgrade(engine)
+        ensure_months_now(engine)  # PostgreSQL: the coming months' partitions
         engine.dispose()
 
     run(action)

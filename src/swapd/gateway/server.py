@@ -39,6 +39,7 @@ from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
 from swapd.services import identity, messages, stations, swaps
 from swapd.services.stations import StationAccess
+from swapd.store import partitions
 from swapd.store.database import Database
 from swapd.web import console
 
@@ -49,6 +50,7 @@ MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get 
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
 LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
+PARTITIONS_INTERVAL_S = 86_400  # months are made MONTHS_AHEAD ahead: a day's delay is harmless
 
 
 class StarletteConnection:
@@ -153,6 +155,19 @@ async def _forget_login_windows_forever(db: Database) -> None:
             log.exception("login_limit_sweep_failed")
 
 
+async def _keep_months_forever(db: Database) -> None:
+    """PostgreSQL: the history tables' monthly partitions made months ahead, at start and once
+    a day (swapd.store.partitions; a no-op on SQLite)."""
+    while True:
+        try:
+            made = await asyncio.to_thread(partitions.ensure_months_now, db.engine)
+            if made:
+                log.info("partitions_made", partitions=made)
+        except Exception:
+            log.exception("partitions_not_made")
+        await asyncio.sleep(PARTITIONS_INTERVAL_S)
+
+
 def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     gw = gateway or Gateway(db)
 
@@ -164,6 +179,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
             asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
+            asyncio.create_task(_keep_months_forever(db)),
         ]
         try:
             # swapd.gateway.protocol reads this to refuse limited clients before the app.
