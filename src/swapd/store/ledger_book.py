@@ -78,18 +78,25 @@ _ACCOUNTS_Q = sa.select(accounts).where(
 _ACCOUNTS = Prepared(_ACCOUNTS_Q)
 _ACCOUNTS_LOCKED = Prepared(_ACCOUNTS_Q.with_for_update())
 # A transfer is found through transfer_keys, the ledger's global index (one row per transfer,
-# archived or not), joined to its row in transfers on (id, created_at): on PostgreSQL that
-# names the monthly partition, so each lookup reads one unique index and one partition's.
+# archived or not): its (id, created_at) there name the row, and on PostgreSQL the monthly
+# partition. They are scalar subqueries (InitPlans), which PostgreSQL evaluates before scanning,
+# so it prunes every other month at run time whatever join order it would have picked: one
+# unique-index probe and one partition's.
 _k = transfer_keys.c
-_KEYED = transfer_keys.join(transfers, sa.and_(_x.id == _k.id, _x.created_at == _k.created_at))
-_TRANSFER_BY_KEY = Prepared(
-    sa.select(transfers).select_from(_KEYED).where(_k.key == sa.bindparam("transfer_key"))
-)
-_TRANSFER_BY_ID = Prepared(
-    sa.select(transfers).select_from(_KEYED).where(_k.id == sa.bindparam("transfer_id"))
-)
+
+
+def _keyed(where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The transfer whose transfer_keys row matches ``where``."""
+    return sa.select(transfers).where(
+        _x.id == sa.select(_k.id).where(where).scalar_subquery(),
+        _x.created_at == sa.select(_k.created_at).where(where).scalar_subquery(),
+    )
+
+
+_TRANSFER_BY_KEY = Prepared(_keyed(_k.key == sa.bindparam("transfer_key")))
+_TRANSFER_BY_ID = Prepared(_keyed(_k.id == sa.bindparam("transfer_id")))
 _RESOLUTION_FLAGS = Prepared(
-    sa.select(_x.flags).select_from(_KEYED).where(_k.resolves_id == sa.bindparam("resolved_id"))
+    _keyed(_k.resolves_id == sa.bindparam("resolved_id")).with_only_columns(_x.flags)
 )
 _RESOLUTION_ID = Prepared(sa.select(_k.id).where(_k.resolves_id == sa.bindparam("resolved_id")))
 _INSERT_TRANSFER = Prepared(sa.insert(transfers))

@@ -592,8 +592,8 @@ class Repository:
     ) -> Mapping[str, Any] | None:
         """The recorded result of a station event, if it was applied already."""
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
-        row = self.run(swap_rows.STATION_EVENT, where).first()
-        if row is None:
+        row = self.run(swap_rows.STATION_EVENT, where).one()
+        if row.received_at is None:
             return None
         if row.result is None:
             raise Conflict(

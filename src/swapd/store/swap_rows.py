@@ -80,27 +80,32 @@ ADD_CONSUMED = Prepared(
     .values(consumed_units=t.subscriptions.c.consumed_units + _B("units"))
 )
 
-# An event is found through station_event_keys (unique over all time, archived months too),
-# joined to its row on received_at: on PostgreSQL that names the month's partition. A key whose
-# row is gone (its month archived) comes back with no result.
+# An event is found through station_event_keys (unique over all time, archived months too):
+# its received_at there names the row, and on PostgreSQL the month's partition (a scalar
+# subquery, evaluated before the scan: PostgreSQL prunes the other months at run time). One row
+# always: received_at NULL for an event never seen, result NULL for one whose month was archived.
 _EK, _EV = t.station_event_keys.c, t.station_events.c
-STATION_EVENT = Prepared(
-    sa.select(_EK.received_at, _EV.result)
-    .select_from(
-        t.station_event_keys.outerjoin(
-            t.station_events,
-            sa.and_(
-                _EV.station_id == _EK.station_id,
-                _EV.request_id == _EK.request_id,
-                _EV.event_type == _EK.event_type,
-                _EV.received_at == _EK.received_at,
-            ),
-        )
-    )
+_RECEIVED = (
+    sa.select(_EK.received_at)
     .where(
         _EK.station_id == _B("station_id"),
         _EK.request_id == _B("request_id"),
         _EK.event_type == _B("event_type"),
+    )
+    .scalar_subquery()
+)
+STATION_EVENT = Prepared(
+    sa.select(
+        _RECEIVED.label("received_at"),
+        sa.select(_EV.result)
+        .where(
+            _EV.station_id == _B("station_id"),
+            _EV.request_id == _B("request_id"),
+            _EV.event_type == _B("event_type"),
+            _EV.received_at == _RECEIVED,
+        )
+        .scalar_subquery()
+        .label("result"),
     )
 )
 
