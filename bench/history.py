@@ -56,6 +56,7 @@ from swapd.store.database import Database
 from swapd.store.engine import make_engine, upgrade
 from swapd.store.ledger_book import _TRANSFER_BY_ID, _TRANSFER_BY_KEY
 from swapd.store.partitions import Month, ensure_months
+from swapd.store.prepared import Prepared
 
 NAME = "history"
 FULL_SWAPS = 100_000_000
@@ -449,7 +450,7 @@ def _hot_path_queries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     from sqlalchemy.dialects import postgresql
 
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    picks = {
+    picks: dict[str, tuple[Prepared, dict[str, Any]]] = {
         "transfer by key": (_TRANSFER_BY_KEY, {"transfer_key": "HS2:h1:HP2:hold"}),
         "transfer by id": (_TRANSFER_BY_ID, {"transfer_id": ID_BASE + 3}),
         "station event": (

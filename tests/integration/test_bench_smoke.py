@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench import history as history_bench
 from bench import rider_history, statements
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +155,14 @@ def test_rider_history_smoke(
     longest, none = (metrics[f"decision_p50_ms_{kind}_history_{h}"] for h in (2_000, 0))
     assert abs(growth - longest / none) < 0.01
     assert data["targets"] == {f"decision_p50_growth_{kind}": "<= 1.5"}
+
+
+def test_history_smoke(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    history_bench.main(["--smoke"])
+    output = capsys.readouterr().out
+    metrics = _result(output)["metrics"]
+    assert metrics["history_swaps"] == history_bench.SMOKE_SWAPS and metrics["bytes_per_swap"] > 0
+    for key in ("authorize_p50_ms", "swap_p50_ms", "statement_p50_ms"):
+        assert metrics[f"empty_{key}"] > 0 and metrics[f"filled_{key}"] > 0
+        assert metrics[f"ratio_{key}"] > 0
+    assert metrics["filled_export_rows"] > metrics["empty_export_rows"]

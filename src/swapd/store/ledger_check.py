@@ -106,7 +106,7 @@ def check_ledger(connection: sa.Connection) -> CheckReport:
         "credits_pending": _sum_by(connection, transfers.c.credit_account_id, open_pending),
     }
     # What swapd archive took out of transfers, per account (posted only).
-    checkpoints = connection.execute(sa.select(ledger_checkpoints)) if keyed else []
+    checkpoints = connection.execute(sa.select(ledger_checkpoints)).all() if keyed else []
     for row in checkpoints:
         for column in ("debits_posted", "credits_posted"):
             sums = recomputed[column]

@@ -141,7 +141,7 @@ def _sqlite_rebuild(table: sa.Table) -> None:
 
 def _sqlite_transfers(*, keyed: bool) -> sa.Table:
     """transfers as of this revision (``keyed``: its identity in transfer_keys) or before it."""
-    own: list[sa.SchemaItem] = (
+    own: list[sa.Constraint] = (
         []
         if keyed
         else [

@@ -1,0 +1,88 @@
+"""The hot path's reads of the partitioned tables touch one month: PostgreSQL executes the
+partition the key row names and no other (run-time pruning on the InitPlans)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from swapd.store import swap_rows
+from swapd.store.engine import make_engine, upgrade
+from swapd.store.ledger_book import _TRANSFER_BY_ID, _TRANSFER_BY_KEY
+from swapd.store.partitions import Month, ensure_months
+from swapd.store.prepared import Prepared
+from tests.conftest import PG_ADMIN_URL
+
+pytestmark = pytest.mark.postgres
+AT = datetime(2026, 2, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def url(pg_url: str) -> Iterator[str]:
+    del pg_url  # the session's server; this test makes partitions of its own
+    name = f"swapd_pruning_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    made = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(made)
+    upgrade(engine)
+    with engine.begin() as connection:
+        ensure_months(connection, AT, since=Month(2025, 11))
+        connection.exec_driver_sql(
+            "INSERT INTO accounts VALUES (1, 'Wh', 'allowance_issued', '', 0, 0, 5, 0, 0),"
+            " (2, 'Wh', 'allowance', 'R1', 1, 0, 0, 0, 5)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO transfer_keys (id, key, created_at) VALUES (7, 'k7', '2026-02-10Z')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO transfers VALUES (7, 'k7', 'Wh', 1, 2, 5, 'top_up', 0, NULL, 'R1', 'p', '',"
+            " '2026-02-10Z')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO station_event_keys VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO station_events VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z', '{}')"
+        )
+    engine.dispose()
+    try:
+        yield made.replace("postgresql+psycopg://", "postgresql://")
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize(
+    ("statement", "parameters", "partition"),
+    [
+        (_TRANSFER_BY_ID, {"transfer_id": 7}, "transfers_y2026m02"),
+        (_TRANSFER_BY_KEY, {"transfer_key": "k7"}, "transfers_y2026m02"),
+        (
+            swap_rows.STATION_EVENT,
+            {"station_id": "ST1", "request_id": "r1", "event_type": "BatteryIn"},
+            "station_events_y2026m02",
+        ),
+    ],
+)
+def test_a_lookup_executes_the_one_partition_its_key_row_names(
+    url: str, statement: Prepared, parameters: dict[str, Any], partition: str
+) -> None:
+    sql = str(statement.statement.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    with psycopg.connect(url) as conn:
+        plan = [
+            row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}", parameters)
+        ]
+    scans = [line for line in plan if " on transfers_" in line or " on station_events_" in line]
+    executed = [line for line in scans if "never executed" not in line]
+    assert len(scans) > 3, plan  # every month is in the plan ...
+    assert len(executed) == 1 and partition in executed[0], plan  # ... one is executed
