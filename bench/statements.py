@@ -50,6 +50,8 @@ from swapd.services import statements
 from swapd.services.statements import Month
 from swapd.store.database import Database
 from swapd.store.engine import make_engine, upgrade
+from swapd.store.partitions import Month as PartitionMonth
+from swapd.store.partitions import ensure_months
 
 NAME = "statements"
 DATABASE = "swapd_bench_statements"  # + the process id: runs at the same time stay apart
@@ -257,6 +259,9 @@ def _fresh_pg(database: str) -> str:
     url = _pg_url(database)
     engine = make_engine(url)
     upgrade(engine)
+    with engine.begin() as connection:  # the monthly partitions of the months generated
+        since = datetime(JOINED.year, JOINED.month, 1, tzinfo=UTC)
+        ensure_months(connection, datetime.now(UTC), since=PartitionMonth.of(since))
     engine.dispose()
     return _plain(url)
 
@@ -265,7 +270,9 @@ def _strip_for_load(plain: str) -> list[str]:
     """Drop what only slows a bulk load; returns the statements that rebuild the indexes."""
     with psycopg.connect(plain) as conn:
         keys = conn.execute(
-            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f'"
+            # A partitioned table's own keys: its partitions' copies go with them.
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+            "WHERE contype = 'f' AND conparentid = 0"
         ).fetchall()
         for table, name in keys:
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
@@ -273,7 +280,13 @@ def _strip_for_load(plain: str) -> list[str]:
         for table in _BIG:
             rebuild += _drop_indexes(conn, table)
         for table in (*_BIG, "accounts", "riders"):
-            conn.execute(f"ALTER TABLE {table} SET UNLOGGED")
+            # A partitioned table (transfers) holds no rows itself: its partitions are set.
+            parts = conn.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = %s::regclass",
+                (table,),
+            ).fetchall()
+            for (name,) in parts or [(table,)]:
+                conn.execute(f"ALTER TABLE {name} SET UNLOGGED")
         conn.execute(
             "INSERT INTO plans (id, kind, unit, currency, price_minor, price_units, granularity_s, "
             "time_hold_s, fee_minor, included_units, carry_over, prorate_first_cycle) "
@@ -302,7 +315,7 @@ def _drop_indexes(conn: psycopg.Connection[Any], table: str) -> list[str]:
     for name, definition in conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
     ).fetchall():
-        rebuild.append(definition)
+        rebuild.append(definition.replace(" ON ONLY ", " ON "))  # a partitioned table's: all
         conn.execute(f'DROP INDEX "{name}"')
     return rebuild
 
