@@ -27,6 +27,7 @@ from swapd.ledger.model import (
     TransferFlags,
     TransferRequest,
 )
+from swapd.store import archive as archive_module
 from swapd.store import schema as t
 from swapd.store.archive import ArchiveRefused, archive
 from swapd.store.database import Database, ManualClock, Tx
@@ -375,3 +376,25 @@ def test_rows_in_the_default_partition_move_into_their_month_when_it_is_made(
         _ledger_ok(db)
     finally:
         db.dispose()
+
+
+def test_a_run_that_fails_before_its_commit_leaves_nothing_and_runs_again(
+    history: tuple[Database, ManualClock], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, clock = history
+    _two_months(db, clock)
+
+    def crash(*_args: object) -> None:
+        raise OSError("the machine went down while the month was being removed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(archive_module, "_remove", crash)
+        with pytest.raises(OSError, match="went down"):
+            archive(db.engine, Month(2026, 2), tmp_path, now=MAR)
+    assert (tmp_path / "transfers" / "transfers_2026-01.csv").exists()  # the files were written
+    assert _count(db, t.archived_months) == 0 and _count(db, t.ledger_checkpoints) == 0
+    assert _ledger_ok(db) == 4  # nothing of the month went
+
+    again = archive(db.engine, Month(2026, 2), tmp_path, now=MAR)
+    assert [f.row_count for f in again.archived] == [2, 1]
+    assert _ledger_ok(db) == 2
