@@ -117,6 +117,32 @@ def _claim_key(dialect_name: str) -> Prepared:
     return prepared
 
 
+_INSERT_KEYED: list[Prepared] = []
+
+
+def _insert_keyed() -> Prepared:
+    """PostgreSQL: the key claimed and the row written in one statement (one round trip, as a
+    transfer took before its key had a table of its own); no row back if the key was taken."""
+    if not _INSERT_KEYED:
+        from sqlalchemy.dialects import postgresql
+
+        def value(name: str) -> sa.BindParameter[Any]:
+            return sa.bindparam(f"v_{name}", type_=transfers.c[name].type)
+
+        claimed = (
+            postgresql.insert(transfer_keys)
+            .values(key=value("key"), resolves_id=value("pending_id"), created_at=value("created_at"))
+            .on_conflict_do_nothing(index_elements=[_k.key])
+            .returning(_k.id)
+            .cte("claimed")
+        )
+        names = [column.name for column in transfers.columns]
+        rows = sa.select(claimed.c.id, *(value(name) for name in names if name != "id"))
+        statement = sa.insert(transfers).from_select(names, rows).returning(_x.id).add_cte(claimed)
+        _INSERT_KEYED.append(Prepared(statement))
+    return _INSERT_KEYED[0]
+
+
 def _dialect_insert(dialect_name: str) -> Any:
     if dialect_name == "postgresql":
         from sqlalchemy.dialects import postgresql
@@ -300,10 +326,21 @@ class Book:
             if existing is None:
                 raise
             return answer_repeat(existing, request)
-        inserted = self._run(
-            _claim_key(self._conn.dialect.name),
-            {"key": request.key, "resolves_id": request.pending_id, "created_at": self._now},
-        ).scalar()
+        row = {
+            "key": request.key,
+            "ledger": request.ledger,
+            "debit_account_id": request.debit_account_id,
+            "credit_account_id": request.credit_account_id,
+            "amount": request.amount,
+            "code": request.code.value,
+            "flags": int(request.flags),
+            "pending_id": request.pending_id,
+            "rider_id": request.rider_id,
+            "actor": request.actor,
+            "memo": request.memo,
+            "created_at": self._now,
+        }
+        inserted = self._insert(row)
         if inserted is None:
             existing = self.find(request.key)
             if existing is None:
@@ -312,24 +349,6 @@ class Book:
                     f"transfer {request.key!r} was applied in a month since archived",
                 )
             return answer_repeat(existing, request)
-        self._run(
-            _INSERT_TRANSFER,
-            {
-                "id": inserted,
-                "key": request.key,
-                "ledger": request.ledger,
-                "debit_account_id": request.debit_account_id,
-                "credit_account_id": request.credit_account_id,
-                "amount": request.amount,
-                "code": request.code.value,
-                "flags": int(request.flags),
-                "pending_id": request.pending_id,
-                "rider_id": request.rider_id,
-                "actor": request.actor,
-                "memo": request.memo,
-                "created_at": self._now,
-            },
-        )
         self._apply(debit, debit_delta)
         self._apply(credit, credit_delta)
         return Transfer(
@@ -346,6 +365,19 @@ class Book:
             actor=request.actor,
             memo=request.memo,
         )
+
+    def _insert(self, row: dict[str, Any]) -> int | None:
+        """Claim the transfer's key and write its row; its id, or None if the key was taken."""
+        if self._lockable:  # PostgreSQL
+            inserted: int | None = self._run(
+                _insert_keyed(), {f"v_{name}": value for name, value in row.items()}
+            ).scalar()
+            return inserted
+        claim = {"key": row["key"], "resolves_id": row["pending_id"], "created_at": self._now}
+        inserted = self._run(_claim_key(self._conn.dialect.name), claim).scalar()
+        if inserted is not None:
+            self._run(_INSERT_TRANSFER, {"id": inserted, **row})
+        return inserted
 
     def transfer_by_id(self, transfer_id: int) -> Transfer | None:
         """A transfer by id. Transfers never change once written, so a transfer read once is

@@ -617,6 +617,10 @@ class Repository:
             "event_type": event_type,
             "received_at": now,
         }
+        if self._lockable:  # PostgreSQL: one statement, one round trip
+            keyed = {f"v_{name}": value for name, value in values.items()}
+            self.run(swap_rows.INSERT_EVENT_KEYED, {**keyed, "v_result": result})
+            return
         self.run(swap_rows.INSERT_EVENT_KEY, values)
         self.run(swap_rows.INSERT_EVENT, {**values, "result": result})
 

@@ -114,6 +114,29 @@ STATION_EVENT = Prepared(
 INSERT_EVENT_KEY = Prepared(sa.insert(t.station_event_keys))
 INSERT_EVENT = Prepared(sa.insert(t.station_events))
 
+
+def _insert_event_keyed() -> sa.Insert:
+    """PostgreSQL: both in one statement (a data-modifying WITH, which SQLite does not have)."""
+    c = t.station_events.c
+
+    def value(name: str) -> sa.BindParameter[Any]:
+        return _B(f"v_{name}", type_=c[name].type)
+
+    claimed = (
+        sa.insert(t.station_event_keys)
+        .values(
+            **{name: value(name) for name in ("station_id", "request_id", "event_type", "received_at")}
+        )
+        .returning(_EK.received_at)
+        .cte("claimed")
+    )
+    names = [column.name for column in t.station_events.columns]
+    rows = sa.select(*(value(name) for name in names)).select_from(claimed)
+    return sa.insert(t.station_events).from_select(names, rows).add_cte(claimed)
+
+
+INSERT_EVENT_KEYED = Prepared(_insert_event_keyed())
+
 STALE_OFFERS = (
     sa.select(t.swaps.c.id)
     .where(t.swaps.c.state == _OFFERED, t.swaps.c.updated_at < _B("updated_before"))
