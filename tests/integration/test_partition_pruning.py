@@ -31,30 +31,30 @@ def url(pg_url: str) -> Iterator[str]:
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    made = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(made)
-    upgrade(engine)
-    with engine.begin() as connection:
-        ensure_months(connection, AT, since=Month(2025, 11))
-        connection.exec_driver_sql(
-            "INSERT INTO accounts VALUES (1, 'Wh', 'allowance_issued', '', 0, 0, 5, 0, 0),"
-            " (2, 'Wh', 'allowance', 'R1', 1, 0, 0, 0, 5)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO transfer_keys (id, key, created_at) VALUES (7, 'k7', '2026-02-10Z')"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO transfers VALUES (7, 'k7', 'Wh', 1, 2, 5, 'top_up', 0, NULL, 'R1', 'p', '',"
-            " '2026-02-10Z')"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO station_event_keys VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z')"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO station_events VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z', '{}')"
-        )
-    engine.dispose()
     try:
+        made = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        engine = make_engine(made)
+        upgrade(engine)
+        with engine.begin() as connection:
+            ensure_months(connection, AT, since=Month(2025, 11))
+            connection.exec_driver_sql(
+                "INSERT INTO accounts VALUES (1, 'Wh', 'allowance_issued', '', 0, 0, 5, 0, 0),"
+                " (2, 'Wh', 'allowance', 'R1', 1, 0, 0, 0, 5)"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO transfer_keys (id, key, created_at) VALUES (7, 'k7', '2026-02-10Z')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO transfers VALUES (7, 'k7', 'Wh', 1, 2, 5, 'top_up', 0, NULL, 'R1', 'p', '',"
+                " '2026-02-10Z')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO station_event_keys VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO station_events VALUES ('ST1', 'r1', 'BatteryIn', '2026-02-10Z', '{}')"
+            )
+        engine.dispose()
         yield made.replace("postgresql+psycopg://", "postgresql://")
     finally:
         with admin.connect() as connection:
