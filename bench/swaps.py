@@ -52,6 +52,7 @@ from swapd.services import catalog, payments, stations, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.engine import database_url
 
 NAME = "swaps"
 PASSWORD = "bench-station-password-0001"
@@ -136,10 +137,11 @@ def _ms(values: list[float], fraction: float) -> float:
     return round(percentile(sorted(values), fraction) * 1000, 2)
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds the server has used, its writer process included (/proc)."""
+def _cpu_s(pid: int, *, tree: bool = True) -> float:
+    """User + system CPU seconds a process has used, with its children (the server's writer
+    process) unless ``tree`` is False (/proc)."""
     ticks = 0
-    for member in process_tree(pid):
+    for member in process_tree(pid) if tree else [pid]:
         try:
             with open(f"/proc/{member}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
@@ -271,7 +273,7 @@ def run_on(
             generators = Generators(server.url, plans, size.workers)
             generators.ready()
             progress.remove_task(connecting)
-            max_rate, closed = _closed_loop(kind, size, server, generators, progress)
+            max_rate, closed = _closed_loop(kind, size, server, generators, progress, url)
             metrics.update(closed)
             half = open_rate or open_loop_rate(max_rate)
             metrics.update(_open_loop(kind, size, server, generators, progress, half))
@@ -284,12 +286,22 @@ def run_on(
     return {f"{key}_{kind}": value for key, value in metrics.items()}
 
 
+def _backend_cpu_s(url: str) -> dict[int, float]:
+    """PostgreSQL: CPU seconds each server process of this database has used (/proc)."""
+    with sa.create_engine(database_url(url), poolclass=sa.pool.NullPool).connect() as connection:
+        pids = connection.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return {int(pid): _cpu_s(int(pid), tree=False) for pid in pids}
+
+
 def _closed_loop(
-    kind: str, size: Size, server: Server, generators: Generators, progress: Progress
+    kind: str, size: Size, server: Server, generators: Generators, progress: Progress, url: str
 ) -> tuple[float, dict[str, Any]]:
     """Every station as fast as the server answers: the maximum rate (swaps/s) and its metrics."""
     phase = progress.add_task(f"{kind}: closed loop", total=None)
     cpu_before = _cpu_s(server.pid)
+    backends_before = _backend_cpu_s(url) if kind == "postgresql" else {}
     start_at = time.time() + 0.5
     profiler = _profile(server.pid, kind, size)
     closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
@@ -297,6 +309,13 @@ def _closed_loop(
         profiler.wait()
     server_cpu_s = _cpu_s(server.pid) - cpu_before
     server_cpu = server_cpu_s / (0.5 + size.warmup_s + size.run_s)
+    database: dict[str, Any] = {}
+    if kind == "postgresql":
+        # The database's own work a swap (its backends for this database; a connection opened
+        # during the run counts from zero): the other half of what the machine spends.
+        after = _backend_cpu_s(url)
+        backends_s = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in after.items())
+        database["database_cpu_ms_per_swap"] = round(1000 * backends_s / max(closed.completed_all, 1), 2)
     progress.remove_task(phase)
     max_rate = closed.completed / size.run_s
     # CPU per swap does not depend on how much CPU other work left the server: the
@@ -311,6 +330,7 @@ def _closed_loop(
         "server_cpu_ms_per_swap": round(per_swap * 1000, 2),
         "closed_loop_errors": closed.errors + closed.refused,
         "loadavg_1m_after_max": load_average()["loadavg_1m"],
+        **database,
     }
 
 

@@ -27,7 +27,7 @@ from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.ledger_book import Book
-from swapd.store.prepared import run_command
+from swapd.store.prepared import run_commands
 from swapd.store.repository import Repository
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
@@ -40,7 +40,11 @@ MAX_ATTEMPTS = 8
 # transaction of its own (see ``call``), so that a group waiting for a row lock or its COMMIT
 # does not hold up the next. Few: every statement's round trip hands the GIL over, and each
 # thread's group holds its rows' locks until it commits.
-PG_CALL_THREADS = int(__import__("os").environ.get("SWAPD_PG_CALL_THREADS", "4"))
+PG_CALL_THREADS = 4
+# PostgreSQL: at most this many calls in a group. Each call that writes is a subtransaction
+# with an XID of its own, and past 64 of them in one transaction every other session's
+# snapshot must look them up in pg_subtrans instead of in the backend's cache.
+PG_MAX_GROUP = 32
 # PostgreSQL: serialization failure, deadlock detected, unique violation (two writers racing to
 # record the same station event or account: the retry sees the winner's row and answers from it),
 # and a prepared statement the server forgot (swapd.store.prepared prepares it again).
@@ -184,6 +188,7 @@ class Database:
         # would fight for SQLite's lock through its busy handler, which sleeps 1-100 ms.
         self._grouped = engine.dialect.name == "sqlite"
         self._call_threads = 1 if self._grouped else (call_threads or PG_CALL_THREADS)
+        self._max_group = MAX_GROUP if self._grouped else PG_MAX_GROUP
         if self._call_threads < 1:
             raise ValueError(f"call_threads must be at least 1, got {call_threads}")
         self._commit_lock = threading.Lock()
@@ -276,6 +281,7 @@ class Database:
             # operator's revenue and consumed allowance), three statements a swap.
             deferred: defaultdict[int, Delta] = defaultdict(Delta)
             self._in_group.deferred = deferred
+            self._in_group.unreleased = False  # no savepoint of this transaction yet
             try:
                 with (
                     self._turns.turn() if self._turns is not None else contextlib.nullcontext(),
@@ -316,22 +322,31 @@ class Database:
         # SQLAlchemy compiles its SAVEPOINT and RELEASE afresh each time (they are not cached),
         # which cost more than all of a swap's prepared statements together (profiled). The
         # name may repeat: SQLite and PostgreSQL release and roll back to the innermost one of
-        # that name.
+        # that name. On PostgreSQL, where each is a round trip, a call's RELEASE goes with the
+        # next call's SAVEPOINT, and the group's COMMIT releases the last one.
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            run_command(connection, "SAVEPOINT swapd_call")
+            if getattr(self._in_group, "unreleased", False):
+                run_commands(connection, "RELEASE SAVEPOINT swapd_call", "SAVEPOINT swapd_call")
+            else:
+                run_commands(connection, "SAVEPOINT swapd_call")
+            self._in_group.unreleased = False
             try:
                 tx = self._new_tx(connection)
                 result = item.work(tx)
                 deltas = tx.book.take_deferred()
             except Exception as error:
-                run_command(connection, "ROLLBACK TO SAVEPOINT swapd_call")
-                run_command(connection, "RELEASE SAVEPOINT swapd_call")
+                run_commands(
+                    connection, "ROLLBACK TO SAVEPOINT swapd_call", "RELEASE SAVEPOINT swapd_call"
+                )
                 if attempt < MAX_ATTEMPTS and _retryable(error):
                     log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                     continue
                 item.result, item.error = None, error
                 return
-            run_command(connection, "RELEASE SAVEPOINT swapd_call")
+            if self._grouped:
+                run_commands(connection, "RELEASE SAVEPOINT swapd_call")
+            else:
+                self._in_group.unreleased = True
             self._in_group.plans_read.append(tx.repo.plans_read)
             for account_id, delta in deltas.items():
                 self._in_group.deferred[account_id] += delta
@@ -434,7 +449,7 @@ class Database:
                 return
             group = [first]
             stop = False
-            while len(group) < MAX_GROUP:
+            while len(group) < self._max_group:
                 try:
                     item = self._calls.get_nowait()
                 except queue.Empty:

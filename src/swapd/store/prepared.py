@@ -244,7 +244,7 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...] | Non
         results,
     )
     if dialect.name == "postgresql" and dialect.driver == "psycopg" and psycopg is not None:
-        prepared.pg = _PgStatement(prepared.sql, positional)
+        prepared.pg = _PgStatement(prepared)
     return prepared
 
 
@@ -301,22 +301,24 @@ def _result_shape(
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
 _NAMES = iter(range(1, 1 << 62))  # statement names, unique in this process
 _NAMES_LOCK = threading.Lock()
-_STATEMENTS_KEY = "swapd_prepared"  # the pool record's info: names this connection prepared
+_REQUIRED = object()  # a parameter the statement has no value of its own for
+_STATE_KEY = "swapd_pg"  # the pool record's info: this connection's _PgConnection
 
 
 def prepare_by_name() -> bool:
     """Whether statements are prepared by name on each connection (off for PgBouncer in
-    transaction mode: ``SWAPD_PG_PREPARE=off``)."""
+    transaction mode: ``SWAPD_PG_PREPARE=off``); read when a connection first runs one."""
     return os.environ.get("SWAPD_PG_PREPARE", "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 class _PgStatement:
-    """One statement in libpq's form: ``$n`` placeholders, and the parameter names in their order."""
+    """One statement in libpq's form: ``$n`` placeholders, and each parameter's name, fixed
+    value and bind processor in the order of the placeholders."""
 
-    __slots__ = ("name", "order", "sql")
+    __slots__ = ("binds", "name", "order", "sql", "text_formats")
 
-    def __init__(self, sql: str, positional: bool) -> None:
-        if positional:  # pragma: no cover - SQLAlchemy's psycopg dialect uses pyformat
+    def __init__(self, compiled: _Compiled) -> None:
+        if compiled.positional:  # pragma: no cover - SQLAlchemy's psycopg dialect uses pyformat
             raise ValueError("the psycopg dialect's statements are expected in pyformat")
         numbers: dict[str, int] = {}
 
@@ -328,47 +330,73 @@ class _PgStatement:
                 numbers[name] = len(numbers) + 1
             return f"${numbers[name]}"
 
-        self.sql = _PYFORMAT.sub(number, sql).encode()
+        self.sql = _PYFORMAT.sub(number, compiled.sql).encode()
         self.order = tuple(numbers)
+        self.binds = tuple(
+            (name, compiled.fixed.get(name, _REQUIRED), compiled.binds.get(name)) for name in self.order
+        )
+        self.text_formats = [PyFormat.TEXT] * len(self.order)
         with _NAMES_LOCK:
             self.name = f"swapd_{next(_NAMES)}".encode()
 
+    def values(self, given: Mapping[str, Any]) -> list[Any]:
+        values = []
+        for name, fixed, process in self.binds:
+            value = given.get(name, fixed)
+            if value is _REQUIRED:
+                raise KeyError(name)
+            if value is not None and process is not None:
+                value = process(value)
+            values.append(value)
+        return values
 
-_TEXT = pq.Format.TEXT if psycopg is not None else 0
+
+class _PgConnection:
+    """What this path keeps for one server connection, for as long as the pool keeps it: the
+    statements prepared on it, and one Transformer (psycopg's adapters, which cache the dumper
+    of each Python type and the loader of each column type they meet)."""
+
+    __slots__ = ("named", "prepared", "transformer")
+
+    def __init__(self, driver: psycopg.Connection[Any]) -> None:
+        self.named = prepare_by_name()
+        self.prepared: set[bytes] = set()
+        self.transformer = Transformer.from_context(driver)
+
+
 _BINARY = pq.Format.BINARY if psycopg is not None else 1
+_IDLE = pq.TransactionStatus.IDLE if psycopg is not None else 0
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK) if psycopg is not None else ()
 
 
 def _run_pg(
     connection: sa.Connection, compiled: _Compiled, statement: _PgStatement, given: Mapping[str, Any]
 ) -> PreparedResult:
     try:
-        named = compiled.parameters(given)
-        assert isinstance(named, dict)
-        values = [named[name] for name in statement.order]
+        values = statement.values(given)
     except Exception as error:  # a bind processor refused a value (e.g. a naive datetime)
         raise sa.exc.StatementError(str(error), compiled.sql, dict(given), error) from error
     fairy = connection.connection
-    driver = _driver(connection)
+    driver = fairy.dbapi_connection
+    assert isinstance(driver, psycopg.Connection)
+    state: _PgConnection | None = fairy.info.get(_STATE_KEY)
+    if state is None:
+        state = fairy.info[_STATE_KEY] = _PgConnection(driver)
     pgconn = driver.pgconn
     try:
-        transformer = Transformer.from_context(driver)
-        parameters = transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
+        transformer = state.transformer
+        parameters = transformer.dump_sequence(values, statement.text_formats)
         _begin_if_idle(driver)
-        if prepare_by_name():
-            known: set[bytes] = fairy.info.setdefault(_STATEMENTS_KEY, set())
-            if statement.name not in known:
+        if state.named:
+            if statement.name not in state.prepared:
                 _check(pgconn.prepare(statement.name, statement.sql))
-                known.add(statement.name)
-            # None is SQL NULL: libpq takes it (psycopg's stub says bytes only).
-            result = pgconn.exec_prepared(
-                statement.name,
-                parameters,  # type: ignore[arg-type]
-                result_format=_BINARY,
-            )
+                state.prepared.add(statement.name)
+            result = pgconn.exec_prepared(statement.name, parameters, result_format=_BINARY)
         else:
             result = pgconn.exec_params(statement.sql, parameters, result_format=_BINARY)
-        _check(result)
-        rows: Sequence[Any] = []
+        if result.status not in _OK:
+            _check(result)
+        rows: Sequence[Any] = ()
         if compiled.row is not None:
             transformer.set_pgresult(result)
             rows = [compiled.convert(raw) for raw in transformer.load_rows(0, result.ntuples, tuple)]
@@ -378,43 +406,42 @@ def _run_pg(
         if isinstance(error, pg_errors.InvalidSqlStatementName):
             # The server has forgotten this connection's statements (DEALLOCATE ALL, DISCARD
             # ALL): prepare them again. The transaction has failed; its retry will.
-            fairy.info.pop(_STATEMENTS_KEY, None)
+            state.prepared.clear()
         raise _dbapi_error(connection, driver, compiled.sql, values, error) from error
     return PreparedResult(rows, rowcount)
 
 
-def run_command(connection: sa.Connection, sql: str) -> None:
-    """A statement with no parameters and no rows (SAVEPOINT, RELEASE) on the driver's
-    connection, inside the transaction in progress: on PostgreSQL through libpq's own call
-    (see above), elsewhere through the driver's ``execute``."""
+def run_commands(connection: sa.Connection, *statements: str) -> None:
+    """Statements with no parameters and no rows (SAVEPOINT, RELEASE) on the driver's
+    connection, inside the transaction in progress (begun here if need be). On PostgreSQL they
+    go as one message through libpq's own call (see above), a single round trip: the first
+    that fails stops the rest and raises. Elsewhere each through the driver's ``execute``."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     if psycopg is None or not isinstance(dbapi_connection, psycopg.Connection):
-        dbapi_connection.execute(sql)
+        for statement in statements:
+            dbapi_connection.execute(statement)
         return
+    pgconn = dbapi_connection.pgconn
+    script = "; ".join(statements).encode()
+    if pgconn.transaction_status == _IDLE and not dbapi_connection.autocommit:
+        script = dbapi_connection._get_tx_start_command() + b"; " + script
     try:
-        _begin_if_idle(dbapi_connection)
-        _check(dbapi_connection.pgconn.exec_(sql.encode()))
+        _check(pgconn.exec_(script))
     except psycopg.Error as error:
-        raise _dbapi_error(connection, dbapi_connection, sql, (), error) from error
-
-
-def _driver(connection: sa.Connection) -> psycopg.Connection[Any]:
-    driver = connection.connection.dbapi_connection
-    assert isinstance(driver, psycopg.Connection)
-    return driver
+        raise _dbapi_error(connection, dbapi_connection, script.decode(), (), error) from error
 
 
 def _begin_if_idle(driver: psycopg.Connection[Any]) -> None:
     """Send the BEGIN psycopg would send before a statement outside a transaction."""
     pgconn = driver.pgconn
-    if pgconn.transaction_status == pq.TransactionStatus.IDLE and not driver.autocommit:
+    if pgconn.transaction_status == _IDLE and not driver.autocommit:
         _check(pgconn.exec_(driver._get_tx_start_command()))
 
 
 def _check(result: Any) -> None:
     """A failed libpq call as psycopg's own exception for it (SQLSTATE and all)."""
-    if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+    if result.status in _OK:
         return
     if result.status == pq.ExecStatus.FATAL_ERROR:
         raise pg_errors.error_from_result(result, encoding="utf-8")
