@@ -1,0 +1,175 @@
+"""Real processes of the multi-machine layout, on this machine: PgBouncer in transaction mode in
+front of the test PostgreSQL, and ``swapd serve`` processes. Each is started by the test and
+stopped by its own process id.
+
+PgBouncer refuses to run as root: under root (CI) it runs as the ``postgres`` user, with its
+configuration in a directory of its own that that user can read.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+REQUIRE_PGBOUNCER = "SWAPD_REQUIRE_PGBOUNCER"
+START_TIMEOUT_S = 60.0  # a loaded 2-core machine: swapd imports and migrates in a few seconds
+RUN_AS = "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pgbouncer_binary() -> str:
+    """The pgbouncer program; skips without one, or fails under SWAPD_REQUIRE_PGBOUNCER=1
+    (.ci/run installs Debian's pgbouncer and sets it)."""
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None
+    )
+    if found is None:
+        if os.environ.get(REQUIRE_PGBOUNCER) == "1":
+            pytest.fail(f"{REQUIRE_PGBOUNCER}=1 but no pgbouncer here (apt-get install pgbouncer)")
+        pytest.skip("no pgbouncer here (apt-get install pgbouncer)")
+    return found
+
+
+@dataclass
+class Bouncer:
+    port: int
+    log: Path
+
+    def url(self, direct_url: str) -> str:
+        """``direct_url`` with this PgBouncer's address in place of the server's."""
+        return (
+            sa.make_url(direct_url)
+            .set(host="127.0.0.1", port=self.port)
+            .render_as_string(hide_password=False)
+        )
+
+
+@contextmanager
+def pgbouncer(upstream_url: str, *, pool_size: int = 4) -> Iterator[Bouncer]:
+    """PgBouncer in transaction mode on a free port, for every database of the server of
+    ``upstream_url`` (trust auth, as the test server has). ``pool_size`` server connections per
+    database and user: fewer than swapd's client connections, so that consecutive transactions
+    of one client run on different server connections, and session state would show."""
+    binary = pgbouncer_binary()
+    upstream = sa.make_url(upstream_url)
+    directory = Path(tempfile.mkdtemp(prefix="swapd-pgbouncer-"))
+    port = free_port()
+    (directory / "users.txt").write_text(f'"{upstream.username}" ""\n')
+    (directory / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432}\n"
+        "[pgbouncer]\n"
+        "listen_addr = 127.0.0.1\n"
+        f"listen_port = {port}\n"
+        "unix_socket_dir =\n"
+        "auth_type = trust\n"
+        f"auth_file = {directory / 'users.txt'}\n"
+        "pool_mode = transaction\n"
+        f"default_pool_size = {pool_size}\n"
+        "max_client_conn = 500\n"
+        # A transaction that never gets a server connection is an error here, not a hung test.
+        "query_wait_timeout = 30\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    user = None
+    if os.geteuid() == 0:
+        user = RUN_AS
+        account = pwd.getpwnam(RUN_AS)
+        for path in (directory, *directory.iterdir()):
+            os.chown(path, account.pw_uid, account.pw_gid)
+    log = directory / "pgbouncer.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [binary, str(directory / "pgbouncer.ini")],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            user=user,
+        )
+    try:
+        _wait_for_port(port, process, log)
+        yield Bouncer(port, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pgbouncer exited ({process.returncode}): {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"pgbouncer did not listen on {port}: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    ws_url: str  # ws://127.0.0.1:PORT
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def swapd_serve(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``swapd serve ARGS`` on a free port, with no SWAPD_* setting of the test's own environment
+    but the sandbox payment provider and ``env``; waits for /healthz."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
+    environment["SWAPD_PAYMENT_PROVIDER"] = "sandbox"
+    environment.update(env or {})
+    command = [sys.executable, "-m", "swapd.cli", "serve", "--json-logs", "--port", str(port), *args]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"swapd serve exited ({process.returncode}): {server.log_text()}")
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"swapd serve did not answer /healthz: {server.log_text()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
