@@ -8,6 +8,7 @@ configuration in a directory of its own that that user can read.
 
 from __future__ import annotations
 
+import configparser
 import os
 import pwd
 import shutil
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 REQUIRE_PGBOUNCER = "SWAPD_REQUIRE_PGBOUNCER"
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine: swapd imports and migrates in a few seconds
 RUN_AS = "postgres"
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "pgbouncer" / "pgbouncer.ini"
 
 
 def free_port() -> int:
@@ -65,31 +67,17 @@ class Bouncer:
 
 @contextmanager
 def pgbouncer(upstream_url: str, *, pool_size: int = 4) -> Iterator[Bouncer]:
-    """PgBouncer in transaction mode on a free port, for every database of the server of
-    ``upstream_url`` (trust auth, as the test server has). ``pool_size`` server connections per
-    database and user: fewer than swapd's client connections, so that consecutive transactions
-    of one client run on different server connections, and session state would show."""
+    """PgBouncer with the deployment's configuration (transaction mode) on a free port, for every
+    database of the server of ``upstream_url`` (trust auth, as the test server has).
+    ``pool_size`` server connections per database and user: fewer than swapd's client
+    connections, so that consecutive transactions of one client run on different server
+    connections, and session state would show."""
     binary = pgbouncer_binary()
     upstream = sa.make_url(upstream_url)
     directory = Path(tempfile.mkdtemp(prefix="swapd-pgbouncer-"))
     port = free_port()
     (directory / "users.txt").write_text(f'"{upstream.username}" ""\n')
-    (directory / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432}\n"
-        "[pgbouncer]\n"
-        "listen_addr = 127.0.0.1\n"
-        f"listen_port = {port}\n"
-        "unix_socket_dir =\n"
-        "auth_type = trust\n"
-        f"auth_file = {directory / 'users.txt'}\n"
-        "pool_mode = transaction\n"
-        f"default_pool_size = {pool_size}\n"
-        "max_client_conn = 500\n"
-        # A transaction that never gets a server connection is an error here, not a hung test.
-        "query_wait_timeout = 30\n"
-        "ignore_startup_parameters = extra_float_digits\n"
-    )
+    (directory / "pgbouncer.ini").write_text(_config(upstream, port, directory / "users.txt", pool_size))
     user = None
     if os.geteuid() == 0:
         user = RUN_AS
@@ -115,6 +103,27 @@ def pgbouncer(upstream_url: str, *, pool_size: int = 4) -> Iterator[Bouncer]:
             process.kill()
             process.wait()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _config(upstream: sa.URL, port: int, users: Path, pool_size: int) -> str:
+    """The pgbouncer.ini that compose.yaml ships (deploy/pgbouncer/), with this machine's
+    addresses, trust auth and the pool size given in place of the deployment's: the pooling
+    settings tested are the ones deployed."""
+    shipped = configparser.ConfigParser(interpolation=None)
+    shipped.read_string(SHIPPED_CONFIG.read_text())
+    settings = dict(shipped["pgbouncer"])
+    settings.update(
+        listen_addr="127.0.0.1",
+        listen_port=str(port),
+        auth_type="trust",
+        auth_file=str(users),
+        default_pool_size=str(pool_size),
+    )
+    assert settings["pool_mode"] == "transaction"
+    lines = ["[databases]", f"* = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432}"]
+    lines.append("[pgbouncer]")
+    lines.extend(f"{key} = {value}" for key, value in settings.items())
+    return "\n".join(lines) + "\n"
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
