@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from scripts.replica_pair import Pair, server_binaries, streaming_pair
+from scripts.replica_pair import Pair, can_run, streaming_pair
 
 from swapd.services import catalog, identity, statements
 from swapd.services.identity import Role
@@ -37,7 +37,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    if server_binaries() is None:
+    if not can_run():
         if os.environ.get("SWAPD_REQUIRE_POSTGRES"):
             pytest.fail("SWAPD_REQUIRE_POSTGRES is set but PostgreSQL's server programs are missing")
         pytest.skip("no PostgreSQL server programs (initdb, pg_basebackup) here")
