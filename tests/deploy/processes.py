@@ -26,16 +26,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from swapd.sim.embedded import free_port
+
 REQUIRE_PGBOUNCER = "SWAPD_REQUIRE_PGBOUNCER"
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine: swapd imports and migrates in a few seconds
 RUN_AS = "postgres"
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "pgbouncer" / "pgbouncer.ini"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def pgbouncer_binary() -> str:
