@@ -137,3 +137,29 @@ def test_the_replica_refuses_writes_and_without_one_reads_stay_on_the_primary(
             catalog.add_rider(replica, "R9", "energy")
     finally:
         replica.dispose()
+
+
+def test_console_lists_read_the_replica_and_a_riders_page_the_primary(
+    primary: Database, tmp_path: Path
+) -> None:
+    net.network(primary)
+    catalog.add_rider(primary, "R1", "energy")
+    replica = _snapshot(primary, tmp_path / "replica.db")
+    try:
+        # After the snapshot: a rider, and the staff account whose session signs in.
+        catalog.add_rider(primary, "R2", "energy")
+        identity.add_staff(primary, "ops@example.com", PASSWORD, Role.OPERATOR)
+        with TestClient(create_app(primary, read_db=replica), base_url="http://swapd.test") as client:
+            signed_in = client.post(
+                "/login",
+                data={"email": "ops@example.com", "password": PASSWORD, "next": "/riders"},
+                follow_redirects=False,
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            riders = client.get("/riders")
+            assert riders.status_code == 200
+            assert "R1" in riders.text and "R2" not in riders.text  # the replica's list
+            page = client.get("/riders/R2")
+            assert page.status_code == 200 and "R2" in page.text  # the primary's page
+    finally:
+        replica.dispose()
