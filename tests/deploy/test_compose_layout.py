@@ -78,6 +78,20 @@ def test_every_swapd_process_writes_through_pgbouncer_and_reads_lagging_data_fro
         assert name in services, name
 
 
+def _settings(arguments: list[str]) -> dict[str, str]:
+    return dict(
+        a.split("=", 1) for a, flag in zip(arguments[1:], arguments, strict=False) if flag == "-c"
+    )
+
+
+def test_the_replica_has_at_least_the_primarys_connection_limits(compose: dict[str, Any]) -> None:
+    """A standby refuses to start with less (test_replica_scripts.py met that)."""
+    primary = _settings(compose["services"]["postgres-primary"]["command"])
+    replica = _settings(["postgres", *compose["services"]["postgres-replica"]["command"]])
+    for setting in ("max_connections", "max_wal_senders"):
+        assert int(replica[setting]) >= int(primary[setting]), setting
+
+
 def test_the_deployment_scripts_are_valid_shell() -> None:
     scripts = sorted((ROOT / "deploy").rglob("*.sh"))
     assert len(scripts) == 3
