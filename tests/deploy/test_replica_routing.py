@@ -24,6 +24,7 @@ from swapd.gateway.server import create_app
 from swapd.services import catalog, identity
 from swapd.services.identity import Role
 from swapd.services.payments import top_up
+from swapd.sim.embedded import free_port
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
 from swapd.store.replica import ReadOnlyDatabase, ReplicaWriteError, read_database
@@ -163,3 +164,15 @@ def test_console_lists_read_the_replica_and_a_riders_page_the_primary(
             assert page.status_code == 200 and "R2" in page.text  # the primary's page
     finally:
         replica.dispose()
+
+
+def test_healthz_stays_ok_when_the_replica_is_down_and_says_so(primary: Database) -> None:
+    down = ReadOnlyDatabase(make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"))
+    try:
+        with TestClient(create_app(primary, read_db=down)) as client:
+            health = client.get("/healthz")
+            assert health.status_code == 200
+            assert health.json()["replica"]["status"] == "unavailable", health.json()
+            assert "swapd_replica_lag_seconds -1.0" in client.get("/metrics").text
+    finally:
+        down.dispose()

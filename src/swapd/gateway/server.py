@@ -50,6 +50,8 @@ MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get 
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
 LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
+# /healthz answers within a load balancer's patience even when the replica's host does not.
+REPLICA_CHECK_TIMEOUT_S = 2.0
 
 
 class StarletteConnection:
@@ -229,10 +231,13 @@ async def _replica_health(reads: Database, metrics: GatewayMetrics) -> dict[str,
     """The read replica's lag for /healthz, also set on the gauge ``swapd_replica_lag_seconds``
     (-1 while the replica cannot be read)."""
     try:
-        lag_s = await asyncio.to_thread(replica_lag_s, reads)
-    except sa.exc.SQLAlchemyError as error:
+        lag_s = await asyncio.wait_for(
+            asyncio.to_thread(replica_lag_s, reads), timeout=REPLICA_CHECK_TIMEOUT_S
+        )
+    except (sa.exc.SQLAlchemyError, TimeoutError) as error:
         metrics.replica_lag.set(-1)
-        return {"status": "unavailable", "error": str(error).splitlines()[0]}
+        reason = str(error).splitlines()[0] if str(error) else "no answer in time"
+        return {"status": "unavailable", "error": reason}
     metrics.replica_lag.set(-1 if lag_s is None else lag_s)
     if lag_s is None:  # the URL names a primary, not a standby
         return {"status": "not_a_standby"}
