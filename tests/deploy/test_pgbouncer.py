@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ocpp.v21 import call, call_result
 from swapd.domain.lifecycle import SwapState
 from swapd.domain.riders import TokenType
 from swapd.readmodels import swaps as swap_model
-from swapd.services import catalog, station_commands
+from swapd.services import catalog, statements, station_commands
 from swapd.services.payments import top_up
 from swapd.store import schema as t
 from swapd.store.database import Database
@@ -212,6 +213,13 @@ async def test_swaps_and_a_queued_command_work_through_pgbouncer_in_transaction_
                 timeout_s=30,
                 queue_s=600,
             )
+            # The statements export through the pooler too: SET LOCAL and a server-side cursor,
+            # both inside its one transaction.
+            now = datetime.now(UTC)
+            exported = await asyncio.to_thread(
+                statements.export_csv, pooled, statements.Month(now.year, now.month), tmp_path / "s.csv"
+            )
+            assert exported.riders == 2 and exported.totals["topup_minor"] == 20_000
         finally:
             pooled.dispose()
         assert await asyncio.wait_for(heard, timeout=10) == "ST3"
