@@ -9,7 +9,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, Operator, ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Bp, Reason, bp_to_percent
 from swapd.domain.stations import MAX_SLOTS, SlotState
@@ -109,8 +109,9 @@ def _out(db: Db, request: Request, station_id: str) -> StationOut:
     return StationOut.of(stations.station(db, station_id), _connected(request, station_id))
 
 
+# The replica (ReadDb): the fleet's overview list; one station after a change is get_station (primary).
 @router.get("", responses=responses(401, 403), summary="Every station with its counts")
-def list_stations(_caller: Staff, db: Db, request: Request) -> list[StationOut]:
+def list_stations(_caller: Staff, db: ReadDb, request: Request) -> list[StationOut]:
     return [StationOut.of(s, _connected(request, s.line.station.id)) for s in stations.stations(db)]
 
 
@@ -197,12 +198,13 @@ def reset_password(station_id: str, body: Reason, caller: Operator, db: Db) -> N
     return NewPassword(station_id=station_id, ocpp_password=password)
 
 
+# The replica (ReadDb): a picture of the slots for people; the station's swaps decide on the primary.
 @router.get(
     "/{station_id}/slots",
     responses=responses(401, 403, 404),
     summary="Live slots: state, pack, SoC, SoH, charged, reserved; connected now",
 )
-def station_slots(station_id: str, _caller: Staff, db: Db, request: Request) -> SlotsOut:
+def station_slots(station_id: str, _caller: Staff, db: ReadDb, request: Request) -> SlotsOut:
     view = stations.slot_view(db, station_id)
     return SlotsOut(
         station_id=station_id,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
-from swapd.api.deps import Db, Staff
+from swapd.api.deps import ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Limit, Page, page_of
 from swapd.api.operator_packs import PossessionOut
@@ -112,6 +112,7 @@ class AlertOut(BaseModel):
     created_at: datetime
 
 
+# The replica (ReadDb): a history list, newest first; a swap a moment old shows on the next load.
 @router.get(
     "/swaps",
     responses=responses(401, 403),
@@ -119,7 +120,7 @@ class AlertOut(BaseModel):
 )
 def list_swaps(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     station_id: StationFilter = None,
     rider_id: Annotated[str | None, Query(max_length=40)] = None,
     pack_serial: SerialFilter = None,
@@ -143,12 +144,13 @@ def list_swaps(
     return page_of([SwapOut.of(r) for r in rows], limit, str(rows[-1].id) if rows else None)
 
 
+# The replica (ReadDb): a finished or running swap as an operator inspects it; nothing is decided on it.
 @router.get(
     "/swaps/{swap_id}",
     responses=responses(401, 403, 404),
     summary="One swap: its offers, meter readings, charges and ledger transfers",
 )
-def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
+def get_swap(swap_id: int, _caller: Staff, db: ReadDb) -> SwapDetailOut:
     detail = swaps.swap_detail(db, swap_id)
     return SwapDetailOut(
         swap=SwapOut.of(detail.swap),
@@ -164,6 +166,7 @@ def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
     )
 
 
+# The replica (ReadDb): alerts are a report of what happened; a second late is still news.
 @router.get(
     "/alerts",
     responses=responses(401, 403),
@@ -171,7 +174,7 @@ def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
 )
 def list_alerts(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     kind: AlertKind | None = None,
     station_id: StationFilter = None,
     pack_serial: SerialFilter = None,

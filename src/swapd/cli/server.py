@@ -12,7 +12,7 @@ import typer
 
 from swapd import __version__
 from swapd.cli.certificates import CaDirOption, ca_directory
-from swapd.cli.common import DatabaseOption, fail, out, run
+from swapd.cli.common import DatabaseOption, ReadDatabaseOption, fail, out, run
 
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 
@@ -54,6 +54,16 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def serve(
     database: DatabaseOption = None,
+    read_database: ReadDatabaseOption = None,
+    listen_database: Annotated[
+        str | None,
+        typer.Option(
+            "--listen-database",
+            envvar="SWAPD_LISTEN_DATABASE_URL",
+            help="PostgreSQL: where to LISTEN for station commands, straight to the primary when "
+            "--database is a pooler in transaction mode (PgBouncer). Default: --database.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     certfile: Annotated[
@@ -91,6 +101,8 @@ def serve(
     from swapd.payments import config as payments_config
     from swapd.store.database import Database
     from swapd.store.engine import display_url
+    from swapd.store.replica import listen_url
+    from swapd.store.replica import read_database as open_reads
 
     configure_logging(json_logs=json_logs)
 
@@ -111,6 +123,7 @@ def serve(
     sock = listening_socket(host, port)
     try:
         db = run(lambda: Database.open(database))
+        reads = run(lambda: open_reads(db, read_database))
         port = int(sock.getsockname()[1])  # the one chosen for --port 0
         scheme = "wss" if certfile else "ws"
         structlog.get_logger("swapd").info(
@@ -118,6 +131,7 @@ def serve(
             version=__version__,
             ocpp_url=f"{scheme}://{host}:{port}/ocpp/{{station_id}}",
             database=display_url(database),
+            read_database=display_url(read_database) if read_database else None,
             client_certificates=tls_client_ca is not None,
         )
         payments_config.announce(payment_provider)
@@ -132,6 +146,8 @@ def serve(
             writer_process=writer_process,
             json_logs=not sys.stderr.isatty() if json_logs is None else json_logs,
             sock=sock,
+            read_db=reads,
+            listen_url=listen_url(db, listen_database) if db.dialect == "postgresql" else None,
         )
     finally:
         sock.close()

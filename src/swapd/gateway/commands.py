@@ -14,6 +14,7 @@ import structlog
 
 from swapd.services.station_commands import CHANNEL, claim, expire_queued, finish
 from swapd.store.database import Database
+from swapd.store.replica import listen_url as default_listen_url
 
 log = structlog.get_logger(__name__)
 POLL_INTERVAL_S = 0.25
@@ -22,13 +23,20 @@ EXPIRE_INTERVAL_S = 60.0  # how often queued commands past their expiry are mark
 Sender = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def dispatch_forever(db: Database, connected: Callable[[], list[str]], send: Sender) -> None:
-    """The per-process loop that delivers commands to the stations connected here."""
+async def dispatch_forever(
+    db: Database, connected: Callable[[], list[str]], send: Sender, *, listen_url: str | None = None
+) -> None:
+    """The per-process loop that delivers commands to the stations connected here.
+
+    ``listen_url`` (PostgreSQL): where to LISTEN for new commands, a direct connection to the
+    primary when the database URL is a transaction-mode pooler (see swapd.store.replica); by
+    default SWAPD_LISTEN_DATABASE_URL, else the database's own URL. The poll every
+    ``POLL_INTERVAL_S`` delivers the commands whatever happens to the listener."""
     wake = asyncio.Event()
     in_flight: set[asyncio.Task[None]] = set()  # delivering: kept referenced until done
     listener = None
     if db.dialect == "postgresql":
-        listener = asyncio.create_task(_listen(db, wake))
+        listener = asyncio.create_task(_listen(listen_url or default_listen_url(db), wake))
     next_expiry_s = 0.0
     try:
         while True:
@@ -66,8 +74,7 @@ async def _deliver(
         await asyncio.to_thread(finish, db, command_id, response=None, error=repr(error))
 
 
-async def _listen(db: Database, wake: asyncio.Event) -> None:
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+async def _listen(url: str, wake: asyncio.Event) -> None:
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:

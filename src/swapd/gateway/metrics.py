@@ -38,6 +38,11 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.replica_lag = Gauge(
+            "swapd_replica_lag_seconds",
+            "How far the read replica's replay is behind the primary (-1: cannot tell)",
+            registry=self.registry,
+        )
         self.decision_seconds = Histogram(
             "swapd_decision_seconds",
             "Time to answer Authorize (the swap decision)",

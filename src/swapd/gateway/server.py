@@ -40,6 +40,7 @@ from swapd.heap import settle_heap
 from swapd.services import identity, messages, stations, swaps
 from swapd.services.stations import StationAccess
 from swapd.store.database import Database
+from swapd.store.replica import is_replica, replica_lag_s
 from swapd.web import console
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,8 @@ MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get 
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
 LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
+# /healthz answers within a load balancer's patience even when the replica's host does not.
+REPLICA_CHECK_TIMEOUT_S = 2.0
 
 
 class StarletteConnection:
@@ -153,14 +156,25 @@ async def _forget_login_windows_forever(db: Database) -> None:
             log.exception("login_limit_sweep_failed")
 
 
-def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
+def create_app(
+    db: Database,
+    *,
+    gateway: Gateway | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
+) -> FastAPI:
+    """``read_db``: where the reads that may lag go (a read replica, swapd.store.replica); the
+    primary ``db`` when None. ``listen_url``: where the command dispatcher LISTENs."""
     gw = gateway or Gateway(db)
+    reads = db if read_db is None else read_db
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         tasks = [
             # Commands and local lists for the stations here, once they booted.
-            asyncio.create_task(commands.dispatch_forever(db, gw.ready, gw.send_command)),
+            asyncio.create_task(
+                commands.dispatch_forever(db, gw.ready, gw.send_command, listen_url=listen_url)
+            ),
             asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
@@ -178,7 +192,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
 
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
-    api_router.install(app, db)
+    api_router.install(app, db, read_db=reads)
     console.install(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -193,10 +207,17 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
             return JSONResponse(
                 {"status": "unavailable", "database": str(error).splitlines()[0]}, status_code=503
             )
-        return JSONResponse({"status": "ok", "version": __version__, "stations": len(gw.sessions)})
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "stations": len(gw.sessions)}
+        if is_replica(reads):
+            # Swaps and money need only the primary: a replica down or behind is reported, and
+            # the process stays healthy (its lists and exports fail or lag meanwhile).
+            body["replica"] = await _replica_health(reads, gw.metrics)
+        return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        if is_replica(reads):
+            await _replica_health(reads, gw.metrics)
         return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ocpp/{station_id}")
@@ -204,6 +225,23 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
         await _serve_station(gw, websocket, station_id)
 
     return app
+
+
+async def _replica_health(reads: Database, metrics: GatewayMetrics) -> dict[str, Any]:
+    """The read replica's lag for /healthz, also set on the gauge ``swapd_replica_lag_seconds``
+    (-1 while the replica cannot be read)."""
+    try:
+        lag_s = await asyncio.wait_for(
+            asyncio.to_thread(replica_lag_s, reads), timeout=REPLICA_CHECK_TIMEOUT_S
+        )
+    except (sa.exc.SQLAlchemyError, TimeoutError) as error:
+        metrics.replica_lag.set(-1)
+        reason = str(error).splitlines()[0] if str(error) else "no answer in time"
+        return {"status": "unavailable", "error": reason}
+    metrics.replica_lag.set(-1 if lag_s is None else lag_s)
+    if lag_s is None:  # the URL names a primary, not a standby
+        return {"status": "not_a_standby"}
+    return {"status": "ok", "lag_s": round(lag_s, 3)}
 
 
 async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
@@ -292,6 +330,8 @@ def uvicorn_config(
     keyfile: str | None = None,
     client_ca: str | None = None,
     ca_dir: Path | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
 ) -> uvicorn.Config:
     """How swapd runs under uvicorn: the sans-I/O websockets protocol (reading on while a few
     messages wait, see swapd.gateway.protocol), frames capped, no compression, TLS when given a
@@ -299,12 +339,13 @@ def uvicorn_config(
 
     ``client_ca``: the operator CA's certificate (PEM file); TLS then requires every client to
     present a certificate it signed (security profile 3; needs ``certfile``). ``ca_dir``: the
-    CA's directory, for signing the CSRs stations send (SignCertificate)."""
+    CA's directory, for signing the CSRs stations send (SignCertificate). ``read_db`` and
+    ``listen_url``: see ``create_app``."""
     if client_ca is not None and certfile is None:
         raise ValueError("client certificates (client_ca) need TLS: give certfile and keyfile")
     gateway = Gateway(db, client_certificates=client_ca is not None, ca_dir=ca_dir)
     return uvicorn.Config(
-        create_app(db, gateway=gateway),
+        create_app(db, gateway=gateway, read_db=read_db, listen_url=listen_url),
         host=host,
         port=port,
         http=SwapdHTTPProtocol,
@@ -339,6 +380,8 @@ def serve(
     writer_process: bool = True,
     json_logs: bool = True,
     sock: socket.socket | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
 ) -> None:
     """Serve until stopped. ``writer_process``: on SQLite, run the stations' service calls in a
     writer process of their own (swapd.store.writer). ``sock``: a socket already bound to
@@ -351,6 +394,8 @@ def serve(
         keyfile=keyfile,
         client_ca=client_ca,
         ca_dir=ca_dir,
+        read_db=read_db,
+        listen_url=listen_url,
     )
     if writer_process:
         db.start_writer_process(json_logs=json_logs, calls_module=writer_calls.__name__)
@@ -358,4 +403,6 @@ def serve(
     try:
         uvicorn.Server(config).run(sockets=None if sock is None else [sock])
     finally:
+        if read_db is not None and read_db is not db:
+            read_db.dispose()
         db.dispose()
