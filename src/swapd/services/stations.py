@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,9 @@ from swapd.domain.stations import SlotState
 from swapd.security import generate_password, hash_password
 from swapd.store import schema as t
 from swapd.store.database import Database, Transactional, Tx
+
+# NOTIFY channel of record_connected: "<station id> <connection id>" of a station's newest socket.
+CONNECTIONS_CHANNEL = "swapd_connections"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,10 @@ def presence(db: Database, station_id: str) -> Presence:
 
 def record_connected(db: Database, station_id: str, connection_id: str) -> datetime:
     """A server process accepted the station's socket: one write per connection, never per
-    message, so that presence costs nothing on the swap path."""
+    message, so that presence costs nothing on the swap path. The newest connection is the
+    station's: on PostgreSQL a NOTIFY on ``CONNECTIONS_CHANNEL`` ("<station> <connection>")
+    tells the other server processes, so that one still holding an older socket of the station
+    closes it (swapd.gateway.presence)."""
     c = t.stations.c
 
     def work(tx: Tx) -> datetime:
@@ -145,9 +152,29 @@ def record_connected(db: Database, station_id: str, connection_id: str) -> datet
             .where(c.id == station_id)
             .values(connected_at=tx.now, connection_id=connection_id, last_seen_at=tx.now)
         )
+        if tx.repo.conn.dialect.name == "postgresql":
+            tx.repo.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)").bindparams(
+                    channel=CONNECTIONS_CHANNEL, payload=f"{station_id} {connection_id}"
+                )
+            )
         return tx.now
 
     return db.write(work)
+
+
+def connections(db: Database, station_ids: Collection[str] | None = None) -> dict[str, str]:
+    """The recorded connection of each connected station (station id -> connection id): of
+    ``station_ids`` only, or of every station when None."""
+    c = t.stations.c
+
+    def work(tx: Tx) -> dict[str, str]:
+        query = sa.select(c.id, c.connection_id).where(c.connection_id.is_not(None))
+        if station_ids is not None:
+            query = query.where(c.id.in_(list(station_ids)))
+        return {row.id: row.connection_id for row in tx.repo.execute(query)}
+
+    return db.read(work)
 
 
 def record_disconnected(db: Database, station_id: str, connection_id: str) -> bool:
