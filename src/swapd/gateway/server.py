@@ -26,7 +26,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
@@ -236,7 +236,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(gw.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ocpp/{station_id}")
     async def ocpp(websocket: WebSocket, station_id: str) -> None:
