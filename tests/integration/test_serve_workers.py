@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from ocpp.v21 import call
 
 from swapd.domain.riders import TokenType
+from swapd.gateway import workers
 from swapd.gateway.presence import SWEEP_INTERVAL_S
 from swapd.gateway.server import REPLACED
 from swapd.services import catalog, identity, stations
@@ -46,6 +47,7 @@ from tests.api.conftest import PASSWORD, bearer
 from tests.conftest import PG_ADMIN_URL, _pg_reachable
 from tests.gateway.conftest import Connected, LiveServer, battery, connect, swap_event
 from tests.gateway.test_station_management import ManagedStation
+from tests.integration.crashing_worker import EXIT_CODE, crash
 
 pytestmark = pytest.mark.anyio
 postgres = pytest.mark.postgres
@@ -101,23 +103,28 @@ def _start(url: str, *args: str) -> Serve:
     return Serve(process, port, Path(name))
 
 
-def _wait_ready(server: Serve, workers: int = 1) -> None:
+def _wait_ready(server: Serve, processes: int = 1) -> None:
     """Until /healthz answers and every worker has started (each listens once started: before,
     the kernel sends all connections to those that do)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     with httpx.Client(timeout=2) as client:
         while True:
             try:
-                if client.get(f"{server.http}/healthz").status_code == 200:
-                    events = [line.get("event") for line in server.log_lines()]
-                    if events.count("Application startup complete.") >= workers:
-                        time.sleep(0.5)  # from the lifespan's end to listening
-                        return
+                healthy = client.get(f"{server.http}/healthz").status_code == 200
+                if healthy and _started(server) >= processes:
+                    time.sleep(0.5)  # from the lifespan's end to listening
+                    return
             except httpx.TransportError:
                 pass
             if server.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"swapd serve did not start: {server.log_path.read_text()[-3000:]}")
             time.sleep(0.1)
+
+
+def _started(server: Serve) -> int:
+    """Worker processes that have started (each listens right after)."""
+    events = [line.get("event") for line in server.log_lines()]
+    return events.count("Application startup complete.")
 
 
 def _stop(server: Serve) -> int:
@@ -325,7 +332,7 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
     passwords = _stations(shared_db, *ids)
     server = _start(shared_url, "--workers", "2")
     try:
-        _wait_ready(server, workers=2)
+        _wait_ready(server, processes=2)
         connected = [await _managed(server.ws, s, passwords[s]) for s in ids]
         for station in connected:
             await _boot(station)
@@ -349,12 +356,28 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
             metrics.splitlines()
         )
 
+        # A worker killed is started again; the stations it held are no longer counted.
+        dead = next(
+            line["pid"]
+            for line in server.log_lines()
+            if line["event"] == "worker_started" and line["worker"] == 1
+        )
+        os.kill(dead, signal.SIGKILL)
+        await _until(lambda: _started(server) == 3, START_TIMEOUT_S)
+        died = [line for line in server.log_lines() if line["event"] == "worker_died"]
+        assert [(line["worker"], line["pid"], line["exit_code"]) for line in died] == [
+            (1, dead, -signal.SIGKILL)
+        ]
+        async with httpx.AsyncClient(base_url=server.http, timeout=60) as client:
+            metrics = (await client.get("/metrics")).text
+        assert f"swapd_connected_stations {by_worker[0]:.1f}" in metrics.splitlines()
+
         assert _stop(server) == 0
         for station in connected:
             await asyncio.wait_for(station.ws.wait_closed(), timeout=10)
             station.task.cancel()
         events = [line["event"] for line in server.log_lines()]
-        assert sum(1 for e in events if e.startswith("Finished server process")) == 2
+        assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # 0, new 1
         assert events[-1] == "workers_stopped"
     finally:
         _stop(server)
@@ -377,3 +400,14 @@ def test_workers_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: --workers 2 needs PostgreSQL: "), lines
     assert "one writer" in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing opened
+
+
+def test_a_worker_that_keeps_dying_is_started_again_until_the_supervisor_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "RESTART_DELAY_S", 0.05)
+    settings = workers.WorkerSettings(None, "127.0.0.1", _free_port(), None, None, None, None, True)
+    supervisor = workers.Supervisor(settings, 1, target=crash)
+    assert supervisor.run() == 1
+    assert supervisor.restarts == workers.MAX_RESTARTS
+    assert [p.exitcode for p in supervisor.workers.values()] == [EXIT_CODE]

@@ -109,26 +109,34 @@ def worker_main(index: int, sock: socket.socket, settings: WorkerSettings) -> No
 
 class Supervisor:
     def __init__(
-        self, settings: WorkerSettings, count: int, *, on_bound: Callable[[], None] | None = None
+        self,
+        settings: WorkerSettings,
+        count: int,
+        *,
+        on_bound: Callable[[], None] | None = None,
+        target: Callable[[int, socket.socket, WorkerSettings], None] = worker_main,
     ) -> None:
         """``on_bound``: called once every worker's socket is bound (the caller may then let go
-        of a socket that kept the port meanwhile)."""
+        of a socket that kept the port meanwhile). ``target``: what each worker process runs
+        (an importable function: the process is spawned)."""
         assert 1 <= count <= MAX_WORKERS
         self.settings = settings
         self.count = count
         self._on_bound = on_bound
+        self._target = target
         self._context = multiprocessing.get_context("spawn")
         self.workers: dict[int, BaseProcess] = {}
         self.stopping = False
         self._signals = 0
-        self._restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
+        self._restarts: deque[float] = deque(maxlen=MAX_RESTARTS)  # when, the latest
+        self.restarts = 0
         self.metrics_dir = ""
 
     def _start(self, index: int) -> None:
         sock = shared_socket(self.settings.host, self.settings.port)
         try:
             process = self._context.Process(
-                target=worker_main,
+                target=self._target,
                 args=(index, sock, self.settings),
                 name=f"swapd-worker-{index}",
             )
@@ -183,6 +191,7 @@ class Supervisor:
                     self.stopping = True
                     return 1
                 self._restarts.append(now)
+                self.restarts += 1
                 time.sleep(RESTART_DELAY_S)
                 if not self.stopping:
                     self._start(index)
