@@ -550,7 +550,8 @@ def main(argv: list[str] | None = None) -> None:
     if f"max_swaps_per_s_{TWO_SERVERS}" in metrics:
         notes.append(
             f"{TWO_SERVERS}: swapd serve --workers 2 on one PostgreSQL database, closed loop only, "
-            "stations spread by the kernel (stations_by_worker); then faults/verify.py on it "
+            "stations spread by the kernel (stations_by_worker), server CPU and memory of both "
+            "workers and their supervisor; then faults/verify.py on it "
             "(verifier_ok = 1: every acknowledged event once, every swap charged once, packs in "
             "place, ledger check clean)."
         )
