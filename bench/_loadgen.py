@@ -172,19 +172,31 @@ def _auth(station_id: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+async def _socket(url: str, plan: StationPlan) -> ClientConnection:
+    ws: ClientConnection = await connect_station(
+        f"{url}/ocpp/{plan.station_id}",
+        subprotocols=[Subprotocol("ocpp2.1")],
+        additional_headers=_auth(plan.station_id, plan.password),
+        open_timeout=120,
+        ping_interval=None,
+        max_size=1024 * 1024,
+    )
+    return ws
+
+
 async def _open(url: str, plan: StationPlan, gate: asyncio.Semaphore) -> SimStation:
     async with gate:
-        ws = await connect_station(
-            f"{url}/ocpp/{plan.station_id}",
-            subprotocols=[Subprotocol("ocpp2.1")],
-            additional_headers=_auth(plan.station_id, plan.password),
-            open_timeout=120,
-            ping_interval=None,
-            max_size=1024 * 1024,
-        )
-        station = SimStation(plan, ws)
+        station = SimStation(plan, await _socket(url, plan))
         await station.boot()
         return station
+
+
+async def _reopen(url: str, plan: StationPlan, station: SimStation, gate: asyncio.Semaphore) -> None:
+    """Close the station's socket and open another, as a station does after a network outage:
+    no BootNotification, the swaps go on (on whichever server process the socket reaches)."""
+    async with gate:
+        await station.ws.close()
+        station.ws = await _socket(url, plan)
 
 
 async def _closed_loop(
@@ -262,6 +274,12 @@ async def _serve(pipe: Connection, url: str, plans: list[StationPlan]) -> None:
             samples = await _open_loop(stations, start_at, warmup_s, run_s, rate)
         elif kind == "placed":
             pipe.send(("placed", [station.placed() for station in stations]))
+            continue
+        elif kind == "reconnect":
+            await asyncio.gather(
+                *(_reopen(url, plan, s, gate) for plan, s in zip(plans, stations, strict=True))
+            )
+            pipe.send(("reconnected",))
             continue
         else:
             for station in stations:

@@ -11,8 +11,10 @@ pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
    p50/p99: from sending Authorize with the returned pack's serial (the swap-in
    event) to receiving its answer, the one that decides.
 3. PostgreSQL with two server processes (``swapd serve --workers 2`` on one database, the
-   stations spread over both by the kernel): the closed loop only, then the fault drills'
-   verifier (faults/verify.py) on that database: every swap exactly once.
+   stations spread over both by the kernel): the closed loop only; then every station
+   reconnects (about half of them land on the other process) and swaps on for a few seconds
+   without booting again; then the fault drills' verifier (faults/verify.py) on that database:
+   every swap exactly once.
 
 Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql,postgresql_2_servers]``
 """
@@ -243,6 +245,12 @@ class Generators:
             pipe.send(("placed",))
         return [station for part in self._gather("placed") for station in part]
 
+    def reconnect(self) -> None:
+        """Every station closes its socket and opens another, without booting again."""
+        for pipe in self.pipes:
+            pipe.send(("reconnect",))
+        self._gather("reconnected")
+
     def stop(self) -> None:
         for pipe in self.pipes:
             pipe.send(("stop",))
@@ -428,18 +436,26 @@ def run_two_servers(size: Size) -> dict[str, Any]:
             progress.remove_task(connecting)
             _, closed, samples = _closed_loop(kind, size, server, generators, progress)
             metrics.update(closed)
-            placed = generators.placed()
-            generators.stop()
             metrics["stations_by_worker"] = "+".join(
                 str(n) for _, n in sorted(_stations_by_worker(server.log_path).items())
             )
             metrics["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
+            # Every station reconnects (about half land on the other worker) and swaps on.
+            phase = progress.add_task(f"{kind}: reconnected, swapping on", total=None)
+            generators.reconnect()
+            after = generators.run(("closed", time.time() + 0.5, 0.0, _after_reconnect_s(size)))
+            progress.remove_task(phase)
+            metrics["stations_moved_on_reconnect"] = _stations_moved(server.log_path)
+            metrics["swaps_after_reconnect"] = after.completed
+            metrics["errors_after_reconnect"] = after.errors + after.refused
+            placed = generators.placed()
+            generators.stop()
         checking = progress.add_task(f"{kind}: faults/verify.py", total=None)
         load = RecordedLoad(
             VERIFIED_PREFIX,
             [plan.station_id for plan in plans],
             baseline,
-            [Ack(*ack) for ack in samples.acks],
+            [Ack(*ack) for ack in samples.acks + after.acks],
             placed,
         )
         verdict = verify(url, load)
@@ -472,6 +488,20 @@ def _stations_by_worker(log_path: Path) -> Counter[int]:
         if '"station_connected"' in line:
             workers[int(json.loads(line).get("worker", -1))] += 1
     return workers
+
+
+def _after_reconnect_s(size: Size) -> float:
+    return max(2.0, size.run_s / 6)
+
+
+def _stations_moved(log_path: Path) -> int:
+    """Stations whose last two connections were accepted by different workers."""
+    workers: dict[str, list[int]] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"station_connected"' in line:
+            entry = json.loads(line)
+            workers.setdefault(str(entry.get("station")), []).append(int(entry.get("worker", -1)))
+    return sum(1 for seen in workers.values() if len(seen) >= 2 and seen[-1] != seen[-2])
 
 
 def _last_swap_id(db: Database) -> int:
@@ -551,11 +581,14 @@ def main(argv: list[str] | None = None) -> None:
         notes.append(
             f"{TWO_SERVERS}: swapd serve --workers 2 on one PostgreSQL database, closed loop only, "
             "stations spread by the kernel (stations_by_worker), server CPU and memory of both "
-            "workers and their supervisor; then faults/verify.py on it "
+            "workers and their supervisor; then every station reconnects and swaps on "
+            f"for {_after_reconnect_s(size):g} s (stations_moved_on_reconnect: those that "
+            "reached the other worker); then faults/verify.py on it "
             "(verifier_ok = 1: every acknowledged event once, every swap charged once, packs in "
             "place, ledger check clean)."
         )
         targets[f"closed_loop_errors_{TWO_SERVERS}"] = "== 0"
+        targets[f"errors_after_reconnect_{TWO_SERVERS}"] = "== 0"
         targets[f"verifier_ok_{TWO_SERVERS}"] = "== 1"
     emit(NAME, metrics, targets, " ".join(notes))
 
