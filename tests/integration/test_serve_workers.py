@@ -35,8 +35,7 @@ from ocpp.v21 import call
 
 from swapd.domain.riders import TokenType
 from swapd.gateway import workers
-from swapd.gateway.presence import SWEEP_INTERVAL_S
-from swapd.gateway.server import REPLACED
+from swapd.gateway.presence import DISABLED, REPLACED, SWEEP_INTERVAL_S
 from swapd.services import catalog, identity, stations
 from swapd.services.identity import Role
 from swapd.services.payments import top_up
@@ -322,6 +321,31 @@ async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
     assert new.ws.close_code is None
     await new.close()
     old.task.cancel()
+
+
+@postgres
+async def test_a_station_disabled_through_one_server_is_closed_by_the_other(
+    two_servers: tuple[Serve, Serve], shared_db: Database
+) -> None:
+    a, b = two_servers
+    passwords = _stations(shared_db, "WK-OFF")
+    on_b = await _managed(b.ws, "WK-OFF", passwords["WK-OFF"])
+    await _boot(on_b)
+    await _until(lambda: _connection_id(shared_db, "WK-OFF") is not None, 30)
+    async with _operator(shared_db, a.http) as api_a:
+        answer = await api_a.post(
+            "/api/v1/ops/stations/WK-OFF/disable", json={"reason": "vandalised cabinet"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["connected"] is False
+        started = time.monotonic()
+        await asyncio.wait_for(on_b.ws.wait_closed(), timeout=SWEEP_INTERVAL_S * 3)
+        assert (on_b.ws.close_code, on_b.ws.close_reason) == (1008, DISABLED)
+        assert time.monotonic() - started < SWEEP_INTERVAL_S  # the NOTIFY, not the sweep
+        await _until(lambda: _connection_id(shared_db, "WK-OFF") is None, 30)
+        listed = (await api_a.get("/api/v1/ops/stations/WK-OFF")).json()
+        assert listed["connected"] is False and listed["enabled"] is False
+    on_b.task.cancel()
 
 
 @postgres

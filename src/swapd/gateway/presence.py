@@ -12,6 +12,9 @@ another took its place (or took it and ended since, which leaves no connection r
 - everywhere every ``SWEEP_INTERVAL_S``, for a notification lost while the listening
   connection was re-established.
 
+A station taken out of service (``stations.set_enabled``) is closed the same way by whichever
+process holds its socket, however it was disabled (the API of another process, the CLI).
+
 Only sockets whose connection was recorded before the database is read are compared, so a
 socket accepted while the read runs (the database still names the one before it) is never
 taken for an old one. Commands never go through an old socket meanwhile: a command is claimed
@@ -37,8 +40,11 @@ SWEEP_INTERVAL_S = 10.0
 # IN list of their ids.
 MAX_LISTED_STATIONS = 200
 
-# Close the station's socket here if it is still the one of this connection id; True if closed.
-Replace = Callable[[str, str], Awaitable[bool]]
+# Close the station's socket here if it is still the one of this connection id, with a close
+# code and reason; True if closed.
+Close = Callable[[str, str, int, str], Awaitable[bool]]
+REPLACED = "replaced by a new connection"
+DISABLED = "station disabled"
 
 
 @dataclass
@@ -46,7 +52,7 @@ class PresenceWatch:
     db: Database
     # The sockets here whose connection is recorded: station id -> connection id.
     recorded: Callable[[], Mapping[str, str]]
-    replace: Replace
+    close: Close
     sweep_interval_s: float = SWEEP_INTERVAL_S
     # Stations here that connected elsewhere since the last pass; at most one per socket here.
     notified: set[str] = field(default_factory=set)
@@ -79,7 +85,7 @@ class PresenceWatch:
 
     async def check(self, only: set[str] | None = None) -> int:
         """Close the sockets here (of ``only``, or all) whose station's recorded connection is
-        another one now; how many were closed."""
+        another one now, or whose station was disabled; how many were closed."""
         here = dict(self.recorded())  # before the read: see the module's docstring
         if only is not None:
             here = {s: c for s, c in here.items() if s in only}
@@ -89,10 +95,16 @@ class PresenceWatch:
         current = await asyncio.to_thread(stations.connections, self.db, listed)
         closed = 0
         for station_id, connection_id in here.items():
-            # None: a newer connection came and went (only a connection clears its own record).
-            if current.get(station_id) == connection_id:
+            # Not found: a newer connection came and went (only a connection clears its record).
+            now = current.get(station_id, stations.Recorded(None, enabled=True))
+            if not now.enabled:
+                # 1008: policy violation, the close code for "you may not stay connected".
+                code, reason = 1008, DISABLED
+            elif now.connection_id != connection_id:
+                code, reason = 1000, REPLACED
+            else:
                 continue
-            if await self.replace(station_id, connection_id):
+            if await self.close(station_id, connection_id, code, reason):
                 closed += 1
-                log.info("station_replaced_elsewhere", station=station_id)
+                log.info("station_socket_closed", station=station_id, reason=reason)
         return closed

@@ -49,7 +49,6 @@ MAX_FRAME_BYTES = 1024 * 1024  # frames above the session's own limit still get 
 OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is abandoned
 OFFER_SWEEP_INTERVAL_S = 30
 LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
-REPLACED = "replaced by a new connection"
 
 
 class StarletteConnection:
@@ -117,14 +116,16 @@ class Gateway:
             if session.booted and session.connection_id is not None
         }
 
-    async def replace(self, station_id: str, connection_id: str) -> bool:
-        """Close the station's socket here if it is still that of ``connection_id``: the station
-        connected again, to another process (swapd.gateway.presence). False if not here."""
+    async def close_connection(
+        self, station_id: str, connection_id: str, code: int, reason: str
+    ) -> bool:
+        """Close the station's socket here if it is still that of ``connection_id`` (the station
+        connected again elsewhere, or was disabled: swapd.gateway.presence). False if not here."""
         session = self.sessions.get(station_id)
         if session is None or session.connection_id != connection_id:
             return False
         del self.sessions[station_id]
-        await session._connection.close(1000, REPLACED)
+        await session._connection.close(code, reason)
         return True
 
     async def disconnect(self, station_id: str, reason: str) -> bool:
@@ -186,7 +187,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         commands_waiting = asyncio.Event()
-        watch = presence.PresenceWatch(db, gw.recorded, gw.replace)
+        watch = presence.PresenceWatch(db, gw.recorded, gw.close_connection)
         tasks = [
             # Commands and local lists for the stations here, once they booted.
             asyncio.create_task(
@@ -278,7 +279,7 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     if previous is not None:
         # A station that reconnects replaces its old socket; only one may speak for it. An old
         # socket in another process is closed by that process (swapd.gateway.presence).
-        await previous._connection.close(1000, REPLACED)
+        await previous._connection.close(1000, presence.REPLACED)
     gw.sessions[station_id] = session
     gw.metrics.connected.inc()
     # Recorded for every process (swapd.services.stations.Presence): a command to a station that
