@@ -12,9 +12,9 @@ pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
    event) to receiving its answer, the one that decides.
 3. PostgreSQL with two server processes (``swapd serve --workers 2`` on one database, the
    stations spread over both by the kernel): the closed loop only; then every station
-   reconnects (about half of them land on the other process) and swaps on for a few seconds
-   without booting again; then the fault drills' verifier (faults/verify.py) on that database:
-   every swap exactly once.
+   reconnects (the kernel picks a process again: some land on the other) and swaps on for a
+   few seconds without booting again; then the fault drills' verifier (faults/verify.py) on
+   that database: every swap exactly once.
 
 Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql,postgresql_2_servers]``
 """
@@ -440,7 +440,7 @@ def run_two_servers(size: Size) -> dict[str, Any]:
                 str(n) for _, n in sorted(_stations_by_worker(server.log_path).items())
             )
             metrics["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
-            # Every station reconnects (about half land on the other worker) and swaps on.
+            # Every station reconnects (some land on the other worker) and swaps on.
             phase = progress.add_task(f"{kind}: reconnected, swapping on", total=None)
             generators.reconnect()
             after = generators.run(("closed", time.time() + 0.5, 0.0, _after_reconnect_s(size)))

@@ -435,3 +435,32 @@ def test_a_worker_that_keeps_dying_is_started_again_until_the_supervisor_gives_u
     assert supervisor.run() == 1
     assert supervisor.restarts == workers.MAX_RESTARTS
     assert [p.exitcode for p in supervisor.workers.values()] == [EXIT_CODE]
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (a zombie nobody reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@postgres
+def test_workers_stop_themselves_when_their_supervisor_is_killed(shared_url: str) -> None:
+    server = _start(shared_url, "--workers", "2")
+    try:
+        _wait_ready(server, processes=2)
+        pids = [line["pid"] for line in server.log_lines() if line["event"] == "worker_started"]
+        assert len(pids) == 2 and all(_running(pid) for pid in pids)
+        server.process.kill()  # SIGKILL: the supervisor cannot forward anything
+        server.process.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(_running(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a worker outlived its supervisor"
+            time.sleep(0.1)
+        events = [line["event"] for line in server.log_lines()]
+        assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # gracefully
+    finally:
+        _stop(server)
+        server.log_path.unlink(missing_ok=True)

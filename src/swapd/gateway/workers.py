@@ -15,7 +15,7 @@ worker counts all of them (swapd.gateway.metrics).
 This process only supervises: it forwards SIGTERM and SIGINT (Ctrl-C) to the workers, waits for
 their graceful shutdown (``STOP_TIMEOUT_S``, then SIGKILL), and starts a worker again when one
 dies unexpectedly, giving up (all stop, exit 1) after ``MAX_RESTARTS`` within
-``RESTART_WINDOW_S``.
+``RESTART_WINDOW_S``. A worker whose supervisor was killed outright stops itself.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +45,7 @@ STOP_TIMEOUT_S = 30.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 RESTART_DELAY_S = 1.0
+ORPHAN_CHECK_S = 1.0
 
 log = structlog.get_logger(__name__)
 
@@ -80,12 +82,23 @@ def _stop_quietly(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _stop_when_orphaned(supervisor_pid: int) -> None:
+    """A supervisor killed outright (SIGKILL) cannot stop its workers: each stops itself, as
+    on SIGTERM, once its parent is no longer the supervisor, so none keeps the port."""
+    while os.getppid() == supervisor_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def worker_main(index: int, sock: socket.socket, settings: WorkerSettings) -> None:
     """One worker: open the database (migrated already by the parent) and serve on ``sock``."""
     # Until uvicorn takes over the signals, and when it raises them again after its graceful
     # shutdown: end without a traceback.
     signal.signal(signal.SIGTERM, _stop_quietly)
     signal.signal(signal.SIGINT, _stop_quietly)
+    threading.Thread(
+        target=_stop_when_orphaned, args=(os.getppid(),), name="swapd-orphan-check", daemon=True
+    ).start()
     from swapd.gateway.server import serve
     from swapd.logs import configure_logging
     from swapd.store.database import Database
