@@ -45,6 +45,7 @@ from tests import network as net
 from tests.api.conftest import PASSWORD, bearer
 from tests.conftest import PG_ADMIN_URL, _pg_reachable
 from tests.gateway.conftest import Connected, LiveServer, battery, connect, swap_event
+from tests.gateway.offline_station import StationState, go_online
 from tests.gateway.test_station_management import ManagedStation
 from tests.integration.crashing_worker import EXIT_CODE, crash
 
@@ -346,6 +347,33 @@ async def test_a_station_disabled_through_one_server_is_closed_by_the_other(
         listed = (await api_a.get("/api/v1/ops/stations/WK-OFF")).json()
         assert listed["connected"] is False and listed["enabled"] is False
     on_b.task.cancel()
+
+
+@postgres
+async def test_a_station_that_moves_to_the_other_server_keeps_its_local_list_version(
+    two_servers: tuple[Serve, Serve], shared_db: Database
+) -> None:
+    a, b = two_servers
+    passwords = _stations(shared_db, "WK-LIST")
+    catalog.add_rider(shared_db, "WK-RL", "energy")
+    top_up(shared_db, "WK-RL", 10_000, "wk-pay-rl")
+    state = StationState("WK-LIST", passwords["WK-LIST"], {})
+    on_a = await go_online(a.ws, state)
+    async with _operator(shared_db, a.http) as api_a:
+        answer = await api_a.post("/api/v1/ops/stations/WK-LIST/local-list", json={"full": True})
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["update_type"], state.version) == ("Full", 1)
+    await on_a.close()
+    await _until(lambda: _connection_id(shared_db, "WK-LIST") is None, 30)
+
+    catalog.add_token(shared_db, TokenType.RFID, "CARD-WK-RL", rider_id="WK-RL")
+    sent_before = len(state.updates)
+    on_b = await go_online(b.ws, state)
+    # B asks the version, finds the one A sent (recorded in the database) and sends only what
+    # changed since: a differential update, not the whole list again.
+    await _until(lambda: state.status_of("ISO14443", "CARD-WK-RL") == "Accepted", 60)
+    assert [(kind, version) for _, kind, version in state.updates[sent_before:]] == [("Differential", 2)]
+    await on_b.close()
 
 
 @postgres
