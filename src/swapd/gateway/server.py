@@ -26,18 +26,18 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
 from swapd.api import router as api_router
-from swapd.gateway import client_certs, commands, local_lists, writer_calls
+from swapd.gateway import client_certs, commands, listen, local_lists, presence, writer_calls
 from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
-from swapd.services import identity, messages, stations, swaps
+from swapd.services import identity, messages, station_commands, stations, swaps
 from swapd.services.stations import StationAccess
 from swapd.store.database import Database
 from swapd.store.replica import is_replica, replica_lag_s
@@ -102,6 +102,34 @@ class Gateway:
         """The stations here that may be sent requests: BootNotification accepted (now, or
         before this connection: a station that reconnects without rebooting does not boot)."""
         return [station_id for station_id, session in self.sessions.items() if session.booted]
+
+    def recorded(self) -> dict[str, str]:
+        """The stations here whose connection is recorded: station id -> connection id."""
+        return {
+            station_id: session.connection_id
+            for station_id, session in self.sessions.items()
+            if session.connection_id is not None
+        }
+
+    def ready_connections(self) -> dict[str, str]:
+        """``ready`` with each station's recorded connection, for the command dispatcher."""
+        return {
+            station_id: session.connection_id
+            for station_id, session in self.sessions.items()
+            if session.booted and session.connection_id is not None
+        }
+
+    async def close_connection(
+        self, station_id: str, connection_id: str, code: int, reason: str
+    ) -> bool:
+        """Close the station's socket here if it is still that of ``connection_id`` (the station
+        connected again elsewhere, or was disabled: swapd.gateway.presence). False if not here."""
+        session = self.sessions.get(station_id)
+        if session is None or session.connection_id != connection_id:
+            return False
+        del self.sessions[station_id]
+        await session._connection.close(code, reason)
+        return True
 
     async def disconnect(self, station_id: str, reason: str) -> bool:
         """Close the station's socket in this process (it was disabled); False if none here.
@@ -170,15 +198,25 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        commands_waiting = asyncio.Event()
+        watch = presence.PresenceWatch(db, gw.recorded, gw.close_connection)
         tasks = [
             # Commands and local lists for the stations here, once they booted.
             asyncio.create_task(
-                commands.dispatch_forever(db, gw.ready, gw.send_command, listen_url=listen_url)
+                commands.dispatch_forever(db, gw.ready_connections, gw.send_command, commands_waiting)
             ),
             asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
+            asyncio.create_task(watch.run_forever()),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
         ]
+        if db.dialect == "postgresql":
+            # Other processes on the database: a command queued, a station connected there.
+            handlers = {
+                station_commands.CHANNEL: lambda _payload: commands_waiting.set(),
+                stations.CONNECTIONS_CHANNEL: watch.notify,
+            }
+            tasks.append(asyncio.create_task(listen.listen_forever(db, handlers, url=listen_url)))
         try:
             # swapd.gateway.protocol reads this to refuse limited clients before the app.
             yield {EARLY_REFUSAL: gw.auth.address_retry_after_s}
@@ -218,7 +256,7 @@ def create_app(
     async def metrics() -> Response:
         if is_replica(reads):
             await _replica_health(reads, gw.metrics)
-        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(gw.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ocpp/{station_id}")
     async def ocpp(websocket: WebSocket, station_id: str) -> None:
@@ -275,14 +313,16 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     session.ca_dir = gw.ca_dir
     previous = gw.sessions.get(station_id)
     if previous is not None:
-        # A station that reconnects replaces its old socket; only one may speak for it.
-        await previous._connection.close(1000, "replaced by a new connection")
+        # A station that reconnects replaces its old socket; only one may speak for it. An old
+        # socket in another process is closed by that process (swapd.gateway.presence).
+        await previous._connection.close(1000, presence.REPLACED)
     gw.sessions[station_id] = session
     gw.metrics.connected.inc()
     # Recorded for every process (swapd.services.stations.Presence): a command to a station that
     # no process holds is refused at once instead of waiting for an answer that cannot come.
     connection_id = secrets.token_hex(16)
-    await _record_presence(gw, messages.RecordConnected(station_id, connection_id))
+    if await _record_presence(gw, messages.RecordConnected(station_id, connection_id)):
+        session.connection_id = connection_id
     log.info("station_connected", station=station_id, subprotocol=subprotocol)
     try:
         await session.start()
@@ -312,13 +352,15 @@ async def _admit(
 
 async def _record_presence(
     gw: Gateway, command: messages.RecordConnected | messages.RecordDisconnected
-) -> None:
+) -> bool:
     """A failed write is logged and the connection goes on: the station's swaps work, and only
-    commands to it are refused (as offline) until it connects again."""
+    commands to it are refused (as offline) until it connects again. True when written."""
     try:
         await gw.db.call(messages.handle, gw.db, command)
     except Exception:
         log.exception("station_presence_not_recorded", station=command.station_id)
+        return False
+    return True
 
 
 def uvicorn_config(

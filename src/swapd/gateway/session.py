@@ -405,6 +405,9 @@ class _Routing:
     db: Database
     booted: bool
     metrics: GatewayMetrics
+    # This socket's connection as recorded in stations.connection_id, set by the gateway once
+    # written; None before (see swapd.gateway.presence).
+    connection_id: str | None = None
     route_map: dict[str, Any]
     _ocpp_version: str
     _connection: Connection
