@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from swapd.domain.errors import InvalidInput
 from swapd.domain.quantities import PERCENT_BP, ceil_div
@@ -65,6 +66,9 @@ class Pack:
     slot_no: int | None = None
     rider_id: str | None = None
     reserved_swap_id: int | None = None
+    # When the pack was put where it is: read with a station's stock only (the fleet policy's
+    # "rested" rule), None elsewhere.
+    placed_at: datetime | None = None
 
     @property
     def deliverable_wh(self) -> int:
