@@ -206,6 +206,11 @@ class SwapStart(BaseModel):
         max_length=40,
         description="The id the station's QR code holds",
     )
+    accept_right_sized: bool = Field(
+        default=False,
+        description="Yes to a right-sized pack: one with less charge that your allowance covers,"
+        " when it cannot cover a full one (the answer to a swap that came back with asks=true)",
+    )
 
 
 class SwapStarted(BaseModel):
@@ -218,6 +223,13 @@ class SwapStarted(BaseModel):
     station_id: str
     swap_id: int | None
     offered_slots: list[int] = Field(description="Open these slots' doors: take the packs there")
+    asks: bool = Field(
+        default=False,
+        description="Not accepted yet: your allowance covers a right-sized pack (offered_slots,"
+        " held for you for a few minutes); text is the question. Start the swap again with"
+        " accept_right_sized to take it, or top up for a full pack",
+    )
+    right_sized: bool = Field(default=False, description="The pack offered has less charge")
 
 
 @router.post(
@@ -243,6 +255,7 @@ def start_swap(
             rider_id,
             timeout_s=SWAP_REQUEST_TIMEOUT_S,
             key=service_key(caller, idempotency_key),
+            accept_right_sized=body.accept_right_sized,
         )
         return 200, SwapStarted(
             accepted=outcome.accepted,
@@ -251,6 +264,8 @@ def start_swap(
             station_id=body.station_id,
             swap_id=outcome.swap_id,
             offered_slots=list(outcome.offered_slots),
+            asks=outcome.asks,
+            right_sized=outcome.right_sized,
         )
 
     return once(db, caller, idempotency_key, request, body, work)

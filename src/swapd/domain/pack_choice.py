@@ -104,7 +104,25 @@ class Pick:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ranked:
+class ChoiceRecord:
+    """What a swap's detail shows of its offer: the rule that chose its (first) pack and every
+    pack's reason; for a right-sized offer, the rider's consent (a right_sizing.ConsentState)
+    and what the full offer would have held."""
+
+    swap_id: int
+    station_id: str
+    rule: PickRule
+    detail: str
+    right_sized: bool
+    consent: str | None
+    required_units: int
+    full_required_units: int
+    created_at: datetime
+    confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
     pack: Pack
     band: int
     score: int
@@ -122,7 +140,7 @@ def rank(
     min_soh_bp: int,
     now: datetime | None,
     short_trip: bool = False,
-) -> list[_Ranked]:
+) -> list[Ranked]:
     """The candidates, best first (see the module's docstring)."""
     if not candidates:
         return []
@@ -146,12 +164,12 @@ def rank(
                 policy.cycles_weight * _spread(-p.cycle_count, [-c for c in cycles]),
                 policy.soh_weight * (_NORM if worn == short_trip else 0),
             )
-            ranked.append(_Ranked(p, band, sum(parts), parts))
+            ranked.append(Ranked(p, band, sum(parts), parts))
     ranked.sort(key=lambda r: (r.band, -r.score, -r.pack.soc_bp, -r.pack.soh_bp, r.pack.slot_no or 0))
     return ranked
 
 
-def explain(chosen: _Ranked, runner_up: _Ranked | None, *, right_sized: bool) -> Pick:
+def explain(chosen: Ranked, runner_up: Ranked | None, *, right_sized: bool) -> Pick:
     """The rule that put ``chosen`` ahead of ``runner_up`` (the best pack not chosen)."""
     pack = chosen.pack
     if runner_up is None:

@@ -100,9 +100,18 @@ class Pack:
         )
 
     def to_rider(self, rider_id: str, soc_bp: int, soh_bp: int) -> PackMoved:
-        """Handed over (R2): the pack leaves its slot with the rider."""
+        """Handed over (R2): the pack leaves its slot with the rider, and starts a cycle (a cycle
+        here is one hand-over: one discharge on the road, what the fleet policy spreads)."""
         return PackMoved(
-            self.serial, PackStatus.WITH_RIDER, None, None, rider_id, self._left_slot(), soc_bp, soh_bp
+            self.serial,
+            PackStatus.WITH_RIDER,
+            None,
+            None,
+            rider_id,
+            self._left_slot(),
+            soc_bp,
+            soh_bp,
+            self.cycle_count + 1,
         )
 
     def to_stock(self, soc_bp: int | None = None, soh_bp: int | None = None) -> PackMoved:
@@ -124,7 +133,7 @@ class Pack:
 class PackMoved:
     """Where a pack goes, as its record's fields, and the slot it leaves (emptied). A move also
     ends any reservation of the pack: a pack that moved can no longer be handed out as offered.
-    ``soc_bp``/``soh_bp`` of None leave the last readings as they are.
+    ``soc_bp``/``soh_bp``/``cycle_count`` of None leave them as they are.
 
     Invariant: a pack in a slot names its station and slot and no rider; a pack with a rider
     names that rider and no slot; elsewhere it names neither."""
@@ -137,6 +146,7 @@ class PackMoved:
     left: tuple[str, int] | None  # (station, slot) the pack was in, emptied by the move
     soc_bp: int | None = None
     soh_bp: int | None = None
+    cycle_count: int | None = None  # None: unchanged
 
     def __post_init__(self) -> None:
         in_slot = self.station_id is not None and self.slot_no is not None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from swapd.domain.errors import InvalidInput
-from swapd.domain.pack_choice import RULE_TEXT, PackPolicy, Pick, PickRule, explain, rank
+from swapd.domain.pack_choice import RULE_TEXT, PackPolicy, Pick, PickRule, Ranked, explain, rank
 from swapd.domain.packs import Pack
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import PERCENT_BP
@@ -30,6 +30,14 @@ class Consent(enum.StrEnum):
     ALWAYS = "always"  # take it without asking
     ASK = "ask"  # ask at the station (or in the app) each time: the default
     NEVER = "never"  # refuse as before: top up instead
+
+
+class ConsentState(enum.StrEnum):
+    """Where a right-sized offer stands with the rider (``swap_choices.consent``)."""
+
+    ASKED = "asked"  # the station asked; the offer waits for the rider's yes, or expires
+    CONFIRMED = "confirmed"  # the rider said yes (a second Authorize, or the app)
+    STANDING = "standing"  # the rider's setting is "always": nobody was asked
 
 
 def parse_consent(value: object) -> Consent:
@@ -75,7 +83,7 @@ def right_sized(
     need = {p.serial: plan.requirement_for(p) for p in eligible}
     fits = [p for p in eligible if p.soc_bp >= floor_bp and need[p.serial] <= available_units]
     ranked = rank(fits, policy, min_soh_bp=min_soh_bp, now=now, short_trip=True)
-    chosen = []
+    chosen: list[Ranked] = []
     left = available_units
     for i, candidate in enumerate(ranked):
         still = wanted - len(chosen) - 1
