@@ -14,7 +14,7 @@ from swapd.domain.pack_choice import BALANCED, PickRule
 from swapd.domain.packs import PackStatus
 from swapd.domain.riders import IdToken, TokenType
 from swapd.domain.right_sizing import Consent, ConsentState
-from swapd.services import swaps
+from swapd.services import payments, swaps
 from swapd.services.swaps import BatteryReading
 
 FLOOR_BP = 3_000
@@ -130,3 +130,14 @@ def test_a_full_offer_records_the_rule_that_chose_its_pack(network: Network) -> 
     # Same band, same score (no cycles yet, put in at once): the charge decides.
     assert getattr(choice, "rule", None) is PickRule.FULLEST
     assert getattr(choice, "detail", None) == "slot 1: highest state of charge (100 % vs 98 %)"
+
+
+def test_a_rider_who_tops_up_after_the_question_gets_the_full_pack(network: Network) -> None:
+    short_rider_network(network)
+    asked = swaps.authorize(network.db, "ST1", app("R9"))
+    payments.top_up(network.db, "R9", 1_000, "pay-R9-more")  # +3,333 Wh
+    full = swaps.authorize(network.db, "ST1", app("R9"))
+    assert full.accepted and not full.right_sized and full.offered_slots == [1]
+    assert full.swap_id != asked.swap_id
+    assert pack(network, "HALF").reserved_swap_id is None
+    assert balance(network, "R9").held_units == 1_700

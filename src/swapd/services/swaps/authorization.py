@@ -26,7 +26,7 @@ from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_request_id, check_token
 from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
-from swapd.services.swaps.offers import place_offer
+from swapd.services.swaps.offers import abandon, place_offer
 from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, AuthorizeResult, OfferedPack
 
 
@@ -85,11 +85,11 @@ def authorize(
                 request_id=request_id,
             )
         open_offer = next((s for s in offered if s.station_id == station_id), None)
+        plan = plan_of(uow, rider)
         if open_offer is not None:
-            answer = _open_offer_answer(uow, open_offer, request_id)
+            answer = _open_offer_answer(uow, open_offer, request_id, plan)
             if answer is not None:
                 return answer
-        plan = plan_of(uow, rider)
         held = uow.repo.packs_of_rider(rider_id)
         accounts = rider_accounts(uow.book, rider_id, plan)
         decision = decide(
@@ -164,15 +164,20 @@ def choice_record(
 
 
 def _open_offer_answer(
-    uow: UnitOfWork, open_offer: Swap, request_id: str | None
+    uow: UnitOfWork, open_offer: Swap, request_id: str | None, plan: Plan
 ) -> AuthorizeResult | None:
     """The answer of an Authorize that finds the rider's offer open here: the same offer again,
     or, for a right-sized offer asked about, the rider's yes. None: decide anew (an app's offer,
-    with its requestId, met by a station's own Authorize, whose events will not name it)."""
+    with its requestId, met by a station's own Authorize, whose events will not name it; or a
+    question the rider answered by topping up enough for the full pack: released first)."""
     if open_offer.request_id is not None and request_id is None:
         return None
     choice = uow.repo.choice(open_offer.id)
     if choice is not None and choice.consent == ConsentState.ASKED:
+        allowance = rider_accounts(uow.book, open_offer.rider_id or "", plan).allowance
+        if allowance.available + choice.required_units >= choice.full_required_units:
+            abandon(uow, open_offer)
+            return None
         # The rider's yes: from now on an offer like any other, with its own life to be taken.
         # (The app's request keeps the swap's own requestId.)
         uow.repo.confirm_choice(open_offer.id, uow.now)
