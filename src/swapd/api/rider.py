@@ -5,7 +5,7 @@ ids that appear (a card uid) are looked up within the rider's own rows."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -15,7 +15,7 @@ from swapd.api.deps import Db, IdempotencyKey, Rider, once, service_key
 from swapd.api.errors import responses
 from swapd.domain.riders import TokenType
 from swapd.readmodels import money, packs, paging, plans, riders, swap_history
-from swapd.services import app_swaps, cards
+from swapd.services import app_swaps, cards, pack_policy
 
 router = APIRouter(tags=["rider"])
 
@@ -269,6 +269,39 @@ def start_swap(
         )
 
     return once(db, caller, idempotency_key, request, body, work)
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+class RightSizeSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    right_size_consent: Literal["always", "ask", "never"] = Field(
+        description="When your allowance cannot hold a full pack: take one with less charge that"
+        " it covers always, be asked each time (the default), or never (top up instead)"
+    )
+
+
+@router.get(
+    "/me/settings/right-size",
+    responses=responses(401, 403),
+    summary="Whether you take a right-sized pack when a full one is beyond your allowance",
+)
+def my_right_size(caller: Rider, db: Db) -> RightSizeSetting:
+    assert caller.rider_id is not None
+    consent = pack_policy.rider_consent(db, caller.rider_id)
+    return RightSizeSetting(right_size_consent=consent.value)
+
+
+@router.put(
+    "/me/settings/right-size",
+    responses=responses(401, 403, 422),
+    summary="Set whether you take a right-sized pack: always, ask or never",
+)
+def set_my_right_size(body: RightSizeSetting, caller: Rider, db: Db) -> RightSizeSetting:
+    assert caller.rider_id is not None
+    consent = pack_policy.set_rider_consent(db, caller.rider_id, body.right_size_consent)
+    return RightSizeSetting(right_size_consent=consent.value)
 
 
 # -- packs held -----------------------------------------------------------------------------------
