@@ -405,16 +405,16 @@ def markdown(runs: list[Run], days: int, seed: int, svg_name: str) -> str:
     return f"""# Right-sizing and the fleet policy over a simulated month
 
 `uv run python -m bench.rightsizing --days {days} --seed {seed}` wrote this page and
-[{svg_name}]({svg_name}). The same network runs four times through the real services on SQLite
-(a manual clock, 10-minute steps): {STATIONS} stations of {SLOTS} slots,
+[{svg_name}]({svg_name}). The same network runs four times through the real services on
+SQLite (a manual clock, 10-minute steps): {STATIONS} stations of {SLOTS} slots,
 {STATIONS * PACKS_PER_STATION} G2 packs (1,700 Wh) of mixed age (80-200 cycles, SoH 76-100 %,
-drawn apart), {RIDERS} riders on 300 KRW per kWh. Two riders in five top up little and late (450 KRW once below 300 Wh); the
-others keep a cushion. Consent: 7 riders always, 12 ask (8 in 10 say yes), 5 never. A refused
-rider tops up and tries again half the time. Packs charge as `swapd.sim.physics` says (fast to
-80 %, then slower) at 0.4 of its rate (3 h from 10 % to 80 %, 5.5 h to full); a ride drains
-40-80 % of a full pack; a hand-over is one cycle and costs {SOH_LOSS_BP_PER_CYCLE} bp of SoH.
-Right-sizing on: a 30 % floor at every station. Fleet policy on: the `balanced` preset (5 % SoC
-bands, weights rest 2, cycles 3, SoH 2).
+drawn apart), {RIDERS} riders on 300 KRW per kWh. Two riders in five top up little and late
+(450 KRW once below 300 Wh); the others keep a cushion. Consent: 7 riders always, 12 ask
+(8 in 10 say yes), 5 never. A refused rider tops up and tries again half the time. Packs
+charge as `swapd.sim.physics` says (fast to 80 %, then slower) at 0.4 of its rate (3 h from
+10 % to 80 %, 5.5 h to full); a ride drains 40-80 % of a full pack; a hand-over is one cycle
+and costs {SOH_LOSS_BP_PER_CYCLE} bp of SoH. Right-sizing on: a 30 % floor at every station.
+Fleet policy on: the `balanced` preset (5 % SoC bands, weights rest 2, cycles 3, SoH 2).
 
 {table(runs, days)}
 
