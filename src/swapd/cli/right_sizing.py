@@ -10,14 +10,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from swapd.cli.common import DatabaseOption, JsonOption, fail, out, pct, print_json, say, with_db
+from swapd.cli.common import (
+    DatabaseOption,
+    JsonOption,
+    fail,
+    out,
+    pct,
+    print_json,
+    run,
+    say,
+    with_db,
+)
 from swapd.domain.quantities import percent_to_bp
 
 if TYPE_CHECKING:
     from swapd.services.pack_policy import StationPackSettings
 
 StationArg = Annotated[str, typer.Argument(metavar="STATION", help="Station id.")]
-Weight = Annotated[int | None, typer.Option(min=0, max=100, help="0..100")]
+Weight = Annotated[int | None, typer.Option(help="0..100")]
 
 
 def _describe(settings: StationPackSettings) -> str:
@@ -55,17 +65,20 @@ def station_pack_policy(
     whose allowance cannot hold a full pack, and the fleet policy's weights."""
     from swapd.services import pack_policy
 
-    edit = pack_policy.PackSettingsEdit(
-        set_floor=floor is not None,
-        floor_bp=None if floor in (None, "off") else percent_to_bp(floor, "floor"),
-        preset=preset,
-        soc_band_bp=None if band is None else percent_to_bp(band, "band"),
-        rest_weight=rest_weight,
-        cycles_weight=cycles_weight,
-        soh_weight=soh_weight,
-        retirement_margin_bp=(
-            None if retirement_margin is None else percent_to_bp(retirement_margin, "margin")
-        ),
+    # Percentages are parsed where their errors become one line, as the database's are.
+    edit = run(
+        lambda: pack_policy.PackSettingsEdit(
+            set_floor=floor is not None,
+            floor_bp=None if floor in (None, "off") else percent_to_bp(floor, "floor"),
+            preset=preset,
+            soc_band_bp=None if band is None else percent_to_bp(band, "band"),
+            rest_weight=rest_weight,
+            cycles_weight=cycles_weight,
+            soh_weight=soh_weight,
+            retirement_margin_bp=(
+                None if retirement_margin is None else percent_to_bp(retirement_margin, "margin")
+            ),
+        )
     )
     changing = edit.set_floor or edit.preset is not None or bool(edit.weights())
     settings = with_db(
