@@ -101,7 +101,7 @@ class ChoiceOut(BaseModel):
         description="A pack with less charge, for an allowance short of a full one"
     )
     consent: str | None = Field(description="Right-sized: asked, confirmed or standing (always)")
-    required_units: int = Field(description="What the offer held")
+    required_units: int = Field(description="What the packs offered need (overage plans hold less)")
     full_required_units: int = Field(description="Right-sized: what a full pack would have held")
     confirmed_at: datetime | None
 
