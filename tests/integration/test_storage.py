@@ -49,7 +49,7 @@ from tests.cli_runner import CliRunner
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-HEAD = "0011"
+HEAD = "0012"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
 
@@ -157,7 +157,7 @@ def test_upgrade_on_an_empty_database_creates_exactly_the_schema(
     assert _tables(engine) == []
     upgrade(engine)
     assert _tables(engine) == sorted([*SWAPD_TABLES, "alembic_version"])
-    assert len(SWAPD_TABLES) == 30
+    assert len(SWAPD_TABLES) == 31
     assert _versions(engine) == [HEAD]
     assert _differences(engine) == []
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from swapd.api.deps import ReadDb, Staff
 from swapd.api.errors import responses
@@ -89,8 +89,26 @@ class TransferOut(BaseModel):
     credit: str
 
 
+class ChoiceOut(BaseModel):
+    """How the offer's packs were chosen among those that qualified (the station's policy)."""
+
+    rule: str = Field(
+        description="only_choice, fullest, right_sized, rested, fewest_cycles, soh_kept or slot_order"
+    )
+    rule_text: str
+    detail: str = Field(description="Each offered pack's reason, against the best pack left")
+    right_sized: bool = Field(
+        description="A pack with less charge, for an allowance short of a full one"
+    )
+    consent: str | None = Field(description="Right-sized: asked, confirmed or standing (always)")
+    required_units: int = Field(description="What the packs offered need (overage plans hold less)")
+    full_required_units: int = Field(description="Right-sized: what a full pack would have held")
+    confirmed_at: datetime | None
+
+
 class SwapDetailOut(BaseModel):
     swap: SwapOut
+    choice: ChoiceOut | None = Field(default=None, description="None: no offer, or before 0012")
     unit: str | None
     currency: str | None
     offers: list[OfferOut]
@@ -152,8 +170,10 @@ def list_swaps(
 )
 def get_swap(swap_id: int, _caller: Staff, db: ReadDb) -> SwapDetailOut:
     detail = swaps.swap_detail(db, swap_id)
+    choice = swaps.choice_view(detail.choice)
     return SwapDetailOut(
         swap=SwapOut.of(detail.swap),
+        choice=None if choice is None else ChoiceOut.model_validate(choice),
         unit=detail.unit,
         currency=detail.currency,
         offers=[OfferOut.model_validate(o, from_attributes=True) for o in detail.offers],

@@ -95,5 +95,6 @@ def swap_page(request: Request, swap_id: int) -> HTMLResponse:
         "swap.html",
         user=user,
         d=detail,
+        choice=swaps.choice_view(detail.choice),
         state_text=t.gettext(STATE_TEXT.get(detail.swap.state, detail.swap.state)),
     )
