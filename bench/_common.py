@@ -168,10 +168,25 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def started_workers(log_path: Path) -> int:
+    """How many server processes logged the end of their start (uvicorn's lifespan; each listens
+    right after it) in a ``swapd serve --json-logs`` log."""
+    count = 0
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if '"Application startup complete."' in line:
+                count += 1
+    return count
+
+
 @contextlib.contextmanager
-def swapd_server(database_url: str, serve_args: Sequence[str] = ()) -> Iterator[Server]:
+def swapd_server(
+    database_url: str, serve_args: Sequence[str] = (), *, workers: int = 1
+) -> Iterator[Server]:
     """``swapd serve`` as its own OS process (uvicorn), on a free port, until the block ends.
-    Its logs go to a file: at hundreds of messages a second a terminal would be the bottleneck."""
+    Its logs go to a file: at hundreds of messages a second a terminal would be the bottleneck.
+    ``workers``: the server processes ``serve_args`` asks for (``--workers``), all of which must
+    have started before the block begins (until then the kernel gives them no connection)."""
     port = free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="swapd-bench-log-"))
     log_path = log_dir / "serve.log"
@@ -188,7 +203,8 @@ def swapd_server(database_url: str, serve_args: Sequence[str] = ()) -> Iterator[
                 raise RuntimeError(f"swapd serve exited: {log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{server.http}/healthz", timeout=2) as response:
-                    if response.status == 200:
+                    if response.status == 200 and started_workers(log_path) >= workers:
+                        time.sleep(0.5 if workers > 1 else 0)  # from the lifespan to listening
                         break
             except OSError:
                 pass

@@ -45,6 +45,13 @@ class StationPlan:
     password: str
     slots: dict[int, str | None]  # slot number -> pack serial (None: empty)
     riders: list[str]  # the serial each queued rider holds
+    # Serial -> the rider holding it. When given, the station records every event the server
+    # acknowledged (Samples.acks) and where its packs end up (``placed``), for faults/verify.py.
+    holders: dict[str, str] = field(default_factory=dict)
+
+
+# An event the server acknowledged: station, requestId, BatteryIn or BatteryOut, the serials.
+Ack = tuple[str, int, str, tuple[str, ...]]
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Samples:
     battery_in_s: list[float] = field(default_factory=list)
     swap_s: list[float] = field(default_factory=list)
     late_starts: int = 0  # open loop: arrivals that found no idle station at their time
+    acks: list[Ack] = field(default_factory=list)  # warm-up included; stations with holders only
 
 
 class SimStation:
@@ -68,6 +76,12 @@ class SimStation:
         self._ids = itertools.count(1)
         self._requests = itertools.count(1)
         self.rng = random.Random(plan.station_id)
+        self.holders = dict(plan.holders)
+        self.tracked = bool(plan.holders)
+
+    def placed(self) -> tuple[str, dict[int, str | None], dict[str, str]]:
+        """Where this station's packs are now: its slots, and the riders' packs by serial."""
+        return self.id, dict(self.slots), dict(self.holders)
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         unique_id = str(next(self._ids))
@@ -123,6 +137,8 @@ class SimStation:
             )
             returned = time.perf_counter()
             self.slots[empty] = serial
+            if self.tracked:
+                samples.acks.append((self.id, request_id, "BatteryIn", (serial,)))
             await self.call(
                 "BatterySwap",
                 {
@@ -136,6 +152,9 @@ class SimStation:
             self.slots[offered] = None
             assert taken is not None
             self.riders.append(taken)
+            if self.tracked:
+                samples.acks.append((self.id, request_id, "BatteryOut", (taken,)))
+                self.holders[taken] = self.holders.pop(serial)
         except (SwapFailed, OSError, KeyError, StopIteration, ValueError):
             if counted:
                 samples.errors += 1
@@ -153,19 +172,31 @@ def _auth(station_id: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+async def _socket(url: str, plan: StationPlan) -> ClientConnection:
+    ws: ClientConnection = await connect_station(
+        f"{url}/ocpp/{plan.station_id}",
+        subprotocols=[Subprotocol("ocpp2.1")],
+        additional_headers=_auth(plan.station_id, plan.password),
+        open_timeout=120,
+        ping_interval=None,
+        max_size=1024 * 1024,
+    )
+    return ws
+
+
 async def _open(url: str, plan: StationPlan, gate: asyncio.Semaphore) -> SimStation:
     async with gate:
-        ws = await connect_station(
-            f"{url}/ocpp/{plan.station_id}",
-            subprotocols=[Subprotocol("ocpp2.1")],
-            additional_headers=_auth(plan.station_id, plan.password),
-            open_timeout=120,
-            ping_interval=None,
-            max_size=1024 * 1024,
-        )
-        station = SimStation(plan, ws)
+        station = SimStation(plan, await _socket(url, plan))
         await station.boot()
         return station
+
+
+async def _reopen(url: str, plan: StationPlan, station: SimStation, gate: asyncio.Semaphore) -> None:
+    """Close the station's socket and open another, as a station does after a network outage:
+    no BootNotification, the swaps go on (on whichever server process the socket reaches)."""
+    async with gate:
+        await station.ws.close()
+        station.ws = await _socket(url, plan)
 
 
 async def _closed_loop(
@@ -241,6 +272,15 @@ async def _serve(pipe: Connection, url: str, plans: list[StationPlan]) -> None:
         elif kind == "open":
             _, start_at, warmup_s, run_s, rate = command
             samples = await _open_loop(stations, start_at, warmup_s, run_s, rate)
+        elif kind == "placed":
+            pipe.send(("placed", [station.placed() for station in stations]))
+            continue
+        elif kind == "reconnect":
+            await asyncio.gather(
+                *(_reopen(url, plan, s, gate) for plan, s in zip(plans, stations, strict=True))
+            )
+            pipe.send(("reconnected",))
+            continue
         else:
             for station in stations:
                 await station.ws.close()

@@ -10,25 +10,34 @@ pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
    lower), swaps starting on a fixed schedule whatever the answers take -> decision latency
    p50/p99: from sending Authorize with the returned pack's serial (the swap-in
    event) to receiving its answer, the one that decides.
+3. PostgreSQL with two server processes (``swapd serve --workers 2`` on one database, the
+   stations spread over both by the kernel): the closed loop only; then every station
+   reconnects (the kernel picks a process again: some land on the other) and swaps on for a
+   few seconds without booting again; then the fault drills' verifier (faults/verify.py) on
+   that database: every swap exactly once.
 
-Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql]``
+Run: ``uv run python -m bench.swaps [--quick] [--databases sqlite,postgresql,postgresql_2_servers]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from faults.load import Ack
+from faults.verify import Verdict, verify
 from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
@@ -52,6 +61,7 @@ from swapd.services import catalog, payments, stations, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
 from swapd.store.database import Database
+from swapd.store.engine import database_url
 
 NAME = "swaps"
 PASSWORD = "bench-station-password-0001"
@@ -59,6 +69,7 @@ PLAN = Plan("bench-energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300,
 TOP_UP_MINOR = 100_000_000  # enough allowance for every swap the run can make
 TARGET_SWAPS_PER_S = 500
 TARGET_P99_MS = 20.0
+TWO_SERVERS = "postgresql_2_servers"
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,24 @@ QUICK = Size(stations=24, riders_per_station=2, stock_per_station=2, warmup_s=1,
 FULL = Size(stations=160, riders_per_station=3, stock_per_station=3, warmup_s=5, run_s=30, workers=2)
 
 
-def provision(db: Database, size: Size, progress: Progress) -> list[StationPlan]:
+@dataclass(frozen=True)
+class Names:
+    """How provisioning names stations, riders and packs. ``verified``: the stations record what
+    the server acknowledged, for faults/verify.py, whose loads name stations ``<prefix>-S...``
+    and packs ``<prefix>-P...``."""
+
+    station: str = "BST"
+    rider: str = "BR"
+    pack: str = "BP"
+    verified: bool = False
+
+
+PLAIN = Names()
+VERIFIED_PREFIX = "BENCH2"
+VERIFIED = Names(f"{VERIFIED_PREFIX}-S", f"{VERIFIED_PREFIX}-R", f"{VERIFIED_PREFIX}-P", verified=True)
+
+
+def provision(db: Database, size: Size, progress: Progress, names: Names = PLAIN) -> list[StationPlan]:
     """Stations, riders with allowance, each rider holding one pack (handed over through the
     app path), and charged stock in the slots, all through swapd's services."""
     catalog.add_pack_model(db, "BENCH", 1700)
@@ -84,13 +112,14 @@ def provision(db: Database, size: Size, progress: Progress) -> list[StationPlan]
     plans = []
     task = progress.add_task("provisioning", total=size.stations)
     for s in range(size.stations):
-        station_id = f"BST{s:04d}"
+        station_id = f"{names.station}{s:04d}"
         catalog.add_station(db, station_id, max(slots_per_station, size.riders_per_station))
         stations.set_password(db, station_id, PASSWORD)
         held = []
+        holders = {}
         for r in range(size.riders_per_station):
-            rider_id = f"BR{s:04d}-{r}"
-            serial = f"BP{s:04d}-R{r}"
+            rider_id = f"{names.rider}{s:04d}-{r}"
+            serial = f"{names.pack}{s:04d}-R{r}"
             catalog.add_rider(db, rider_id, PLAN.id)
             payments.top_up(db, rider_id, TOP_UP_MINOR, f"{rider_id}-pay")
             catalog.register_pack(
@@ -103,17 +132,18 @@ def provision(db: Database, size: Size, progress: Progress) -> list[StationPlan]
             reading = BatteryReading.parse(1, serial, 100, 100)
             swaps.battery_out(db, station_id, f"setup-{r}", [reading], token=token)
             held.append(serial)
+            holders[serial] = rider_id
         slots: dict[int, str | None] = {}
         for k in range(1, slots_per_station + 1):
             if k <= size.stock_per_station:
-                serial = f"BP{s:04d}-S{k}"
+                serial = f"{names.pack}{s:04d}-S{k}"
                 catalog.register_pack(
                     db, serial, "BENCH", soc=100, soh=100, station_id=station_id, slot_no=k
                 )
                 slots[k] = serial
             else:
                 slots[k] = None
-        plans.append(StationPlan(station_id, PASSWORD, slots, held))
+        plans.append(StationPlan(station_id, PASSWORD, slots, held, holders if names.verified else {}))
         progress.advance(task)
     return plans
 
@@ -129,6 +159,7 @@ def _merge(parts: list[Samples]) -> Samples:
         total.decision_s += part.decision_s
         total.battery_in_s += part.battery_in_s
         total.swap_s += part.swap_s
+        total.acks += part.acks
     return total
 
 
@@ -136,10 +167,11 @@ def _ms(values: list[float], fraction: float) -> float:
     return round(percentile(sorted(values), fraction) * 1000, 2)
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds the server has used, its writer process included (/proc)."""
+def _cpu_s(pid: int, *, tree: bool = True) -> float:
+    """User + system CPU seconds a process has used, with its children (the server's writer
+    process) unless ``tree`` is False (/proc)."""
     ticks = 0
-    for member in process_tree(pid):
+    for member in process_tree(pid) if tree else [pid]:
         try:
             with open(f"/proc/{member}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
@@ -209,6 +241,18 @@ class Generators:
                 pipe.send((*command, rate_split / len(self.pipes)))
         return _merge(self._gather("samples"))
 
+    def placed(self) -> list[tuple[str, dict[int, str | None], dict[str, str]]]:
+        """Every station's slots and its riders' packs (StationPlan.holders) as it sees them."""
+        for pipe in self.pipes:
+            pipe.send(("placed",))
+        return [station for part in self._gather("placed") for station in part]
+
+    def reconnect(self) -> None:
+        """Every station closes its socket and opens another, without booting again."""
+        for pipe in self.pipes:
+            pipe.send(("reconnect",))
+        self._gather("reconnected")
+
     def stop(self) -> None:
         for pipe in self.pipes:
             pipe.send(("stop",))
@@ -271,7 +315,7 @@ def run_on(
             generators = Generators(server.url, plans, size.workers)
             generators.ready()
             progress.remove_task(connecting)
-            max_rate, closed = _closed_loop(kind, size, server, generators, progress)
+            max_rate, closed, _ = _closed_loop(kind, size, server, generators, progress, url)
             metrics.update(closed)
             half = open_rate or open_loop_rate(max_rate)
             metrics.update(_open_loop(kind, size, server, generators, progress, half))
@@ -284,12 +328,22 @@ def run_on(
     return {f"{key}_{kind}": value for key, value in metrics.items()}
 
 
+def _backend_cpu_s(url: str) -> dict[int, float]:
+    """PostgreSQL: CPU seconds each server process of this database has used (/proc)."""
+    with sa.create_engine(database_url(url), poolclass=sa.pool.NullPool).connect() as connection:
+        pids = connection.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return {int(pid): _cpu_s(int(pid), tree=False) for pid in pids}
+
+
 def _closed_loop(
-    kind: str, size: Size, server: Server, generators: Generators, progress: Progress
-) -> tuple[float, dict[str, Any]]:
+    kind: str, size: Size, server: Server, generators: Generators, progress: Progress, url: str
+) -> tuple[float, dict[str, Any], Samples]:
     """Every station as fast as the server answers: the maximum rate (swaps/s) and its metrics."""
     phase = progress.add_task(f"{kind}: closed loop", total=None)
     cpu_before = _cpu_s(server.pid)
+    backends_before = _backend_cpu_s(url) if kind.startswith("postgresql") else {}
     start_at = time.time() + 0.5
     profiler = _profile(server.pid, kind, size)
     closed = generators.run(("closed", start_at, size.warmup_s, size.run_s))
@@ -297,21 +351,32 @@ def _closed_loop(
         profiler.wait()
     server_cpu_s = _cpu_s(server.pid) - cpu_before
     server_cpu = server_cpu_s / (0.5 + size.warmup_s + size.run_s)
+    database: dict[str, Any] = {}
+    if kind.startswith("postgresql"):
+        # The database's own work a swap (its backends for this database; a connection opened
+        # during the run counts from zero): the other half of what the machine spends.
+        after = _backend_cpu_s(url)
+        backends_s = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in after.items())
+        database["database_cpu_ms_per_swap"] = round(1000 * backends_s / max(closed.completed_all, 1), 2)
     progress.remove_task(phase)
     max_rate = closed.completed / size.run_s
     # CPU per swap does not depend on how much CPU other work left the server: the
     # number to compare across runs on a shared machine.
     per_swap = server_cpu_s / max(closed.completed_all, 1)
-    return max_rate, {
-        "max_swaps_per_s": round(max_rate, 1),
-        "closed_loop_decision_p50_ms": _ms(closed.decision_s, 0.50),
-        "closed_loop_decision_p99_ms": _ms(closed.decision_s, 0.99),
-        "closed_loop_swap_p50_ms": _ms(closed.swap_s, 0.50),
-        "server_cpu_cores_at_max": round(server_cpu, 2),
-        "server_cpu_ms_per_swap": round(per_swap * 1000, 2),
-        "closed_loop_errors": closed.errors + closed.refused,
-        "loadavg_1m_after_max": load_average()["loadavg_1m"],
-    }
+    return (
+        max_rate,
+        {
+            "max_swaps_per_s": round(max_rate, 1),
+            "closed_loop_decision_p50_ms": _ms(closed.decision_s, 0.50),
+            "closed_loop_decision_p99_ms": _ms(closed.decision_s, 0.99),
+            "closed_loop_swap_p50_ms": _ms(closed.swap_s, 0.50),
+            "server_cpu_cores_at_max": round(server_cpu, 2),
+            "server_cpu_ms_per_swap": round(per_swap * 1000, 2),
+            "closed_loop_errors": closed.errors + closed.refused,
+            "loadavg_1m_after_max": load_average()["loadavg_1m"],
+        },
+        closed,
+    )
 
 
 def _open_loop(
@@ -343,6 +408,125 @@ def _open_loop(
     }
 
 
+@dataclass(frozen=True)
+class RecordedLoad:
+    """What the stations of the two-server phase recorded, as faults/verify.py reads a load."""
+
+    prefix: str
+    station_ids: list[str]
+    baseline_swap_id: int
+    acks: list[Ack]
+    placed: list[tuple[str, dict[int, str | None], dict[str, str]]]
+
+    @property
+    def swaps_acknowledged(self) -> int:
+        return sum(1 for ack in self.acks if ack.event == "BatteryOut")
+
+    def places(self) -> dict[str, tuple[str, ...]]:
+        ours: dict[str, tuple[str, ...]] = {}
+        for station_id, slots, holders in self.placed:
+            for slot_no, serial in slots.items():
+                if serial is not None:
+                    ours[serial] = ("slot", station_id, str(slot_no))
+            for serial, rider_id in holders.items():
+                ours[serial] = ("rider", rider_id)
+        return ours
+
+
+def run_two_servers(size: Size) -> dict[str, Any]:
+    """The closed loop against ``swapd serve --workers 2`` on one PostgreSQL database, the
+    stations spread over both processes by the kernel (SO_REUSEPORT); then faults/verify.py
+    on that database: every acknowledged event exactly once, every swap charged once, the
+    packs where the stations put them, the ledger check clean."""
+    kind = TWO_SERVERS
+    metrics: dict[str, Any] = {}
+    with (
+        fresh_database("postgresql", "swaps2") as url,
+        Progress(console=console, transient=True) as progress,
+    ):
+        db = Database.open(url)
+        plans = provision(db, size, progress, VERIFIED)
+        baseline = _last_swap_id(db)
+        db.dispose()
+        with swapd_server(url, ["--workers", "2"], workers=2) as server:
+            connecting = progress.add_task(f"{kind}: connecting {size.stations} stations", total=None)
+            generators = Generators(server.url, plans, size.workers)
+            generators.ready()
+            progress.remove_task(connecting)
+            _, closed, samples = _closed_loop(kind, size, server, generators, progress, url)
+            metrics.update(closed)
+            metrics["stations_by_worker"] = "+".join(
+                str(n) for _, n in sorted(_stations_by_worker(server.log_path).items())
+            )
+            metrics["server_rss_mib"] = round(server.rss_bytes() / 2**20, 1)
+            # Every station reconnects (some land on the other worker) and swaps on.
+            phase = progress.add_task(f"{kind}: reconnected, swapping on", total=None)
+            generators.reconnect()
+            after = generators.run(("closed", time.time() + 0.5, 0.0, _after_reconnect_s(size)))
+            progress.remove_task(phase)
+            metrics["stations_moved_on_reconnect"] = _stations_moved(server.log_path)
+            metrics["swaps_after_reconnect"] = after.completed
+            metrics["errors_after_reconnect"] = after.errors + after.refused
+            placed = generators.placed()
+            generators.stop()
+        checking = progress.add_task(f"{kind}: faults/verify.py", total=None)
+        load = RecordedLoad(
+            VERIFIED_PREFIX,
+            [plan.station_id for plan in plans],
+            baseline,
+            [Ack(*ack) for ack in samples.acks + after.acks],
+            placed,
+        )
+        verdict = verify(url, load)
+        progress.remove_task(checking)
+    metrics.update({f"verifier_{key}": value for key, value in _verdict_metrics(verdict).items()})
+    return {f"{key}_{kind}": value for key, value in metrics.items()}
+
+
+def _verdict_metrics(verdict: Verdict) -> dict[str, Any]:
+    found = verdict.to_json()
+    return {
+        "ok": int(verdict.ok),
+        "swaps_acknowledged": verdict.swaps_acknowledged,
+        "events_acknowledged": verdict.events_acknowledged,
+        "server_completed": verdict.server_completed,
+        "lost": found["lost"],
+        "doubled": found["doubled"],
+        "duplicate_transfer_keys": verdict.duplicate_transfer_keys,
+        "place_mismatches": len(verdict.place_mismatches),
+        "ledger_ok": int(verdict.ledger_ok),
+        "ledger_transfers": verdict.ledger_transfers,
+        "examples": "; ".join(found["examples"][:3]),
+    }
+
+
+def _stations_by_worker(log_path: Path) -> Counter[int]:
+    """Station connections by the worker that accepted them (``station_connected`` log lines)."""
+    workers: Counter[int] = Counter()
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"station_connected"' in line:
+            workers[int(json.loads(line).get("worker", -1))] += 1
+    return workers
+
+
+def _after_reconnect_s(size: Size) -> float:
+    return max(2.0, size.run_s / 6)
+
+
+def _stations_moved(log_path: Path) -> int:
+    """Stations whose last two connections were accepted by different workers."""
+    workers: dict[str, list[int]] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"station_connected"' in line:
+            entry = json.loads(line)
+            workers.setdefault(str(entry.get("station")), []).append(int(entry.get("worker", -1)))
+    return sum(1 for seen in workers.values() if len(seen) >= 2 and seen[-1] != seen[-2])
+
+
+def _last_swap_id(db: Database) -> int:
+    return int(db.read(lambda tx: tx.repo.execute(sa.select(sa.func.max(t.swaps.c.id))).scalar() or 0))
+
+
 def _completed_swaps(url: str) -> int:
     db = Database.open(url)
     recorded = db.read(
@@ -357,7 +541,12 @@ def _completed_swaps(url: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.swaps", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--databases",
+        default=f"sqlite,postgresql,{TWO_SERVERS}",
+        help=f"phases: sqlite, postgresql, {TWO_SERVERS} (swapd serve --workers 2, closed loop "
+        "only, then the fault drills' verifier)",
+    )
     parser.add_argument("--stations", type=int, help="override the number of stations")
     parser.add_argument("--workers", type=int, help="load-generator processes")
     parser.add_argument("--seconds", type=float, help="measured seconds per phase")
@@ -396,14 +585,30 @@ def main(argv: list[str] | None = None) -> None:
     ]
     targets: dict[str, str] = {}
     for kind in args.databases.split(","):
-        if kind == "postgresql" and not pg_available():
-            notes.append("PostgreSQL unreachable: skipped")
+        if kind.startswith("postgresql") and not pg_available():
+            notes.append(f"PostgreSQL unreachable: {kind} skipped")
             continue
         console.log(f"swaps on {kind}: {size}")
-        metrics.update(run_on(kind, size, serve_args, args.open_rate))
+        if kind == TWO_SERVERS:
+            metrics.update(run_two_servers(size))
+        else:
+            metrics.update(run_on(kind, size, serve_args, args.open_rate))
     if "max_swaps_per_s_sqlite" in metrics:
         targets["max_swaps_per_s_sqlite"] = f">= {TARGET_SWAPS_PER_S}"
         targets["decision_p99_ms_sqlite"] = f"<= {TARGET_P99_MS:g}"
+    if f"max_swaps_per_s_{TWO_SERVERS}" in metrics:
+        notes.append(
+            f"{TWO_SERVERS}: swapd serve --workers 2 on one PostgreSQL database, closed loop only, "
+            "stations spread by the kernel (stations_by_worker), server CPU and memory of both "
+            "workers and their supervisor; then every station reconnects and swaps on "
+            f"for {_after_reconnect_s(size):g} s (stations_moved_on_reconnect: those that "
+            "reached the other worker); then faults/verify.py on it "
+            "(verifier_ok = 1: every acknowledged event once, every swap charged once, packs in "
+            "place, ledger check clean)."
+        )
+        targets[f"closed_loop_errors_{TWO_SERVERS}"] = "== 0"
+        targets[f"errors_after_reconnect_{TWO_SERVERS}"] = "== 0"
+        targets[f"verifier_ok_{TWO_SERVERS}"] = "== 1"
     emit(NAME, metrics, targets, " ".join(notes))
 
 

@@ -112,6 +112,10 @@ class Load:
         return [s.id for s in self.network.stations]
 
     @property
+    def baseline_swap_id(self) -> int:
+        return self.network.baseline_swap_id
+
+    @property
     def swaps_acknowledged(self) -> int:
         return sum(1 for a in self.acks if a.event == "BatteryOut")
 

@@ -1,6 +1,7 @@
-"""A private PostgreSQL server for the drills that crash the database: its own data directory
-in a temporary directory, its own port and socket directory. The shared server on 5432 is never
-touched."""
+"""A private PostgreSQL server for the drills that crash the database, and for a primary with a
+streaming replica (scripts/replica_pair.py): its own data directory in a temporary directory, its
+own port and socket directory. The shared server on 5432 is never touched (its pg_hba.conf does
+not allow replication connections either; a private cluster's does)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ class PrivatePostgres:
         self._run(
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+
+    def init_standby_of(self, primary: PrivatePostgres) -> None:
+        """This server's data directory as a copy of ``primary`` that streams from it: a hot
+        standby once started (``pg_basebackup -R`` writes standby.signal and primary_conninfo)."""
+        self._run(
+            str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
         )  # fmt: skip
 
     def start(self) -> float:

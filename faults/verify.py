@@ -6,17 +6,36 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from faults.load import Load
+from faults.load import Ack
 from faults.server import swapd_executable
 from swapd.store import schema as t
 from swapd.store.engine import make_engine
 
 MAX_LISTED = 20
+
+
+class Acknowledged(Protocol):
+    """What a load recorded, for the verifier: the drills' Load, or the swap benchmark's stations
+    (bench/swaps.py). Its stations' ids start with ``<prefix>-S`` and its packs' serials with
+    ``<prefix>-P``; swaps with ids up to ``baseline_swap_id`` were made before it started."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def station_ids(self) -> list[str]: ...
+    @property
+    def baseline_swap_id(self) -> int: ...
+    @property
+    def acks(self) -> Sequence[Ack]: ...
+    @property
+    def swaps_acknowledged(self) -> int: ...
+    def places(self) -> dict[str, tuple[str, ...]]: ...
 
 
 @dataclass
@@ -76,7 +95,7 @@ def ledger_check_cli(database_url: str) -> dict[str, Any]:
     return report
 
 
-def verify(database_url: str, load: Load) -> Verdict:
+def verify(database_url: str, load: Acknowledged) -> Verdict:
     ledger = ledger_check_cli(database_url)
     engine = make_engine(database_url)
     try:
@@ -86,9 +105,9 @@ def verify(database_url: str, load: Load) -> Verdict:
         engine.dispose()
 
 
-def _verify(connection: sa.Connection, load: Load, ledger: dict[str, Any]) -> Verdict:
+def _verify(connection: sa.Connection, load: Acknowledged, ledger: dict[str, Any]) -> Verdict:
     ids = load.station_ids
-    baseline = load.network.baseline_swap_id
+    baseline = load.baseline_swap_id
     e, s, p, tr = t.station_events.c, t.swaps.c, t.possessions.c, t.transfers.c
     events = Counter(
         (r.station_id, r.request_id, r.event_type)

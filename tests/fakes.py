@@ -29,9 +29,11 @@ from swapd.domain.lifecycle import (
     Swap,
     SwapState,
 )
+from swapd.domain.pack_choice import ChoiceRecord
 from swapd.domain.packs import Pack, PackMoved, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, Rider, TokenOwner
+from swapd.domain.right_sizing import ConsentState
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.ledger.model import (
     ACCOUNT_FLAGS,
@@ -73,6 +75,7 @@ class MemoryState:
     consumed_units: dict[str, int] = field(default_factory=dict)  # subscriptions, by rider
     swaps: dict[int, _SwapRow] = field(default_factory=dict)
     offers: dict[tuple[int, str], Offer] = field(default_factory=dict)
+    choices: dict[int, ChoiceRecord] = field(default_factory=dict)  # by swap
     possessions: dict[int, Possession] = field(default_factory=dict)
     events: dict[tuple[str, str, str], str] = field(default_factory=dict)  # the result as JSON
     alerts: list[tuple[str, str, str | None, str | None, str | None]] = field(default_factory=list)
@@ -121,7 +124,11 @@ class MemoryRecords:
         return frozenset(n for s, n in self._s.out_of_service if s == station_id)
 
     def packs_at(self, station_id: str) -> list[Pack]:
-        at = [p for p in self._s.packs.values() if p.station_id == station_id]
+        at = [
+            replace(p, placed_at=self._s.placed_at.get(p.serial))
+            for p in self._s.packs.values()
+            if p.station_id == station_id
+        ]
         return sorted(at, key=lambda p: p.slot_no or 0)
 
     def packs_of_rider(self, rider_id: str) -> list[Pack]:
@@ -159,6 +166,7 @@ class MemoryRecords:
             reserved_swap_id=None,
             soc_bp=pack.soc_bp if moved.soc_bp is None else moved.soc_bp,
             soh_bp=pack.soh_bp if moved.soh_bp is None else moved.soh_bp,
+            cycle_count=pack.cycle_count if moved.cycle_count is None else moved.cycle_count,
         )
         self._s.placed_at[moved.serial] = now
 
@@ -217,6 +225,19 @@ class MemoryRecords:
             if row.swap.state is SwapState.OFFERED and row.updated_at < updated_before
         ]
         return stale[:limit]
+
+    def insert_choice(self, record: ChoiceRecord) -> None:
+        assert record.swap_id not in self._s.choices, "swap_choices: primary key swap_id"
+        self._s.choices[record.swap_id] = record
+
+    def choice(self, swap_id: int) -> ChoiceRecord | None:
+        return self._s.choices.get(swap_id)
+
+    def confirm_choice(self, swap_id: int, now: datetime) -> None:
+        if swap_id in self._s.choices:
+            self._s.choices[swap_id] = replace(
+                self._s.choices[swap_id], consent=ConsentState.CONFIRMED.value, confirmed_at=now
+            )
 
     def insert_swap(
         self,

@@ -139,14 +139,14 @@ def test_the_slot_view_shows_packs_charge_and_connection(
         (3, "occupied", "B-low", 4_000, False),  # below the station's 95 % threshold
         (4, "available", None, None, False),
     ]
-    # A station holding a socket in this process shows as connected.
-    client.app.state.gateway.sessions["ST1"] = object()  # type: ignore[attr-defined]
-    try:
-        assert client.get("/api/v1/ops/stations/ST1/slots", headers=operator.headers).json()["connected"]
-        listed = client.get("/api/v1/ops/stations", headers=operator.headers).json()
-        assert listed[0]["connected"] is True and listed[0]["charged_packs"] == 1
-    finally:
-        del client.app.state.gateway.sessions["ST1"]  # type: ignore[attr-defined]
+    # A station whose socket a server process holds (any process: the database records it)
+    # shows as connected.
+    stations.record_connected(db, "ST1", "c1")
+    assert client.get("/api/v1/ops/stations/ST1/slots", headers=operator.headers).json()["connected"]
+    listed = client.get("/api/v1/ops/stations", headers=operator.headers).json()
+    assert listed[0]["connected"] is True and listed[0]["charged_packs"] == 1
+    stations.record_disconnected(db, "ST1", "c1")
+    assert not client.get("/api/v1/ops/stations/ST1", headers=operator.headers).json()["connected"]
 
 
 def test_plans_are_listed_and_created_as_the_domain_allows(

@@ -194,3 +194,40 @@ async def test_a_station_that_connected_and_left_is_409_station_offline_at_once(
         "detail": "station ST1 is not connected (last seen 2026-11-02T09:00:00+00:00)",
     }
     assert _count(db, t.swaps) == 0 and rider_balance(db, me.rider_id).held_units == 0
+
+
+async def test_the_app_asks_for_a_right_sized_pack_and_the_riders_yes_opens_its_slot(
+    db: Database, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    from swapd.services import pack_policy
+
+    password = _setup(db)  # B-0001, full, in slot 2
+    net.pack(db, "B-HALF", soc_pct=48, station_id="ST1", slot_no=4)
+    edit = pack_policy.PackSettingsEdit(set_floor=True, floor_bp=3_000)
+    pack_policy.edit_station_settings(db, "test", "ST1", edit, "pilot")
+    me = await sign_up(http)
+    assert me.rider_id is not None
+    payments.top_up(db, me.rider_id, 300, "pay-1")  # 1,000 Wh: no full pack
+    st1 = await booted(live, "ST1", password)
+
+    asked = await http.post("/me/swaps", headers=keyed(me), json={"station_id": "ST1"})
+    assert asked.status_code == 200, asked.text
+    question = asked.json()
+    assert (question["accepted"], question["asks"], question["offered_slots"]) == (False, True, [4])
+    assert question["text"].startswith("Only 1,000 Wh left: take slot 4 at 48 %?")
+    assert st1.station.swap_requests == []  # nothing opens before the rider's yes
+
+    body = {"station_id": "ST1", "accept_right_sized": True}
+    yes = await http.post("/me/swaps", headers=keyed(me), json=body)
+    assert yes.status_code == 200, yes.text
+    taken = yes.json()
+    assert (taken["accepted"], taken["right_sized"], taken["offered_slots"]) == (True, True, [4])
+    assert taken["swap_id"] == question["swap_id"]
+    (request,) = st1.station.swap_requests
+    assert rider_balance(db, me.rider_id).held_units == 816
+    token = {"idToken": me.rider_id, "type": "Central"}
+    data = [battery(4, "B-HALF", 48.0, 100.0)]
+    await st1.station.call(swap_event(request["request_id"], "BatteryOut", token, data))
+    (held,) = (await http.get("/me/packs", headers=me.headers)).json()
+    assert (held["serial"], held["hold_units"]) == ("B-HALF", 816)
+    await st1.close()

@@ -944,15 +944,18 @@ def test_every_command_has_json_and_database_options() -> None:
     command = typer.main.get_command(app)
     expected = {
         "pack-model": {"add", "list"},
-        "pack": {"add", "import", "issue", "list", "restock", "withdraw", "quarantine", "retire"},
+        "pack": {
+            *("add", "import", "issue", "list", "restock", "withdraw", "quarantine", "retire"),
+            "spread",
+        },
         "station": {
             *("add", "password", "list", "show", "disable", "enable"),
             *("reset", "availability", "trigger", "report", "inventory", "firmware", "logs"),
             *("unlock", "message", "commands", "local-list", "cert", "cert-revoke", "certs"),
-            "variables",
+            *("variables", "pack-policy", "right-sizing"),
         },
         "plan": {"add", "list"},
-        "rider": {"add", "block", "unblock", "list", "show"},
+        "rider": {"add", "block", "unblock", "list", "show", "right-size"},
         "card": {"add"},
         "swap": {"request"},
     }

@@ -1,5 +1,6 @@
-"""SQLite group commit (Database.write): concurrent service calls of one process share a COMMIT,
-and each one still commits or writes nothing on its own."""
+"""Group commit: concurrent service calls of one process share a COMMIT (SQLite: every write of
+the process; SQLite and PostgreSQL: the event loop's calls, ``Database.call``), and each one
+still commits or writes nothing on its own."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from swapd.domain.errors import Conflict
 from swapd.services import catalog
+from swapd.store import ledger_book
 from swapd.store import schema as t
 from swapd.store.database import Database, ManualClock, Tx
 from swapd.store.engine import make_engine, upgrade
@@ -26,6 +28,13 @@ def sqlite_db(tmp_path: Path) -> Database:
     engine = make_engine(url)
     upgrade(engine)
     return Database(engine, ManualClock(START))
+
+
+@pytest.fixture
+def call_db(db_url: str) -> Database:
+    """A Database on each supported kind with one call thread, so that calls queued behind a
+    busy one run as one group on PostgreSQL too."""
+    return Database(make_engine(db_url), ManualClock(START), call_threads=1)
 
 
 def _count(db: Database, table: sa.Table) -> int:
@@ -106,13 +115,13 @@ def test_a_write_inside_a_write_is_refused_not_deadlocked(sqlite_db: Database) -
     assert _count(sqlite_db, t.pack_models) == 0
 
 
-def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(sqlite_db: Database) -> None:
-    """Database.call on SQLite: calls queued while the call thread is busy run as one group (one
-    COMMIT); a failing call gets its own error, the others their results, and every answer
-    comes after the COMMIT that made it durable."""
-    catalog.add_pack_model(sqlite_db, "TAKEN", 1000)
+def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(call_db: Database) -> None:
+    """Database.call: calls queued while the call thread is busy run as one group (one COMMIT);
+    a failing call gets its own error, the others their results, and every answer comes after
+    the COMMIT that made it durable."""
+    catalog.add_pack_model(call_db, "TAKEN", 1000)
     commits: list[int] = []
-    sa.event.listen(sqlite_db.engine, "commit", lambda _conn: commits.append(1))
+    sa.event.listen(call_db.engine, "commit", lambda _conn: commits.append(1))
     hold = threading.Event()
     release = threading.Event()
 
@@ -123,7 +132,7 @@ def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(sqlite_db: Databa
 
     def committed(code: str) -> bool:
         # Read on a connection of its own: it sees only what a COMMIT made durable.
-        other = make_engine(str(sqlite_db.engine.url))
+        other = make_engine(str(call_db.engine.url))
         with other.connect() as connection:
             found = connection.execute(
                 sa.select(t.pack_models.c.code).where(t.pack_models.c.code == code)
@@ -133,10 +142,10 @@ def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(sqlite_db: Databa
         return seen
 
     async def scenario() -> list[object]:
-        first = asyncio.ensure_future(sqlite_db.call(slow))
+        first = asyncio.ensure_future(call_db.call(slow))
         await asyncio.to_thread(hold.wait, 5)
         queued = [
-            asyncio.ensure_future(sqlite_db.call(catalog.add_pack_model, sqlite_db, code, 1000))
+            asyncio.ensure_future(call_db.call(catalog.add_pack_model, call_db, code, 1000))
             for code in ("GOOD", "TAKEN", "ALSO")
         ]
         await asyncio.sleep(0.05)  # all three are queued behind the slow call
@@ -151,19 +160,20 @@ def test_calls_from_an_event_loop_run_in_groups_and_fail_alone(sqlite_db: Databa
     try:
         outcomes = asyncio.run(scenario())
     finally:
-        sqlite_db.dispose()
+        call_db.dispose()
     assert outcomes[0] == "slow"
     assert outcomes[1].code == "GOOD" and outcomes[3].code == "ALSO"  # type: ignore[union-attr]
     assert isinstance(outcomes[2], Conflict)
 
 
 @pytest.mark.postgres
-def test_calls_on_postgresql_run_in_a_thread_pool(pg_url: str) -> None:
-    db = Database(make_engine(pg_url), ManualClock(START))
+def test_calls_on_postgresql_run_in_groups_on_several_threads(pg_url: str) -> None:
+    """Several call threads, each with a group of its own: every call answered, each once."""
+    db = Database(make_engine(pg_url), ManualClock(START), call_threads=3)
 
     async def scenario() -> list[object]:
         return await asyncio.gather(
-            *(db.call(catalog.add_pack_model, db, f"PG{i}", 1000) for i in range(8)),
+            *(db.call(catalog.add_pack_model, db, f"PG{i}", 1000) for i in range(40)),
             db.call(catalog.add_pack_model, db, "PG0", 1000),
             return_exceptions=True,
         )
@@ -175,12 +185,12 @@ def test_calls_on_postgresql_run_in_a_thread_pool(pg_url: str) -> None:
         with db.engine.begin() as connection:
             connection.execute(sa.delete(t.pack_models).where(t.pack_models.c.code.like("PG%")))
         db.dispose()
-    assert {f"PG{i}" for i in range(8)} <= codes
+    assert {f"PG{i}" for i in range(40)} <= codes
     assert sum(isinstance(o, Conflict) for o in outcomes) == 1  # PG0 twice: one of them refused
 
 
 def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_fail(
-    sqlite_db: Database,
+    call_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each call's changes to the operator's shared accounts are added up over its group and
     written once before the COMMIT; a call that fails adds nothing, and the rider accounts
@@ -196,7 +206,7 @@ def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_
         )
         return issued.id, consumed.id, allowance.id
 
-    _, consumed_id, allowance_id = sqlite_db.write(setup)
+    _, consumed_id, allowance_id = call_db.write(setup)
 
     def use(key: str, amount: int) -> int:
         def work(tx: Tx) -> int:
@@ -206,7 +216,7 @@ def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_
             # The rider's balance is read back within the group, call after call.
             return tx.book.get(allowance_id).credit_balance
 
-        return sqlite_db.write(work)
+        return call_db.write(work)
 
     def fail_after_using(tx: Tx) -> None:
         tx.book.transfer(
@@ -214,13 +224,14 @@ def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_
         )
         raise RuntimeError("the call fails after its transfer")
 
-    statements: list[str] = []
+    updates: list[int] = []  # the account of each balance UPDATE, in order
+    add_to_account = ledger_book._add_to_account
 
-    @sa.event.listens_for(sqlite_db.engine, "connect")
-    def trace(dbapi_connection: object, _record: object) -> None:
-        dbapi_connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    def counted(connection: sa.Connection, account_id: int, delta: object) -> None:
+        updates.append(account_id)
+        add_to_account(connection, account_id, delta)  # type: ignore[arg-type]
 
-    sqlite_db.engine.dispose()  # new connections, traced
+    monkeypatch.setattr(ledger_book, "_add_to_account", counted)
     hold, release = threading.Event(), threading.Event()
 
     def slow() -> None:
@@ -228,31 +239,30 @@ def test_operator_balances_are_written_once_a_group_from_the_calls_that_did_not_
         release.wait(5)
 
     async def scenario() -> list[object]:
-        first = asyncio.ensure_future(sqlite_db.call(slow))
+        first = asyncio.ensure_future(call_db.call(slow))
         await asyncio.to_thread(hold.wait, 5)
         queued = [
-            asyncio.ensure_future(sqlite_db.call(use, "u1", 10)),
-            asyncio.ensure_future(sqlite_db.call(sqlite_db.write, fail_after_using)),
-            asyncio.ensure_future(sqlite_db.call(use, "u2", 20)),
-            asyncio.ensure_future(sqlite_db.call(use, "u3", 30)),
+            asyncio.ensure_future(call_db.call(use, "u1", 10)),
+            asyncio.ensure_future(call_db.call(call_db.write, fail_after_using)),
+            asyncio.ensure_future(call_db.call(use, "u2", 20)),
+            asyncio.ensure_future(call_db.call(use, "u3", 30)),
         ]
         await asyncio.sleep(0.05)  # all four are queued behind the slow call: one group
-        statements.clear()
+        updates.clear()
         release.set()
         return await asyncio.gather(first, *queued, return_exceptions=True)
 
     try:
         outcomes = asyncio.run(scenario())
     finally:
-        sqlite_db.dispose()
+        call_db.dispose()
     assert outcomes[1:] == [990, outcomes[2], 970, 940]
     assert isinstance(outcomes[2], RuntimeError)
 
-    consumed = sqlite_db.read(lambda tx: tx.book.get(consumed_id).credit_balance)
-    allowance = sqlite_db.read(lambda tx: tx.book.get(allowance_id).credit_balance)
+    consumed = call_db.read(lambda tx: tx.book.get(consumed_id).credit_balance)
+    allowance = call_db.read(lambda tx: tx.book.get(allowance_id).credit_balance)
     assert (consumed, allowance) == (60, 940)  # not the failed call's 500
-    updates = [s for s in statements if s.startswith("UPDATE accounts")]
-    operator_updates = [s for s in updates if s.endswith(f"WHERE accounts.id = {consumed_id}")]
+    operator_updates = [a for a in updates if a == consumed_id]
     assert len(operator_updates) == 1, updates  # once for the group, not once a call
     # The rider's row by each call at once: the three that succeeded and the one rolled back.
     assert len(updates) - len(operator_updates) == 3 + 1

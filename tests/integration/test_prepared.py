@@ -18,10 +18,12 @@ from swapd.store import ledger_book as book_module
 from swapd.store import repository as repository_module
 from swapd.store import schema as t
 from swapd.store import swap_rows
-from swapd.store.database import Database
+from swapd.store.database import Database, ManualClock, Tx
+from swapd.store.engine import make_engine
 from swapd.store.ledger_book import Book
 from swapd.store.prepared import Prepared
 from tests import network as net
+from tests.conftest import START
 
 PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 
@@ -234,3 +236,83 @@ def test_book_load_reads_what_account_reads(db: Database, swapped: dict[str, obj
         assert expected[5].credits_posted > 0  # and the operator's revenue
         with pytest.raises(ValueError):
             loaded.load(names + names[:1])
+
+
+def _statements_on_this_connection(connection: sa.Connection) -> set[str]:
+    rows = connection.exec_driver_sql("SELECT name FROM pg_prepared_statements")
+    return {str(row[0]) for row in rows}
+
+
+@pytest.mark.postgres
+def test_postgresql_statements_are_prepared_once_per_connection(pg_url: str) -> None:
+    """The swap path's statements are prepared by name the first time a connection runs them,
+    and a ROLLBACK keeps them (psycopg's own preparing, off, would answer it with DEALLOCATE
+    ALL and the next run would fail with 'prepared statement does not exist')."""
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            with connection.begin():
+                assert repository_module._PLAN.run(connection, {"plan_id": "x"}).first() is None
+            prepared = _statements_on_this_connection(connection)
+            connection.commit()
+            assert any(name.startswith("swapd_") for name in prepared), prepared
+            transaction = connection.begin()
+            for _ in range(8):  # more than psycopg's default threshold for preparing
+                connection.execute(sa.select(t.plans.c.id).where(t.plans.c.id == "y")).all()
+            transaction.rollback()
+            with connection.begin():
+                assert repository_module._PLAN.run(connection, {"plan_id": "x"}).first() is None
+            assert _statements_on_this_connection(connection) == prepared
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_statement_the_server_forgot_is_prepared_again_by_the_retry(pg_url: str) -> None:
+    db = Database(make_engine(pg_url, pool_size=1), ManualClock(START))
+    attempts: list[int] = []
+    try:
+        assert db.read(lambda tx: tx.repo.plan("x")) is None  # prepared on the one connection
+
+        def forget_then_read(tx: Tx) -> object:
+            attempts.append(1)
+            if len(attempts) == 1:
+                tx.repo.execute(sa.text("DEALLOCATE ALL"))
+            return tx.repo.plan("x")
+
+        assert db.write(forget_then_read) is None
+        assert len(attempts) == 2  # the first attempt failed on the forgotten statement
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_nothing_is_prepared_by_name_when_told_not_to(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SWAPD_PG_PREPARE=off (PgBouncer in transaction mode): the same statements, unnamed."""
+    monkeypatch.setenv("SWAPD_PG_PREPARE", "off")
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        with engine.connect() as connection, connection.begin():
+            assert repository_module._PLAN.run(connection, {"plan_id": "x"}).first() is None
+            assert _statements_on_this_connection(connection) == set()
+    finally:
+        engine.dispose()
+
+
+def test_null_parameters_and_rowcounts_on_each_database(db: Database) -> None:
+    """NULL goes through as SQL NULL, and an UPDATE's row count is the rows it changed."""
+    insert = Prepared(sa.insert(t.pack_models))
+    by_code = Prepared(
+        sa.select(t.pack_models.c.code).where(
+            sa.or_(t.pack_models.c.code == sa.bindparam("code"), sa.bindparam("code").is_(None))
+        )
+    )
+    update = Prepared(sa.update(t.pack_models).values(nominal_wh=t.pack_models.c.nominal_wh + 1))
+    with db.engine.connect() as connection, connection.begin():
+        insert.run(connection, {"code": "A", "nominal_wh": 1000})
+        insert.run(connection, {"code": "B", "nominal_wh": 1000})
+        assert sorted(r.code for r in by_code.run(connection, {"code": None})) == ["A", "B"]
+        assert [r.code for r in by_code.run(connection, {"code": "B"})] == ["B"]
+        assert update.run(connection, {}).rowcount == 2

@@ -110,7 +110,11 @@ def server_process(pg_url: str) -> Iterator[str]:
                 except httpx.TransportError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"swapd serve did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+                    # Stopped first: reading the stderr of a server still starting would wait
+                    # for it forever.
+                    process.kill()
+                    _, errors = process.communicate(timeout=20)
+                    raise RuntimeError(f"swapd serve did not start: {errors!r}")
                 time.sleep(0.05)
         yield f"ws://127.0.0.1:{port}"
     finally:

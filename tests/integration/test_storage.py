@@ -168,7 +168,7 @@ def test_upgrade_on_an_empty_database_creates_exactly_the_schema(
     assert _tables(engine) == []
     upgrade(engine)
     assert _tables(engine) == sorted([*SWAPD_TABLES, "alembic_version"])
-    assert len(SWAPD_TABLES) == 34
+    assert len(SWAPD_TABLES) == 35
     assert _versions(engine) == [HEAD]
     assert _differences(engine) == []
 

@@ -16,9 +16,13 @@ def _pack(
     return Pack("P1", "G2", 1_700, 9_500, 9_800, 3, status, station_id, slot_no, rider_id, 12)
 
 
-def test_a_pack_handed_over_leaves_its_slot_with_the_rider() -> None:
-    moved = _pack(PackStatus.IN_SLOT, "ST1", 3).to_rider("R1", 9_700, 9_400)
-    assert moved == PackMoved("P1", PackStatus.WITH_RIDER, None, None, "R1", ("ST1", 3), 9_700, 9_400)
+def test_a_pack_handed_over_leaves_its_slot_with_the_rider_and_starts_a_cycle() -> None:
+    pack = _pack(PackStatus.IN_SLOT, "ST1", 3)
+    moved = pack.to_rider("R1", 9_700, 9_400)
+    cycles = pack.cycle_count + 1
+    assert moved == PackMoved(
+        "P1", PackStatus.WITH_RIDER, None, None, "R1", ("ST1", 3), 9_700, 9_400, cycles
+    )
 
 
 def test_a_returned_pack_goes_into_its_slot_and_leaves_none() -> None:

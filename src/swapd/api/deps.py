@@ -36,7 +36,21 @@ def get_db(request: Request) -> Database:
     return db
 
 
+def get_read_db(request: Request) -> Database:
+    """Where the reads that may lag go: the read replica when one is configured
+    (swapd.store.replica), else the primary. Only for a route whose answer nobody bases money
+    on and nobody reads right after writing it (lists, reports, exports); each such route says
+    why. Authentication (``principal``) always reads the primary: a session made a moment ago
+    must not be refused because the replica has not replayed it yet."""
+    db = request.app.state.read_db
+    assert isinstance(db, Database)
+    return db
+
+
 Db = Annotated[Database, Depends(get_db)]
+# Reads that may lag (see get_read_db). A replica's Database refuses writes and its transactions
+# are READ ONLY, so a write wired to it fails at once instead of writing elsewhere.
+ReadDb = Annotated[Database, Depends(get_read_db)]
 
 
 def client_address(request: Request) -> str:

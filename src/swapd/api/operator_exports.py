@@ -1,5 +1,9 @@
 """CSV exports for staff, streamed: swaps, riders, packs and ledger transfers. Amounts are integers
-(money in minor units beside a currency column, allowance beside a unit column)."""
+(money in minor units beside a currency column, allowance beside a unit column).
+
+Every export reads the read replica when one is configured (``ReadDb``, swapd.store.replica): an
+export is a report of the past, and one a few seconds behind the primary is what an export
+started a few seconds earlier would have been. Nothing is decided on it."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from swapd.api.deps import Db, Staff
+from swapd.api.deps import ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, csv_response
 from swapd.readmodels import money, packs, riders, swaps
@@ -27,7 +31,9 @@ _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema"
     responses={**_CSV, **responses(401, 403, 422)},
     summary="Swaps in a time range with usage and charges, as CSV",
 )
-def export_swaps(_caller: Staff, db: Db, since: Since = None, until: Until = None) -> StreamingResponse:
+def export_swaps(
+    _caller: Staff, db: ReadDb, since: Since = None, until: Until = None
+) -> StreamingResponse:
     rows = swaps.export_swaps(db, since=since, until=until)
     return csv_response("swaps.csv", swaps.SWAP_COLUMNS, rows)
 
@@ -38,7 +44,7 @@ def export_swaps(_caller: Staff, db: Db, since: Since = None, until: Until = Non
     responses={**_CSV, **responses(401, 403)},
     summary="Riders with their balances, as CSV",
 )
-def export_riders(_caller: Staff, db: Db) -> StreamingResponse:
+def export_riders(_caller: Staff, db: ReadDb) -> StreamingResponse:
     return csv_response("riders.csv", riders.RIDER_COLUMNS, riders.export_riders(db))
 
 
@@ -48,7 +54,7 @@ def export_riders(_caller: Staff, db: Db) -> StreamingResponse:
     responses={**_CSV, **responses(401, 403)},
     summary="The fleet and where each pack is, as CSV",
 )
-def export_packs(_caller: Staff, db: Db) -> StreamingResponse:
+def export_packs(_caller: Staff, db: ReadDb) -> StreamingResponse:
     return csv_response("packs.csv", packs.PACK_COLUMNS, packs.export_packs(db))
 
 
@@ -59,7 +65,7 @@ def export_packs(_caller: Staff, db: Db) -> StreamingResponse:
     summary="Ledger transfers in a time range, as CSV",
 )
 def export_transfers(
-    _caller: Staff, db: Db, since: Since = None, until: Until = None
+    _caller: Staff, db: ReadDb, since: Since = None, until: Until = None
 ) -> StreamingResponse:
     rows = money.export_transfers(db, since=since, until=until)
     return csv_response("transfers.csv", money.TRANSFER_COLUMNS, rows)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Admin, Db, IdempotencyKey, Operator, once, service_key
+from swapd.api.deps import Admin, Db, IdempotencyKey, Operator, ReadDb, once, service_key
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, AuditReader, Limit, Page, page_of
 from swapd.domain.quantities import MAX_PAYMENT_MINOR, MAX_TRANSFER_AMOUNT
@@ -192,6 +192,7 @@ def pay_receivable(
     return once(db, caller, idempotency_key, request, body, work)
 
 
+# The replica (ReadDb): the audit log is read after the fact, never to decide an action.
 @router.get(
     "/audit",
     responses=responses(401, 403),
@@ -199,7 +200,7 @@ def pay_receivable(
 )
 def audit_log(
     _caller: AuditReader,
-    db: Db,
+    db: ReadDb,
     target: Annotated[str | None, Query(max_length=120)] = None,
     before_id: Annotated[int | None, Query(ge=1, description="Cursor: the last id seen")] = None,
     limit: Limit = 100,

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from swapd.api.deps import Db, IdempotencyKey, Operator, Staff, once
+from swapd.api.deps import Db, IdempotencyKey, Operator, ReadDb, Staff, once
 from swapd.api.errors import ErrorBody, responses
 from swapd.api.operator_common import PREFIX, Bp, Limit, Page, Reason, bp_to_percent, page_of
 from swapd.domain.errors import InvalidInput
@@ -118,8 +118,9 @@ class PackHistoryOut(BaseModel):
     history: list[PossessionOut]  # oldest first; the last one open while the pack is with a rider
 
 
+# The replica (ReadDb): a catalogue list; create_model answers from the primary itself.
 @router.get("/pack-models", responses=responses(401, 403), summary="Pack models")
-def list_models(_caller: Staff, db: Db) -> list[PackModelOut]:
+def list_models(_caller: Staff, db: ReadDb) -> list[PackModelOut]:
     return [
         PackModelOut(code=m.model.code, nominal_wh=m.model.nominal_wh, packs=m.packs)
         for m in packs.pack_models(db)
@@ -137,10 +138,11 @@ def create_model(body: NewPackModel, _caller: Operator, db: Db) -> PackModelOut:
     return PackModelOut(code=model.code, nominal_wh=model.nominal_wh, packs=0)
 
 
+# The replica (ReadDb): the fleet list, filtered; one pack after a change is get_pack (primary).
 @router.get("/packs", responses=responses(401, 403), summary="Packs, filtered, in serial order")
 def list_packs(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     status_: Annotated[PackStatus | None, Query(alias="status")] = None,
     station_id: Annotated[str | None, Query(max_length=40)] = None,
     model: Annotated[str | None, Query(max_length=40)] = None,
@@ -262,12 +264,13 @@ async def import_packs(request: Request, caller: Operator, db: Db) -> JSONRespon
     return JSONResponse(body.model_dump(), status_code=200 if report.imported else 422)
 
 
+# The replica (ReadDb): a pack's past stays with riders, a report.
 @router.get(
     "/packs/{serial:path}/history",
     responses=responses(401, 403, 404),
     summary="Where a pack is and has been: each stay with a rider, out and back, with SoC",
 )
-def pack_history(serial: str, _caller: Staff, db: Db) -> PackHistoryOut:
+def pack_history(serial: str, _caller: Staff, db: ReadDb) -> PackHistoryOut:
     history = packs.pack_history(db, serial)
     return PackHistoryOut(
         pack=PackOut.of(history.pack), history=[PossessionOut.of(p) for p in history.possessions]

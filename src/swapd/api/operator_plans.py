@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, Operator, ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX
 from swapd.domain.errors import InvalidInput
@@ -113,8 +113,9 @@ class NewPlan(BaseModel):
         )
 
 
+# The replica (ReadDb): the list of plans with their rider counts, a report.
 @router.get("", responses=responses(401, 403), summary="Every plan with its number of riders")
-def list_plans(_caller: Staff, db: Db) -> list[PlanOut]:
+def list_plans(_caller: Staff, db: ReadDb) -> list[PlanOut]:
     return [PlanOut.of(line.plan, line.riders) for line in plans.plans(db)]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, Operator, ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Limit, Page, Reason, page_of
 from swapd.api.operator_plans import PlanOut
@@ -57,6 +57,7 @@ class RiderOut(BaseModel):
     subscription: SubscriptionOut | None
 
 
+# The replica (ReadDb): a search list; a rider's page and every money action read the primary.
 @router.get(
     "",
     responses=responses(401, 403),
@@ -64,7 +65,7 @@ class RiderOut(BaseModel):
 )
 def search_riders(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     id: Annotated[str | None, Query(max_length=40, description="Rider id prefix")] = None,
     email: Annotated[str | None, Query(max_length=254, description="Part of the email")] = None,
     plan_id: Annotated[str | None, Query(max_length=40)] = None,

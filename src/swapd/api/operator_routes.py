@@ -10,6 +10,7 @@ from swapd.api import (
     operator_packs,
     operator_plans,
     operator_riders,
+    operator_right_sizing,
     operator_station_commands,
     operator_stations,
     operator_swaps,
@@ -23,6 +24,7 @@ for _module in (
     operator_plans,
     operator_riders,
     operator_swaps,
+    operator_right_sizing,
     operator_money,
     operator_exports,
 ):

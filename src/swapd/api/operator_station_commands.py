@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, Operator, ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX
 from swapd.domain.errors import Forbidden, NotFound
@@ -249,13 +249,14 @@ def get_inventory(station_id: str, _caller: Staff, db: Db) -> list[VariableOut]:
     ]
 
 
+# The replica (ReadDb): what stations reported, a history; commands themselves are polled on the primary.
 @router.get(
     "/{station_id}/notifications",
     responses=responses(401, 403, 404),
     summary="What the station reported on commands: firmware, log and report notifications",
 )
 def list_notifications(
-    station_id: str, _caller: Staff, db: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    station_id: str, _caller: Staff, db: ReadDb, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[NotificationOut]:
     manage.commands_of(db, station_id, limit=1)  # 404 for an unknown station
     return [

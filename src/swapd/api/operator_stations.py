@@ -9,12 +9,13 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapd.api.deps import Db, Operator, Staff
+from swapd.api.deps import Db, Operator, ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Bp, Reason, bp_to_percent
 from swapd.domain.stations import MAX_SLOTS, SlotState
 from swapd.readmodels import stations
 from swapd.services import back_office, local_lists
+from swapd.services import stations as station_presence
 from swapd.services.back_office import MAX_LAT_MICRODEG, MAX_LON_MICRODEG
 
 router = APIRouter(prefix=f"{PREFIX}/stations", tags=["operator: stations"])
@@ -37,7 +38,7 @@ class StationOut(BaseModel):
     reserved_packs: int
     unavailable_slots: int
     password_set: bool
-    connected: bool  # to this server process, now
+    connected: bool  # to a server process, now (as the database records it)
     vendor: str | None
     model: str | None
     firmware: str | None
@@ -100,18 +101,25 @@ class SlotsOut(BaseModel):
     slots: list[SlotOut]
 
 
-def _connected(request: Request, station_id: str) -> bool:
-    gateway = getattr(request.app.state, "gateway", None)
-    return gateway is not None and station_id in gateway.sessions
+def _connected(db: Db, station_id: str) -> bool:
+    """Whether a server process holds the station's socket: recorded in the database, so that
+    every process of ``swapd serve --workers N`` answers the same."""
+    return station_presence.presence(db, station_id).connected
 
 
-def _out(db: Db, request: Request, station_id: str) -> StationOut:
-    return StationOut.of(stations.station(db, station_id), _connected(request, station_id))
+def _out(db: Db, station_id: str) -> StationOut:
+    return StationOut.of(stations.station(db, station_id), _connected(db, station_id))
 
 
+# The replica (ReadDb): the fleet's overview list; one station after a change is get_station (primary).
 @router.get("", responses=responses(401, 403), summary="Every station with its counts")
-def list_stations(_caller: Staff, db: Db, request: Request) -> list[StationOut]:
-    return [StationOut.of(s, _connected(request, s.line.station.id)) for s in stations.stations(db)]
+def list_stations(_caller: Staff, db: ReadDb) -> list[StationOut]:
+    connected = {
+        station_id
+        for station_id, recorded in station_presence.connections(db).items()
+        if recorded.connection_id is not None
+    }
+    return [StationOut.of(s, s.line.station.id in connected) for s in stations.stations(db)]
 
 
 @router.post(
@@ -120,7 +128,7 @@ def list_stations(_caller: Staff, db: Db, request: Request) -> list[StationOut]:
     responses=responses(401, 403, 409, 422),
     summary="Add a station and its slots; its OCPP password is in the answer, once",
 )
-def create_station(body: NewStation, caller: Operator, db: Db, request: Request) -> StationCreated:
+def create_station(body: NewStation, caller: Operator, db: Db) -> StationCreated:
     password = back_office.create_station(
         db,
         caller.actor,
@@ -132,12 +140,12 @@ def create_station(body: NewStation, caller: Operator, db: Db, request: Request)
         lat_microdeg=body.lat_microdeg,
         lon_microdeg=body.lon_microdeg,
     )
-    return StationCreated(station=_out(db, request, body.id), ocpp_password=password)
+    return StationCreated(station=_out(db, body.id), ocpp_password=password)
 
 
 @router.get("/{station_id}", responses=responses(401, 403, 404), summary="One station")
-def get_station(station_id: str, _caller: Staff, db: Db, request: Request) -> StationOut:
-    return _out(db, request, station_id)
+def get_station(station_id: str, _caller: Staff, db: Db) -> StationOut:
+    return _out(db, station_id)
 
 
 @router.patch(
@@ -145,9 +153,7 @@ def get_station(station_id: str, _caller: Staff, db: Db, request: Request) -> St
     responses=responses(401, 403, 404, 422),
     summary="Change a station's name, coordinates or thresholds (audited)",
 )
-def edit_station(
-    station_id: str, body: StationChange, caller: Operator, db: Db, request: Request
-) -> StationOut:
+def edit_station(station_id: str, body: StationChange, caller: Operator, db: Db) -> StationOut:
     edit = back_office.StationEdit(
         name=body.name,
         lat_microdeg=body.lat_microdeg,
@@ -156,7 +162,7 @@ def edit_station(
         min_soh=None if body.min_soh_bp is None else bp_to_percent(body.min_soh_bp),
     )
     back_office.edit_station(db, caller.actor, station_id, edit, body.reason)
-    return _out(db, request, station_id)
+    return _out(db, station_id)
 
 
 @router.post(
@@ -172,7 +178,9 @@ def disable_station(
     if gateway is not None:
         # Routes run in worker threads; the socket belongs to the event loop.
         anyio.from_thread.run(gateway.disconnect, station_id, "station disabled")
-    return _out(db, request, station_id)
+    # Its socket is closing, here or in the process that holds it (swapd.gateway.presence); the
+    # database records that a moment later.
+    return StationOut.of(stations.station(db, station_id), False)
 
 
 @router.post(
@@ -180,11 +188,9 @@ def disable_station(
     responses=responses(401, 403, 404, 422),
     summary="Put a station back in service (audited)",
 )
-def enable_station(
-    station_id: str, body: Reason, caller: Operator, db: Db, request: Request
-) -> StationOut:
+def enable_station(station_id: str, body: Reason, caller: Operator, db: Db) -> StationOut:
     back_office.set_station_enabled(db, caller.actor, station_id, True, body.reason)
-    return _out(db, request, station_id)
+    return _out(db, station_id)
 
 
 @router.post(
@@ -197,17 +203,18 @@ def reset_password(station_id: str, body: Reason, caller: Operator, db: Db) -> N
     return NewPassword(station_id=station_id, ocpp_password=password)
 
 
+# The replica (ReadDb): a picture of the slots for people; the station's swaps decide on the primary.
 @router.get(
     "/{station_id}/slots",
     responses=responses(401, 403, 404),
     summary="Live slots: state, pack, SoC, SoH, charged, reserved; connected now",
 )
-def station_slots(station_id: str, _caller: Staff, db: Db, request: Request) -> SlotsOut:
+def station_slots(station_id: str, _caller: Staff, db: ReadDb) -> SlotsOut:
     view = stations.slot_view(db, station_id)
     return SlotsOut(
         station_id=station_id,
         enabled=view.station.enabled,
-        connected=_connected(request, station_id),
+        connected=_connected(db, station_id),
         last_seen_at=view.last_seen_at,
         slots=[
             SlotOut(

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
-from swapd.api.deps import Db, Staff
+from swapd.api.deps import ReadDb, Staff
 from swapd.api.errors import responses
 from swapd.api.operator_common import PREFIX, Limit, Page, page_of
 from swapd.api.operator_packs import PossessionOut
@@ -89,8 +89,26 @@ class TransferOut(BaseModel):
     credit: str
 
 
+class ChoiceOut(BaseModel):
+    """How the offer's packs were chosen among those that qualified (the station's policy)."""
+
+    rule: str = Field(
+        description="only_choice, fullest, right_sized, rested, fewest_cycles, soh_kept or slot_order"
+    )
+    rule_text: str
+    detail: str = Field(description="Each offered pack's reason, against the best pack left")
+    right_sized: bool = Field(
+        description="A pack with less charge, for an allowance short of a full one"
+    )
+    consent: str | None = Field(description="Right-sized: asked, confirmed or standing (always)")
+    required_units: int = Field(description="What the packs offered need (overage plans hold less)")
+    full_required_units: int = Field(description="Right-sized: what a full pack would have held")
+    confirmed_at: datetime | None
+
+
 class SwapDetailOut(BaseModel):
     swap: SwapOut
+    choice: ChoiceOut | None = Field(default=None, description="None: no offer, or before 0012")
     unit: str | None
     currency: str | None
     offers: list[OfferOut]
@@ -112,6 +130,7 @@ class AlertOut(BaseModel):
     created_at: datetime
 
 
+# The replica (ReadDb): a history list, newest first; a swap a moment old shows on the next load.
 @router.get(
     "/swaps",
     responses=responses(401, 403),
@@ -119,7 +138,7 @@ class AlertOut(BaseModel):
 )
 def list_swaps(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     station_id: StationFilter = None,
     rider_id: Annotated[str | None, Query(max_length=40)] = None,
     pack_serial: SerialFilter = None,
@@ -143,15 +162,18 @@ def list_swaps(
     return page_of([SwapOut.of(r) for r in rows], limit, str(rows[-1].id) if rows else None)
 
 
+# The replica (ReadDb): a finished or running swap as an operator inspects it; nothing is decided on it.
 @router.get(
     "/swaps/{swap_id}",
     responses=responses(401, 403, 404),
     summary="One swap: its offers, meter readings, charges and ledger transfers",
 )
-def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
+def get_swap(swap_id: int, _caller: Staff, db: ReadDb) -> SwapDetailOut:
     detail = swaps.swap_detail(db, swap_id)
+    choice = swaps.choice_view(detail.choice)
     return SwapDetailOut(
         swap=SwapOut.of(detail.swap),
+        choice=None if choice is None else ChoiceOut.model_validate(choice),
         unit=detail.unit,
         currency=detail.currency,
         offers=[OfferOut.model_validate(o, from_attributes=True) for o in detail.offers],
@@ -164,6 +186,7 @@ def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
     )
 
 
+# The replica (ReadDb): alerts are a report of what happened; a second late is still news.
 @router.get(
     "/alerts",
     responses=responses(401, 403),
@@ -171,7 +194,7 @@ def get_swap(swap_id: int, _caller: Staff, db: Db) -> SwapDetailOut:
 )
 def list_alerts(
     _caller: Staff,
-    db: Db,
+    db: ReadDb,
     kind: AlertKind | None = None,
     station_id: StationFilter = None,
     pack_serial: SerialFilter = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from swapd.api.deps import Db
+from swapd.api.deps import ReadDb
 from swapd.domain.plans import Plan, PlanKind
 from swapd.readmodels import plans
 
@@ -51,6 +51,7 @@ class PlanOut(BaseModel):
         )
 
 
+# The replica (ReadDb): the public catalogue; signing up re-reads the plan on the primary.
 @router.get("/plans", summary="The plans riders can sign up for (public)")
-def list_plans(db: Db) -> list[PlanOut]:
+def list_plans(db: ReadDb) -> list[PlanOut]:
     return [PlanOut.of(p) for p in plans.listed_plans(db)]

@@ -5,7 +5,7 @@ ids that appear (a card uid) are looked up within the rider's own rows."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -15,7 +15,7 @@ from swapd.api.deps import Db, IdempotencyKey, Rider, once, service_key
 from swapd.api.errors import responses
 from swapd.domain.riders import TokenType
 from swapd.readmodels import money, packs, paging, plans, riders, swap_history
-from swapd.services import app_swaps, cards
+from swapd.services import app_swaps, cards, pack_policy
 
 router = APIRouter(tags=["rider"])
 
@@ -206,6 +206,11 @@ class SwapStart(BaseModel):
         max_length=40,
         description="The id the station's QR code holds",
     )
+    accept_right_sized: bool = Field(
+        default=False,
+        description="Yes to a right-sized pack: one with less charge that your allowance covers,"
+        " when it cannot cover a full one (the answer to a swap that came back with asks=true)",
+    )
 
 
 class SwapStarted(BaseModel):
@@ -218,6 +223,13 @@ class SwapStarted(BaseModel):
     station_id: str
     swap_id: int | None
     offered_slots: list[int] = Field(description="Open these slots' doors: take the packs there")
+    asks: bool = Field(
+        default=False,
+        description="Not accepted yet: your allowance covers a right-sized pack (offered_slots,"
+        " held for you for a few minutes); text is the question. Start the swap again with"
+        " accept_right_sized to take it, or top up for a full pack",
+    )
+    right_sized: bool = Field(default=False, description="The pack offered has less charge")
 
 
 @router.post(
@@ -243,6 +255,7 @@ def start_swap(
             rider_id,
             timeout_s=SWAP_REQUEST_TIMEOUT_S,
             key=service_key(caller, idempotency_key),
+            accept_right_sized=body.accept_right_sized,
         )
         return 200, SwapStarted(
             accepted=outcome.accepted,
@@ -251,9 +264,44 @@ def start_swap(
             station_id=body.station_id,
             swap_id=outcome.swap_id,
             offered_slots=list(outcome.offered_slots),
+            asks=outcome.asks,
+            right_sized=outcome.right_sized,
         )
 
     return once(db, caller, idempotency_key, request, body, work)
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+class RightSizeSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    right_size_consent: Literal["always", "ask", "never"] = Field(
+        description="When your allowance cannot hold a full pack: take one with less charge that"
+        " it covers always, be asked each time (the default), or never (top up instead)"
+    )
+
+
+@router.get(
+    "/me/settings/right-size",
+    responses=responses(401, 403),
+    summary="Whether you take a right-sized pack when a full one is beyond your allowance",
+)
+def my_right_size(caller: Rider, db: Db) -> RightSizeSetting:
+    assert caller.rider_id is not None
+    consent = pack_policy.rider_consent(db, caller.rider_id)
+    return RightSizeSetting(right_size_consent=consent.value)
+
+
+@router.put(
+    "/me/settings/right-size",
+    responses=responses(401, 403, 422),
+    summary="Set whether you take a right-sized pack: always, ask or never",
+)
+def set_my_right_size(body: RightSizeSetting, caller: Rider, db: Db) -> RightSizeSetting:
+    assert caller.rider_id is not None
+    consent = pack_policy.set_rider_consent(db, caller.rider_id, body.right_size_consent)
+    return RightSizeSetting(right_size_consent=consent.value)
 
 
 # -- packs held -----------------------------------------------------------------------------------

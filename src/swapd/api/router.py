@@ -41,8 +41,10 @@ ROUTE_BODY_LIMITS: dict[str, int] = {
 }
 
 
-def install(app: FastAPI, db: Database) -> None:
+def install(app: FastAPI, db: Database, *, read_db: Database | None = None) -> None:
+    """``read_db``: the reads that may lag (``deps.ReadDb``); the primary when None."""
     app.state.db = db
+    app.state.read_db = db if read_db is None else read_db
     errors.install(app)
     for router in ROUTERS:
         # 422 is documented everywhere as ErrorBody: malformed input gets that shape too.

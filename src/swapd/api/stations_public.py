@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from swapd.api.deps import Caller, Db
+from swapd.api.deps import Caller, ReadDb
 from swapd.api.errors import responses
 from swapd.readmodels import paging, stations
 
@@ -26,6 +26,7 @@ class NearbyStationOut(BaseModel):
     empty_slots: int = Field(description="Slots free to return a pack into")
 
 
+# The replica (ReadDb): where to ride to; the packs a rider gets are decided by Authorize on the primary.
 @router.get(
     "/stations/nearby",
     responses=responses(401, 422),
@@ -33,7 +34,7 @@ class NearbyStationOut(BaseModel):
 )
 def nearby(
     _caller: Caller,
-    db: Db,
+    db: ReadDb,
     lat_microdeg: Annotated[int, Query(ge=-90_000_000, le=90_000_000)],
     lon_microdeg: Annotated[int, Query(ge=-180_000_000, le=180_000_000)],
     radius_m: Annotated[int, Query(ge=1, le=MAX_RADIUS_M)] = 5_000,

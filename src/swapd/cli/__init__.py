@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from swapd import __version__
-from swapd.cli import archive, certificates, money, station_admin
+from swapd.cli import archive, certificates, money, right_sizing, station_admin
 from swapd.cli.common import out
 from swapd.cli.demo import demo
 from swapd.cli.operations import alerts, ledger_app, scenario_app, swap_app
@@ -63,6 +63,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+# Right-sizing and the fleet policy: commands of the station, pack and rider groups.
+station_app.command("pack-policy")(right_sizing.station_pack_policy)
+station_app.command("right-sizing")(right_sizing.station_right_sizing)
+pack_app.command("spread")(right_sizing.pack_spread)
+rider_app.command("right-size")(right_sizing.rider_right_size)
 
 app.add_typer(pack_model_app, name="pack-model", rich_help_panel=SET_UP)
 app.add_typer(pack_app, name="pack", rich_help_panel=SET_UP)

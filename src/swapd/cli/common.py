@@ -43,6 +43,15 @@ DatabaseOption = Annotated[
         help="SQLAlchemy URL or SQLite file path (default: ./swapd.db).",
     ),
 ]
+ReadDatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--read-database",
+        envvar="SWAPD_READ_DATABASE_URL",
+        help="PostgreSQL read replica (a streaming standby) for reads that may lag: reports, "
+        "statements, lists. Default: the database itself.",
+    ),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON instead of tables (errors too, on stderr).")
 ]
@@ -131,6 +140,22 @@ def with_db(database: str | None, action: Callable[[Database], T]) -> T:
         from swapd.store.database import Database
 
         db = Database.open(database)
+        try:
+            return action(db)
+        finally:
+            db.dispose()
+    raise AssertionError("unreachable")
+
+
+def with_read_db(database: str | None, read_database: str | None, action: Callable[[Database], T]) -> T:
+    """``with_db`` for a report that may read a replica a little behind the primary: on the
+    read replica when one is named (opened read-only, never migrated), else on the database."""
+    if not read_database:
+        return with_db(database, action)
+    with clear_errors():
+        from swapd.store.replica import open_read_database
+
+        db = open_read_database(read_database)
         try:
             return action(db)
         finally:

@@ -1,6 +1,10 @@
 """``swapd statements``: a rider's monthly statement, and every rider's month exported as CSV
 or as one PDF per rider.
 
+Both read the read replica when one is given (``--read-database``): a statement is a report of a
+month's transfers, and the replica's snapshot, seconds behind the primary, is the same report
+taken a few seconds earlier. The export is the long read that should not load the primary.
+
 Months are calendar months in UTC, written YYYY-MM. Errors are one line on stderr with exit
 code 2, never a traceback; a bad month is refused before any database is opened.
 """
@@ -19,6 +23,7 @@ from rich.table import Table
 from swapd.cli.common import (
     DatabaseOption,
     JsonOption,
+    ReadDatabaseOption,
     cell,
     clear_errors,
     err,
@@ -27,7 +32,7 @@ from swapd.cli.common import (
     print_json,
     say,
     units,
-    with_db,
+    with_read_db,
 )
 from swapd.domain.quantities import format_money
 
@@ -55,13 +60,14 @@ def show(
     rider_id: Annotated[str, typer.Argument(help="The rider's id.")],
     month: MonthOption,
     database: DatabaseOption = None,
+    read_database: ReadDatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A rider's month: opening balance, payments, usage and charges, refunds, closing balance."""
     from swapd.services import statements
 
     parsed = _month(month)
-    found = with_db(database, lambda db: statements.statement(db, rider_id, parsed))
+    found = with_read_db(database, read_database, lambda db: statements.statement(db, rider_id, parsed))
     if as_json:
         print_json(asdict(found))
         return
@@ -147,6 +153,7 @@ def export(
     ] = "csv",
     language: Annotated[str, typer.Option(help="PDF: en or ko.")] = "en",
     database: DatabaseOption = None,
+    read_database: ReadDatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every rider's statement for the month: as CSV, one row per rider, or as one PDF per rider
@@ -162,7 +169,7 @@ def export(
     if file_format == "pdf":
         if out_path.exists() and not out_path.is_dir():
             fail(f"--out {out_path} is a file; PDF statements go into a directory")
-        _export_pdfs(parsed, out_path, language, database, as_json)
+        _export_pdfs(parsed, out_path, language, database, read_database, as_json)
         return
     if out_path.is_dir():
         out_path = out_path / f"statements-{parsed}.csv"
@@ -171,7 +178,7 @@ def export(
         with _progress_bar(db, parsed) as progress:
             return statements.export_csv(db, parsed, out_path, progress=progress)
 
-    summary = with_db(database, action)
+    summary = with_read_db(database, read_database, action)
     if as_json:
         print_json(
             {
@@ -186,7 +193,12 @@ def export(
 
 
 def _export_pdfs(
-    month: Month, directory: Path, language: str, database: str | None, as_json: bool
+    month: Month,
+    directory: Path,
+    language: str,
+    database: str | None,
+    read_database: str | None,
+    as_json: bool,
 ) -> None:
     from swapd.documents.statement import export_pdfs
 
@@ -194,7 +206,7 @@ def _export_pdfs(
         with _progress_bar(db, month) as progress:
             return export_pdfs(db, month, directory, language, progress=progress)
 
-    written = with_db(database, action)
+    written = with_read_db(database, read_database, action)
     if as_json:
         print_json({"month": str(month), "directory": str(directory), "riders": written})
         return

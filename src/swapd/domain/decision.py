@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from swapd.domain.pack_choice import Pick, choose
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import Rider, RiderStatus
+from swapd.domain.right_sizing import Consent, right_sized
 from swapd.domain.stations import Station
 
 
@@ -57,11 +60,22 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """``picks``: why each offered pack was chosen (domain.pack_choice), in the offers' order.
+
+    A right-sized offer (``right_sized``) the rider has not consented to yet is not accepted: it
+    is refused with NO_CREDIT and ``asks`` set, and its ``offers`` are what the rider is asked
+    to take (the caller reserves them, so that the rider's yes finds them still there)."""
+
     accepted: bool
     reason: RefusalReason | None
     offers: tuple[Offer, ...] = ()
     required_units: int = 0
     available_units: int = 0
+    # The explanation, not the outcome: two decisions offering the same packs are equal.
+    picks: tuple[Pick, ...] = field(default=(), compare=False)
+    right_sized: bool = False
+    asks: bool = False
+    full_required_units: int = 0  # what the full offer would have held (right-sized: refused)
 
     @property
     def text(self) -> str:
@@ -101,6 +115,20 @@ def is_token_pack_mismatch(token_rider_id: str | None, holder_ids: Collection[st
     return token_rider_id is not None and bool(holder_ids) and token_rider_id not in holder_ids
 
 
+def is_offerable(
+    pack: Pack, station: Station, out_of_service: Collection[int], models: Collection[str]
+) -> bool:
+    """Whether a pack may be offered at all, whatever its charge: in a slot in service, not
+    reserved by another swap, healthy enough, the model returned (when packs are returned)."""
+    return (
+        pack.status is PackStatus.IN_SLOT
+        and pack.reserved_swap_id is None
+        and pack.soh_bp >= station.min_soh_bp
+        and pack.slot_no not in out_of_service
+        and (not models or pack.model_code in models)
+    )
+
+
 def decide(
     *,
     station: Station,
@@ -112,6 +140,8 @@ def decide(
     stock: Sequence[Pack],
     wanted: int | None = None,
     out_of_service: Collection[int] = frozenset(),
+    now: datetime | None = None,
+    consented: bool = False,
 ) -> Decision:
     """Pick the charged packs for a rider, or refuse with the reason the station shows.
 
@@ -121,6 +151,11 @@ def decide(
     ``available_units`` is the allowance after holds. The holds of packs being returned stay
     counted until their return is metered: the decision is made before the station reports the
     returned pack's SoC, so it must assume the worst (the whole hold is used).
+
+    The packs are chosen by the station's policy (domain.pack_choice; ``now`` dates the packs'
+    rest). When the allowance cannot hold them and the station has a right-size floor, the packs
+    the allowance covers best are offered instead (domain.right_sizing): at once if the rider's
+    consent is ``always`` or ``consented`` (the rider said yes to this offer), asked otherwise.
     """
     if not station.enabled:
         return refuse(RefusalReason.STATION_DISABLED)
@@ -131,30 +166,70 @@ def decide(
     if held_count - len(returning) + wanted > rider.vehicle_packs or wanted <= 0:
         return refuse(RefusalReason.VEHICLE_FULL)
     models = {p.model_code for p in returning}
-    candidates = sorted(
-        (
-            p
-            for p in stock
-            if is_charged(p, station)
-            and p.slot_no not in out_of_service
-            and (not models or p.model_code in models)
-        ),
-        key=lambda p: (-p.soc_bp, -p.soh_bp, p.slot_no or 0),
-    )
-    if len(candidates) < wanted:
+    eligible = [p for p in stock if is_offerable(p, station, out_of_service, models)]
+    charged = [p for p in eligible if p.soc_bp >= station.charged_soc_bp]
+    picks = choose(charged, wanted, station.policy, min_soh_bp=station.min_soh_bp, now=now)
+    if not picks:
         return refuse(RefusalReason.NO_CHARGED_PACK, available_units=available_units)
-    chosen = candidates[:wanted]
-    required = [plan.requirement_for(p) for p in chosen]
+    required = [plan.requirement_for(p.pack) for p in picks]
     total_required = sum(required)
     if total_required > available_units and not plan.allows_overage:
-        return refuse(
-            RefusalReason.NO_CREDIT, available_units=available_units, required_units=total_required
+        return _right_size(
+            station, rider, plan, available_units, wanted, eligible, total_required, now, consented
         )
     # Overage plans hold what the allowance still covers; the rest is billed as overage.
     offers = []
     left = available_units
-    for pack, need in zip(chosen, required, strict=True):
+    for pick, need in zip(picks, required, strict=True):
         hold = min(need, max(left, 0))
         left -= hold
-        offers.append(Offer(pack, hold))
-    return Decision(True, None, tuple(offers), total_required, available_units)
+        offers.append(Offer(pick.pack, hold))
+    return Decision(True, None, tuple(offers), total_required, available_units, picks)
+
+
+def _right_size(
+    station: Station,
+    rider: Rider,
+    plan: Plan,
+    available_units: int,
+    wanted: int,
+    eligible: Sequence[Pack],
+    full_required: int,
+    now: datetime | None,
+    consented: bool,
+) -> Decision:
+    """NO_CREDIT, unless a right-sized offer fits and the rider takes (or is asked to take) it."""
+    no_credit = refuse(
+        RefusalReason.NO_CREDIT, available_units=available_units, required_units=full_required
+    )
+    floor_bp = station.right_size_floor_bp
+    if floor_bp is None or rider.right_size_consent is Consent.NEVER:
+        return no_credit
+    picks = right_sized(
+        eligible,
+        wanted,
+        plan=plan,
+        available_units=available_units,
+        floor_bp=floor_bp,
+        policy=station.policy,
+        min_soh_bp=station.min_soh_bp,
+        now=now,
+    )
+    if not picks:
+        return no_credit
+    offers = tuple(Offer(p.pack, plan.requirement_for(p.pack)) for p in picks)
+    required = sum(o.hold_units for o in offers)
+    assert required <= available_units, "a right-sized offer never holds more than the allowance"
+    if consented or rider.right_size_consent is Consent.ALWAYS:
+        return Decision(True, None, offers, required, available_units, picks, True, False, full_required)
+    return Decision(
+        False,
+        RefusalReason.NO_CREDIT,
+        offers,
+        required,
+        available_units,
+        picks,
+        right_sized=True,
+        asks=True,
+        full_required_units=full_required,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from swapd.domain.errors import InvalidInput
 from swapd.domain.quantities import PERCENT_BP, ceil_div
@@ -65,6 +66,9 @@ class Pack:
     slot_no: int | None = None
     rider_id: str | None = None
     reserved_swap_id: int | None = None
+    # When the pack was put where it is: read with a station's stock only (the fleet policy's
+    # "rested" rule), None elsewhere.
+    placed_at: datetime | None = None
 
     @property
     def deliverable_wh(self) -> int:
@@ -96,9 +100,18 @@ class Pack:
         )
 
     def to_rider(self, rider_id: str, soc_bp: int, soh_bp: int) -> PackMoved:
-        """Handed over (R2): the pack leaves its slot with the rider."""
+        """Handed over (R2): the pack leaves its slot with the rider, and starts a cycle (a cycle
+        here is one hand-over: one discharge on the road, what the fleet policy spreads)."""
         return PackMoved(
-            self.serial, PackStatus.WITH_RIDER, None, None, rider_id, self._left_slot(), soc_bp, soh_bp
+            self.serial,
+            PackStatus.WITH_RIDER,
+            None,
+            None,
+            rider_id,
+            self._left_slot(),
+            soc_bp,
+            soh_bp,
+            self.cycle_count + 1,
         )
 
     def to_stock(self, soc_bp: int | None = None, soh_bp: int | None = None) -> PackMoved:
@@ -120,7 +133,7 @@ class Pack:
 class PackMoved:
     """Where a pack goes, as its record's fields, and the slot it leaves (emptied). A move also
     ends any reservation of the pack: a pack that moved can no longer be handed out as offered.
-    ``soc_bp``/``soh_bp`` of None leave the last readings as they are.
+    ``soc_bp``/``soh_bp``/``cycle_count`` of None leave them as they are.
 
     Invariant: a pack in a slot names its station and slot and no rider; a pack with a rider
     names that rider and no slot; elsewhere it names neither."""
@@ -133,6 +146,7 @@ class PackMoved:
     left: tuple[str, int] | None  # (station, slot) the pack was in, emptied by the move
     soc_bp: int | None = None
     soh_bp: int | None = None
+    cycle_count: int | None = None  # None: unchanged
 
     def __post_init__(self) -> None:
         in_slot = self.station_id is not None and self.slot_no is not None

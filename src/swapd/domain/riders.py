@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from swapd.domain.errors import InvalidInput
+from swapd.domain.right_sizing import Consent
 
 
 class RiderStatus(enum.StrEnum):
@@ -19,6 +20,7 @@ class Rider:
     plan_id: str
     status: RiderStatus = RiderStatus.ACTIVE
     vehicle_packs: int = 1  # how many packs the rider's vehicle takes: the most they may hold
+    right_size_consent: Consent = Consent.ASK  # whether to take a pack with less charge
 
     def __post_init__(self) -> None:
         if not 1 <= self.vehicle_packs <= 8:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swapd.domain.errors import InvalidInput
+from swapd.domain.pack_choice import PackPolicy
 
 MAX_SLOTS = 512
 
@@ -25,6 +26,12 @@ class Station:
     enabled: bool = True
     charged_soc_bp: int = 9_000  # a pack at or above this SoC is "charged" and may be handed out
     min_soh_bp: int = 7_000  # below this SoH a pack is not handed out and a returned one is flagged
+    # Right-sized offers (domain.right_sizing): the lowest SoC offered to a rider whose allowance
+    # cannot hold a charged pack; None: right-sizing is off here, such a rider is refused.
+    right_size_floor_bp: int | None = None
+    policy: PackPolicy = field(
+        default_factory=PackPolicy
+    )  # how the pack is chosen among those that qualify
 
     def check_slot(self, slot_no: object) -> int:
         if isinstance(slot_no, bool) or not isinstance(slot_no, int):

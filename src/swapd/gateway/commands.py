@@ -1,18 +1,20 @@
 """Delivers the commands of swapd.services.station_commands to the stations connected to this
 server process: claims them, sends each over its station's socket and writes the answer back.
+
+The loop polls every ``POLL_INTERVAL_S``; on PostgreSQL a NOTIFY on
+``station_commands.CHANNEL`` sets ``wake`` (swapd.gateway.listen) and the command goes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import psycopg
 import structlog
 
-from swapd.services.station_commands import CHANNEL, claim, expire_queued, finish
+from swapd.services.station_commands import claim, expire_queued, finish
 from swapd.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -22,37 +24,36 @@ EXPIRE_INTERVAL_S = 60.0  # how often queued commands past their expiry are mark
 Sender = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def dispatch_forever(db: Database, connected: Callable[[], list[str]], send: Sender) -> None:
-    """The per-process loop that delivers commands to the stations connected here."""
-    wake = asyncio.Event()
+async def dispatch_forever(
+    db: Database,
+    connected: Callable[[], Mapping[str, str]],
+    send: Sender,
+    wake: asyncio.Event,
+) -> None:
+    """The per-process loop that delivers commands to the stations connected here.
+    ``connected``: those stations with the id of the connection this process holds (see
+    station_commands.claim); ``wake``: set when a command may be waiting."""
     in_flight: set[asyncio.Task[None]] = set()  # delivering: kept referenced until done
-    listener = None
-    if db.dialect == "postgresql":
-        listener = asyncio.create_task(_listen(db, wake))
     next_expiry_s = 0.0
-    try:
-        while True:
-            if asyncio.get_running_loop().time() >= next_expiry_s:
-                next_expiry_s = asyncio.get_running_loop().time() + EXPIRE_INTERVAL_S
-                try:
-                    await asyncio.to_thread(expire_queued, db)
-                except Exception:
-                    log.exception("command_expiry_failed")
+    while True:
+        if asyncio.get_running_loop().time() >= next_expiry_s:
+            next_expiry_s = asyncio.get_running_loop().time() + EXPIRE_INTERVAL_S
             try:
-                batch = await asyncio.to_thread(claim, db, connected())
+                await asyncio.to_thread(expire_queued, db)
             except Exception:
-                log.exception("command_claim_failed")
-                batch = []
-            for command_id, station_id, action, payload in batch:
-                task = asyncio.create_task(_deliver(db, command_id, station_id, action, payload, send))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=POLL_INTERVAL_S)
-            wake.clear()
-    finally:
-        if listener is not None:
-            listener.cancel()
+                log.exception("command_expiry_failed")
+        try:
+            batch = await asyncio.to_thread(claim, db, connected())
+        except Exception:
+            log.exception("command_claim_failed")
+            batch = []
+        for command_id, station_id, action, payload in batch:
+            task = asyncio.create_task(_deliver(db, command_id, station_id, action, payload, send))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=POLL_INTERVAL_S)
+        wake.clear()
 
 
 async def _deliver(
@@ -64,18 +65,3 @@ async def _deliver(
     except Exception as error:
         log.warning("command_failed", command=command_id, station=station_id, error=repr(error))
         await asyncio.to_thread(finish, db, command_id, response=None, error=repr(error))
-
-
-async def _listen(db: Database, wake: asyncio.Event) -> None:
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    while True:
-        try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
-                await connection.execute(f"LISTEN {CHANNEL}")
-                async for _ in connection.notifies():
-                    wake.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("command_listen_reconnect")
-            await asyncio.sleep(1)

@@ -26,21 +26,22 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocketDisconnect
 
 from swapd import __version__
 from swapd.api import router as api_router
-from swapd.gateway import client_certs, commands, local_lists, writer_calls
+from swapd.gateway import client_certs, commands, listen, local_lists, presence, writer_calls
 from swapd.gateway.auth import Refusal, StationAuth
 from swapd.gateway.metrics import GatewayMetrics
 from swapd.gateway.protocol import EARLY_REFUSAL, SwapdHTTPProtocol, SwapdWebSocketProtocol
 from swapd.gateway.session import Station21, Station201
 from swapd.heap import settle_heap
-from swapd.services import identity, messages, stations, swaps
+from swapd.services import identity, messages, station_commands, stations, swaps
 from swapd.services.stations import StationAccess
 from swapd.store import partitions
 from swapd.store.database import Database
+from swapd.store.replica import is_replica, replica_lag_s
 from swapd.web import console
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,8 @@ OFFER_TTL_S = 600  # an offer without any BatterySwap event for this long is aba
 OFFER_SWEEP_INTERVAL_S = 30
 LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
 PARTITIONS_INTERVAL_S = 86_400  # months are made MONTHS_AHEAD ahead: a day's delay is harmless
+# /healthz answers within a load balancer's patience even when the replica's host does not.
+REPLICA_CHECK_TIMEOUT_S = 2.0
 
 
 class StarletteConnection:
@@ -101,6 +104,34 @@ class Gateway:
         """The stations here that may be sent requests: BootNotification accepted (now, or
         before this connection: a station that reconnects without rebooting does not boot)."""
         return [station_id for station_id, session in self.sessions.items() if session.booted]
+
+    def recorded(self) -> dict[str, str]:
+        """The stations here whose connection is recorded: station id -> connection id."""
+        return {
+            station_id: session.connection_id
+            for station_id, session in self.sessions.items()
+            if session.connection_id is not None
+        }
+
+    def ready_connections(self) -> dict[str, str]:
+        """``ready`` with each station's recorded connection, for the command dispatcher."""
+        return {
+            station_id: session.connection_id
+            for station_id, session in self.sessions.items()
+            if session.booted and session.connection_id is not None
+        }
+
+    async def close_connection(
+        self, station_id: str, connection_id: str, code: int, reason: str
+    ) -> bool:
+        """Close the station's socket here if it is still that of ``connection_id`` (the station
+        connected again elsewhere, or was disabled: swapd.gateway.presence). False if not here."""
+        session = self.sessions.get(station_id)
+        if session is None or session.connection_id != connection_id:
+            return False
+        del self.sessions[station_id]
+        await session._connection.close(code, reason)
+        return True
 
     async def disconnect(self, station_id: str, reason: str) -> bool:
         """Close the station's socket in this process (it was disabled); False if none here.
@@ -168,19 +199,40 @@ async def _keep_months_forever(db: Database) -> None:
         await asyncio.sleep(PARTITIONS_INTERVAL_S)
 
 
-def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
+def create_app(
+    db: Database,
+    *,
+    gateway: Gateway | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
+) -> FastAPI:
+    """``read_db``: where the reads that may lag go (a read replica, swapd.store.replica); the
+    primary ``db`` when None. ``listen_url``: where the command dispatcher LISTENs."""
     gw = gateway or Gateway(db)
+    reads = db if read_db is None else read_db
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        commands_waiting = asyncio.Event()
+        watch = presence.PresenceWatch(db, gw.recorded, gw.close_connection)
         tasks = [
             # Commands and local lists for the stations here, once they booted.
-            asyncio.create_task(commands.dispatch_forever(db, gw.ready, gw.send_command)),
+            asyncio.create_task(
+                commands.dispatch_forever(db, gw.ready_connections, gw.send_command, commands_waiting)
+            ),
             asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
+            asyncio.create_task(watch.run_forever()),
             asyncio.create_task(_expire_offers_forever(db)),
             asyncio.create_task(_forget_login_windows_forever(db)),
             asyncio.create_task(_keep_months_forever(db)),
         ]
+        if db.dialect == "postgresql":
+            # Other processes on the database: a command queued, a station connected there.
+            handlers = {
+                station_commands.CHANNEL: lambda _payload: commands_waiting.set(),
+                stations.CONNECTIONS_CHANNEL: watch.notify,
+            }
+            tasks.append(asyncio.create_task(listen.listen_forever(db, handlers, url=listen_url)))
         try:
             # swapd.gateway.protocol reads this to refuse limited clients before the app.
             yield {EARLY_REFUSAL: gw.auth.address_retry_after_s}
@@ -194,7 +246,7 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
 
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
-    api_router.install(app, db)
+    api_router.install(app, db, read_db=reads)
     console.install(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -209,17 +261,41 @@ def create_app(db: Database, *, gateway: Gateway | None = None) -> FastAPI:
             return JSONResponse(
                 {"status": "unavailable", "database": str(error).splitlines()[0]}, status_code=503
             )
-        return JSONResponse({"status": "ok", "version": __version__, "stations": len(gw.sessions)})
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "stations": len(gw.sessions)}
+        if is_replica(reads):
+            # Swaps and money need only the primary: a replica down or behind is reported, and
+            # the process stays healthy (its lists and exports fail or lag meanwhile).
+            body["replica"] = await _replica_health(reads, gw.metrics)
+        return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        if is_replica(reads):
+            await _replica_health(reads, gw.metrics)
+        return PlainTextResponse(gw.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ocpp/{station_id}")
     async def ocpp(websocket: WebSocket, station_id: str) -> None:
         await _serve_station(gw, websocket, station_id)
 
     return app
+
+
+async def _replica_health(reads: Database, metrics: GatewayMetrics) -> dict[str, Any]:
+    """The read replica's lag for /healthz, also set on the gauge ``swapd_replica_lag_seconds``
+    (-1 while the replica cannot be read)."""
+    try:
+        lag_s = await asyncio.wait_for(
+            asyncio.to_thread(replica_lag_s, reads), timeout=REPLICA_CHECK_TIMEOUT_S
+        )
+    except (sa.exc.SQLAlchemyError, TimeoutError) as error:
+        metrics.replica_lag.set(-1)
+        reason = str(error).splitlines()[0] if str(error) else "no answer in time"
+        return {"status": "unavailable", "error": reason}
+    metrics.replica_lag.set(-1 if lag_s is None else lag_s)
+    if lag_s is None:  # the URL names a primary, not a standby
+        return {"status": "not_a_standby"}
+    return {"status": "ok", "lag_s": round(lag_s, 3)}
 
 
 async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
@@ -253,14 +329,16 @@ async def _serve_station(gw: Gateway, websocket: WebSocket, station_id: str) -> 
     session.ca_dir = gw.ca_dir
     previous = gw.sessions.get(station_id)
     if previous is not None:
-        # A station that reconnects replaces its old socket; only one may speak for it.
-        await previous._connection.close(1000, "replaced by a new connection")
+        # A station that reconnects replaces its old socket; only one may speak for it. An old
+        # socket in another process is closed by that process (swapd.gateway.presence).
+        await previous._connection.close(1000, presence.REPLACED)
     gw.sessions[station_id] = session
     gw.metrics.connected.inc()
     # Recorded for every process (swapd.services.stations.Presence): a command to a station that
     # no process holds is refused at once instead of waiting for an answer that cannot come.
     connection_id = secrets.token_hex(16)
-    await _record_presence(gw, messages.RecordConnected(station_id, connection_id))
+    if await _record_presence(gw, messages.RecordConnected(station_id, connection_id)):
+        session.connection_id = connection_id
     log.info("station_connected", station=station_id, subprotocol=subprotocol)
     try:
         await session.start()
@@ -290,13 +368,15 @@ async def _admit(
 
 async def _record_presence(
     gw: Gateway, command: messages.RecordConnected | messages.RecordDisconnected
-) -> None:
+) -> bool:
     """A failed write is logged and the connection goes on: the station's swaps work, and only
-    commands to it are refused (as offline) until it connects again."""
+    commands to it are refused (as offline) until it connects again. True when written."""
     try:
         await gw.db.call(messages.handle, gw.db, command)
     except Exception:
         log.exception("station_presence_not_recorded", station=command.station_id)
+        return False
+    return True
 
 
 def uvicorn_config(
@@ -308,6 +388,8 @@ def uvicorn_config(
     keyfile: str | None = None,
     client_ca: str | None = None,
     ca_dir: Path | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
 ) -> uvicorn.Config:
     """How swapd runs under uvicorn: the sans-I/O websockets protocol (reading on while a few
     messages wait, see swapd.gateway.protocol), frames capped, no compression, TLS when given a
@@ -315,12 +397,13 @@ def uvicorn_config(
 
     ``client_ca``: the operator CA's certificate (PEM file); TLS then requires every client to
     present a certificate it signed (security profile 3; needs ``certfile``). ``ca_dir``: the
-    CA's directory, for signing the CSRs stations send (SignCertificate)."""
+    CA's directory, for signing the CSRs stations send (SignCertificate). ``read_db`` and
+    ``listen_url``: see ``create_app``."""
     if client_ca is not None and certfile is None:
         raise ValueError("client certificates (client_ca) need TLS: give certfile and keyfile")
     gateway = Gateway(db, client_certificates=client_ca is not None, ca_dir=ca_dir)
     return uvicorn.Config(
-        create_app(db, gateway=gateway),
+        create_app(db, gateway=gateway, read_db=read_db, listen_url=listen_url),
         host=host,
         port=port,
         http=SwapdHTTPProtocol,
@@ -355,6 +438,8 @@ def serve(
     writer_process: bool = True,
     json_logs: bool = True,
     sock: socket.socket | None = None,
+    read_db: Database | None = None,
+    listen_url: str | None = None,
 ) -> None:
     """Serve until stopped. ``writer_process``: on SQLite, run the stations' service calls in a
     writer process of their own (swapd.store.writer). ``sock``: a socket already bound to
@@ -367,6 +452,8 @@ def serve(
         keyfile=keyfile,
         client_ca=client_ca,
         ca_dir=ca_dir,
+        read_db=read_db,
+        listen_url=listen_url,
     )
     if writer_process:
         db.start_writer_process(json_logs=json_logs, calls_module=writer_calls.__name__)
@@ -374,4 +461,6 @@ def serve(
     try:
         uvicorn.Server(config).run(sockets=None if sock is None else [sock])
     finally:
+        if read_db is not None and read_db is not db:
+            read_db.dispose()
         db.dispose()

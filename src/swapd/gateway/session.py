@@ -265,7 +265,9 @@ class SwapHandlers:
         slots = ", ".join(str(s) for s in result.offered_slots)
         socs = ", ".join(bp_to_percent(o.soc_bp) + "%" for o in result.offered)
         money = format_money(result.available_value_minor, result.currency)
-        return f"Take slot {slots} ({socs}). Left: {result.available_units:,} {result.unit} ({money})"
+        # A right-sized pack says so: the rider knows why it is not full.
+        lead = "Right-sized for your allowance: take" if result.right_sized else "Take"
+        return f"{lead} slot {slots} ({socs}). Left: {result.available_units:,} {result.unit} ({money})"
 
     @on("BatterySwap", skip_schema_validation=True)
     async def on_battery_swap(
@@ -405,6 +407,9 @@ class _Routing:
     db: Database
     booted: bool
     metrics: GatewayMetrics
+    # This socket's connection as recorded in stations.connection_id, set by the gateway once
+    # written; None before (see swapd.gateway.presence).
+    connection_id: str | None = None
     route_map: dict[str, Any]
     _ocpp_version: str
     _connection: Connection

@@ -16,6 +16,7 @@ from swapd.domain.packs import Pack
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
 from swapd.store.database import Database, Tx
+from swapd.store.repository import policy_from_row
 
 EARTH_RADIUS_M = 6_371_008  # IUGG mean radius
 MICRODEG = 1_000_000
@@ -106,7 +107,15 @@ class StationLine:
 
 def _station_line(tx: Tx, row: sa.Row[tuple[object, ...]]) -> StationLine:
     m = row._mapping
-    station = Station(m["id"], m["slot_count"], m["enabled"], m["charged_soc_bp"], m["min_soh_bp"])
+    station = Station(
+        m["id"],
+        m["slot_count"],
+        m["enabled"],
+        m["charged_soc_bp"],
+        m["min_soh_bp"],
+        m["right_size_floor_bp"],
+        policy_from_row(row),
+    )
     packs = tx.repo.packs_at(station.id)
     # Out of service: reported so by the station, or taken out by the operator; a pack in such
     # a slot is not ready to hand out, whatever its charge.

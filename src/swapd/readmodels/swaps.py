@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from swapd.domain.errors import NotFound
+from swapd.domain.pack_choice import RULE_TEXT, ChoiceRecord
 from swapd.readmodels.money import TransferRow, transfer_row, transfers_query
 from swapd.readmodels.packs import Possession, possession_of
 from swapd.readmodels.paging import clamp_limit, stream
@@ -184,6 +185,25 @@ class SwapDetail:
     handed_out: tuple[Possession, ...]
     charges: tuple[PackCharge, ...]
     transfers: tuple[TransferRow, ...]
+    # How the offer's packs were chosen (the fleet policy's rule) and, right-sized, the consent;
+    # None for swaps no Authorize offered (refusals, returns) or offered before 0012.
+    choice: ChoiceRecord | None = None
+
+
+def choice_view(choice: ChoiceRecord | None) -> dict[str, Any] | None:
+    """The choice of a swap as the API returns it and the console shows it."""
+    if choice is None:
+        return None
+    return {
+        "rule": choice.rule.value,
+        "rule_text": RULE_TEXT[choice.rule],
+        "detail": choice.detail,
+        "right_sized": choice.right_sized,
+        "consent": choice.consent,
+        "required_units": choice.required_units,
+        "full_required_units": choice.full_required_units,
+        "confirmed_at": choice.confirmed_at,
+    }
 
 
 def _charges(result: Any) -> list[PackCharge]:
@@ -251,6 +271,7 @@ def swap_detail(db: Database, swap_id: int) -> SwapDetail:
             tuple(possession_of(r) for r in handed),
             tuple(charges),
             tuple(transfer_row(r) for r in moved),
+            tx.repo.choice(swap_id),
         )
 
     return db.read(work)

@@ -21,6 +21,10 @@ class AppSwap:
     request_id: str | None = None
     swap_id: int | None = None
     offered_slots: tuple[int, ...] = ()
+    # A right-sized offer waiting for the rider's yes: the app shows ``text`` (the question)
+    # and asks again with ``accept_right_sized``; ``right_sized`` on an accepted swap too.
+    asks: bool = False
+    right_sized: bool = False
 
 
 # Refusals by the station itself, after the server accepted (the decision's own are in
@@ -58,6 +62,7 @@ def request_swap(
     *,
     timeout_s: float = 30,
     key: str | None = None,
+    accept_right_sized: bool = False,
 ) -> AppSwap:
     """Decide (R6), reserve packs and holds, then send RequestBatterySwap to the station through
     whichever server process holds its socket. A station that rejects or does not answer gets
@@ -74,10 +79,28 @@ def request_swap(
         if earlier is not None and earlier.rider_id != rider_id:
             # 1 in 10^9 per earlier swap at this station: refuse rather than answer with another's.
             raise Conflict("this request collides with an earlier one; retry with a new key")
-    decision = swaps.authorize(db, station_id, IdToken(TokenType.APP, rider_id), request_id=request_id)
+    decision = swaps.authorize(
+        db,
+        station_id,
+        IdToken(TokenType.APP, rider_id),
+        request_id=request_id,
+        consented=accept_right_sized,
+    )
+    if decision.asks:
+        slots = tuple(decision.offered_slots)
+        return AppSwap(
+            False,
+            decision.reason,
+            decision.text,
+            swap_id=decision.swap_id,
+            offered_slots=slots,
+            asks=True,
+        )
     if not decision.accepted:
         return AppSwap(False, decision.reason, decision.text, swap_id=decision.swap_id)
     assert decision.swap_id is not None
+    # A yes to an offer the app asked about earlier answers with that offer, under its requestId.
+    request_id = decision.request_id or request_id
     payload = {"idToken": {"idToken": rider_id, "type": "Central"}, "requestId": int(request_id)}
     try:
         ensure_connected(db, station_id)
@@ -91,7 +114,13 @@ def request_swap(
     response = outcome.response or {}
     if outcome.state == commands.CommandState.ANSWERED and response.get("status") == "Accepted":
         return AppSwap(
-            True, None, "Accepted", request_id, decision.swap_id, tuple(decision.offered_slots)
+            True,
+            None,
+            "Accepted",
+            request_id,
+            decision.swap_id,
+            tuple(decision.offered_slots),
+            right_sized=decision.right_sized,
         )
     swaps.abandon_offer(db, decision.swap_id)
     if outcome.state == commands.CommandState.UNDELIVERED:

@@ -15,6 +15,7 @@ instead of waiting out its whole timeout.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -181,22 +182,26 @@ def _end(db: Database, command_id: int, state: str, error: str) -> bool:
     return db.write(work)
 
 
-def claim(db: Database, station_ids: list[str]) -> list[tuple[int, str, str, dict[str, Any]]]:
+def claim(db: Database, connections: Mapping[str, str]) -> list[tuple[int, str, str, dict[str, Any]]]:
     """Take the pending, unexpired commands of these stations: (id, station, action, payload).
+
+    ``connections``: the stations whose sockets the caller holds, each with the id of its
+    connection. A command is taken only through the connection the database records as the
+    station's (``stations.connection_id``): a process still holding an older socket of a station
+    that has connected again elsewhere never takes its commands.
 
     Polled several times a second with every connected station: the common answer (nothing
     pending here) is a read, never a write transaction, and the station list is matched in
     Python, not sent as an IN list (10,000 stations would be 10,000 bound parameters)."""
-    if not station_ids:
+    if not connections:
         return []
-    here = set(station_ids)
     c = t.station_commands.c
 
     def pending(tx: Tx) -> list[Any]:
         # Only the commands of stations connected somewhere: queued commands of stations that
         # are away (they may wait a week) must not crowd out the ones that can go now.
         rows = tx.repo.execute(
-            sa.select(c.id, c.station_id)
+            sa.select(c.id, c.station_id, t.stations.c.connection_id)
             .join_from(t.station_commands, t.stations, t.stations.c.id == c.station_id)
             .where(
                 c.state == CommandState.PENDING,
@@ -206,7 +211,7 @@ def claim(db: Database, station_ids: list[str]) -> list[tuple[int, str, str, dic
             .order_by(c.id)
             .limit(MAX_PENDING_SCAN)
         ).all()
-        return [row.id for row in rows if row.station_id in here][:100]
+        return [row.id for row in rows if connections.get(row.station_id) == row.connection_id][:100]
 
     ids = db.read(pending)
     if not ids:

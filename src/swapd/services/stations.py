@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,11 @@ from swapd.domain.stations import SlotState
 from swapd.security import generate_password, hash_password
 from swapd.store import schema as t
 from swapd.store.database import Database, Transactional, Tx
+
+# NOTIFY channel of record_connected and set_enabled: "<station id> <connection id>" of a
+# station's newest socket, or "<station id> -" (DISABLED) when it was taken out of service.
+CONNECTIONS_CHANNEL = "swapd_connections"
+DISABLED = "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,10 @@ def presence(db: Database, station_id: str) -> Presence:
 
 def record_connected(db: Database, station_id: str, connection_id: str) -> datetime:
     """A server process accepted the station's socket: one write per connection, never per
-    message, so that presence costs nothing on the swap path."""
+    message, so that presence costs nothing on the swap path. The newest connection is the
+    station's: on PostgreSQL a NOTIFY on ``CONNECTIONS_CHANNEL`` ("<station> <connection>")
+    tells the other server processes, so that one still holding an older socket of the station
+    closes it (swapd.gateway.presence)."""
     c = t.stations.c
 
     def work(tx: Tx) -> datetime:
@@ -145,9 +154,45 @@ def record_connected(db: Database, station_id: str, connection_id: str) -> datet
             .where(c.id == station_id)
             .values(connected_at=tx.now, connection_id=connection_id, last_seen_at=tx.now)
         )
+        _announce(tx, station_id, connection_id)
         return tx.now
 
     return db.write(work)
+
+
+def _announce(tx: Tx, station_id: str, connection_id: str) -> None:
+    """NOTIFY the server processes (PostgreSQL) that the station's socket may have to go."""
+    if tx.repo.conn.dialect.name == "postgresql":
+        tx.repo.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)").bindparams(
+                channel=CONNECTIONS_CHANNEL, payload=f"{station_id} {connection_id}"
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What the database says of a station's socket: its newest connection, and whether the
+    station may be connected at all."""
+
+    connection_id: str | None
+    enabled: bool
+
+
+def connections(db: Database, station_ids: Collection[str] | None = None) -> dict[str, Recorded]:
+    """The recorded connection of each station connected or disabled: of ``station_ids`` only,
+    or of every station when None."""
+    c = t.stations.c
+
+    def work(tx: Tx) -> dict[str, Recorded]:
+        query = sa.select(c.id, c.connection_id, c.enabled).where(
+            sa.or_(c.connection_id.is_not(None), c.enabled.is_(False))
+        )
+        if station_ids is not None:
+            query = query.where(c.id.in_(list(station_ids)))
+        return {row.id: Recorded(row.connection_id, bool(row.enabled)) for row in tx.repo.execute(query)}
+
+    return db.read(work)
 
 
 def record_disconnected(db: Database, station_id: str, connection_id: str) -> bool:
@@ -194,5 +239,11 @@ def set_slot_state(db: Database, station_id: str, slot_no: int, state: SlotState
 
 def set_enabled(db: Transactional, station_id: str, enabled: bool) -> None:
     """Take a station out of service (its connections are refused with 403, its swaps with
-    'station disabled') or back in."""
-    _update_station(db, station_id, enabled=enabled)
+    'station disabled', and the server process holding its socket closes it) or back in."""
+
+    def work(tx: Tx) -> None:
+        _update_station(tx, station_id, enabled=enabled)
+        if not enabled:
+            _announce(tx, station_id, DISABLED)
+
+    db.write(work)

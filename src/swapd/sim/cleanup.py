@@ -176,6 +176,7 @@ def _remove(tx: Tx, prefix: str) -> Removed:
     offer, held = t.swap_offers.c, t.possessions.c
     _delete(tx, t.swap_offers, sa.or_(offer.swap_id.in_(swap_ids), _ours(offer.pack_serial, prefix)))
     _delete(tx, t.possessions, sa.or_(held.rider_id.in_(riders), _ours(held.pack_serial, prefix)))
+    _delete(tx, t.swap_choices, t.swap_choices.c.swap_id.in_(swap_ids))
     swaps = _delete(tx, t.swaps, t.swaps.c.id.in_(swap_ids))
     _delete(tx, t.station_commands, t.station_commands.c.station_id.in_(stations))
     _delete(tx, t.station_events, _ours(t.station_events.c.station_id, prefix))

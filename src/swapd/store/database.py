@@ -13,7 +13,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -28,6 +27,7 @@ from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.ledger_book import Book
+from swapd.store.prepared import run_commands
 from swapd.store.repository import Repository
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
@@ -36,14 +36,19 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 8
-# PostgreSQL: blocking service calls from the event loop run in threads of their own, so that a
-# few slow transactions (a rider's row lock, a retry) do not queue the rest. Not many more: each
-# statement's round trip hands the GIL over, and 32 threads cost 30 % more CPU a swap than 8
-# (bench.swaps closed loop: 77 swaps/s at 12.7 ms CPU a swap with 32, 110 at 8.6 with 8, 104 with 4).
-CALL_THREADS = 8
+# PostgreSQL: this many call threads each run a group of the event loop's calls in a
+# transaction of its own (see ``call``), so that a group waiting for a row lock or its COMMIT
+# does not hold up the next. Few: every statement's round trip hands the GIL over, and each
+# thread's group holds its rows' locks until it commits.
+PG_CALL_THREADS = 4
+# PostgreSQL: at most this many calls in a group. Each call that writes is a subtransaction
+# with an XID of its own, and past 64 of them in one transaction every other session's
+# snapshot must look them up in pg_subtrans instead of in the backend's cache.
+PG_MAX_GROUP = 32
 # PostgreSQL: serialization failure, deadlock detected, unique violation (two writers racing to
-# record the same station event or account: the retry sees the winner's row and answers from it).
-_RETRYABLE_PG = {"40001", "40P01", "23505"}
+# record the same station event or account: the retry sees the winner's row and answers from it),
+# and a prepared statement the server forgot (swapd.store.prepared prepares it again).
+_RETRYABLE_PG = {"40001", "40P01", "23505", "26000"}
 
 
 class Clock(Protocol):
@@ -168,7 +173,11 @@ class _Pending:
 
 
 class Database:
-    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock | None = None, *, call_threads: int | None = None
+    ) -> None:
+        """``call_threads``: PostgreSQL, how many call threads run groups of ``call``s at once
+        (``PG_CALL_THREADS`` by default); SQLite always has one."""
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         # SQLite has one writer at a time (BEGIN IMMEDIATE) and each commit costs an fsync
@@ -178,13 +187,16 @@ class Database:
         # one COMMIT that makes all of them durable. Without this, the threads of one server
         # would fight for SQLite's lock through its busy handler, which sleeps 1-100 ms.
         self._grouped = engine.dialect.name == "sqlite"
+        self._call_threads = 1 if self._grouped else (call_threads or PG_CALL_THREADS)
+        self._max_group = MAX_GROUP if self._grouped else PG_MAX_GROUP
+        if self._call_threads < 1:
+            raise ValueError(f"call_threads must be at least 1, got {call_threads}")
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._in_group = threading.local()
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self._caller: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._callers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._writer: WriterClient | None = None
         # SQLite: writers of other processes (the writer process, the CLI) take turns with ours.
@@ -203,6 +215,14 @@ class Database:
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one write transaction, retrying lost races; commit or write nothing."""
+        connection = getattr(self._in_group, "connection", None)
+        if connection is not None:
+            # A service call run by a call thread (see ``call``): a savepoint of its group.
+            pending = _Pending(work)
+            self._run_savepoint(connection, pending)
+            if pending.error is not None:
+                raise pending.error
+            return pending.result  # type: ignore[return-value]
         if self._grouped:
             return self._write_grouped(work)
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -224,14 +244,6 @@ class Database:
         raise AssertionError("unreachable")
 
     def _write_grouped(self, work: Callable[[Tx], T]) -> T:
-        connection = getattr(self._in_group, "connection", None)
-        if connection is not None:
-            # A service call run by the call thread (see ``call``): a savepoint of its group.
-            pending = _Pending(work)
-            self._run_savepoint(connection, pending)
-            if pending.error is not None:
-                raise pending.error
-            return pending.result  # type: ignore[return-value]
         if getattr(self._in_group, "active", False):
             # Would wait for the lock this thread holds; SQLite could not have run it either.
             raise RuntimeError("Database.write called inside another write of the same Database")
@@ -269,6 +281,7 @@ class Database:
             # operator's revenue and consumed allowance), three statements a swap.
             deferred: defaultdict[int, Delta] = defaultdict(Delta)
             self._in_group.deferred = deferred
+            self._in_group.unreleased = False  # no savepoint of this transaction yet
             try:
                 with (
                     self._turns.turn() if self._turns is not None else contextlib.nullcontext(),
@@ -308,24 +321,32 @@ class Database:
         # The savepoint is the driver's own statement, not ``connection.begin_nested()``:
         # SQLAlchemy compiles its SAVEPOINT and RELEASE afresh each time (they are not cached),
         # which cost more than all of a swap's prepared statements together (profiled). The
-        # name may repeat: SQLite releases and rolls back to the innermost one of that name.
-        driver = connection.connection.dbapi_connection
-        assert driver is not None
+        # name may repeat: SQLite and PostgreSQL release and roll back to the innermost one of
+        # that name. On PostgreSQL, where each is a round trip, a call's RELEASE goes with the
+        # next call's SAVEPOINT, and the group's COMMIT releases the last one.
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            driver.execute("SAVEPOINT swapd_call")
+            if getattr(self._in_group, "unreleased", False):
+                run_commands(connection, "RELEASE SAVEPOINT swapd_call", "SAVEPOINT swapd_call")
+            else:
+                run_commands(connection, "SAVEPOINT swapd_call")
+            self._in_group.unreleased = False
             try:
                 tx = self._new_tx(connection)
                 result = item.work(tx)
                 deltas = tx.book.take_deferred()
             except Exception as error:
-                driver.execute("ROLLBACK TO SAVEPOINT swapd_call")
-                driver.execute("RELEASE SAVEPOINT swapd_call")
+                run_commands(
+                    connection, "ROLLBACK TO SAVEPOINT swapd_call", "RELEASE SAVEPOINT swapd_call"
+                )
                 if attempt < MAX_ATTEMPTS and _retryable(error):
                     log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                     continue
                 item.result, item.error = None, error
                 return
-            driver.execute("RELEASE SAVEPOINT swapd_call")
+            if self._grouped:
+                run_commands(connection, "RELEASE SAVEPOINT swapd_call")
+            else:
+                self._in_group.unreleased = True
             self._in_group.plans_read.append(tx.repo.plans_read)
             for account_id, delta in deltas.items():
                 self._in_group.deferred[account_id] += delta
@@ -354,15 +375,21 @@ class Database:
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking service call (one that uses ``write`` and ``read``) for a coroutine.
 
-        PostgreSQL: in a thread pool, each call its own transactions, concurrently.
+        A call thread takes the calls queued from the event loop in groups: it opens one
+        transaction, runs each call of the group (each ``write`` of a call in a savepoint of its
+        own, so a failing call rolls back alone), commits once, and only then hands every
+        outcome back, with one wake-up of the loop per group. Threads blocked one per call (a
+        thread pool, or the commit lock that ``write`` takes for callers that are threads) cost
+        more CPU in GIL hand-offs and wake-ups than the calls themselves (profiled).
 
-        SQLite: one writer at a time, and each commit an fsync. One thread takes the calls
-        queued from the event loop in groups: it opens one transaction, runs each call of the
-        group (each ``write`` of a call in a savepoint of its own, so a failing call rolls back
-        alone), commits once, and only then hands every outcome back, with one wake-up of the
-        loop per group. Threads blocked one per call on the commit lock (what ``write`` does for
-        callers that are threads) cost more CPU in GIL hand-offs and wake-ups than the calls
-        themselves (profiled).
+        SQLite: one call thread (one writer at a time, and each commit an fsync).
+
+        PostgreSQL: ``call_threads`` call threads, each group on a connection of its own.
+        A group shares one COMMIT and one write of the operator-side balances (every swap
+        moves the same few operator accounts: one call a transaction would lock those rows
+        once a call). The calls of concurrent groups lock riders, then packs, each in key
+        order, as single calls do; a deadlock PostgreSQL breaks anyway rolls back one call's
+        savepoint, which is retried.
 
         With a writer process (``start_writer_process``), every call runs there, and only the
         functions of its calls table may be called: any other raises TypeError here, naming
@@ -372,8 +399,6 @@ class Database:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the caller's log context goes with the call
         bound = functools.partial(function, *args, **kwargs)
-        if not self._grouped:
-            return await loop.run_in_executor(self._thread_pool(), context.run, bound)
         future: asyncio.Future[T] = loop.create_future()
         self._call_thread()
         self._calls.put(_Call(bound, context, loop, future, name))
@@ -404,21 +429,18 @@ class Database:
     def writer_pid(self) -> int | None:
         return None if self._writer is None else self._writer.pid
 
-    def _thread_pool(self) -> ThreadPoolExecutor:
-        with self._start_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="swapd-call")
-            return self._pool
-
     def _call_thread(self) -> None:
-        if self._caller is not None:
+        if self._callers:
             return
         with self._start_lock:
-            if self._caller is None:
-                self._caller = threading.Thread(
-                    target=self._serve_calls, name="swapd-sqlite-calls", daemon=True
-                )
-                self._caller.start()
+            if not self._callers:
+                callers = [
+                    threading.Thread(target=self._serve_calls, name=f"swapd-calls-{n}", daemon=True)
+                    for n in range(self._call_threads)
+                ]
+                for caller in callers:
+                    caller.start()
+                self._callers = callers
 
     def _serve_calls(self) -> None:
         while True:
@@ -427,7 +449,7 @@ class Database:
                 return
             group = [first]
             stop = False
-            while len(group) < MAX_GROUP:
+            while len(group) < self._max_group:
                 try:
                     item = self._calls.get_nowait()
                 except queue.Empty:
@@ -473,23 +495,24 @@ class Database:
             finally:
                 self._in_group.connection = None
 
-        with self._commit_lock:
+        # SQLite: one writer at a time in this process; PostgreSQL: each call thread's group
+        # on a connection of its own, concurrently.
+        with self._commit_lock if self._grouped else contextlib.nullcontext():
             error = self._in_one_transaction(run)  # a rerun runs every call again: idempotent
         if error is not None:
             for call in group:
                 call.result, call.error = None, error
 
     def dispose(self) -> None:
-        if self._caller is not None:
-            self._calls.put(None)
-            self._caller.join(timeout=10)
-            self._caller = None
+        if self._callers:
+            for _ in self._callers:
+                self._calls.put(None)  # one stop for each call thread
+            for caller in self._callers:
+                caller.join(timeout=10)
+            self._callers = []
         if self._writer is not None:
             self._writer.stop()
             self._writer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
         if self._turns is not None:
             self._turns.close()
         self.engine.dispose()

@@ -106,12 +106,19 @@ def make_engine(
         raise sa.exc.ArgumentError(f"{display_url(url)}: {error}") from error
     if resolved.startswith("sqlite"):
         return _sqlite_engine(resolved, wal_autocheckpoint_pages)
+    connect_args: dict[str, Any] = {}
+    if sa.make_url(resolved).get_driver_name() == "psycopg":
+        # psycopg's own automatic preparing stays off: the swap path prepares its statements
+        # itself (swapd.store.prepared), and psycopg answers a ROLLBACK after preparing any
+        # statement of its own with DEALLOCATE ALL, which would drop those too.
+        connect_args["prepare_threshold"] = None
     return sa.create_engine(
         resolved,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         isolation_level="READ COMMITTED",
+        connect_args=connect_args,
     )
 
 

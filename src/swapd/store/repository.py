@@ -24,10 +24,12 @@ from swapd.domain.lifecycle import (
     Swap,
     SwapState,
 )
+from swapd.domain.pack_choice import ChoiceRecord, PackPolicy
 from swapd.domain.packs import Pack, PackModel, PackMoved, PackStatus
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, Rider, RiderStatus, TokenOwner
+from swapd.domain.right_sizing import Consent
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
 from swapd.store import swap_rows
@@ -59,9 +61,13 @@ _PACK_COLUMNS = [
     t.pack_models.c.nominal_wh,
 ]
 _STATION_COLUMNS = [
-    t.stations.c[name] for name in ("id", "slot_count", "enabled", "charged_soc_bp", "min_soh_bp")
+    *(t.stations.c[name] for name in ("id", "slot_count", "enabled", "charged_soc_bp", "min_soh_bp")),
+    t.stations.c.right_size_floor_bp,
+    *(c for c in t.stations.c if c.name.startswith("pick_")),
 ]
-_RIDER_COLUMNS = [t.riders.c[name] for name in ("id", "plan_id", "status", "vehicle_packs")]
+_RIDER_COLUMNS = [
+    t.riders.c[name] for name in ("id", "plan_id", "status", "vehicle_packs", "right_size_consent")
+]
 
 # The statements of the swap path, built once. SQLAlchemy then finds each one's compiled SQL by a
 # cache key memoised on the statement object; building the statement anew on every call cost
@@ -75,7 +81,13 @@ _PACKS_BY_SERIAL = _PACKS.where(t.packs.c.serial.in_(_B("serials", expanding=Tru
     t.packs.c.serial
 )
 _PACKS_BY_SERIAL_LOCKED = _PACKS_BY_SERIAL.with_for_update(of=t.packs)
-_PACKS_AT = Prepared(_PACKS.where(t.packs.c.station_id == _B("station_id")).order_by(t.packs.c.slot_no))
+# A station's stock also reads when each pack was put in (the fleet policy's "rested" rule).
+_PACKS_AT = Prepared(
+    sa.select(*_PACK_COLUMNS, t.packs.c.placed_at)
+    .join(t.pack_models, t.pack_models.c.code == t.packs.c.model_code)
+    .where(t.packs.c.station_id == _B("station_id"))
+    .order_by(t.packs.c.slot_no)
+)
 _SLOTS_OUT_OF_SERVICE = Prepared(
     sa.select(t.slots.c.slot_no).where(
         t.slots.c.station_id == _B("station_id"),
@@ -195,11 +207,35 @@ def _pack(row: Row) -> Pack:
 
 
 def _station(row: Row) -> Station:
-    return Station(row.id, row.slot_count, row.enabled, row.charged_soc_bp, row.min_soh_bp)
+    return Station(
+        row.id,
+        row.slot_count,
+        bool(row.enabled),
+        row.charged_soc_bp,
+        row.min_soh_bp,
+        row.right_size_floor_bp,
+        policy_from_row(row),
+    )
+
+
+def policy_from_row(row: Row) -> PackPolicy:
+    return PackPolicy(
+        row.pick_soc_band_bp,
+        row.pick_rest_weight,
+        row.pick_cycles_weight,
+        row.pick_soh_weight,
+        row.pick_retirement_margin_bp,
+    )
 
 
 def _rider(row: Row) -> Rider:
-    return Rider(row.id, row.plan_id, RiderStatus(row.status), row.vehicle_packs)
+    return Rider(
+        row.id,
+        row.plan_id,
+        RiderStatus(row.status),
+        row.vehicle_packs,
+        Consent(row.right_size_consent),
+    )
 
 
 def plan_from_row(row: Row) -> Plan:
@@ -287,7 +323,8 @@ class Repository:
         return {p.serial: p for p in map(_pack, rows)}
 
     def packs_at(self, station_id: str) -> list[Pack]:
-        return [_pack(r) for r in self.run(_PACKS_AT, {"station_id": station_id})]
+        rows = self.run(_PACKS_AT, {"station_id": station_id})
+        return [dataclasses.replace(_pack(r), placed_at=r.placed_at) for r in rows]
 
     def slots_out_of_service(self, station_id: str) -> frozenset[int]:
         """Slots the operator took out of use, or the station reports out of use."""
@@ -316,6 +353,8 @@ class Repository:
             values["soc_bp"] = moved.soc_bp
         if moved.soh_bp is not None:
             values["soh_bp"] = moved.soh_bp
+        if moved.cycle_count is not None:
+            values["cycle_count"] = moved.cycle_count
         if moved.left is not None and moved.left != (moved.station_id, moved.slot_no):
             self.set_slot(*moved.left, None)
         # ``now`` is the time of the reading that moved it: a replayed offline event's own time.
@@ -453,6 +492,17 @@ class Repository:
         """Swaps offered and untouched since ``updated_before``, oldest first, at most ``limit``."""
         parameters = {"updated_before": updated_before, "limit": limit}
         return [int(r.id) for r in self.conn.execute(swap_rows.STALE_OFFERS, parameters)]
+
+    def insert_choice(self, record: ChoiceRecord) -> None:
+        self.run(swap_rows.INSERT_CHOICE, {**dataclasses.asdict(record), "rule": record.rule.value})
+
+    def choice(self, swap_id: int) -> ChoiceRecord | None:
+        row = self.run(swap_rows.CHOICE, {"swap_id": swap_id}).first()
+        return None if row is None else swap_rows.choice_of(row)
+
+    def confirm_choice(self, swap_id: int, now: datetime) -> None:
+        """The rider said yes to the right-sized offer of that swap."""
+        self.run(swap_rows.CONFIRM_CHOICE, {"p_swap_id": swap_id, "now": now})
 
     def insert_swap(
         self,

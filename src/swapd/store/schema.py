@@ -159,6 +159,14 @@ stations = sa.Table(
     # The last FirmwareStatusNotification (UpdateFirmware's progress), for the console's list.
     sa.Column("firmware_status", sa.String(40), nullable=True),
     sa.Column("firmware_status_at", UTCDateTime, nullable=True),
+    # Right-sized offers (domain.right_sizing): the lowest SoC offered to a rider short of a full
+    # pack's hold; NULL: off. And the fleet policy's weights (domain.pack_choice.PackPolicy).
+    sa.Column("right_size_floor_bp", sa.Integer, nullable=True),
+    sa.Column("pick_soc_band_bp", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("pick_rest_weight", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("pick_cycles_weight", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("pick_soh_weight", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("pick_retirement_margin_bp", sa.Integer, nullable=False, server_default=sa.text("500")),
     sa.CheckConstraint("slot_count >= 2", name="two_slots"),
 )
 
@@ -203,6 +211,8 @@ riders = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("vehicle_packs", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+    # always / ask / never: whether the rider takes a right-sized pack (domain.right_sizing).
+    sa.Column("right_size_consent", sa.String(8), nullable=False, server_default="ask"),
 )
 
 id_tokens = sa.Table(
@@ -289,6 +299,25 @@ swap_offers = sa.Table(
     sa.Column("hold_transfer_id", sa.BigInteger, nullable=True),
     sa.Column("state", sa.String(16), nullable=False),  # offered / taken / released
 )
+
+# Why an offer's packs were chosen (domain.pack_choice), one row per swap an Authorize offered;
+# and for a right-sized offer, the rider's consent: asked (the offer waits for the rider's yes),
+# confirmed (the rider said yes), standing (the rider's setting is "always").
+swap_choices = sa.Table(
+    "swap_choices",
+    metadata,
+    sa.Column("swap_id", Id, sa.ForeignKey("swaps.id"), primary_key=True),
+    sa.Column("station_id", sa.String(40), nullable=False),
+    sa.Column("rule", sa.String(24), nullable=False),
+    sa.Column("detail", sa.String(500), nullable=False),
+    sa.Column("right_sized", sa.Boolean, nullable=False),
+    sa.Column("consent", sa.String(12), nullable=True),
+    sa.Column("required_units", sa.BigInteger, nullable=False),
+    sa.Column("full_required_units", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime, nullable=True),
+)
+sa.Index("ix_swap_choices_station", swap_choices.c.station_id, swap_choices.c.created_at)
 
 possessions = sa.Table(
     "possessions",

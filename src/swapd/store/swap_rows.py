@@ -8,7 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from swapd.domain.lifecycle import Offer, OfferState, Possession, Swap, SwapState
+from swapd.domain.pack_choice import ChoiceRecord, PickRule
 from swapd.domain.riders import IdToken, TokenType
+from swapd.domain.right_sizing import ConsentState
 from swapd.store import schema as t
 from swapd.store.prepared import Prepared
 
@@ -144,9 +146,26 @@ STALE_OFFERS = (
     .limit(_B("limit"))
 )
 
+# Why an offer's packs were chosen, and the consent of a right-sized one.
+INSERT_CHOICE = Prepared(sa.insert(t.swap_choices))
+CHOICE = Prepared(sa.select(t.swap_choices).where(t.swap_choices.c.swap_id == _B("swap_id")))
+CONFIRM_CHOICE = Prepared(
+    sa.update(t.swap_choices)
+    .where(t.swap_choices.c.swap_id == _B("p_swap_id"))
+    .values(consent=ConsentState.CONFIRMED.value, confirmed_at=_B("now"))
+)
+
 # Every prepared select here: the tests compile them (tests/integration/test_query_plans.py) and
 # compare them with SQLAlchemy's results (test_prepared.py).
-PREPARED_SELECTS = (SWAP, SWAP_BY_REQUEST, OPEN_OFFER, OFFERED_TO_RIDER, OFFERS, OPEN_POSSESSION)
+PREPARED_SELECTS = (
+    SWAP,
+    SWAP_BY_REQUEST,
+    OPEN_OFFER,
+    OFFERED_TO_RIDER,
+    OFFERS,
+    OPEN_POSSESSION,
+    CHOICE,
+)
 
 
 def swap_of(row: Any) -> Swap:
@@ -158,6 +177,21 @@ def swap_of(row: Any) -> Swap:
         row.request_id,
         row.reason,
         IdToken(TokenType(row.token_type), row.token_value),
+    )
+
+
+def choice_of(row: Any) -> ChoiceRecord:
+    return ChoiceRecord(
+        row.swap_id,
+        row.station_id,
+        PickRule(row.rule),
+        row.detail,
+        bool(row.right_sized),
+        row.consent,
+        int(row.required_units),
+        int(row.full_required_units),
+        row.created_at,
+        row.confirmed_at,
     )
 
 

@@ -14,7 +14,7 @@ from swapd.services import audit, identity
 from swapd.services.identity import Principal, Role, TokenKind
 from swapd.store.database import Database
 from swapd.web import session
-from swapd.web.render import database, render
+from swapd.web.render import database, read_database, render
 
 router = APIRouter(include_in_schema=False)
 USERS_SHOWN = 500
@@ -24,7 +24,9 @@ USERS_SHOWN = 500
 def plans_page(request: Request) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
-    return render(request, "plans.html", user=user, plans=plans.plans(db))
+    # The replica: the list of plans with their rider counts.
+    reads = read_database(request)
+    return render(request, "plans.html", user=user, plans=plans.plans(reads))
 
 
 @router.get("/users")

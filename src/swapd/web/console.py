@@ -39,7 +39,7 @@ from swapd.web import (
     station_manage,
     swaps_pages,
 )
-from swapd.web.render import HERE, database, render, translator
+from swapd.web.render import HERE, database, read_database, render, translator
 
 router = APIRouter(include_in_schema=False)
 # The console's own files (the API's /docs serves Swagger UI's under /static).
@@ -108,7 +108,9 @@ def switch_language(request: Request, language: str, next: str = "/") -> Respons
 def overview_page(request: Request) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
-    summary = overview_model.overview(db, db.clock.now())
+    # The replica: counts and charts for people; nothing is decided on them.
+    reads = read_database(request)
+    summary = overview_model.overview(reads, reads.clock.now())
     return render(request, "overview.html", user=user, o=summary)
 
 
@@ -116,7 +118,9 @@ def overview_page(request: Request) -> HTMLResponse:
 def stations_page(request: Request, q: str = "") -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
-    infos = station_model.stations(db)
+    # The replica: the fleet list and its map.
+    reads = read_database(request)
+    infos = station_model.stations(reads)
     query = q.strip().lower()[:100]
     if query:
         infos = [
@@ -131,15 +135,21 @@ def stations_page(request: Request, q: str = "") -> HTMLResponse:
 def station_page(request: Request, station_id: str, error: str | None = None) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: the station, its slots, recent swaps and alerts, as the live pages show them.
+    # The commands, firmware, local list and inventory read the primary: this page is where a
+    # management form lands, and it must show the command just queued.
+    reads = read_database(request)
     try:
-        info = station_model.station(db, station_id)
-        view = station_model.slot_view(db, station_id)
+        info = station_model.station(reads, station_id)
+        view = station_model.slot_view(reads, station_id)
     except NotFound:
         return render(request, "not_found.html", status=404, user=user, what=station_id)
     t = translator(request)
     cells = [slot_cell(line, t) for line in view.slots]
-    recent = [swaps_pages.feed_line(r, t) for r in swap_model.swaps(db, station_id=station_id, limit=10)]
-    events = alert_model.alerts(db, station_id=station_id, limit=10)
+    recent = [
+        swaps_pages.feed_line(r, t) for r in swap_model.swaps(reads, station_id=station_id, limit=10)
+    ]
+    events = alert_model.alerts(reads, station_id=station_id, limit=10)
     highlighted = request.query_params.get("command", "")
     return render(
         request,
@@ -214,13 +224,15 @@ def qr_svg(data: str, title: str) -> bytes:
 async def station_live(request: Request, station_id: str) -> Response:
     db = database(request)
     await run_in_threadpool(session.staff, db, request)
+    # The replica: a picture of the slots each second; a second behind is the next frame.
+    reads = read_database(request)
     t = translator(request)
     previous: list[dict[str, Any]] = []
 
     async def step() -> list[str] | None:
         nonlocal previous
         try:
-            view = await run_in_threadpool(station_model.slot_view, db, station_id)
+            view = await run_in_threadpool(station_model.slot_view, reads, station_id)
         except NotFound:
             return [live.event("gone", {})]
         cells = [slot_cell(line, t) for line in view.slots]

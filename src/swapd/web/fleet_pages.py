@@ -14,7 +14,7 @@ from swapd.readmodels import alerts, packs
 from swapd.services import back_office
 from swapd.services.identity import Role
 from swapd.web import session
-from swapd.web.render import database, render
+from swapd.web.render import database, read_database, render
 
 router = APIRouter(include_in_schema=False)
 LIST_LIMIT = 200
@@ -38,10 +38,12 @@ OUT_OF_SERVICE = {
 def packs_page(request: Request, status: str = "", station: str = "") -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: the fleet list and its health summary; one pack's page reads the primary.
+    reads = read_database(request)
     wanted = status if status in PACK_STATUS_TEXT else None
     station_id = station.strip()[:40] or None
-    listed = packs.packs(db, status=wanted, station_id=station_id, limit=LIST_LIMIT)
-    summary = packs.fleet_summary(db)
+    listed = packs.packs(reads, status=wanted, station_id=station_id, limit=LIST_LIMIT)
+    summary = packs.fleet_summary(reads)
     busiest = max((count for _, count in summary.soh_bins), default=0)
     return render(
         request,
@@ -102,6 +104,8 @@ async def out_of_service(request: Request, serial: str) -> Response:
 def alerts_page(request: Request, kind: str = "") -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: alerts are a report of what happened.
+    reads = read_database(request)
     wanted = kind.strip()[:32] or None
-    rows = alerts.alerts(db, kind=wanted, limit=LIST_LIMIT)
+    rows = alerts.alerts(reads, kind=wanted, limit=LIST_LIMIT)
     return render(request, "alerts.html", user=user, alerts=rows, kind=wanted or "")

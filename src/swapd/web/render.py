@@ -29,6 +29,16 @@ def database(request: Request) -> Database:
     return db
 
 
+def read_database(request: Request) -> Database:
+    """Where a page's reads that may lag go: the read replica when one is configured
+    (swapd.store.replica), else the primary. Signing in and the staff check stay on
+    ``database``: a session made a moment ago must not be refused by a replica that has not
+    replayed it yet. So do the pages an action redirects to (a rider's, a pack's, a station's
+    commands), which must show the action done."""
+    db: Database = request.app.state.read_db
+    return db
+
+
 def translator(request: Request) -> i18n.Translator:
     language = i18n.negotiate(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
     return i18n.Translator(language)

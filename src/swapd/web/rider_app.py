@@ -28,7 +28,7 @@ from swapd.domain.quantities import parse_money
 from swapd.payments import config as payment_config
 from swapd.readmodels import money, plans, riders, swap_history
 from swapd.readmodels import stations as station_model
-from swapd.services import app_swaps, cards, checkout, identity, statements
+from swapd.services import app_swaps, cards, checkout, identity, pack_policy, statements
 from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
 from swapd.web import live, session
@@ -139,6 +139,16 @@ def log_out(request: Request) -> Response:
 
 @router.get("/app")
 def home(request: Request, error: str | None = None) -> HTMLResponse:
+    return home_page(request, error)
+
+
+def home_page(
+    request: Request,
+    error: str | None = None,
+    ask: app_swaps.AppSwap | None = None,
+    ask_station: str = "",
+) -> HTMLResponse:
+    """The rider's home; ``ask``: a right-sized offer at ``ask_station`` waiting for a yes."""
     db = database(request)
     try:
         who = rider(db, request)
@@ -157,6 +167,9 @@ def home(request: Request, error: str | None = None) -> HTMLResponse:
         form_key=secrets.token_urlsafe(12),
         station=_station_asked(request),
         error=error,
+        ask=ask,
+        ask_station=ask_station,
+        consent=pack_policy.rider_consent(db, who.rider_id).value,
         payments_ready=configured_provider(request) is not None,
     )
 
@@ -202,17 +215,37 @@ async def start_swap(request: Request) -> Response:
     who = await run_in_threadpool(rider, db, request)
     form = session.parse_form(await request.body())
     station_id = form.get("station", "").strip()[:40]
+    accept = form.get("accept_right_sized") == "1"
     try:
         if not station_id:
             raise InvalidInput("type the station's id, or scan its QR code")
         started = await run_in_threadpool(
-            lambda: app_swaps.request_swap(db, station_id, who.rider_id or "", timeout_s=20)
+            lambda: app_swaps.request_swap(
+                db, station_id, who.rider_id or "", timeout_s=20, accept_right_sized=accept
+            )
         )
     except DomainError as error:
         return await run_in_threadpool(home, request, error.message)
+    if started.asks:  # a right-sized pack, kept for the rider's yes for a few minutes
+        return await run_in_threadpool(lambda: home_page(request, None, started, station_id))
     if not started.accepted or started.swap_id is None:
         return await run_in_threadpool(home, request, started.text)
     return RedirectResponse(f"/app/swaps/{started.swap_id}", status_code=303)
+
+
+@router.post("/app/right-size")
+async def set_right_size(request: Request) -> Response:
+    """The rider's standing answer to right-sized packs: always, ask or never."""
+    session.check_same_origin(request)
+    db = database(request)
+    who = await run_in_threadpool(rider, db, request)
+    form = session.parse_form(await request.body())
+    try:
+        consent = form.get("consent", "")
+        await run_in_threadpool(pack_policy.set_rider_consent, db, who.rider_id or "", consent)
+    except DomainError as error:
+        return await run_in_threadpool(home, request, error.message)
+    return RedirectResponse("/app", status_code=303)
 
 
 # -- history, receipts, progress ------------------------------------------------------------------

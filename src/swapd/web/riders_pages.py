@@ -22,7 +22,7 @@ from swapd.services.identity import Principal, Role
 from swapd.store.database import Database
 from swapd.web import session
 from swapd.web.downloads import months_of, pdf_response
-from swapd.web.render import database, render, translator
+from swapd.web.render import database, read_database, render, translator
 from swapd.web.swaps_pages import STATE_TEXT
 
 router = APIRouter(include_in_schema=False)
@@ -40,15 +40,17 @@ STATUS_TEXT = {"active": "Active", "blocked": "Blocked"}
 def riders_page(request: Request, q: str = "") -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: the search list; a rider's own page (money actions) reads the primary.
+    reads = read_database(request)
     query = q.strip()[:100]
     found: dict[str, riders.RiderRow] = {}
     if query:
-        for row in riders.riders(db, rider_id=query, limit=SEARCH_LIMIT):
+        for row in riders.riders(reads, rider_id=query, limit=SEARCH_LIMIT):
             found[row.id] = row
-        for row in riders.riders(db, email=query, limit=SEARCH_LIMIT):
+        for row in riders.riders(reads, email=query, limit=SEARCH_LIMIT):
             found[row.id] = row
     else:
-        found = {row.id: row for row in riders.riders(db, limit=SEARCH_LIMIT)}
+        found = {row.id: row for row in riders.riders(reads, limit=SEARCH_LIMIT)}
     rows = list(found.values())
     return render(request, "riders.html", user=user, riders=rows, q=query, statuses=STATUS_TEXT)
 
@@ -89,8 +91,10 @@ def _rider_page(
 def statement_download(request: Request, rider_id: str, month: str) -> Response:
     db = database(request)
     session.staff(db, request)
+    # The replica: a statement is a report of a month's transfers, never a balance to act on.
+    reads = read_database(request)
     try:
-        found = statements.statement(db, rider_id, statements.Month.parse(month))
+        found = statements.statement(reads, rider_id, statements.Month.parse(month))
     except DomainError as error:
         return Response(error.message, status_code=404, media_type="text/plain")
     body = statement_pdf(found, translator(request).language)

@@ -12,7 +12,7 @@ from swapd import i18n
 from swapd.domain.errors import NotFound
 from swapd.readmodels import swaps
 from swapd.web import live, session
-from swapd.web.render import database, render, translator
+from swapd.web.render import database, read_database, render, translator
 
 router = APIRouter(include_in_schema=False)
 FEED_LIMIT = 50
@@ -44,9 +44,11 @@ def feed_line(row: swaps.SwapRow, t: i18n.Translator) -> dict[str, object]:
 def swaps_page(request: Request, station: str = "", rider: str = "") -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: the swap feed, a history; new swaps come by the live stream.
+    reads = read_database(request)
     t = translator(request)
     station_id, rider_id = station.strip()[:40] or None, rider.strip()[:40] or None
-    rows = swaps.swaps(db, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
+    rows = swaps.swaps(reads, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
     lines = [feed_line(r, t) for r in rows]
     return render(
         request, "swaps.html", user=user, lines=lines, station=station_id or "", rider=rider_id or ""
@@ -57,6 +59,8 @@ def swaps_page(request: Request, station: str = "", rider: str = "") -> HTMLResp
 async def swaps_live(request: Request, after: int = 0, station: str = "", rider: str = "") -> Response:
     db = database(request)
     await run_in_threadpool(session.staff, db, request)
+    # The replica: each poll shows what it has replayed; a swap it lags on comes a poll later.
+    reads = read_database(request)
     t = translator(request)
     station_id, rider_id = station.strip()[:40] or None, rider.strip()[:40] or None
     newest = max(after, 0)
@@ -64,7 +68,7 @@ async def swaps_live(request: Request, after: int = 0, station: str = "", rider:
     async def step() -> list[str]:
         nonlocal newest
         rows = await run_in_threadpool(
-            lambda: swaps.swaps(db, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
+            lambda: swaps.swaps(reads, station_id=station_id, rider_id=rider_id, limit=FEED_LIMIT)
         )
         new = [feed_line(r, t) for r in reversed(rows) if r.id > newest]
         if not new:
@@ -79,8 +83,10 @@ async def swaps_live(request: Request, after: int = 0, station: str = "", rider:
 def swap_page(request: Request, swap_id: int) -> HTMLResponse:
     db = database(request)
     user = session.staff(db, request)
+    # The replica: one swap as inspected; nothing is decided on it.
+    reads = read_database(request)
     try:
-        detail = swaps.swap_detail(db, swap_id)
+        detail = swaps.swap_detail(reads, swap_id)
     except NotFound:
         return render(request, "not_found.html", status=404, user=user, what=str(swap_id))
     t = translator(request)
@@ -89,5 +95,6 @@ def swap_page(request: Request, swap_id: int) -> HTMLResponse:
         "swap.html",
         user=user,
         d=detail,
+        choice=swaps.choice_view(detail.choice),
         state_text=t.gettext(STATE_TEXT.get(detail.swap.state, detail.swap.state)),
     )

@@ -11,7 +11,7 @@ ports (``Network.db``), the same way on both.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -23,12 +23,14 @@ from tests.conftest import copy_of_migrated_sqlite
 from tests.fakes import MemoryStore
 from tests.plans import BUNDLE, ENERGY, SUB, TIME
 
+from swapd.domain.pack_choice import PackPolicy
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.quantities import percent_to_bp
 from swapd.domain.riders import Rider, TokenOwner, TokenType
+from swapd.domain.right_sizing import Consent
 from swapd.domain.stations import Station
-from swapd.services import catalog, payments
+from swapd.services import catalog, pack_policy, payments
 from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.store import schema as t
@@ -36,6 +38,7 @@ from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+FULLEST_FIRST = PackPolicy()  # no weights: the fullest pack first
 PLANS = {plan.id: plan for plan in (ENERGY, TIME, BUNDLE, SUB)}
 NOMINAL_WH = net.MODEL_NOMINAL_WH
 
@@ -72,6 +75,10 @@ class Network(Protocol):
     ) -> None: ...
     def card(self, uid: str, *, rider_id: str | None = None, operator: bool = False) -> None: ...
     def alerts(self) -> list[str]: ...
+    def right_size(
+        self, station_id: str, floor_bp: int | None, policy: PackPolicy = FULLEST_FIRST
+    ) -> None: ...
+    def consent(self, rider_id: str, consent: Consent) -> None: ...
 
 
 class MemoryNetwork:
@@ -124,6 +131,18 @@ class MemoryNetwork:
 
     def alerts(self) -> list[str]:
         return [kind for kind, *_ in self.store.state.alerts]
+
+    def right_size(
+        self, station_id: str, floor_bp: int | None, policy: PackPolicy = FULLEST_FIRST
+    ) -> None:
+        station = self.store.state.stations[station_id]
+        self.store.state.stations[station_id] = replace(
+            station, right_size_floor_bp=floor_bp, policy=policy
+        )
+
+    def consent(self, rider_id: str, consent: Consent) -> None:
+        rider = self.store.state.riders[rider_id]
+        self.store.state.riders[rider_id] = replace(rider, right_size_consent=consent)
 
 
 class SqlNetwork:
@@ -179,6 +198,23 @@ class SqlNetwork:
         with self.database.engine.connect() as connection:
             rows = connection.execute(sa.select(t.alerts.c.kind).order_by(t.alerts.c.id))
             return [str(kind) for (kind,) in rows]
+
+    def right_size(
+        self, station_id: str, floor_bp: int | None, policy: PackPolicy = FULLEST_FIRST
+    ) -> None:
+        edit = pack_policy.PackSettingsEdit(
+            set_floor=True,
+            floor_bp=floor_bp,
+            soc_band_bp=policy.soc_band_bp,
+            rest_weight=policy.rest_weight,
+            cycles_weight=policy.cycles_weight,
+            soh_weight=policy.soh_weight,
+            retirement_margin_bp=policy.retirement_margin_bp,
+        )
+        pack_policy.edit_station_settings(self.database, "test", station_id, edit, "test set-up")
+
+    def consent(self, rider_id: str, consent: Consent) -> None:
+        pack_policy.set_rider_consent(self.database, rider_id, consent.value)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

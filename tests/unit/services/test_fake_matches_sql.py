@@ -16,13 +16,14 @@ from tests.conftest import copy_of_migrated_sqlite
 from tests.unit.services.conftest import START, MemoryNetwork, Network, SqlNetwork, balance, pack
 
 from swapd.domain.errors import DomainError
+from swapd.domain.pack_choice import BALANCED
 from swapd.domain.riders import IdToken, TokenType
 from swapd.services import swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine
 
-RIDERS = ("R1", "R2")
+RIDERS = ("R1", "R2", "R3")
 SERIALS = ("P1", "P2", "P3", "P4")
 STATIONS = ("ST1", "ST2")
 
@@ -36,6 +37,9 @@ def _build(network: Network) -> None:
     network.pack("P4", soc_pct=50, station_id="ST2", slot_no=2)
     network.rider("R1", top_up_minor=5_000)
     network.rider("R2", top_up_minor=1_000)
+    # R3's 1,000 Wh hold no full pack: ST2 right-sizes (the 50 % pack) with the fleet policy.
+    network.rider("R3", top_up_minor=300)
+    network.right_size("ST2", 3_000, BALANCED)
 
 
 _token = st.one_of(
@@ -52,7 +56,7 @@ _reading = st.builds(
 _station = st.sampled_from(STATIONS)
 _request = st.sampled_from(("1", "2", "3", "4"))
 _step = st.one_of(
-    st.tuples(st.just("authorize"), _station, _token, st.one_of(st.none(), _request)),
+    st.tuples(st.just("authorize"), _station, _token, st.one_of(st.none(), _request), st.booleans()),
     st.tuples(st.just("battery_out"), _station, _request, _reading, st.one_of(st.none(), _token)),
     st.tuples(st.just("battery_in"), _station, _request, _reading, st.one_of(st.none(), _token)),
     st.tuples(st.just("timeout"), _station, _request),
@@ -67,8 +71,10 @@ def _apply(network: Network, step: tuple[Any, ...]) -> object:
         network.clock.set(network.clock.now() + timedelta(seconds=step[1]))
         return None
     if kind == "authorize":
-        _, station_id, token, request_id = step
-        call = lambda: swaps.authorize(network.db, station_id, token, request_id=request_id)  # noqa: E731
+        _, station_id, token, request_id, consented = step
+        call = lambda: swaps.authorize(  # noqa: E731
+            network.db, station_id, token, request_id=request_id, consented=consented
+        )
     elif kind == "timeout":
         _, station_id, request_id = step
         call = lambda: swaps.battery_out_timeout(network.db, station_id, request_id)  # noqa: E731
@@ -84,7 +90,11 @@ def _apply(network: Network, step: tuple[Any, ...]) -> object:
 
 def _end_state(network: Network) -> tuple[object, ...]:
     packs = tuple(pack(network, s) for s in SERIALS)
-    return packs, tuple(balance(network, r) for r in RIDERS), tuple(sorted(network.alerts()))
+    # Why each offer's packs were chosen, and the consent of right-sized ones (12 steps: at most
+    # 12 swaps).
+    choices = network.db.read(lambda uow: tuple(uow.repo.choice(i) for i in range(1, 13)))
+    balances = tuple(balance(network, r) for r in RIDERS)
+    return packs, balances, tuple(sorted(network.alerts())), choices
 
 
 @settings(

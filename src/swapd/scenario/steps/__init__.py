@@ -24,6 +24,7 @@ from swapd.scenario.steps.network import (
     AddStation,
     AddToken,
     RegisterPack,
+    SetPackPolicy,
 )
 from swapd.scenario.steps.swaps import (
     OFFER_RESULT_KEYS,
@@ -58,6 +59,7 @@ __all__ = [
     "Done",
     "Refund",
     "RegisterPack",
+    "SetPackPolicy",
     "Subscribe",
     "Timeout",
     "TopUp",
@@ -71,6 +73,7 @@ ACTIONS: dict[str, type[Action]] = {
         AddPackModel,
         AddPlan,
         AddStation,
+        SetPackPolicy,
         RegisterPack,
         AddRider,
         AddToken,

@@ -9,10 +9,11 @@ from swapd.domain.packs import PackModel
 from swapd.domain.plans import DEFAULT_TIME_HOLD_S, Plan, PlanKind
 from swapd.domain.quantities import CURRENCY_EXPONENTS, Unit, format_money
 from swapd.domain.riders import IdToken, Rider, RiderStatus, TokenType
+from swapd.domain.right_sizing import Consent
 from swapd.domain.stations import validate_slot_count
 from swapd.scenario.fields import Fields, suggestion
 from swapd.scenario.steps.base import Action, Context, Done, percent, quantity
-from swapd.services import catalog
+from swapd.services import catalog, pack_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,9 @@ class RegisterPack(Action):
 @dataclass(frozen=True, slots=True)
 class AddRider(Action):
     kind: ClassVar[str] = "rider"
-    result_keys: ClassVar[frozenset[str]] = frozenset({"id", "plan", "vehicle_packs"})
+    result_keys: ClassVar[frozenset[str]] = frozenset(
+        {"id", "plan", "vehicle_packs", "right_size_consent"}
+    )
     rider: Rider
 
     @classmethod
@@ -245,23 +248,65 @@ class AddRider(Action):
         rider_id = f.code("id", "rider")
         plan_id = f.code("plan", "plan")
         vehicle_packs = f.integer("vehicle_packs", default=1)
+        consent = f.choice("right_size", {c.value: c for c in Consent}) if f.has("right_size") else None
         rider = f.checked(
-            "vehicle_packs", lambda: Rider(rider_id, plan_id, RiderStatus.ACTIVE, vehicle_packs)
+            "vehicle_packs",
+            lambda: Rider(rider_id, plan_id, RiderStatus.ACTIVE, vehicle_packs, consent or Consent.ASK),
         )
         return cls(rider)
 
     def describe(self) -> str:
         r = self.rider
         packs = "" if r.vehicle_packs == 1 else f", vehicle takes {r.vehicle_packs} packs"
-        return f"rider {r.id} on plan {r.plan_id}{packs}"
+        consent = "" if r.right_size_consent is Consent.ASK else f", right-size {r.right_size_consent}"
+        return f"rider {r.id} on plan {r.plan_id}{packs}{consent}"
 
     def run(self, ctx: Context) -> Done:
         rider = catalog.add_rider(
             ctx.db, self.rider.id, self.rider.plan_id, vehicle_packs=self.rider.vehicle_packs
         )
+        consent = pack_policy.set_rider_consent(ctx.db, rider.id, self.rider.right_size_consent)
         ctx.riders.append(rider.id)
-        result = {"id": rider.id, "plan": rider.plan_id, "vehicle_packs": rider.vehicle_packs}
+        result = {
+            "id": rider.id,
+            "plan": rider.plan_id,
+            "vehicle_packs": rider.vehicle_packs,
+            "right_size_consent": consent.value,
+        }
         return Done(result, "added")
+
+
+@dataclass(frozen=True, slots=True)
+class SetPackPolicy(Action):
+    """A station's right-size floor and pack-choice weights (``swapd station pack-policy``)."""
+
+    kind: ClassVar[str] = "pack_policy"
+    result_keys: ClassVar[frozenset[str]] = frozenset({"station_id", "right_size_floor_bp", "policy"})
+    station_id: str
+    edit: pack_policy.PackSettingsEdit
+
+    @classmethod
+    def parse(cls, f: Fields, number: int) -> Action:
+        station_id = f.code("station", "station")
+        floor = f.percent_bp("right_size_floor") if f.has("right_size_floor") else None
+        preset = f.choice("preset", {k: k for k in pack_policy.PRESETS}) if f.has("preset") else None
+        edit = pack_policy.PackSettingsEdit(
+            set_floor=f.has("right_size_floor"), floor_bp=floor, preset=preset
+        )
+        return cls(station_id, edit)
+
+    def describe(self) -> str:
+        floor = self.edit.floor_bp
+        parts = [] if floor is None else [f"right-size down to {percent(floor)} %"]
+        if self.edit.preset is not None:
+            parts.append(f"{self.edit.preset} pack choice")
+        return f"station {self.station_id}: " + (", ".join(parts) or "no change")
+
+    def run(self, ctx: Context) -> Done:
+        settings = pack_policy.edit_station_settings(
+            ctx.db, "scenario", self.station_id, self.edit, "scenario step"
+        )
+        return Done(settings.to_json(), "set")
 
 
 _CARD_TYPES = {"rfid": TokenType.RFID, "rfid_15693": TokenType.RFID_15693}

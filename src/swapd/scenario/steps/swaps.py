@@ -46,12 +46,15 @@ class Authorize(Action):
             "unit",
             "available_units",
             "required_units",
+            "asks",
+            "right_sized",
         }
     )
     station_id: str
     token: IdToken
     request_id: str | None
     wanted: int | None
+    accept_right_sized: bool = False  # the app's yes to a right-sized offer
 
     @classmethod
     def parse(cls, f: Fields, number: int) -> Action:
@@ -61,16 +64,24 @@ class Authorize(Action):
         wanted = f.optional_integer("wanted", minimum=1)
         if wanted is not None and wanted > MAX_PACKS_PER_EVENT:
             raise f.error("wanted", f"must be 1..{MAX_PACKS_PER_EVENT}, got {wanted}")
-        return cls(station_id, token, request_id, wanted)
+        accept = f.boolean("accept_right_sized", False)
+        return cls(station_id, token, request_id, wanted, accept)
 
     def describe(self) -> str:
         request = "" if self.request_id is None else f" (request {self.request_id})"
         wanted = "" if self.wanted is None else f", wants {self.wanted}"
-        return f"authorize at {self.station_id} by {_token_text(self.token)}{request}{wanted}"
+        accept = ", accepting a right-sized pack" if self.accept_right_sized else ""
+        token = _token_text(self.token)
+        return f"authorize at {self.station_id} by {token}{request}{wanted}{accept}"
 
     def run(self, ctx: Context) -> Done:
         answer = swaps.authorize(
-            ctx.db, self.station_id, self.token, request_id=self.request_id, wanted=self.wanted
+            ctx.db,
+            self.station_id,
+            self.token,
+            request_id=self.request_id,
+            wanted=self.wanted,
+            consented=self.accept_right_sized,
         )
         return Done(_authorize_result(answer), _authorize_summary(answer))
 
@@ -92,6 +103,8 @@ def _authorize_result(answer: AuthorizeResult) -> dict[str, Any]:
         "unit": answer.unit,
         "available_units": answer.available_units,
         "required_units": answer.required_units,
+        "asks": answer.asks,
+        "right_sized": answer.right_sized,
     }
 
 
@@ -100,6 +113,8 @@ def _authorize_summary(answer: AuthorizeResult) -> str:
     who = f" for {answer.rider_id}" if answer.rider_id else ""
     if answer.operator:
         return "accepted: operator card"
+    if answer.asks:
+        return f"asked{who}: {answer.text}"
     if not answer.accepted:
         reason = RefusalReason(answer.reason) if answer.reason else None
         text = f"refused{who}: {reason} ({answer.text})"
@@ -112,7 +127,8 @@ def _authorize_summary(answer: AuthorizeResult) -> str:
     offers = ", ".join(
         f"slot {o.slot_no} {o.serial} (hold {quantity(o.hold_units, unit)})" for o in answer.offered
     )
-    return f"accepted{who}: {offers}; available {quantity(answer.available_units, unit)}"
+    sized = " right-sized" if answer.right_sized else ""
+    return f"accepted{who}:{sized} {offers}; available {quantity(answer.available_units, unit)}"
 
 
 def _parse_batteries(f: Fields, *, required: bool) -> tuple[BatteryReading, ...]:

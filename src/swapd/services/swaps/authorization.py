@@ -3,20 +3,30 @@ packs, reserve them and hold their allowance (R2); the pack itself can be the ke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
-from swapd.domain.decision import REFUSAL_TEXT, RefusalReason, check_returned_pack, decide
+from swapd.domain.decision import (
+    REFUSAL_TEXT,
+    Decision,
+    RefusalReason,
+    check_returned_pack,
+    decide,
+)
 from swapd.domain.errors import Conflict, InvalidInput, NotFound, Retry
 from swapd.domain.lifecycle import Swap, SwapState
+from swapd.domain.pack_choice import ChoiceRecord
 from swapd.domain.plans import Plan
 from swapd.domain.revenue import weighted_value
 from swapd.domain.riders import IdToken, TokenType
+from swapd.domain.right_sizing import ConsentState, ask_text
 from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_request_id, check_token
 from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
-from swapd.services.swaps.offers import place_offer
+from swapd.services.swaps.offers import abandon, place_offer
 from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, AuthorizeResult, OfferedPack
 
 
@@ -27,12 +37,20 @@ def authorize(
     *,
     request_id: str | None = None,
     wanted: int | None = None,
+    consented: bool = False,
 ) -> AuthorizeResult:
     """Decide whether the person at the station may take charged packs, and reserve them.
 
     With a BatterySerial token the pack is the key (R3): its open possession names the rider.
     An accepted decision reserves the chosen packs and places a pending hold for each (R2);
     a repeated Authorize while that offer is open returns the same offer.
+
+    A right-sized offer (domain.right_sizing) the rider must consent to is reserved and held the
+    same way but answered NO_CREDIT with the question: the rider's next Authorize at this station
+    while the offer is open (or ``consented``, the app's yes) accepts it; an offer nobody
+    accepts expires as any other (``expire_stale_offers``). A station cannot tell a repeat of the
+    question's Authorize from the rider presenting again, and both take the offer: the rider
+    was asked, and the hold is what the pack can deliver, within the allowance.
     """
     check_token(token)
     if request_id is not None:
@@ -67,11 +85,11 @@ def authorize(
                 request_id=request_id,
             )
         open_offer = next((s for s in offered if s.station_id == station_id), None)
-        if open_offer is not None and open_offer.request_id is None:
-            if request_id is not None:
-                uow.repo.set_swap_request(open_offer.id, request_id, uow.now)
-            return _result_of(uow, open_offer)
         plan = plan_of(uow, rider)
+        if open_offer is not None:
+            answer = _open_offer_answer(uow, open_offer, request_id, plan)
+            if answer is not None:
+                return answer
         held = uow.repo.packs_of_rider(rider_id)
         accounts = rider_accounts(uow.book, rider_id, plan)
         decision = decide(
@@ -84,8 +102,10 @@ def authorize(
             stock=uow.repo.packs_at(station_id),
             wanted=wanted,
             out_of_service=uow.repo.slots_out_of_service(station_id),
+            now=uow.now,
+            consented=consented,
         )
-        if not decision.accepted:
+        if not decision.accepted and not decision.asks:
             assert decision.reason is not None
             return _refuse(
                 uow,
@@ -102,16 +122,72 @@ def authorize(
             station_id, token, SwapState.OFFERED, uow.now, rider_id=rider_id, request_id=request_id
         )
         chosen = []
-        for choice in decision.offers:
-            pack, units = choice.pack, choice.hold_units
+        for offer in decision.offers:
+            pack, units = offer.pack, offer.hold_units
             assert pack.slot_no is not None  # stock: every offered pack sits in a slot
             place_offer(uow, swap_id, rider_id, plan, pack.serial, pack.slot_no, units)
             chosen.append(OfferedPack(pack.slot_no, pack.serial, pack.soc_bp, units))
+        record = choice_record(decision, swap_id, station_id, uow.now, consented=consented)
+        uow.repo.insert_choice(record)
         # What _result_of would read back, from what this transaction has just written.
         chosen.sort(key=lambda o: o.slot_no)
-        return _accepted(uow, swap_id, rider_id, plan, tuple(chosen))
+        if decision.asks:
+            return _asking(uow, swap_id, rider_id, plan, tuple(chosen))
+        return _accepted(uow, swap_id, rider_id, plan, tuple(chosen), right_sized=record.right_sized)
 
     return db.write(work)
+
+
+def choice_record(
+    decision: Decision, swap_id: int, station_id: str, now: datetime, *, consented: bool
+) -> ChoiceRecord:
+    """What the swap's detail shows of how its packs were chosen."""
+    assert decision.picks, "an offer names why its packs were chosen"
+    consent = None
+    if decision.asks:
+        consent = ConsentState.ASKED
+    elif decision.right_sized:
+        consent = ConsentState.CONFIRMED if consented else ConsentState.STANDING
+    detail = "; ".join(f"slot {p.pack.slot_no}: {p.detail}" for p in decision.picks)
+    return ChoiceRecord(
+        swap_id,
+        station_id,
+        decision.picks[0].rule,
+        detail[:500],
+        decision.right_sized,
+        None if consent is None else consent.value,
+        decision.required_units,
+        decision.full_required_units,
+        now,
+        now if consent is ConsentState.CONFIRMED else None,
+    )
+
+
+def _open_offer_answer(
+    uow: UnitOfWork, open_offer: Swap, request_id: str | None, plan: Plan
+) -> AuthorizeResult | None:
+    """The answer of an Authorize that finds the rider's offer open here: the same offer again,
+    or, for a right-sized offer asked about, the rider's yes. None: decide anew (an app's offer,
+    with its requestId, met by a station's own Authorize, whose events will not name it; or a
+    question the rider answered by topping up enough for the full pack: released first)."""
+    if open_offer.request_id is not None and request_id is None:
+        return None
+    choice = uow.repo.choice(open_offer.id)
+    if choice is not None and choice.consent == ConsentState.ASKED:
+        allowance = rider_accounts(uow.book, open_offer.rider_id or "", plan).allowance
+        if allowance.available + choice.required_units >= choice.full_required_units:
+            abandon(uow, open_offer)
+            return None
+        # The rider's yes: from now on an offer like any other, with its own life to be taken.
+        # (The app's request keeps the swap's own requestId.)
+        uow.repo.confirm_choice(open_offer.id, uow.now)
+        uow.repo.set_swap_state(open_offer.id, SwapState.OFFERED, uow.now)
+    elif open_offer.request_id is not None:
+        return None
+    if request_id is not None and open_offer.request_id is None:
+        uow.repo.set_swap_request(open_offer.id, request_id, uow.now)
+        open_offer = dataclasses.replace(open_offer, request_id=request_id)
+    return _result_of(uow, open_offer)
 
 
 def _pack_at_other_station(
@@ -208,6 +284,7 @@ def _result_of(uow: UnitOfWork, swap: Swap) -> AuthorizeResult:
         reason = RefusalReason(swap.reason)
         return AuthorizeResult(False, reason.value, REFUSAL_TEXT[reason], swap.id, swap.rider_id)
     offers = uow.repo.offers(swap.id)
+    choice = uow.repo.choice(swap.id) if offers else None
     if swap.rider_id is None or not offers:
         # Not an Authorize's swap: a BatterySwap event recorded it under this requestId first.
         raise Conflict(
@@ -219,11 +296,53 @@ def _result_of(uow: UnitOfWork, swap: Swap) -> AuthorizeResult:
     offered = tuple(
         OfferedPack(o.slot_no, o.pack_serial, packs[o.pack_serial].soc_bp, o.hold_units) for o in offers
     )
-    return _accepted(uow, swap.id, swap.rider_id, plan, offered)
+    if choice is not None and choice.consent == ConsentState.ASKED and swap.is_open:
+        return _asking(uow, swap.id, swap.rider_id, plan, offered, swap.request_id)
+    right_sized = choice is not None and choice.right_sized
+    return _accepted(
+        uow, swap.id, swap.rider_id, plan, offered, right_sized=right_sized, request_id=swap.request_id
+    )
+
+
+def _asking(
+    uow: UnitOfWork,
+    swap_id: int,
+    rider_id: str,
+    plan: Plan,
+    offered: tuple[OfferedPack, ...],
+    request_id: str | None = None,
+) -> AuthorizeResult:
+    """The question of a right-sized offer: NO_CREDIT for the station, with the offer the rider
+    may take. The allowance it names is the one before the offer's own holds."""
+    allowance = rider_accounts(uow.book, rider_id, plan).allowance
+    held = sum(o.hold_units for o in offered)
+    before = allowance.available + held
+    text = ask_text(before, plan.unit.value, [(o.slot_no, o.soc_bp) for o in offered])
+    return AuthorizeResult(
+        False,
+        RefusalReason.NO_CREDIT.value,
+        text,
+        swap_id,
+        rider_id,
+        offered=offered,
+        unit=plan.unit.value,
+        available_units=before,
+        required_units=held,
+        right_sized=True,
+        asks=True,
+        request_id=request_id,
+    )
 
 
 def _accepted(
-    uow: UnitOfWork, swap_id: int, rider_id: str, plan: Plan, offered: tuple[OfferedPack, ...]
+    uow: UnitOfWork,
+    swap_id: int,
+    rider_id: str,
+    plan: Plan,
+    offered: tuple[OfferedPack, ...],
+    *,
+    right_sized: bool = False,
+    request_id: str | None = None,
 ) -> AuthorizeResult:
     """An offer's answer, with the rider's balance after its holds (the station shows it)."""
     accounts = rider_accounts(uow.book, rider_id, plan)
@@ -234,6 +353,8 @@ def _accepted(
         "Accepted",
         swap_id,
         rider_id,
+        right_sized=right_sized,
+        request_id=request_id,
         offered=offered,
         unit=plan.unit.value,
         available_units=allowance.available,

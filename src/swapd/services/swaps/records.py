@@ -60,6 +60,12 @@ class AuthorizeResult:
     required_units: int = 0
     currency: str | None = None
     available_value_minor: int = 0  # the prepaid money the available allowance stands for
+    # A right-sized offer (domain.right_sizing). ``asks``: not accepted yet, the packs in
+    # ``offered`` are reserved for the rider's yes (a second Authorize, or the app) until the
+    # offer expires; ``text`` is the question the station shows.
+    right_sized: bool = False
+    asks: bool = False
+    request_id: str | None = None  # the swap's: an app request confirms an offer made earlier
 
     @property
     def offered_slots(self) -> list[int]:

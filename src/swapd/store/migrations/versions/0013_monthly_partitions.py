@@ -10,7 +10,7 @@ through three months ahead, and a default partition. ``ledger_checkpoints`` and
 ``archived_months`` are what ``swapd archive`` records. See docs/PARTITIONING.md.
 
 Revision ID: 0013
-Revises: 0011 (0012 once merged: change ``down_revision``)
+Revises: 0012
 Create Date: 2026-12-07
 """
 
@@ -25,7 +25,7 @@ from sqlalchemy.schema import CreateTable
 from swapd.store.partitions import Month, default_partition, ensure_months
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
