@@ -430,7 +430,8 @@ def _sqlite_rows(riders: int) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         [()],
     )
     yield (
-        "INSERT INTO riders VALUES (?, 'energy', 'active', 1, ?)",
+        "INSERT INTO riders (id, plan_id, status, vehicle_packs, created_at) "
+        "VALUES (?, 'energy', 'active', 1, ?)",
         [(f"R{i}", ts(JOINED)) for i in range(1, riders + 1)],
     )
     accounts: list[tuple[Any, ...]] = []
