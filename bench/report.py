@@ -52,6 +52,9 @@ with `swaps` it takes them from it, alone it takes them from the swaps section o
 (`swapd serve --workers 2`) on one database, then the fault drills' verifier.
 `uv run python -m bench.rightsizing --days 30` (about 15 minutes) compares a simulated month
 with right-sizing and the fleet policy off and on: [docs/rightsizing.md](docs/rightsizing.md).
+`uv run python -m bench.history --swaps 10000000` (about 35 minutes, 25 GB) fills PostgreSQL with
+a history made by `generate_series` and compares the decision and a statement with an empty
+database: [docs/PARTITIONING.md](docs/PARTITIONING.md).
 
 A target is met or not in the run that produced the section; the machine is shared, so each
 benchmark records the load average (`loadavg_*`) next to its numbers."""
