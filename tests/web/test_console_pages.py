@@ -329,7 +329,8 @@ def test_the_station_page_has_the_code_riders_scan(web: TestClient) -> None:
 def test_every_page_has_a_short_plain_title_and_one_main_heading(web: TestClient) -> None:
     """Found by looking: a template edit once put a page's sections inside its <title>."""
     sign_in(web)
-    for path in ("/", "/stations", "/stations/ST1", "/swaps", "/riders", "/packs", "/alerts", "/plans"):
+    pages = ("/", "/stations", "/stations/ST1", "/swaps", "/riders", "/packs", "/alerts", "/plans")
+    for path in (*pages, "/right-sizing"):
         page = web.get(path).text
         (title,) = re.findall(r"<title>(.*?)</title>", page, re.S)
         assert "<" not in title and len(title) < 80, (path, title)

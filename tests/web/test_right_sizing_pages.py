@@ -4,6 +4,7 @@ rider's consent."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from swapd.domain.riders import IdToken, TokenType
 from swapd.gateway.server import create_app
 from swapd.services import identity, pack_policy, payments, swaps
 from swapd.services.identity import Role
+from swapd.services.swaps import BatteryReading
 from swapd.store.database import Database
 from tests import network as net
 
@@ -77,3 +79,34 @@ def test_the_rider_app_asks_and_keeps_the_riders_setting(client: TestClient, db:
         "/app/right-size", data={"consent": "maybe"}, headers={"origin": "http://swapd.test"}
     )
     assert bad.status_code == 400 and "always, ask, never" in bad.text
+
+
+def test_the_console_counts_the_swaps_right_sizing_saved(client: TestClient, db: Database) -> None:
+    """Per station and day: a rider who took a right-sized pack (saved), one who never takes one
+    (refused for credit all the same), and the fleet's wear."""
+    net.rider(db, "R8")
+    payments.top_up(db, "R8", 300, "pay-r8")  # 1,000 Wh: short of a full pack
+    pack_policy.set_rider_consent(db, "R8", "always")
+    app = IdToken(TokenType.APP, "R8")
+    offer = swaps.authorize(db, "ST1", app, request_id="rs-1")
+    assert offer.accepted and offer.right_sized
+    (taken,) = offer.offered
+    swaps.battery_out(
+        db, "ST1", "rs-1", [BatteryReading.parse(taken.slot_no, taken.serial, 48, 100)], token=app
+    )
+    net.rider(db, "R7")
+    payments.top_up(db, "R7", 300, "pay-r7")
+    pack_policy.set_rider_consent(db, "R7", "never")
+    assert not swaps.authorize(db, "ST1", IdToken(TokenType.APP, "R7")).accepted
+    identity.add_staff(db, "ops@example.com", PASSWORD, Role.OPERATOR)
+    client.post("/login", data={"email": "ops@example.com", "password": PASSWORD})
+    page = client.get("/right-sizing").text
+    assert page.count("<h1>") == 1 and "<title>Right-sizing" in page
+    (row,) = re.findall(
+        r'<tr><td>\d{4}-\d\d-\d\d</td><td><a href="/stations/ST1">ST1</a></td>(.*?)</tr>', page, re.S
+    )
+    cells = re.findall(r"<td>(\d+)</td>", row)
+    assert cells == ["1", "0", "0", "1"]  # saved, asked, declined, refused for credit
+    assert "Cycle spread" in page
+    korean = client.get("/right-sizing", headers={"accept-language": "ko"}).text
+    assert "살린 교환" in korean

@@ -1,7 +1,10 @@
 """The console's packs and alerts: where every pack is, how the fleet's health is spread, one
-pack's history with its out-of-service actions (operators, with a reason), and the alerts."""
+pack's history with its out-of-service actions (operators, with a reason), the alerts, and what
+right-sizing and the fleet policy did (swaps saved per station and day, the wear spread)."""
 
 from __future__ import annotations
+
+from datetime import UTC, timedelta
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -10,7 +13,7 @@ from starlette.requests import Request
 
 from swapd.domain.errors import DomainError, NotFound
 from swapd.domain.packs import PackStatus
-from swapd.readmodels import alerts, packs
+from swapd.readmodels import alerts, packs, right_sizing
 from swapd.services import back_office
 from swapd.services.identity import Role
 from swapd.web import session
@@ -18,6 +21,7 @@ from swapd.web.render import database, read_database, render
 
 router = APIRouter(include_in_schema=False)
 LIST_LIMIT = 200
+RIGHT_SIZING_DAYS = 30  # the page's window, UTC days ending today
 
 PACK_STATUS_TEXT = {
     "in_stock": "In the depot",
@@ -109,3 +113,29 @@ def alerts_page(request: Request, kind: str = "") -> HTMLResponse:
     wanted = kind.strip()[:32] or None
     rows = alerts.alerts(reads, kind=wanted, limit=LIST_LIMIT)
     return render(request, "alerts.html", user=user, alerts=rows, kind=wanted or "")
+
+
+@router.get("/right-sizing")
+def right_sizing_page(request: Request) -> HTMLResponse:
+    db = database(request)
+    user = session.staff(db, request)
+    # The replica: counts of what happened, a report.
+    reads = read_database(request)
+    today = db.clock.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=RIGHT_SIZING_DAYS - 1)
+    days = right_sizing.station_days(reads, since, today + timedelta(days=1))
+    totals = {
+        "saved": sum(d.saved_swaps for d in days),
+        "asked": sum(d.asked for d in days),
+        "declined": sum(d.declined for d in days),
+        "refused": sum(d.no_credit_refusals for d in days),
+    }
+    return render(
+        request,
+        "right_sizing.html",
+        user=user,
+        days=list(reversed(days)),  # newest first
+        since=since,
+        spread=right_sizing.fleet_spread(reads),
+        totals=totals,
+    )
