@@ -51,8 +51,11 @@ async def dispatch_forever(
             task = asyncio.create_task(_deliver(db, command_id, station_id, action, payload, send))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives as ``wake`` is set, and the loop would outlive the server's shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=POLL_INTERVAL_S)
+            async with asyncio.timeout(POLL_INTERVAL_S):
+                await wake.wait()
         wake.clear()
 
 

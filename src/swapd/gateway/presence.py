@@ -70,8 +70,11 @@ class PresenceWatch:
         loop = asyncio.get_running_loop()
         next_sweep_at = loop.time() + self.sweep_interval_s
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives as the event is set, and the loop would outlive the server's shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), max(0.0, next_sweep_at - loop.time()))
+                async with asyncio.timeout(max(0.0, next_sweep_at - loop.time())):
+                    await self.wake.wait()
             self.wake.clear()
             only: set[str] | None = self.notified
             self.notified = set()

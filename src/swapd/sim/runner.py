@@ -360,8 +360,11 @@ async def _progress(
     max_frames = int((end_s / config.speed + config.grace_s) / PROGRESS_INTERVAL_S) + 100
     for _ in range(max_frames):
         on_progress(stats.snapshot(min(clock.now(), end_s), end_s, clock.real_elapsed()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=PROGRESS_INTERVAL_S)
+        with contextlib.suppress(
+            TimeoutError
+        ):  # asyncio.timeout: wait_for (3.11) can swallow a cancellation
+            async with asyncio.timeout(PROGRESS_INTERVAL_S):
+                await stop.wait()
         if stop.is_set():
             return
 

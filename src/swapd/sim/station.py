@@ -610,8 +610,9 @@ class SimStation:
         interval_real_s = max(MIN_HEARTBEAT_REAL_S, self._heartbeat_interval_s / self.clock.speed)
         max_beats = int(until_s / self.clock.speed / interval_real_s) + 10
         for _ in range(max_beats):
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_real_s)
+            try:  # asyncio.timeout: wait_for (3.11) can swallow a cancellation
+                async with asyncio.timeout(interval_real_s):
+                    await stop.wait()
                 return
             except TimeoutError:
                 pass
