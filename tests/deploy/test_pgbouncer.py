@@ -27,7 +27,7 @@ from ocpp.v21 import call, call_result
 from swapd.domain.lifecycle import SwapState
 from swapd.domain.riders import TokenType
 from swapd.readmodels import swaps as swap_model
-from swapd.services import catalog, statements, station_commands
+from swapd.services import catalog, statements, station_commands, stations
 from swapd.services.payments import top_up
 from swapd.store import schema as t
 from swapd.store.database import Database
@@ -90,17 +90,21 @@ def direct(direct_url: str) -> Iterator[Database]:
 
 
 def _listening_backends(db: Database) -> int:
-    """Server sessions whose last statement was the dispatcher's LISTEN. Through the pooler that
-    session would be reused by the next transaction (and the LISTEN lost with it); straight to
+    """Server sessions whose last statement was a LISTEN of the gateway (one session a server
+    process, for the commands' and the connections' channels). Through the pooler that session
+    would be reused by the next transaction (and the LISTEN lost with it); straight to
     PostgreSQL it stays."""
     with db.engine.connect() as connection:
         return int(
             connection.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query = :listen"
+                    " WHERE datname = current_database() AND query IN (:commands, :connections)"
                 ),
-                {"listen": f"LISTEN {station_commands.CHANNEL}"},
+                {
+                    "commands": f"LISTEN {station_commands.CHANNEL}",
+                    "connections": f"LISTEN {stations.CONNECTIONS_CHANNEL}",
+                },
             ).scalar_one()
         )
 
