@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from swapd.store.schema import UTCDateTime
+from swapd.store.column_types import UTCDateTime
 
 DIALECT = sqlite.dialect()
 # As SQLAlchemy and store.prepared take them: from the type adapted to the dialect.

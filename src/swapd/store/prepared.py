@@ -172,6 +172,27 @@ class Prepared:
         return _run(connection, compiled, given)
 
 
+_UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
+_UPDATES_LOCK = threading.Lock()
+
+
+def update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> Prepared:
+    """``UPDATE table SET <columns> WHERE <key> = :p_key``, built once per column set; run it
+    with ``p_<key>`` and ``v_<column>`` parameters (``Repository.update`` does)."""
+    statement = _UPDATES.get((table.name, key, columns))
+    if statement is None:
+        with _UPDATES_LOCK:
+            statement = _UPDATES.get((table.name, key, columns))
+            if statement is None:
+                statement = Prepared(
+                    sa.update(table)
+                    .where(table.c[key] == sa.bindparam(f"p_{key}"))
+                    .values({name: sa.bindparam(f"v_{name}") for name in columns})
+                )
+                _UPDATES[(table.name, key, columns)] = statement
+    return statement
+
+
 def _through_sqlalchemy(
     connection: sa.Connection, statement: Statement, given: Mapping[str, Any]
 ) -> PreparedResult:

@@ -33,7 +33,7 @@ from swapd.domain.right_sizing import Consent
 from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import schema as t
 from swapd.store import swap_rows
-from swapd.store.prepared import Prepared, PreparedResult
+from swapd.store.prepared import Prepared, PreparedResult, update_statement
 
 # A result row: ``sqlalchemy.Row`` or, for the prepared statements of the swap path,
 # ``PreparedRow``; both give columns as attributes (``row.id``) and as ``row._mapping``.
@@ -166,28 +166,13 @@ _INSERT_OFFLINE_EVENT = Prepared(
             t.stations.c.id,
             _B("request_id", type_=sa.String),
             _B("event_type", type_=sa.String),
-            _B("occurred_at", type_=t.UTCDateTime),
+            _B("occurred_at", type_=t.offline_events.c.occurred_at.type),
             _B("rider_id", type_=sa.String),
             t.stations.c.connection_id,
-            _B("received_at", type_=t.UTCDateTime),
+            _B("received_at", type_=t.offline_events.c.received_at.type),
         ).where(t.stations.c.id == _B("station_id")),
     )
 )
-_UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
-
-
-def _update_statement(table: sa.Table, key: str, columns: tuple[str, ...]) -> Prepared:
-    """``UPDATE table SET <columns> WHERE <key> = :p_key``, built once per column set; run it
-    with ``p_<key>`` and ``v_<column>`` parameters (``Repository.update`` does)."""
-    statement = _UPDATES.get((table.name, key, columns))
-    if statement is None:
-        statement = Prepared(
-            sa.update(table)
-            .where(table.c[key] == _B(f"p_{key}"))
-            .values({name: _B(f"v_{name}") for name in columns})
-        )
-        _UPDATES[(table.name, key, columns)] = statement
-    return statement
 
 
 def _pack(row: Row) -> Pack:
@@ -288,7 +273,7 @@ class Repository:
     def update(self, table: sa.Table, key: str, key_value: Any, values: dict[str, Any]) -> None:
         """``UPDATE table SET values WHERE key = key_value``, one prepared statement per set of
         columns."""
-        statement = _update_statement(table, key, tuple(sorted(values)))
+        statement = update_statement(table, key, tuple(sorted(values)))
         self.run(statement, {f"p_{key}": key_value, **{f"v_{k}": v for k, v in values.items()}})
 
     # -- pack models, packs ----------------------------------------------------------------

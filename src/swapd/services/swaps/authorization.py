@@ -132,8 +132,16 @@ def authorize(
         # What _result_of would read back, from what this transaction has just written.
         chosen.sort(key=lambda o: o.slot_no)
         if decision.asks:
-            return _asking(uow, swap_id, rider_id, plan, tuple(chosen))
-        return _accepted(uow, swap_id, rider_id, plan, tuple(chosen), right_sized=record.right_sized)
+            return _asking(uow, swap_id, rider_id, plan, tuple(chosen), request_id=request_id)
+        return _accepted(
+            uow,
+            swap_id,
+            rider_id,
+            plan,
+            tuple(chosen),
+            right_sized=record.right_sized,
+            request_id=request_id,
+        )
 
     return db.write(work)
 
