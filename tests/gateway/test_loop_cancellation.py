@@ -5,11 +5,17 @@ the lifespan's shutdown, awaiting it, hung (seen as a test that never ended)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from swapd.gateway import commands, presence
+import pytest
+import structlog
+from fastapi.testclient import TestClient
+
+from swapd.gateway import commands, listen, presence, server
 from swapd.store.database import Database
+from swapd.store.engine import make_engine
 
 
 async def _stops_when_cancelled_as_woken(
@@ -46,3 +52,62 @@ def test_the_presence_watch_stops_when_cancelled_as_it_is_woken(db: Database) ->
     assert asyncio.run(
         _stops_when_cancelled_as_woken(watch.run_forever, lambda: watch.notify("ST1 c-2"))
     )
+
+
+def test_the_server_stops_even_if_a_background_loop_ignores_its_cancellation(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifespan's shutdown waits a bounded time for its loops and names the one that did
+    not stop: before, it awaited each for ever (a TestClient hung at exit in the full suite)."""
+    stubborn_started = threading.Event()
+
+    async def stubborn(_db: Database) -> None:
+        stubborn_started.set()
+        swallowed = False
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:  # the event loop's own cancellation at its close ends it
+                    raise
+                swallowed = True  # the first one lost, as wait_for lost it
+
+    monkeypatch.setattr(server, "_expire_offers_forever", stubborn)
+    monkeypatch.setattr(server, "SHUTDOWN_TASKS_TIMEOUT_S", 0.5)
+    finished = threading.Event()
+
+    def run() -> None:
+        with structlog.testing.capture_logs() as logs, TestClient(server.create_app(db)):
+            assert stubborn_started.wait(5)
+        seen.extend(logs)
+        finished.set()
+
+    seen: list[dict[str, object]] = []
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert finished.wait(20), "the server's shutdown waited for the stubborn loop"
+    stuck = [e for e in seen if e["event"] == "background_task_did_not_stop"]
+    assert [e["task"] for e in stuck] == ["offer_expiry"]
+
+
+@pytest.mark.postgres
+def test_listen_stops_when_cancelled_while_it_connects(pg_url: str) -> None:
+    """psycopg's AsyncConnection.connect can swallow a cancellation that arrives while it
+    connects (seen here at about 1 ms after the start); the LISTEN loop must end anyway."""
+    db = Database(make_engine(pg_url), None)
+
+    async def cancelled_after(delay_s: float) -> bool:
+        task = asyncio.create_task(listen.listen_forever(db, {"swapd_test_channel": lambda _p: None}))
+        await asyncio.sleep(delay_s)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3)
+        if not done:
+            task.cancel()
+            await asyncio.wait([task], timeout=3)
+        return bool(done)
+
+    try:
+        for delay_s in (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.05):
+            assert asyncio.run(cancelled_after(delay_s)), delay_s
+    finally:
+        db.dispose()

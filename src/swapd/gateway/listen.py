@@ -38,6 +38,11 @@ async def listen_forever(
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # psycopg's connect can swallow a cancellation that arrives while it
+                    # connects; left alone, this loop would outlive the server's shutdown.
+                    raise asyncio.CancelledError
                 for channel in handlers:
                     await connection.execute(f"LISTEN {channel}")
                 async for note in connection.notifies():

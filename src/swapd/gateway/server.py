@@ -54,6 +54,7 @@ LOGIN_LIMIT_SWEEP_INTERVAL_S = 300
 PARTITIONS_INTERVAL_S = 86_400  # months are made MONTHS_AHEAD ahead: a day's delay is harmless
 # /healthz answers within a load balancer's patience even when the replica's host does not.
 REPLICA_CHECK_TIMEOUT_S = 2.0
+SHUTDOWN_TASKS_TIMEOUT_S = 5.0  # background loops get this long to end once cancelled
 
 
 class StarletteConnection:
@@ -218,13 +219,14 @@ def create_app(
         tasks = [
             # Commands and local lists for the stations here, once they booted.
             asyncio.create_task(
-                commands.dispatch_forever(db, gw.ready_connections, gw.send_command, commands_waiting)
+                commands.dispatch_forever(db, gw.ready_connections, gw.send_command, commands_waiting),
+                name="commands",
             ),
-            asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready)),
-            asyncio.create_task(watch.run_forever()),
-            asyncio.create_task(_expire_offers_forever(db)),
-            asyncio.create_task(_forget_login_windows_forever(db)),
-            asyncio.create_task(_keep_months_forever(db)),
+            asyncio.create_task(local_lists.keep_lists_forever(db, gw.ready), name="local_lists"),
+            asyncio.create_task(watch.run_forever(), name="presence"),
+            asyncio.create_task(_expire_offers_forever(db), name="offer_expiry"),
+            asyncio.create_task(_forget_login_windows_forever(db), name="login_windows"),
+            asyncio.create_task(_keep_months_forever(db), name="partitions"),
         ]
         if db.dialect == "postgresql":
             # Other processes on the database: a command queued, a station connected there.
@@ -232,16 +234,20 @@ def create_app(
                 station_commands.CHANNEL: lambda _payload: commands_waiting.set(),
                 stations.CONNECTIONS_CHANNEL: watch.notify,
             }
-            tasks.append(asyncio.create_task(listen.listen_forever(db, handlers, url=listen_url)))
+            listening = listen.listen_forever(db, handlers, url=listen_url)
+            tasks.append(asyncio.create_task(listening, name="listen"))
         try:
             # swapd.gateway.protocol reads this to refuse limited clients before the app.
             yield {EARLY_REFUSAL: gw.auth.address_retry_after_s}
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Bounded: a loop that outlives its cancellation (as asyncio.wait_for once made the
+            # command dispatcher do) is named in the log, and the server stops all the same.
+            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TASKS_TIMEOUT_S)
+            for task in pending:
+                frames = [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=3)]
+                log.error("background_task_did_not_stop", task=task.get_name(), at=frames)
             gw.auth.close()
 
     app = FastAPI(title="swapd", version=__version__, lifespan=lifespan)
