@@ -9,7 +9,9 @@ that loop's poll interval, and nothing is missed. On SQLite there is nothing to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import psycopg
 import structlog
@@ -37,12 +39,7 @@ async def listen_forever(
     url = url or replica.listen_url(db)
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # psycopg's connect can swallow a cancellation that arrives while it
-                    # connects; left alone, this loop would outlive the server's shutdown.
-                    raise asyncio.CancelledError
+            async with await _connect(url) as connection:
                 for channel in handlers:
                     await connection.execute(f"LISTEN {channel}")
                 async for note in connection.notifies():
@@ -54,3 +51,23 @@ async def listen_forever(
         except Exception as error:
             log.warning("listen_reconnect", error=str(error).splitlines()[0] if str(error) else "")
             await asyncio.sleep(RECONNECT_AFTER_S)
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
+    """psycopg's AsyncConnection.connect, shielded: a cancellation arriving while it connects
+    (about 1 ms in) can be swallowed inside it, and this loop would then outlive the server's
+    shutdown. Shielded, the cancellation ends the caller at once; a connection made after all
+    is closed when it arrives."""
+    connecting = asyncio.ensure_future(psycopg.AsyncConnection.connect(url, autocommit=True))
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_close_when_made)
+        raise
+
+
+def _close_when_made(connecting: asyncio.Future[psycopg.AsyncConnection[Any]]) -> None:
+    if connecting.cancelled() or connecting.exception() is not None:
+        return
+    with contextlib.suppress(RuntimeError):  # the event loop is closing: it goes with it
+        asyncio.get_running_loop().create_task(connecting.result().close())
