@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 import structlog
 from fastapi.testclient import TestClient
 
@@ -111,3 +114,64 @@ def test_listen_stops_when_cancelled_while_it_connects(pg_url: str) -> None:
             assert asyncio.run(cancelled_after(delay_s)), delay_s
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_listen_stops_when_cancelled_inside_its_listen_statement(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation arriving while LISTEN runs went into psycopg, which may take up to 5 s to
+    cancel the statement on the server or, through Python 3.11's wait_for, lose the
+    cancellation (seen in CI: the loop still in LISTEN when the shutdown's 5 s ran out). Here
+    execute loses it as psycopg can; the loop must end at once all the same, and close its
+    connection."""
+    channel = "swapd_test_stop_in_listen"
+    in_execute = asyncio.Event()
+    real_execute = psycopg.AsyncConnection.execute
+
+    async def execute_losing_a_cancellation(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        in_execute.set()
+        work = asyncio.ensure_future(_slow(real_execute(self, query, *args, **kw)))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            return await work  # the cancellation lost, as psycopg can lose it
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", execute_losing_a_cancellation)
+    db = Database(make_engine(pg_url), None)
+
+    async def cancelled_in_listen() -> tuple[bool, float]:
+        task = asyncio.create_task(listen.listen_forever(db, {channel: lambda _p: None}))
+        await asyncio.wait_for(in_execute.wait(), 10)
+        started = asyncio.get_running_loop().time()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3)
+        took_s = asyncio.get_running_loop().time() - started
+        if not done:
+            task.cancel()
+            await asyncio.wait([task], timeout=3)
+        return bool(done) and task.cancelled(), took_s
+
+    try:
+        stopped, took_s = asyncio.run(cancelled_in_listen())
+        assert stopped, "the LISTEN loop outlived its cancellation"
+        assert took_s < 2, took_s
+        assert _listening_backends(db, channel) == 0
+    finally:
+        db.dispose()
+
+
+async def _slow(work: Awaitable[Any]) -> Any:
+    await asyncio.sleep(0.2)  # a statement that takes a while: the cancellation lands in it
+    return await work
+
+
+def _listening_backends(db: Database, channel: str) -> int:
+    query = "SELECT count(*) FROM pg_stat_activity WHERE query = :q AND pid <> pg_backend_pid()"
+    for _ in range(50):  # the server notices a closed connection within moments
+        with db.engine.connect() as connection:
+            count = int(connection.execute(sa.text(query), {"q": f"LISTEN {channel}"}).scalar_one())
+        if count == 0:
+            return 0
+        time.sleep(0.05)
+    return count
