@@ -262,9 +262,11 @@ sa.Index(
     "ux_possessions_open_pack", possessions.c.pack_serial, unique=True, info={PARTIAL: "at_in IS NULL"}
 )
 sa.Index("ix_possessions_rider", possessions.c.rider_id, possessions.c.id)
-# A month's statements read the possessions opened or closed in that month.
+# A month's statements read the possessions opened or closed in that month. The closing time's
+# index leaves the open possessions out, so that a pack's open possession is only ever found
+# through ux_possessions_open_pack (with both, PostgreSQL's planner could scan every open one).
 sa.Index("ix_possessions_at_out", possessions.c.at_out)
-sa.Index("ix_possessions_at_in", possessions.c.at_in)
+sa.Index("ix_possessions_at_in", possessions.c.at_in, info={PARTIAL: "at_in IS NOT NULL"})
 
 # The station events applied, with their result (what a repeat is answered with). On PostgreSQL
 # a table partitioned by month of received_at (docs/PARTITIONING.md), whose primary key must
