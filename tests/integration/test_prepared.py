@@ -230,12 +230,26 @@ def test_book_load_reads_what_account_reads(db: Database, swapped: dict[str, obj
         )[1]  # type: ignore[method-assign]
         loaded.load(names)
         assert [loaded.account(*name) for name in names] == expected
-        # One statement on SQLite; PostgreSQL reads the operator's accounts apart (unlocked).
-        assert len(statements) == (1 if db.engine.dialect.name == "sqlite" else 3)
+        # One statement, on PostgreSQL too: the rider's accounts locked, the operator's not.
+        assert len(statements) == 1
+        if db.engine.dialect.name == "postgresql":
+            assert _lockable_elsewhere(db, expected[5].id)  # the operator's revenue: not locked
+            assert not _lockable_elsewhere(db, expected[0].id)  # the rider's allowance: locked
         assert expected[0].credits_posted > 0  # a real balance was compared
         assert expected[5].credits_posted > 0  # and the operator's revenue
         with pytest.raises(ValueError):
             loaded.load(names + names[:1])
+
+
+def _lockable_elsewhere(db: Database, account_id: int) -> bool:
+    """Whether another connection can lock the account now (FOR UPDATE NOWAIT)."""
+    query = sa.select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update(nowait=True)
+    with db.engine.connect() as other, other.begin():
+        try:
+            other.execute(query)
+        except sa.exc.OperationalError:
+            return False
+    return True
 
 
 def _statements_on_this_connection(connection: sa.Connection) -> set[str]:

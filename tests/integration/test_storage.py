@@ -50,7 +50,7 @@ from tests.cli_runner import CliRunner
 from tests.plans import ENERGY
 
 PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-HEAD = "0013"
+HEAD = "0014"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
 
@@ -199,7 +199,8 @@ def test_upgrade_on_an_empty_database_creates_exactly_the_schema(
     assert open_pack["column_names"] == ["pack_serial"]
     assert bool(open_pack["unique"]) is True
     assert predicates["ux_possessions_open_pack"] == "at_in is null"
-    assert set(predicates) == {"ux_possessions_open_pack", "ix_swaps_offered"}
+    assert predicates["ix_possessions_at_in"] == "at_in is not null"
+    assert set(predicates) == {"ux_possessions_open_pack", "ix_swaps_offered", "ix_possessions_at_in"}
     assert found_predicates == predicates
 
 

@@ -63,20 +63,31 @@ _ACCOUNT_BY_NAME_LOCKED = Prepared(_ACCOUNT_BY_NAME_Q.with_for_update())
 # receivable accounts and the operator's consumed and revenue accounts; each (ledger, code, owner)
 # term is a unique-index lookup.
 ACCOUNTS_AT_ONCE = 6
-_ACCOUNTS_Q = sa.select(accounts).where(
-    sa.or_(
+
+
+def _named(prefix: str = "") -> sa.ColumnElement[bool]:
+    """Any of ACCOUNTS_AT_ONCE accounts, each named by (ledger, code, owner) parameters."""
+    return sa.or_(
         *(
             sa.and_(
-                _c.ledger == sa.bindparam(f"ledger_{i}"),
-                _c.code == sa.bindparam(f"code_{i}"),
-                _c.owner == sa.bindparam(f"owner_{i}"),
+                _c.ledger == sa.bindparam(f"{prefix}ledger_{i}"),
+                _c.code == sa.bindparam(f"{prefix}code_{i}"),
+                _c.owner == sa.bindparam(f"{prefix}owner_{i}"),
             )
             for i in range(ACCOUNTS_AT_ONCE)
         )
     )
-)
+
+
+_ACCOUNTS_Q = sa.select(accounts).where(_named())
 _ACCOUNTS = Prepared(_ACCOUNTS_Q)
-_ACCOUNTS_LOCKED = Prepared(_ACCOUNTS_Q.with_for_update())
+# PostgreSQL: the accounts to lock (a rider's) and the operator's shared ones, which must not be
+# locked before the deferred update at the end, in one statement. The locked rows are returned
+# from the locking CTE itself: under READ COMMITTED those are the versions re-read after any
+# lock wait, where a plain read beside them would see the statement's older snapshot.
+_LOCKED_CTE = sa.select(accounts).where(_named("l_")).with_for_update().cte("locked")
+_ACCOUNTS_SPLIT = Prepared(sa.union_all(sa.select(_LOCKED_CTE), sa.select(accounts).where(_named("u_"))))
+_NO_ACCOUNT = ("", "", "")  # pads a name list: no account has an empty ledger
 # A transfer is found through transfer_keys, the ledger's global index (one row per transfer,
 # archived or not): its (id, created_at) there name the row, and on PostgreSQL the monthly
 # partition. They are scalar subqueries (InitPlans), which PostgreSQL evaluates before scanning,
@@ -141,6 +152,18 @@ def _insert_keyed() -> Prepared:
         statement = sa.insert(transfers).from_select(names, rows).returning(_x.id).add_cte(claimed)
         _INSERT_KEYED.append(Prepared(statement))
     return _INSERT_KEYED[0]
+
+
+def _name_parameters(names: Sequence[tuple[str, AccountCode, str]], prefix: str = "") -> dict[str, str]:
+    """The parameters of ``_named(prefix)`` for up to ACCOUNTS_AT_ONCE names, padded."""
+    given = [(ledger, code.value, owner) for ledger, code, owner in names]
+    padded = [*given, *[_NO_ACCOUNT] * (ACCOUNTS_AT_ONCE - len(given))]
+    parameters: dict[str, str] = {}
+    for i, (ledger, code, owner) in enumerate(padded):
+        parameters[f"{prefix}ledger_{i}"] = ledger
+        parameters[f"{prefix}code_{i}"] = code
+        parameters[f"{prefix}owner_{i}"] = owner
+    return parameters
 
 
 def _dialect_insert(dialect_name: str) -> Any:
@@ -234,24 +257,24 @@ class Book:
         exist yet are left for ``account`` to create.
 
         On PostgreSQL the accounts with a balance limit are locked, as ``account`` would lock
-        them, and the operator's shared accounts are left out: locked with them, they would be
-        held from the first read to COMMIT by every swap, where now only the deferred balance
-        update at the end (``flush``) holds them."""
+        them, and the operator's shared accounts are read in the same statement without a lock:
+        locked, they would be held from the first read to COMMIT by every swap, where now only
+        the deferred balance update at the end (``flush``) holds them."""
         if not 0 < len(names) <= ACCOUNTS_AT_ONCE:
             raise ValueError(f"load takes 1..{ACCOUNTS_AT_ONCE} accounts, got {len(names)}")
-        if self._lockable:
-            names = [n for n in names if n[2] != OPERATOR or ACCOUNT_FLAGS.get(n[1]) is not None]
         wanted = [name for name in names if name not in self._ids]
         if not wanted:
             return
-        padded = [*wanted, *[wanted[-1]] * (ACCOUNTS_AT_ONCE - len(wanted))]
-        parameters: dict[str, Any] = {}
-        for i, (ledger, code, owner) in enumerate(padded):
-            parameters[f"ledger_{i}"] = ledger
-            parameters[f"code_{i}"] = code.value
-            parameters[f"owner_{i}"] = owner
-        lock = self._lockable and any(ACCOUNT_FLAGS.get(code) is not None for _, code, _ in wanted)
-        for row in self._run(_ACCOUNTS_LOCKED if lock else _ACCOUNTS, parameters):
+        if self._lockable:
+            shared = [n for n in wanted if n[2] == OPERATOR and ACCOUNT_FLAGS.get(n[1]) is None]
+            own = [n for n in wanted if n not in shared]
+            if not any(ACCOUNT_FLAGS.get(code) is not None for _, code, _ in own):
+                shared, own = wanted, []  # nothing with a limit: nothing to lock
+            parameters = {**_name_parameters(own, "l_"), **_name_parameters(shared, "u_")}
+            rows = self._run(_ACCOUNTS_SPLIT, parameters)
+        else:
+            rows = self._run(_ACCOUNTS, _name_parameters(wanted))
+        for row in rows:
             if row.id not in self._accounts:
                 self._keep(_account(row))
 

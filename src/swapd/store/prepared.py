@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Compiled", "Prepared", "PreparedResult", "PreparedRow", "run_commands", "update_statement"]
 
 Processor = Callable[[Any], Any]
-Statement = sa.Select[Any] | sa.Insert | sa.Update | sa.Delete
+Statement = sa.Select[Any] | sa.CompoundSelect[Any] | sa.Insert | sa.Update | sa.Delete
 
 
 class Compiled:

@@ -31,8 +31,8 @@ from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, Rider, RiderStatus, TokenOwner
 from swapd.domain.right_sizing import Consent
 from swapd.domain.stations import Slot, SlotState, Station
+from swapd.store import pack_moves, swap_rows
 from swapd.store import schema as t
-from swapd.store import swap_rows
 from swapd.store.prepared import Prepared, PreparedResult, update_statement
 
 # A result row: ``sqlalchemy.Row`` or, for the prepared statements of the swap path,
@@ -340,11 +340,19 @@ class Repository:
             values["soh_bp"] = moved.soh_bp
         if moved.cycle_count is not None:
             values["cycle_count"] = moved.cycle_count
-        if moved.left is not None and moved.left != (moved.station_id, moved.slot_no):
-            self.set_slot(*moved.left, None)
         # ``now`` is the time of the reading that moved it: a replayed offline event's own time.
-        self.update_pack(moved.serial, now, **values, placed_at=now)
-        if moved.station_id is not None and moved.slot_no is not None:
+        values.update(updated_at=now, placed_at=now)
+        leaves = moved.left is not None and moved.left != (moved.station_id, moved.slot_no)
+        fills = moved.station_id is not None and moved.slot_no is not None
+        if self._lockable:  # PostgreSQL: the four writes in one statement
+            pack_moves.move(self.conn, moved, values, leaves=leaves, fills=fills, now=now)
+            return
+        if leaves:
+            assert moved.left is not None
+            self.set_slot(*moved.left, None)
+        self.update(t.packs, "serial", moved.serial, values)
+        if fills:
+            assert moved.station_id is not None and moved.slot_no is not None
             self.set_slot(moved.station_id, moved.slot_no, moved.serial)
         self.note_list_change(now)  # a pack changed hands or place: the stations' lists follow
 
