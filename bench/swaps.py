@@ -372,6 +372,7 @@ def _closed_loop(
             "closed_loop_swap_p50_ms": _ms(closed.swap_s, 0.50),
             "server_cpu_cores_at_max": round(server_cpu, 2),
             "server_cpu_ms_per_swap": round(per_swap * 1000, 2),
+            **database,
             "closed_loop_errors": closed.errors + closed.refused,
             "loadavg_1m_after_max": load_average()["loadavg_1m"],
         },

@@ -42,6 +42,7 @@ from swapd.ledger.model import (
     deltas_for,
     validate_request,
 )
+from swapd.store import ledger_pg
 from swapd.store.prepared import Prepared, PreparedResult
 from swapd.store.schema import accounts, transfer_keys, transfers
 
@@ -126,32 +127,6 @@ def _claim_key(dialect_name: str) -> Prepared:
         statement = insert(transfer_keys).on_conflict_do_nothing(index_elements=[_k.key])
         prepared = _CLAIM_KEY[dialect_name] = Prepared(statement.returning(_k.id))
     return prepared
-
-
-_INSERT_KEYED: list[Prepared] = []
-
-
-def _insert_keyed() -> Prepared:
-    """PostgreSQL: the key claimed and the row written in one statement (one round trip, as a
-    transfer took before its key had a table of its own); no row back if the key was taken."""
-    if not _INSERT_KEYED:
-        from sqlalchemy.dialects import postgresql
-
-        def value(name: str) -> sa.BindParameter[Any]:
-            return sa.bindparam(f"v_{name}", type_=transfers.c[name].type)
-
-        claimed = (
-            postgresql.insert(transfer_keys)
-            .values(key=value("key"), resolves_id=value("pending_id"), created_at=value("created_at"))
-            .on_conflict_do_nothing(index_elements=[_k.key])
-            .returning(_k.id)
-            .cte("claimed")
-        )
-        names = [column.name for column in transfers.columns]
-        rows = sa.select(claimed.c.id, *(value(name) for name in names if name != "id"))
-        statement = sa.insert(transfers).from_select(names, rows).returning(_x.id).add_cte(claimed)
-        _INSERT_KEYED.append(Prepared(statement))
-    return _INSERT_KEYED[0]
 
 
 def _name_parameters(names: Sequence[tuple[str, AccountCode, str]], prefix: str = "") -> dict[str, str]:
@@ -363,7 +338,7 @@ class Book:
             "memo": request.memo,
             "created_at": self._now,
         }
-        inserted = self._insert(row)
+        inserted = self._insert(row, (debit, debit_delta), (credit, credit_delta))
         if inserted is None:
             existing = self.find(request.key)
             if existing is None:
@@ -372,8 +347,8 @@ class Book:
                     f"transfer {request.key!r} was applied in a month since archived",
                 )
             return answer_repeat(existing, request)
-        self._apply(debit, debit_delta)
-        self._apply(credit, credit_delta)
+        self._applied(debit, debit_delta)
+        self._applied(credit, credit_delta)
         return Transfer(
             id=inserted,
             key=request.key,
@@ -389,17 +364,33 @@ class Book:
             memo=request.memo,
         )
 
-    def _insert(self, row: dict[str, Any]) -> int | None:
-        """Claim the transfer's key and write its row; its id, or None if the key was taken."""
-        if self._lockable:  # PostgreSQL
-            inserted: int | None = self._run(
-                _insert_keyed(), {f"v_{name}": value for name, value in row.items()}
-            ).scalar()
+    def _insert(
+        self, row: dict[str, Any], debit: tuple[Account, Delta], credit: tuple[Account, Delta]
+    ) -> int | None:
+        """Claim the transfer's key and write its row, and add each delta to the balance of a
+        side with a limit; the transfer's id, or None if the key was taken (nothing written).
+        The deltas of sides without a limit are left to ``_applied`` (deferred)."""
+        if self._lockable:  # PostgreSQL: all in one statement (store/ledger_pg.py)
+            parameters = {f"v_{name}": value for name, value in row.items()}
+            limited = {}
+            for side, (account, delta) in (("debit", debit), ("credit", credit)):
+                limited[side] = account.flags != AccountFlags.NONE
+                if limited[side]:
+                    parameters[f"{side}_id"] = account.id
+                    for name in ledger_pg.BALANCE_COLUMNS:
+                        parameters[f"{side}_{name}"] = getattr(delta, name)
+            statement = ledger_pg.insert_transfer(
+                debit_limited=limited["debit"], credit_limited=limited["credit"]
+            )
+            inserted: int | None = self._run(statement, parameters).scalar()
             return inserted
         claim = {"key": row["key"], "resolves_id": row["pending_id"], "created_at": self._now}
         inserted = self._run(_claim_key(self._conn.dialect.name), claim).scalar()
         if inserted is not None:
             self._run(_INSERT_TRANSFER, {"id": inserted, **row})
+            for account, delta in (debit, credit):
+                if account.flags != AccountFlags.NONE:
+                    self._write(account.id, delta)
         return inserted
 
     def transfer_by_id(self, transfer_id: int) -> Transfer | None:
@@ -423,11 +414,12 @@ class Book:
     def is_resolved(self, pending_id: int) -> bool:
         return self._run(_RESOLUTION_ID, {"resolved_id": pending_id}).first() is not None
 
-    def _apply(self, account: Account, delta: Delta) -> None:
+    def _applied(self, account: Account, delta: Delta) -> None:
+        """After ``_insert``: a side without a limit is deferred; a side with one, written by
+        ``_insert``, is kept as it now stands."""
         if account.flags == AccountFlags.NONE:
             self._deferred[account.id] = self._deferred[account.id] + delta
             return
-        self._write(account.id, delta)
         self._accounts[account.id] = self._accounts[account.id].with_delta(delta)
 
     def _write(self, account_id: int, delta: Delta) -> None:
