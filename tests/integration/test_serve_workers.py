@@ -43,11 +43,11 @@ from swapd.store import schema as t
 from swapd.store.database import Database
 from tests import network as net
 from tests.api.conftest import PASSWORD, bearer
-from tests.conftest import PG_ADMIN_URL, _pg_reachable
 from tests.gateway.conftest import Connected, LiveServer, battery, connect, swap_event
 from tests.gateway.offline_station import StationState, go_online
 from tests.gateway.test_station_management import ManagedStation
 from tests.integration.crashing_worker import EXIT_CODE, crash
+from tests.pg_databases import require_postgres, temporary_database
 
 pytestmark = pytest.mark.anyio
 postgres = pytest.mark.postgres
@@ -141,23 +141,12 @@ def _stop(server: Serve) -> int:
 @pytest.fixture(scope="module")
 def shared_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own (its servers outlive any one test)."""
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("SWAPD_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required (SWAPD_REQUIRE_POSTGRES) but: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
-    name = f"swapd_workers_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database.open(url)  # migrated here, before any server starts
-    net.network(database, station_ids=())  # the pack model and the energy plan
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    require_postgres()
+    with temporary_database("swapd_workers", migrated_to="head") as url:  # before any server starts
+        database = Database.open(url)
+        net.network(database, station_ids=())  # the pack model and the energy plan
+        database.dispose()
+        yield url
 
 
 @pytest.fixture(scope="module")
