@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,18 +149,28 @@ def shared_url() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def _serving(url: str, *args: str, servers: int = 1, processes: int = 1) -> Iterator[list[Serve]]:
+    """``servers`` ``swapd serve ARGS`` processes on ``url``, started together; the block begins
+    once each has its ``processes`` started, and ends with each stopped and its log removed."""
+    started: list[Serve] = []
+    try:
+        for _ in range(servers):
+            started.append(_start(url, *args))
+        for server in started:
+            _wait_ready(server, processes)
+        yield started
+    finally:
+        for server in started:
+            _stop(server)
+            server.log_path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def two_servers(shared_url: str) -> Iterator[tuple[Serve, Serve]]:
     """Two ``swapd serve`` processes on the one database, each on its own port."""
-    first, second = _start(shared_url), _start(shared_url)
-    try:
-        _wait_ready(first)
-        _wait_ready(second)
+    with _serving(shared_url, servers=2) as (first, second):
         yield first, second
-    finally:
-        for server in (first, second):
-            _stop(server)
-            server.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -170,17 +180,29 @@ def shared_db(shared_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def _stations(db: Database, *station_ids: str) -> dict[str, str]:
-    """Stations of this test only (the database is the module's): their passwords."""
-    passwords = {}
+@dataclass
+class Station:
+    """A station added for one test (the database is the module's), and its password."""
+
+    id: str
+    password: str
+
+    async def connect(self, server: Serve, *, boot: bool = True) -> Connected:
+        """Its socket to ``server``, as a ManagedStation; booted first unless ``boot`` is False
+        (a station that reconnects, or one that boots later)."""
+        connected = await connect(server.ws, self.id, self.password, client=ManagedStation)
+        if boot:
+            await _boot(connected)
+        return connected
+
+
+def _stations(db: Database, *station_ids: str) -> list[Station]:
+    """Stations of this test only, each with a password of its own."""
+    added = []
     for station_id in station_ids:
         catalog.add_station(db, station_id, 8)
-        passwords[station_id] = stations.set_password(db, station_id)
-    return passwords
-
-
-async def _managed(server: LiveServer, station_id: str, password: str) -> Connected:
-    return await connect(server, station_id, password, client=ManagedStation)
+        added.append(Station(station_id, stations.set_password(db, station_id)))
+    return added
 
 
 async def _boot(connected: Connected) -> None:
@@ -225,21 +247,20 @@ async def test_a_swap_started_on_one_server_is_finished_on_the_other(
     two_servers: tuple[Serve, Serve], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-SWAP")
+    (station,) = _stations(shared_db, "WK-SWAP")
     catalog.register_pack(shared_db, "WK-B1", "G2", soc=100, soh=100, station_id="WK-SWAP", slot_no=1)
     catalog.add_rider(shared_db, "WK-R1", "energy")
     catalog.add_token(shared_db, TokenType.RFID, "CARD-WK-R1", rider_id="WK-R1")
     top_up(shared_db, "WK-R1", 10_000, "wk-pay-1")
     card = {"idToken": "CARD-WK-R1", "type": "ISO14443"}
 
-    on_a = await _managed(a.ws, "WK-SWAP", passwords["WK-SWAP"])
-    await _boot(on_a)
+    on_a = await station.connect(a)
     offer = (await on_a.station.call(call.Authorize(id_token=card))).id_token_info
     assert offer["status"] == "Accepted" and offer["evse_id"] == [1]
     await on_a.close()
 
     # On B, without a BootNotification: B knows from the database that the station booted.
-    on_b = await _managed(b.ws, "WK-SWAP", passwords["WK-SWAP"])
+    on_b = await station.connect(b, boot=False)
     out = swap_event(41, "BatteryOut", card, [battery(1, "WK-B1", 100.0)])
     assert await on_b.station.call(out) is not None
     await on_b.station.call(out)  # the retransmit a station sends after a reconnect: no change
@@ -263,9 +284,8 @@ async def test_a_command_posted_to_one_server_reaches_the_station_on_the_other(
     two_servers: tuple[Serve, Serve], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-CMD")
-    on_b = await _managed(b.ws, "WK-CMD", passwords["WK-CMD"])
-    await _boot(on_b)
+    (station,) = _stations(shared_db, "WK-CMD")
+    on_b = await station.connect(b)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post(
             "/api/v1/ops/stations/WK-CMD/commands", json={"command": "unlock", "slot": 2}
@@ -277,8 +297,8 @@ async def test_a_command_posted_to_one_server_reaches_the_station_on_the_other(
         "answered",
         "Unlocked",
     )
-    station: ManagedStation = on_b.station  # type: ignore[assignment]
-    assert [action for action, _ in station.received] == ["UnlockConnector"]
+    managed: ManagedStation = on_b.station  # type: ignore[assignment]
+    assert [action for action, _ in managed.received] == ["UnlockConnector"]
     await on_b.close()
 
 
@@ -287,11 +307,10 @@ async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
     two_servers: tuple[Serve, Serve], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-TWICE")
-    old = await _managed(a.ws, "WK-TWICE", passwords["WK-TWICE"])
-    await _boot(old)
+    (station,) = _stations(shared_db, "WK-TWICE")
+    old = await station.connect(a)
     first = _connection_id(shared_db, "WK-TWICE")
-    new = await _managed(b.ws, "WK-TWICE", passwords["WK-TWICE"])
+    new = await station.connect(b, boot=False)
     await _until(lambda: _connection_id(shared_db, "WK-TWICE") not in (None, first), 30)
 
     # A closes its socket as one server closes a replaced one: at once (the NOTIFY), well
@@ -306,8 +325,8 @@ async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
             "/api/v1/ops/stations/WK-TWICE/commands", json={"command": "unlock", "slot": 1}
         )
     assert answer.status_code == 200 and answer.json()["state"] == "answered", answer.text
-    station: ManagedStation = new.station  # type: ignore[assignment]
-    assert [action for action, _ in station.received] == ["UnlockConnector"]
+    managed: ManagedStation = new.station  # type: ignore[assignment]
+    assert [action for action, _ in managed.received] == ["UnlockConnector"]
     assert new.ws.close_code is None
     await new.close()
     old.task.cancel()
@@ -318,9 +337,8 @@ async def test_a_station_disabled_through_one_server_is_closed_by_the_other(
     two_servers: tuple[Serve, Serve], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-OFF")
-    on_b = await _managed(b.ws, "WK-OFF", passwords["WK-OFF"])
-    await _boot(on_b)
+    (station,) = _stations(shared_db, "WK-OFF")
+    on_b = await station.connect(b)
     await _until(lambda: _connection_id(shared_db, "WK-OFF") is not None, 30)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post(
@@ -343,10 +361,10 @@ async def test_a_station_that_moves_to_the_other_server_keeps_its_local_list_ver
     two_servers: tuple[Serve, Serve], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-LIST")
+    (station,) = _stations(shared_db, "WK-LIST")
     catalog.add_rider(shared_db, "WK-RL", "energy")
     top_up(shared_db, "WK-RL", 10_000, "wk-pay-rl")
-    state = StationState("WK-LIST", passwords["WK-LIST"], {})
+    state = StationState(station.id, station.password, {})
     on_a = await go_online(a.ws, state)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post("/api/v1/ops/stations/WK-LIST/local-list", json={"full": True})
@@ -370,11 +388,9 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
     shared_url: str, shared_db: Database
 ) -> None:
     ids = [f"WK-N{n:02d}" for n in range(16)]
-    passwords = _stations(shared_db, *ids)
-    server = _start(shared_url, "--workers", "2")
-    try:
-        _wait_ready(server, processes=2)
-        connected = [await _managed(server.ws, s, passwords[s]) for s in ids]
+    added = _stations(shared_db, *ids)
+    with _serving(shared_url, "--workers", "2", processes=2) as (server,):
+        connected = [await station.connect(server, boot=False) for station in added]
         for station in connected:
             await _boot(station)
 
@@ -420,9 +436,6 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
         events = [line["event"] for line in server.log_lines()]
         assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # 0, new 1
         assert events[-1] == "workers_stopped"
-    finally:
-        _stop(server)
-        server.log_path.unlink(missing_ok=True)
 
 
 def test_workers_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -465,9 +478,7 @@ def _running(pid: int) -> bool:
 
 @postgres
 def test_workers_stop_themselves_when_their_supervisor_is_killed(shared_url: str) -> None:
-    server = _start(shared_url, "--workers", "2")
-    try:
-        _wait_ready(server, processes=2)
+    with _serving(shared_url, "--workers", "2", processes=2) as (server,):
         pids = [line["pid"] for line in server.log_lines() if line["event"] == "worker_started"]
         assert len(pids) == 2 and all(_running(pid) for pid in pids)
         server.process.kill()  # SIGKILL: the supervisor cannot forward anything
@@ -478,6 +489,3 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(shared_url: str
             time.sleep(0.1)
         events = [line["event"] for line in server.log_lines()]
         assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # gracefully
-    finally:
-        _stop(server)
-        server.log_path.unlink(missing_ok=True)
