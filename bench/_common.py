@@ -1,5 +1,5 @@
 """What the swapd benchmarks share: the result line, databases made and dropped for one run,
-a real ``swapd serve`` process, and facts about the machine."""
+a real ``swapd serve`` process (launched through bench._serve), and facts about the machine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from bench._serve import serving
 
 # Benchmarks talk to people on stderr; stdout's last line is the machine-readable result.
 console = Console(stderr=True)
@@ -58,12 +59,6 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
         return 0.0
     rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values) + 0.5) - 1))
     return sorted_values[rank]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- databases -------------------------------------------------------------------------------
@@ -168,17 +163,6 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def started_workers(log_path: Path) -> int:
-    """How many server processes logged the end of their start (uvicorn's lifespan; each listens
-    right after it) in a ``swapd serve --json-logs`` log."""
-    count = 0
-    with contextlib.suppress(OSError):
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"Application startup complete."' in line:
-                count += 1
-    return count
-
-
 @contextlib.contextmanager
 def swapd_server(
     database_url: str, serve_args: Sequence[str] = (), *, workers: int = 1
@@ -187,39 +171,20 @@ def swapd_server(
     Its logs go to a file: at hundreds of messages a second a terminal would be the bottleneck.
     ``workers``: the server processes ``serve_args`` asks for (``--workers``), all of which must
     have started before the block begins (until then the kernel gives them no connection)."""
-    port = free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="swapd-bench-log-"))
-    log_path = log_dir / "serve.log"
     env = {**os.environ, "SWAPD_DATABASE_URL": database_url}
-    command = [str(SWAPD_BIN), "serve", "--port", str(port), "--json-logs", *serve_args]
     raise_fd_limit()  # the server inherits the raised limit on open files
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    server = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", process, log_path)
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"swapd serve exited: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{server.http}/healthz", timeout=2) as response:
-                    if response.status == 200 and started_workers(log_path) >= workers:
-                        time.sleep(0.5 if workers > 1 else 0)  # from the lifespan to listening
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("swapd serve did not answer /healthz in time")
-            time.sleep(0.1)
-        yield server
+        with serving(
+            serve_args,
+            env=env,
+            log_path=log_dir / "serve.log",
+            workers=workers,
+            program=[str(SWAPD_BIN)],
+            start_timeout_s=SERVER_START_TIMEOUT_S,
+        ) as serve:
+            yield Server(serve.ws, serve.http, serve.process, serve.log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         shutil.rmtree(log_dir, ignore_errors=True)
 
 

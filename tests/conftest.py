@@ -8,9 +8,7 @@ Every test runs with the sandbox payment provider chosen, as an operator chooses
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +23,8 @@ from swapd.payments import config as payments_config
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
 from swapd.store.schema import metadata
+from tests.pg_databases import require_postgres, temporary_database
 
-PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 
 
@@ -82,37 +80,12 @@ def sandbox_payments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(payments_config.ENV_PROVIDER, "sandbox")
 
 
-def _pg_reachable() -> str | None:
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as error:  # any failure to connect means "not reachable"
-        return str(error).splitlines()[0]
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A database of its own for this test session, dropped at the end."""
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("SWAPD_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required (SWAPD_REQUIRE_POSTGRES) but: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
-    name = f"swapd_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    require_postgres()
+    with temporary_database("swapd_test", migrated_to="head") as url:
+        yield url
 
 
 _SEQUENCES: dict[str, list[str]] = {}

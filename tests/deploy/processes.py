@@ -14,7 +14,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,11 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
-
-from swapd.sim.embedded import free_port
+from bench._serve import ServeProcess, free_port, serving
 
 REQUIRE_PGBOUNCER = "SWAPD_REQUIRE_PGBOUNCER"
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine: swapd imports and migrates in a few seconds
@@ -135,46 +132,14 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise RuntimeError(f"pgbouncer did not listen on {port}: {log.read_text()[-2000:]}")
 
 
-@dataclass
-class Server:
-    url: str  # http://127.0.0.1:PORT
-    ws_url: str  # ws://127.0.0.1:PORT
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @contextmanager
-def swapd_serve(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+def swapd_serve(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
     """``swapd serve ARGS`` on a free port, with no SWAPD_* setting of the test's own environment
     but the sandbox payment provider and ``env``; waits for /healthz."""
-    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
     environment["SWAPD_PAYMENT_PROVIDER"] = "sandbox"
     environment.update(env or {})
-    command = [sys.executable, "-m", "swapd.cli", "serve", "--json-logs", "--port", str(port), *args]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"swapd serve exited ({process.returncode}): {server.log_text()}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"swapd serve did not answer /healthz: {server.log_text()}")
-            time.sleep(0.1)
+    with serving(
+        args, env=environment, log_path=log, start_timeout_s=START_TIMEOUT_S, stop_timeout_s=15
+    ) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from bench._serve import ServeProcess
 from ocpp.routing import on
 from ocpp.v21 import call, call_result
 
@@ -35,7 +36,7 @@ from swapd.store.engine import make_engine
 from swapd.store.ledger_check import check_ledger
 from tests import network as net
 from tests.conftest import _empty_tables
-from tests.deploy.processes import Bouncer, Server, pgbouncer, swapd_serve
+from tests.deploy.processes import Bouncer, pgbouncer, swapd_serve
 from tests.gateway.conftest import (
     LiveServer,
     StationClient,
@@ -123,9 +124,9 @@ def _set_up(db: Database) -> dict[str, str]:
     return passwords
 
 
-async def _ride(server: Server, station_id: str, password: str, rider_id: str) -> None:
+async def _ride(server: ServeProcess, station_id: str, password: str, rider_id: str) -> None:
     """SWAPS_PER_RIDER swaps of one rider at one station, over a real socket."""
-    station = await booted(LiveServer(server.ws_url), station_id, password)
+    station = await booted(LiveServer(server.ws), station_id, password)
     card = {"idToken": f"CARD-{rider_id}", "type": "ISO14443"}
     empty = list(EMPTY_SLOTS)
     held: str | None = None
@@ -229,9 +230,7 @@ async def test_swaps_and_a_queued_command_work_through_pgbouncer_in_transaction_
         assert await asyncio.wait_for(heard, timeout=10) == "ST3"
 
         # The station connects to one of the processes and boots: the command reaches it.
-        st3 = await connect(
-            LiveServer(server_b.ws_url), "ST3", passwords["ST3"], client=ResettableStation
-        )
+        st3 = await connect(LiveServer(server_b.ws), "ST3", passwords["ST3"], client=ResettableStation)
         await st3.station.call(
             call.BootNotification(
                 charging_station={"model": "SwapCab", "vendor_name": "swapd-tests"}, reason="PowerUp"

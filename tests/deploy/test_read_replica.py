@@ -166,7 +166,7 @@ def test_serve_sends_exports_to_the_replica_and_reports_its_lag(
     flags = ("--database", pair.primary_url, "--read-database", pair.replica_url)
     with (
         swapd_serve(tmp_path / "serve.log", *flags) as server,
-        httpx.Client(base_url=server.url) as http,
+        httpx.Client(base_url=server.http) as http,
     ):
         health = http.get("/healthz").json()
         assert health["replica"]["status"] == "ok", health

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,8 @@ from swapd.store.engine import downgrade, make_engine, upgrade
 from swapd.store.ledger_check import check_ledger
 from swapd.store.partitions import Month, ensure_months, months_of, partition_tables
 from tests.cli_runner import CliRunner
-from tests.conftest import PG_ADMIN_URL, copy_of_migrated_sqlite
+from tests.conftest import copy_of_migrated_sqlite
+from tests.pg_databases import temporary_database
 
 JAN, FEB, MAR = (datetime(2026, m, 10, 12, tzinfo=UTC) for m in (1, 2, 3))
 LEDGER = "Wh"
@@ -48,17 +48,8 @@ def own_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield copy_of_migrated_sqlite(request.getfixturevalue("migrated_sqlite_file"), tmp_path)
         return
     request.getfixturevalue("pg_url")  # skips, or fails, without a server
-    name = f"swapd_archive_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with temporary_database("swapd_archive", migrated_to=None) as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -293,16 +284,8 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'blank.db'}"
         return
     request.getfixturevalue("pg_url")
-    name = f"swapd_parts_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database("swapd_parts", migrated_to=None) as url:
+        yield url
 
 
 _OLD_ROWS = (

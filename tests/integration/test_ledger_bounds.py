@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from swapd.store.database import Database, ManualClock, Tx
 from swapd.store.engine import WRITE, downgrade, make_engine, upgrade
 from swapd.store.ledger_check import check_ledger
 from tests.cli_runner import CliRunner
+from tests.pg_databases import temporary_database
 from tests.plans import ENERGY
 
 BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
@@ -392,7 +392,6 @@ def test_the_schema_refuses_a_transfer_or_payment_amount_out_of_bounds(
 
 # -- ledger check and the migration, on a database from before the bounds ------------------------
 
-PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BEFORE_BOUNDS = "0005"
 
 
@@ -407,20 +406,8 @@ def old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
         return
     request.getfixturevalue("pg_url")  # skips, or fails under SWAPD_REQUIRE_POSTGRES, if no server
-    name = f"swapd_bounds_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine, BEFORE_BOUNDS)
-    engine.dispose()
-    try:
+    with temporary_database("swapd_bounds", migrated_to=BEFORE_BOUNDS) as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _execute(engine: sa.Engine, *statements: str) -> None:

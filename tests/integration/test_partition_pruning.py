@@ -3,22 +3,20 @@ partition the key row names and no other (run-time pruning on the InitPlans)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from swapd.store import swap_rows
-from swapd.store.engine import make_engine, upgrade
+from swapd.store.engine import make_engine
 from swapd.store.ledger_book import _TRANSFER_BY_ID, _TRANSFER_BY_KEY
 from swapd.store.partitions import Month, ensure_months
 from swapd.store.prepared import Prepared
-from tests.conftest import PG_ADMIN_URL
+from tests.pg_databases import temporary_database
 
 pytestmark = pytest.mark.postgres
 AT = datetime(2026, 2, 10, tzinfo=UTC)
@@ -27,14 +25,8 @@ AT = datetime(2026, 2, 10, tzinfo=UTC)
 @pytest.fixture
 def url(pg_url: str) -> Iterator[str]:
     del pg_url  # the session's server; this test makes partitions of its own
-    name = f"swapd_pruning_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        made = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with temporary_database("swapd_pruning", migrated_to="head") as made:
         engine = make_engine(made)
-        upgrade(engine)
         with engine.begin() as connection:
             ensure_months(connection, AT, since=Month(2025, 11))
             connection.exec_driver_sql(
@@ -56,10 +48,6 @@ def url(pg_url: str) -> Iterator[str]:
             )
         engine.dispose()
         yield made.replace("postgresql+psycopg://", "postgresql://")
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,13 @@ index to apply)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from swapd.store import swap_rows
 from swapd.store.engine import make_engine, upgrade
+from tests.pg_databases import require_postgres, temporary_database
 
 
 def test_a_riders_open_offers_are_read_through_the_partial_index(tmp_path: Path) -> None:
@@ -42,31 +41,23 @@ FROM generate_series(1, 500) g;
 
 
 @pytest.mark.postgres
-def test_a_packs_open_possession_is_found_through_its_unique_index_before_any_analyze(
-    pg_url: str,
-) -> None:
+def test_a_packs_open_possession_is_found_through_its_unique_index_before_any_analyze() -> None:
     """A return looks up the returned pack's open possession. In a database not yet analyzed
     (a new deployment, the bench), PostgreSQL's generic plan of that prepared statement took the
     index on at_in and scanned every open possession: one per pack out with a rider."""
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    name = f"swapd_plans_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(sa.make_url(pg_url).set(database=name).render_as_string(False))
-    try:
-        upgrade(engine)
-        sql = str(swap_rows.OPEN_POSSESSION.statement.compile(dialect=engine.dialect))
-        with engine.begin() as connection:
-            connection.exec_driver_sql(_OPEN_POSSESSIONS)
-            connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-            connection.exec_driver_sql(
-                "PREPARE open_possession(varchar) AS " + sql.replace("%(serial)s", "$1")
-            )
-            plan = connection.exec_driver_sql("EXPLAIN EXECUTE open_possession('B7')").all()
-        details = " ".join(str(row[0]) for row in plan)
-        assert "ux_possessions_open_pack" in details, details
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    require_postgres()
+    with temporary_database("swapd_plans", migrated_to="head") as url:
+        engine = make_engine(url)
+        try:
+            sql = str(swap_rows.OPEN_POSSESSION.statement.compile(dialect=engine.dialect))
+            with engine.begin() as connection:
+                connection.exec_driver_sql(_OPEN_POSSESSIONS)
+                connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+                connection.exec_driver_sql(
+                    "PREPARE open_possession(varchar) AS " + sql.replace("%(serial)s", "$1")
+                )
+                plan = connection.exec_driver_sql("EXPLAIN EXECUTE open_possession('B7')").all()
+        finally:
+            engine.dispose()
+    details = " ".join(str(row[0]) for row in plan)
+    assert "ux_possessions_open_pack" in details, details

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from bench._serve import ServeProcess, free_port, launch, stop, wait_until_serving
 from ocpp.v21 import call
 
 from swapd.domain.riders import TokenType
@@ -43,11 +42,11 @@ from swapd.store import schema as t
 from swapd.store.database import Database
 from tests import network as net
 from tests.api.conftest import PASSWORD, bearer
-from tests.conftest import PG_ADMIN_URL, _pg_reachable
 from tests.gateway.conftest import Connected, LiveServer, battery, connect, swap_event
 from tests.gateway.offline_station import StationState, go_online
 from tests.gateway.test_station_management import ManagedStation
 from tests.integration.crashing_worker import EXIT_CODE, crash
+from tests.pg_databases import require_postgres, temporary_database
 
 pytestmark = pytest.mark.anyio
 postgres = pytest.mark.postgres
@@ -62,116 +61,43 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Serve:
-    """A ``swapd serve`` process and its log."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def ws(self) -> LiveServer:
-        return LiveServer(f"ws://127.0.0.1:{self.port}")
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
-
-
-def _start(url: str, *args: str) -> Serve:
-    port = _free_port()
-    handle, name = tempfile.mkstemp(prefix="swapd-workers-test-", suffix=".log")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
-    env["SWAPD_DATABASE_URL"] = url
-    command = [sys.executable, "-m", "swapd.cli", "serve", "--json-logs", "--port", str(port)]
-    with os.fdopen(handle, "wb") as log:
-        process = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
-    return Serve(process, port, Path(name))
-
-
-def _wait_ready(server: Serve, processes: int = 1) -> None:
-    """Until /healthz answers and every worker has started (each listens once started: before,
-    the kernel sends all connections to those that do)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with httpx.Client(timeout=2) as client:
-        while True:
-            try:
-                healthy = client.get(f"{server.http}/healthz").status_code == 200
-                if healthy and _started(server) >= processes:
-                    time.sleep(0.5)  # from the lifespan's end to listening
-                    return
-            except httpx.TransportError:
-                pass
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"swapd serve did not start: {server.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-
-def _started(server: Serve) -> int:
-    """Worker processes that have started (each listens right after)."""
-    events = [line.get("event") for line in server.log_lines()]
-    return events.count("Application startup complete.")
-
-
-def _stop(server: Serve) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
-
-
 @pytest.fixture(scope="module")
 def shared_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own (its servers outlive any one test)."""
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("SWAPD_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required (SWAPD_REQUIRE_POSTGRES) but: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
-    name = f"swapd_workers_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database.open(url)  # migrated here, before any server starts
-    net.network(database, station_ids=())  # the pack model and the energy plan
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    require_postgres()
+    with temporary_database("swapd_workers", migrated_to="head") as url:  # before any server starts
+        database = Database.open(url)
+        net.network(database, station_ids=())  # the pack model and the energy plan
+        database.dispose()
+        yield url
+
+
+@contextmanager
+def _serving(url: str, *args: str, servers: int = 1, processes: int = 1) -> Iterator[list[ServeProcess]]:
+    """``servers`` ``swapd serve ARGS`` processes on ``url``, started together; the block begins
+    once each has its ``processes`` started, and ends with each stopped and its log removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWAPD_", "STRIPE_"))}
+    env["SWAPD_DATABASE_URL"] = url
+    started: list[ServeProcess] = []
+    try:
+        for _ in range(servers):
+            handle, log = tempfile.mkstemp(prefix="swapd-workers-test-", suffix=".log")
+            os.close(handle)
+            started.append(launch(args, env=env, log_path=Path(log)))
+        for server in started:
+            wait_until_serving(server, workers=processes, timeout_s=START_TIMEOUT_S)
+        yield started
+    finally:
+        for server in started:
+            stop(server, timeout_s=STOP_TIMEOUT_S)
+            server.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
-def two_servers(shared_url: str) -> Iterator[tuple[Serve, Serve]]:
+def two_servers(shared_url: str) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     """Two ``swapd serve`` processes on the one database, each on its own port."""
-    first, second = _start(shared_url), _start(shared_url)
-    try:
-        _wait_ready(first)
-        _wait_ready(second)
+    with _serving(shared_url, servers=2) as (first, second):
         yield first, second
-    finally:
-        for server in (first, second):
-            _stop(server)
-            server.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -181,17 +107,29 @@ def shared_db(shared_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def _stations(db: Database, *station_ids: str) -> dict[str, str]:
-    """Stations of this test only (the database is the module's): their passwords."""
-    passwords = {}
+@dataclass
+class Station:
+    """A station added for one test (the database is the module's), and its password."""
+
+    id: str
+    password: str
+
+    async def connect(self, server: ServeProcess, *, boot: bool = True) -> Connected:
+        """Its socket to ``server``, as a ManagedStation; booted first unless ``boot`` is False
+        (a station that reconnects, or one that boots later)."""
+        connected = await connect(LiveServer(server.ws), self.id, self.password, client=ManagedStation)
+        if boot:
+            await _boot(connected)
+        return connected
+
+
+def _stations(db: Database, *station_ids: str) -> list[Station]:
+    """Stations of this test only, each with a password of its own."""
+    added = []
     for station_id in station_ids:
         catalog.add_station(db, station_id, 8)
-        passwords[station_id] = stations.set_password(db, station_id)
-    return passwords
-
-
-async def _managed(server: LiveServer, station_id: str, password: str) -> Connected:
-    return await connect(server, station_id, password, client=ManagedStation)
+        added.append(Station(station_id, stations.set_password(db, station_id)))
+    return added
 
 
 async def _boot(connected: Connected) -> None:
@@ -233,24 +171,23 @@ async def _until(check: Any, timeout_s: float) -> None:
 
 @postgres
 async def test_a_swap_started_on_one_server_is_finished_on_the_other(
-    two_servers: tuple[Serve, Serve], shared_db: Database
+    two_servers: tuple[ServeProcess, ServeProcess], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-SWAP")
+    (station,) = _stations(shared_db, "WK-SWAP")
     catalog.register_pack(shared_db, "WK-B1", "G2", soc=100, soh=100, station_id="WK-SWAP", slot_no=1)
     catalog.add_rider(shared_db, "WK-R1", "energy")
     catalog.add_token(shared_db, TokenType.RFID, "CARD-WK-R1", rider_id="WK-R1")
     top_up(shared_db, "WK-R1", 10_000, "wk-pay-1")
     card = {"idToken": "CARD-WK-R1", "type": "ISO14443"}
 
-    on_a = await _managed(a.ws, "WK-SWAP", passwords["WK-SWAP"])
-    await _boot(on_a)
+    on_a = await station.connect(a)
     offer = (await on_a.station.call(call.Authorize(id_token=card))).id_token_info
     assert offer["status"] == "Accepted" and offer["evse_id"] == [1]
     await on_a.close()
 
     # On B, without a BootNotification: B knows from the database that the station booted.
-    on_b = await _managed(b.ws, "WK-SWAP", passwords["WK-SWAP"])
+    on_b = await station.connect(b, boot=False)
     out = swap_event(41, "BatteryOut", card, [battery(1, "WK-B1", 100.0)])
     assert await on_b.station.call(out) is not None
     await on_b.station.call(out)  # the retransmit a station sends after a reconnect: no change
@@ -271,12 +208,11 @@ async def test_a_swap_started_on_one_server_is_finished_on_the_other(
 
 @postgres
 async def test_a_command_posted_to_one_server_reaches_the_station_on_the_other(
-    two_servers: tuple[Serve, Serve], shared_db: Database
+    two_servers: tuple[ServeProcess, ServeProcess], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-CMD")
-    on_b = await _managed(b.ws, "WK-CMD", passwords["WK-CMD"])
-    await _boot(on_b)
+    (station,) = _stations(shared_db, "WK-CMD")
+    on_b = await station.connect(b)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post(
             "/api/v1/ops/stations/WK-CMD/commands", json={"command": "unlock", "slot": 2}
@@ -288,21 +224,20 @@ async def test_a_command_posted_to_one_server_reaches_the_station_on_the_other(
         "answered",
         "Unlocked",
     )
-    station: ManagedStation = on_b.station  # type: ignore[assignment]
-    assert [action for action, _ in station.received] == ["UnlockConnector"]
+    managed: ManagedStation = on_b.station  # type: ignore[assignment]
+    assert [action for action, _ in managed.received] == ["UnlockConnector"]
     await on_b.close()
 
 
 @postgres
 async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
-    two_servers: tuple[Serve, Serve], shared_db: Database
+    two_servers: tuple[ServeProcess, ServeProcess], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-TWICE")
-    old = await _managed(a.ws, "WK-TWICE", passwords["WK-TWICE"])
-    await _boot(old)
+    (station,) = _stations(shared_db, "WK-TWICE")
+    old = await station.connect(a)
     first = _connection_id(shared_db, "WK-TWICE")
-    new = await _managed(b.ws, "WK-TWICE", passwords["WK-TWICE"])
+    new = await station.connect(b, boot=False)
     await _until(lambda: _connection_id(shared_db, "WK-TWICE") not in (None, first), 30)
 
     # A closes its socket as one server closes a replaced one: at once (the NOTIFY), well
@@ -317,8 +252,8 @@ async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
             "/api/v1/ops/stations/WK-TWICE/commands", json={"command": "unlock", "slot": 1}
         )
     assert answer.status_code == 200 and answer.json()["state"] == "answered", answer.text
-    station: ManagedStation = new.station  # type: ignore[assignment]
-    assert [action for action, _ in station.received] == ["UnlockConnector"]
+    managed: ManagedStation = new.station  # type: ignore[assignment]
+    assert [action for action, _ in managed.received] == ["UnlockConnector"]
     assert new.ws.close_code is None
     await new.close()
     old.task.cancel()
@@ -326,12 +261,11 @@ async def test_a_station_connected_to_both_keeps_only_its_newest_socket(
 
 @postgres
 async def test_a_station_disabled_through_one_server_is_closed_by_the_other(
-    two_servers: tuple[Serve, Serve], shared_db: Database
+    two_servers: tuple[ServeProcess, ServeProcess], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-OFF")
-    on_b = await _managed(b.ws, "WK-OFF", passwords["WK-OFF"])
-    await _boot(on_b)
+    (station,) = _stations(shared_db, "WK-OFF")
+    on_b = await station.connect(b)
     await _until(lambda: _connection_id(shared_db, "WK-OFF") is not None, 30)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post(
@@ -351,14 +285,14 @@ async def test_a_station_disabled_through_one_server_is_closed_by_the_other(
 
 @postgres
 async def test_a_station_that_moves_to_the_other_server_keeps_its_local_list_version(
-    two_servers: tuple[Serve, Serve], shared_db: Database
+    two_servers: tuple[ServeProcess, ServeProcess], shared_db: Database
 ) -> None:
     a, b = two_servers
-    passwords = _stations(shared_db, "WK-LIST")
+    (station,) = _stations(shared_db, "WK-LIST")
     catalog.add_rider(shared_db, "WK-RL", "energy")
     top_up(shared_db, "WK-RL", 10_000, "wk-pay-rl")
-    state = StationState("WK-LIST", passwords["WK-LIST"], {})
-    on_a = await go_online(a.ws, state)
+    state = StationState(station.id, station.password, {})
+    on_a = await go_online(LiveServer(a.ws), state)
     async with _operator(shared_db, a.http) as api_a:
         answer = await api_a.post("/api/v1/ops/stations/WK-LIST/local-list", json={"full": True})
     assert answer.status_code == 200, answer.text
@@ -368,7 +302,7 @@ async def test_a_station_that_moves_to_the_other_server_keeps_its_local_list_ver
 
     catalog.add_token(shared_db, TokenType.RFID, "CARD-WK-RL", rider_id="WK-RL")
     sent_before = len(state.updates)
-    on_b = await go_online(b.ws, state)
+    on_b = await go_online(LiveServer(b.ws), state)
     # B asks the version, finds the one A sent (recorded in the database) and sends only what
     # changed since: a differential update, not the whole list again.
     await _until(lambda: state.status_of("ISO14443", "CARD-WK-RL") == "Accepted", 60)
@@ -381,11 +315,9 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
     shared_url: str, shared_db: Database
 ) -> None:
     ids = [f"WK-N{n:02d}" for n in range(16)]
-    passwords = _stations(shared_db, *ids)
-    server = _start(shared_url, "--workers", "2")
-    try:
-        _wait_ready(server, processes=2)
-        connected = [await _managed(server.ws, s, passwords[s]) for s in ids]
+    added = _stations(shared_db, *ids)
+    with _serving(shared_url, "--workers", "2", processes=2) as (server,):
+        connected = [await station.connect(server, boot=False) for station in added]
         for station in connected:
             await _boot(station)
 
@@ -399,7 +331,7 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
                 assert answer.status_code == 200 and answer.json()["state"] == "answered", answer.text
             metrics = (await api.get("/metrics")).text
         by_worker = Counter(
-            line["worker"] for line in server.log_lines() if line["event"] == "station_connected"
+            line["worker"] for line in server.log_records() if line["event"] == "station_connected"
         )
         assert sorted(by_worker) == [0, 1] and sum(by_worker.values()) == 16, by_worker
         # /metrics counts every worker, whichever answers.
@@ -411,12 +343,12 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
         # A worker killed is started again; the stations it held are no longer counted.
         dead = next(
             line["pid"]
-            for line in server.log_lines()
+            for line in server.log_records()
             if line["event"] == "worker_started" and line["worker"] == 1
         )
         os.kill(dead, signal.SIGKILL)
-        await _until(lambda: _started(server) == 3, START_TIMEOUT_S)
-        died = [line for line in server.log_lines() if line["event"] == "worker_died"]
+        await _until(lambda: server.started_workers() == 3, START_TIMEOUT_S)
+        died = [line for line in server.log_records() if line["event"] == "worker_died"]
         assert [(line["worker"], line["pid"], line["exit_code"]) for line in died] == [
             (1, dead, -signal.SIGKILL)
         ]
@@ -424,16 +356,13 @@ async def test_workers_share_one_port_spread_the_stations_and_stop_together(
             metrics = (await client.get("/metrics")).text
         assert f"swapd_connected_stations {by_worker[0]:.1f}" in metrics.splitlines()
 
-        assert _stop(server) == 0
+        assert stop(server, timeout_s=STOP_TIMEOUT_S) == 0
         for station in connected:
             await asyncio.wait_for(station.ws.wait_closed(), timeout=10)
             station.task.cancel()
-        events = [line["event"] for line in server.log_lines()]
+        events = [line["event"] for line in server.log_records()]
         assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # 0, new 1
         assert events[-1] == "workers_stopped"
-    finally:
-        _stop(server)
-        server.log_path.unlink(missing_ok=True)
 
 
 def test_workers_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -458,7 +387,7 @@ def test_a_worker_that_keeps_dying_is_started_again_until_the_supervisor_gives_u
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(workers, "RESTART_DELAY_S", 0.05)
-    settings = workers.WorkerSettings(None, "127.0.0.1", _free_port(), None, None, None, None, True)
+    settings = workers.WorkerSettings(None, "127.0.0.1", free_port(), None, None, None, None, True)
     supervisor = workers.Supervisor(settings, 1, target=crash)
     assert supervisor.run() == 1
     assert supervisor.restarts == workers.MAX_RESTARTS
@@ -476,10 +405,8 @@ def _running(pid: int) -> bool:
 
 @postgres
 def test_workers_stop_themselves_when_their_supervisor_is_killed(shared_url: str) -> None:
-    server = _start(shared_url, "--workers", "2")
-    try:
-        _wait_ready(server, processes=2)
-        pids = [line["pid"] for line in server.log_lines() if line["event"] == "worker_started"]
+    with _serving(shared_url, "--workers", "2", processes=2) as (server,):
+        pids = [line["pid"] for line in server.log_records() if line["event"] == "worker_started"]
         assert len(pids) == 2 and all(_running(pid) for pid in pids)
         server.process.kill()  # SIGKILL: the supervisor cannot forward anything
         server.process.wait()
@@ -487,8 +414,5 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(shared_url: str
         while any(_running(pid) for pid in pids):
             assert time.monotonic() < deadline, "a worker outlived its supervisor"
             time.sleep(0.1)
-        events = [line["event"] for line in server.log_lines()]
+        events = [line["event"] for line in server.log_records()]
         assert sum(1 for e in events if e.startswith("Finished server process")) == 2  # gracefully
-    finally:
-        _stop(server)
-        server.log_path.unlink(missing_ok=True)

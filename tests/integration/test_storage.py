@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -47,9 +46,9 @@ from swapd.store.engine import (
 )
 from swapd.store.partitions import partition_tables
 from tests.cli_runner import CliRunner
+from tests.pg_databases import temporary_database
 from tests.plans import ENERGY
 
-PG_ADMIN_URL = os.environ.get("SWAPD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 HEAD = "0014"
 SWAPD_TABLES = sorted(t.metadata.tables)
 
@@ -64,16 +63,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     request.getfixturevalue("pg_url")  # skips, or fails under SWAPD_REQUIRE_POSTGRES, if no server
-    name = f"swapd_storage_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database("swapd_storage", migrated_to=None) as url:
+        yield url
 
 
 @pytest.fixture

@@ -115,6 +115,20 @@ def test_history_and_receipts_are_the_riders_own(
     assert app_client.get("/app/swaps/999999").status_code == 404
 
 
+def test_every_app_page_has_a_short_plain_title_and_each_section_once(app_client: TestClient) -> None:
+    """The home page's right-sized setting was once pasted into its <title> as well."""
+    assert "<title>swapd</title>" in app_client.get("/app").text  # signed out: the welcome
+    sign_up(app_client)
+    for path in ("/app", "/app/swaps", "/app/stations", "/app/statements", "/app/cards"):
+        page = app_client.get(path)
+        assert page.status_code == 200, path
+        (title,) = re.findall(r"<title>(.*?)</title>", page.text, re.S)
+        assert "<" not in title and len(title) < 80, (path, title)
+        ids = re.findall(r'<section[^>]* id="([^"]+)"', page.text)
+        assert len(ids) == len(set(ids)), (path, ids)
+        assert page.text.count("<section") == page.text.count("</section>"), path
+
+
 def test_staff_cannot_use_the_app_and_the_app_is_installable(
     app_client: TestClient, db: Database
 ) -> None:
