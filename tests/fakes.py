@@ -318,6 +318,11 @@ class MemoryRecords:
         recorded = self._s.events.get((station_id, request_id, event_type))
         return None if recorded is None else dict(json.loads(recorded))
 
+    def station_and_event(
+        self, station_id: str, request_id: str, event_type: str
+    ) -> tuple[Station | None, Mapping[str, Any] | None]:
+        return self.station(station_id), self.station_event(station_id, request_id, event_type)
+
     def insert_station_event(
         self, station_id: str, request_id: str, event_type: str, now: datetime, result: Mapping[str, Any]
     ) -> None:

@@ -102,6 +102,9 @@ class SwapRecords(Protocol):
     def station_event(
         self, station_id: str, request_id: str, event_type: str
     ) -> Mapping[str, Any] | None: ...
+    def station_and_event(
+        self, station_id: str, request_id: str, event_type: str
+    ) -> tuple[Station | None, Mapping[str, Any] | None]: ...
     def insert_station_event(
         self,
         station_id: str,

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.errors import Conflict, Retry
+from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -60,11 +60,7 @@ _PACK_COLUMNS = [
     ),
     t.pack_models.c.nominal_wh,
 ]
-_STATION_COLUMNS = [
-    *(t.stations.c[name] for name in ("id", "slot_count", "enabled", "charged_soc_bp", "min_soh_bp")),
-    t.stations.c.right_size_floor_bp,
-    *(c for c in t.stations.c if c.name.startswith("pick_")),
-]
+_STATION_COLUMNS = swap_rows.STATION_COLUMNS
 _RIDER_COLUMNS = [
     t.riders.c[name] for name in ("id", "plan_id", "status", "vehicle_packs", "right_size_consent")
 ]
@@ -636,15 +632,17 @@ class Repository:
         """The recorded result of a station event, if it was applied already."""
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
         row = self.run(swap_rows.STATION_EVENT, where).one()
-        if row.received_at is None:
-            return None
-        if row.result is None:
-            raise Conflict(
-                f"station {station_id}'s {event_type} {request_id!r} was applied in a month "
-                "since archived"
-            )
-        result: Mapping[str, Any] = row.result
-        return result
+        return swap_rows.recorded_result(row.received_at, row.result, where)
+
+    def station_and_event(
+        self, station_id: str, request_id: str, event_type: str
+    ) -> tuple[Station | None, Mapping[str, Any] | None]:
+        """``station(station_id)`` and ``station_event(...)`` in one statement."""
+        where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
+        row = self.run(swap_rows.STATION_WITH_EVENT, where).first()
+        if row is None:
+            return None, None
+        return _station(row), swap_rows.recorded_result(row.event_received_at, row.event_result, where)
 
     def insert_station_event(
         self,

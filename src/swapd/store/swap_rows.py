@@ -3,10 +3,12 @@ read back as the lifecycle's entities."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
+from swapd.domain.errors import Conflict
 from swapd.domain.lifecycle import Offer, OfferState, Possession, Swap, SwapState
 from swapd.domain.pack_choice import ChoiceRecord, PickRule
 from swapd.domain.riders import IdToken, TokenType
@@ -96,19 +98,32 @@ _RECEIVED = (
     )
     .scalar_subquery()
 )
-STATION_EVENT = Prepared(
-    sa.select(
-        _RECEIVED.label("received_at"),
-        sa.select(_EV.result)
-        .where(
-            _EV.station_id == _B("station_id"),
-            _EV.request_id == _B("request_id"),
-            _EV.event_type == _B("event_type"),
-            _EV.received_at == _RECEIVED,
-        )
-        .scalar_subquery()
-        .label("result"),
+_STATION_EVENT_Q = sa.select(
+    _RECEIVED.label("received_at"),
+    sa.select(_EV.result)
+    .where(
+        _EV.station_id == _B("station_id"),
+        _EV.request_id == _B("request_id"),
+        _EV.event_type == _B("event_type"),
+        _EV.received_at == _RECEIVED,
     )
+    .scalar_subquery()
+    .label("result"),
+)
+STATION_EVENT = Prepared(_STATION_EVENT_Q)
+
+# The station an event came from and, in the same statement, the event's record (as
+# STATION_EVENT): every BatteryIn and BatteryOut reads both first.
+STATION_COLUMNS = [
+    *(t.stations.c[name] for name in ("id", "slot_count", "enabled", "charged_soc_bp", "min_soh_bp")),
+    t.stations.c.right_size_floor_bp,
+    *(c for c in t.stations.c if c.name.startswith("pick_")),
+]
+STATION_WITH_EVENT = Prepared(
+    sa.select(
+        *STATION_COLUMNS,
+        *(column.label(f"event_{column.name}") for column in _STATION_EVENT_Q.selected_columns),
+    ).where(t.stations.c.id == _B("station_id"))
 )
 
 # Recording an event claims its key (a second one fails on the primary key, as before), then
@@ -222,3 +237,17 @@ def possession_of(row: Any) -> Possession:
         row.station_out,
         row.slot_out,
     )
+
+
+def recorded_result(received_at: Any, result: Any, where: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """A station event's recorded result from STATION_EVENT's columns: None if it was never
+    applied; Conflict if it was, in a month archived since (its result is in the archive)."""
+    if received_at is None:
+        return None
+    if result is None:
+        raise Conflict(
+            f"station {where['station_id']}'s {where['event_type']} {where['request_id']!r} was "
+            "applied in a month since archived"
+        )
+    recorded: Mapping[str, Any] = result
+    return recorded

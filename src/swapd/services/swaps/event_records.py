@@ -3,13 +3,21 @@ eventType): a repeat is answered from the first one's recorded result."""
 
 from __future__ import annotations
 
+from swapd.domain.errors import NotFound
+from swapd.domain.stations import Station
 from swapd.services.ports import UnitOfWork
 from swapd.services.swaps.records import EventResult
 
 
-def already(uow: UnitOfWork, station_id: str, request_id: str, event_type: str) -> EventResult | None:
-    recorded = uow.repo.station_event(station_id, request_id, event_type)
-    return None if recorded is None else EventResult.from_json(dict(recorded))
+def station_and_repeat(
+    uow: UnitOfWork, station_id: str, request_id: str, event_type: str
+) -> tuple[Station, EventResult | None]:
+    """The known station (else NotFound) and, if this event was applied already, its result:
+    both are what a station event reads first, read together."""
+    station, recorded = uow.repo.station_and_event(station_id, request_id, event_type)
+    if station is None:
+        raise NotFound(f"unknown station {station_id}")
+    return station, None if recorded is None else EventResult.from_json(dict(recorded))
 
 
 def record(uow: UnitOfWork, station_id: str, request_id: str, result: EventResult) -> EventResult:

@@ -13,9 +13,9 @@ from swapd.domain.stations import Station
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps import offline
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
-from swapd.services.swaps.event_records import already, record
+from swapd.services.swaps.event_records import record, station_and_repeat
 from swapd.services.swaps.hand_over import hand_over
-from swapd.services.swaps.lookups import is_operator, known_station, token_rider
+from swapd.services.swaps.lookups import is_operator, token_rider
 from swapd.services.swaps.offers import release_offer, swap_for_event
 from swapd.services.swaps.records import BatteryReading, EventResult, EventType, PackOutcome
 
@@ -37,9 +37,8 @@ def battery_out(
         check_token(token)
 
     def work(uow: UnitOfWork) -> EventResult:
-        station = known_station(uow, station_id)
+        station, repeated = station_and_repeat(uow, station_id, request_id, EventType.BATTERY_OUT)
         check_batteries(station, batteries)
-        repeated = already(uow, station_id, request_id, EventType.BATTERY_OUT)
         if repeated is not None:
             return repeated
         replay = offline.replay_of(offline_at, uow.now)

@@ -10,8 +10,7 @@ from swapd.domain.errors import InvalidInput, NotFound
 from swapd.domain.riders import IdToken
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_batteries, check_request_id, check_token
-from swapd.services.swaps.event_records import already, record
-from swapd.services.swaps.lookups import known_station
+from swapd.services.swaps.event_records import record, station_and_repeat
 from swapd.services.swaps.offers import abandon, swap_for_event
 from swapd.services.swaps.records import BatteryReading, EventResult, EventType
 
@@ -30,10 +29,10 @@ def battery_out_timeout(
         check_token(token)
 
     def work(uow: UnitOfWork) -> EventResult:
-        station = known_station(uow, station_id)
+        event = EventType.BATTERY_OUT_TIMEOUT
+        station, repeated = station_and_repeat(uow, station_id, request_id, event)
         if batteries:
             check_batteries(station, batteries)
-        repeated = already(uow, station_id, request_id, EventType.BATTERY_OUT_TIMEOUT)
         if repeated is not None:
             return repeated
         swap = swap_for_event(uow, station_id, request_id, token)

@@ -1,0 +1,47 @@
+"""A station event's first read: the station and whether the event was applied already, in one
+statement (``Repository.station_and_event``), answering as ``station`` and ``station_event``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swapd.services import catalog
+from swapd.store.database import Database, Tx
+from swapd.store.prepared import Prepared
+
+
+def test_the_station_and_its_event_read_together_answer_as_read_apart(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog.add_station(db, "ST1", 4)
+
+    def both(tx: Tx) -> tuple[Any, Any, Any, Any]:
+        together = tx.repo.station_and_event("ST1", "req-1", "BatteryIn")
+        apart = tx.repo.station("ST1"), tx.repo.station_event("ST1", "req-1", "BatteryIn")
+        return together, apart, tx.repo.station_and_event("ST9", "req-1", "BatteryIn"), None
+
+    together, apart, unknown, _ = db.read(both)
+    assert together == apart == (apart[0], None)
+    assert apart[0] is not None and apart[0].id == "ST1"
+    assert unknown == (None, None)
+
+    def record(tx: Tx) -> None:
+        tx.repo.insert_station_event("ST1", "req-1", "BatteryIn", tx.now, {"swap_id": 7})
+
+    db.write(record)
+    sent: list[str] = []
+    run = Prepared.run
+
+    def counted(self: Prepared, connection: Any, parameters: Any = None) -> Any:
+        sent.append(str(self.statement)[:40])
+        return run(self, connection, parameters)
+
+    monkeypatch.setattr(Prepared, "run", counted)
+    station, recorded = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryIn"))
+    assert station == apart[0]
+    assert recorded is not None and dict(recorded) == {"swap_id": 7}
+    assert len(sent) == 1
+    other = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryOut"))
+    assert other == (apart[0], None)
