@@ -19,6 +19,7 @@ from swapd.ledger.model import (
     TransferFlags,
     TransferRequest,
 )
+from swapd.store import ledger_book
 from swapd.store.database import Database, Tx
 from swapd.store.ledger_book import Book
 
@@ -149,3 +150,65 @@ def test_a_refused_first_attempt_leaves_the_key_free(db: Database) -> None:
     used = _use(db, 80, "big")
     assert used.amount == 80
     assert _balances(db)[0][1] == 80
+
+
+def test_a_hold_read_by_id_carries_its_resolution_into_the_post_and_the_repeat(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold read by id comes with whether it is resolved: posting it then needs no statement
+    of its own to ask, and the book knows, in the same transaction and in the next, that it
+    was posted (a second post or a void is refused)."""
+    _grant(db, 1_000)
+    hold = _use(db, 300, "hold", TransferFlags.PENDING)
+    sent: list[object] = []
+    run = Book._run
+
+    def counted(self: Book, statement: Any, parameters: dict[str, Any]) -> Any:
+        sent.append(statement)
+        return run(self, statement, parameters)
+
+    monkeypatch.setattr(Book, "_run", counted)
+
+    def read_post_and_post_again(book: Book) -> tuple[bool, bool, str]:
+        read = book.transfer_by_id(hold.id)
+        assert read == hold
+        unresolved = not book.is_resolved(hold.id)
+        before = len(sent)
+        book.transfer(
+            TransferRequest(
+                "post",
+                LEDGER,
+                hold.debit_account_id,
+                hold.credit_account_id,
+                200,
+                TransferCode.USAGE,
+                TransferFlags.POST_PENDING,
+                pending_id=hold.id,
+                rider_id="R1",
+            )
+        )
+        posting = sent[before:]
+        with pytest.raises(LedgerError) as refused:
+            book.transfer(
+                TransferRequest(
+                    "void",
+                    LEDGER,
+                    hold.debit_account_id,
+                    hold.credit_account_id,
+                    300,
+                    TransferCode.USAGE,
+                    TransferFlags.VOID_PENDING,
+                    pending_id=hold.id,
+                    rider_id="R1",
+                )
+            )
+        asked = {ledger_book._RESOLUTION_FLAGS, ledger_book._RESOLUTION_ID}
+        assert not asked & set(posting), "the post asked again whether the hold is resolved"
+        return unresolved, book.is_resolved(hold.id), refused.value.code
+
+    unresolved, resolved, code = _write(db, read_post_and_post_again)
+    assert unresolved and resolved
+    assert code == "pending_transfer_already_posted"
+    with pytest.raises(LedgerError) as later:
+        _resolve(db, hold, 300, "void-later", TransferFlags.VOID_PENDING)
+    assert later.value.code == "pending_transfer_already_posted"

@@ -106,7 +106,21 @@ def _keyed(where: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 
 _TRANSFER_BY_KEY = Prepared(_keyed(_k.key == sa.bindparam("transfer_key")))
-_TRANSFER_BY_ID = Prepared(_keyed(_k.id == sa.bindparam("transfer_id")))
+# A transfer by id comes with the flags of the transfer that resolved it (NULL: none yet), found
+# the same way: a hold is read by the service and then posted or voided, which must know both.
+_resolution = transfers.alias("resolution")
+_resolves = _k.resolves_id == sa.bindparam("transfer_id")
+_RESOLUTION_OF_ID = (
+    sa.select(_resolution.c.flags)
+    .where(
+        _resolution.c.id == sa.select(_k.id).where(_resolves).scalar_subquery(),
+        _resolution.c.created_at == sa.select(_k.created_at).where(_resolves).scalar_subquery(),
+    )
+    .scalar_subquery()
+)
+_TRANSFER_BY_ID = Prepared(
+    _keyed(_k.id == sa.bindparam("transfer_id")).add_columns(_RESOLUTION_OF_ID.label("resolution_flags"))
+)
 _RESOLUTION_FLAGS = Prepared(
     _keyed(_k.resolves_id == sa.bindparam("resolved_id")).with_only_columns(_x.flags)
 )
@@ -204,6 +218,10 @@ class Book:
         self._accounts: dict[int, Account] = {}
         self._ids: dict[tuple[str, AccountCode, str], int] = {}  # (ledger, code, owner) -> id
         self._transfers: dict[int, Transfer] = {}
+        # Pending transfer id -> the flags of the transfer that resolved it (None: unresolved),
+        # as read or written in this transaction. A concurrent resolution still fails on
+        # transfer_keys.resolves_id's uniqueness, and the call is retried.
+        self._resolutions: dict[int, int | None] = {}
         self._lockable = connection.dialect.name == "postgresql"
 
     def _run(self, statement: Prepared, parameters: dict[str, Any]) -> PreparedResult:
@@ -349,6 +367,8 @@ class Book:
             return answer_repeat(existing, request)
         self._applied(debit, debit_delta)
         self._applied(credit, credit_delta)
+        if request.pending_id is not None:
+            self._resolutions[request.pending_id] = int(request.flags)
         return Transfer(
             id=inserted,
             key=request.key,
@@ -402,16 +422,22 @@ class Book:
             if row is None:
                 return None
             cached = self._transfers[transfer_id] = transfer_of(row)
+            self._resolutions[transfer_id] = row.resolution_flags
         return cached
 
     def _pending(self, pending_id: int) -> Transfer:
         pending = self.transfer_by_id(pending_id)
         resolution = None
         if pending is not None and pending.flags & TransferFlags.PENDING:
-            resolution = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
+            if pending_id in self._resolutions:
+                resolution = self._resolutions[pending_id]
+            else:
+                resolution = self._run(_RESOLUTION_FLAGS, {"resolved_id": pending_id}).scalar()
         return check_pending(pending_id, pending, resolution)
 
     def is_resolved(self, pending_id: int) -> bool:
+        if pending_id in self._resolutions:
+            return self._resolutions[pending_id] is not None
         return self._run(_RESOLUTION_ID, {"resolved_id": pending_id}).first() is not None
 
     def _applied(self, account: Account, delta: Delta) -> None:
