@@ -318,6 +318,11 @@ class MemoryRecords:
         recorded = self._s.events.get((station_id, request_id, event_type))
         return None if recorded is None else dict(json.loads(recorded))
 
+    def station_and_request(
+        self, station_id: str, request_id: str
+    ) -> tuple[Station | None, Swap | None]:
+        return self.station(station_id), self.swap_by_request(station_id, request_id)
+
     def station_and_event(
         self, station_id: str, request_id: str, event_type: str
     ) -> tuple[Station | None, Mapping[str, Any] | None]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from swapd.domain.lifecycle import SwapState
+from swapd.domain.riders import IdToken, TokenType
 from swapd.services import catalog
 from swapd.store.database import Database, Tx
 from swapd.store.prepared import Prepared
@@ -45,3 +47,37 @@ def test_the_station_and_its_event_read_together_answer_as_read_apart(
     assert len(sent) == 1
     other = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryOut"))
     assert other == (apart[0], None)
+
+
+def test_the_station_and_a_requests_swap_read_together_answer_as_read_apart(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Authorize's first read: its station and the swap its requestId names there already."""
+    catalog.add_station(db, "ST1", 4)
+    catalog.add_station(db, "ST2", 4)
+    token = IdToken(TokenType.RFID, "CARD1")
+
+    def insert(tx: Tx) -> int:
+        return tx.repo.insert_swap(
+            "ST1", token, SwapState.REFUSED, tx.now, rider_id=None, request_id="req-1", reason="x"
+        )
+
+    swap_id = db.write(insert)
+    sent: list[object] = []
+    run = Prepared.run
+
+    def counted(self: Prepared, connection: Any, parameters: Any = None) -> Any:
+        sent.append(self)
+        return run(self, connection, parameters)
+
+    monkeypatch.setattr(Prepared, "run", counted)
+    station, swap = db.read(lambda tx: tx.repo.station_and_request("ST1", "req-1"))
+    assert len(sent) == 1
+    assert station is not None and station.id == "ST1"
+    assert swap is not None and swap.id == swap_id
+    assert swap == db.read(lambda tx: tx.repo.swap_by_request("ST1", "req-1"))
+    assert swap.token == token and swap.state is SwapState.REFUSED
+    other_station, none = db.read(lambda tx: tx.repo.station_and_request("ST2", "req-1"))
+    assert other_station is not None and other_station.id == "ST2" and none is None
+    assert db.read(lambda tx: tx.repo.station_and_request("ST1", "req-2"))[1] is None
+    assert db.read(lambda tx: tx.repo.station_and_request("ST9", "req-1")) == (None, None)

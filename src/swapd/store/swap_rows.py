@@ -126,6 +126,22 @@ STATION_WITH_EVENT = Prepared(
     ).where(t.stations.c.id == _B("station_id"))
 )
 
+# The station an Authorize came to and the swap its requestId names there already, if any
+# (a repeated Authorize is answered from it): both are what an Authorize reads first.
+STATION_WITH_REQUEST = Prepared(
+    sa.select(*STATION_COLUMNS, *(c.label(f"swap_{c.name}") for c in t.swaps.c))
+    .select_from(
+        t.stations.outerjoin(
+            t.swaps,
+            sa.and_(
+                t.swaps.c.station_id == t.stations.c.id,
+                t.swaps.c.request_id == _B("request_id"),
+            ),
+        )
+    )
+    .where(t.stations.c.id == _B("station_id"))
+)
+
 # Recording an event claims its key (a second one fails on the primary key, as before), then
 # writes its row.
 INSERT_EVENT_KEY = Prepared(sa.insert(t.station_event_keys))
@@ -183,15 +199,20 @@ PREPARED_SELECTS = (
 )
 
 
-def swap_of(row: Any) -> Swap:
+def swap_of(row: Any, prefix: str = "") -> Swap:
+    """A swap from a row of ``swaps``, or from its columns labelled ``<prefix><name>``."""
+
+    def column(name: str) -> Any:
+        return getattr(row, prefix + name)
+
     return Swap(
-        row.id,
-        row.station_id,
-        row.rider_id,
-        SwapState(row.state),
-        row.request_id,
-        row.reason,
-        IdToken(TokenType(row.token_type), row.token_value),
+        column("id"),
+        column("station_id"),
+        column("rider_id"),
+        SwapState(column("state")),
+        column("request_id"),
+        column("reason"),
+        IdToken(TokenType(column("token_type")), column("token_value")),
     )
 
 

@@ -25,7 +25,12 @@ from swapd.domain.stations import Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps.checks import check_request_id, check_token
-from swapd.services.swaps.lookups import is_operator, known_station, plan_of, rider_plan
+from swapd.services.swaps.lookups import (
+    is_operator,
+    known_station_and_request,
+    plan_of,
+    rider_plan,
+)
 from swapd.services.swaps.offers import abandon, place_offer
 from swapd.services.swaps.records import MAX_PACKS_PER_SWAP, AuthorizeResult, OfferedPack
 
@@ -59,11 +64,9 @@ def authorize(
         raise InvalidInput(f"wanted must be 1..{MAX_PACKS_PER_SWAP}, got {wanted!r}")
 
     def work(uow: UnitOfWork) -> AuthorizeResult:
-        station = known_station(uow, station_id)
-        if request_id is not None:
-            existing = uow.repo.swap_by_request(station_id, request_id)
-            if existing is not None:
-                return _result_of(uow, existing)
+        station, existing = known_station_and_request(uow, station_id, request_id)
+        if existing is not None:
+            return _result_of(uow, existing)
         if is_operator(uow, token):
             return AuthorizeResult(True, None, "Operator", operator=True)
         rider_id, refusal = _identify(uow, station, token)

@@ -4,6 +4,7 @@ and a rider's plan."""
 from __future__ import annotations
 
 from swapd.domain.errors import NotFound
+from swapd.domain.lifecycle import Swap
 from swapd.domain.plans import Plan
 from swapd.domain.riders import CARD_TOKEN_TYPES, IdToken, Rider, TokenType
 from swapd.domain.stations import Station
@@ -15,6 +16,19 @@ def known_station(uow: UnitOfWork, station_id: str) -> Station:
     if station is None:
         raise NotFound(f"unknown station {station_id}")
     return station
+
+
+def known_station_and_request(
+    uow: UnitOfWork, station_id: str, request_id: str | None
+) -> tuple[Station, Swap | None]:
+    """The known station (else NotFound) and the swap ``request_id`` names there already, read
+    together (a request without an id names none)."""
+    if request_id is None:
+        return known_station(uow, station_id), None
+    station, swap = uow.repo.station_and_request(station_id, request_id)
+    if station is None:
+        raise NotFound(f"unknown station {station_id}")
+    return station, swap
 
 
 def is_operator(uow: UnitOfWork, token: IdToken | None) -> bool:
