@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from swapd.store.prepared import Prepared
 from swapd.store.schema import accounts, transfer_keys, transfers
@@ -42,6 +41,10 @@ def _value(name: str) -> sa.BindParameter[Any]:
 
 
 def _build(debit_limited: bool, credit_limited: bool) -> Prepared:
+    # Imported here: a command that never writes a transfer on PostgreSQL does not load the
+    # dialect (tests/integration/test_cli_startup.py).
+    from sqlalchemy.dialects import postgresql
+
     k = transfer_keys.c
     claimed = (
         postgresql.insert(transfer_keys)
