@@ -16,7 +16,7 @@ next COMMIT, rarely achieve. It finds most frames copied already, so it is short
 
 A PASSIVE checkpoint never waits for the writer or a reader: when it cannot copy a frame yet, it
 copies the ones it can and the next nudge goes on from there. Durability does not depend on it:
-every commit is in the WAL, fsynced (synchronous=FULL), before its calls are answered.
+every commit is in the WAL, fsynced, before its calls are answered (swapd.store.wal_sync).
 """
 
 from __future__ import annotations
