@@ -1,9 +1,9 @@
 """Swap throughput and decision latency over real OCPP 2.1 WebSockets.
 
-A real ``swapd serve`` process (uvicorn) on a fresh SQLite file (WAL, synchronous=FULL, as the
-engine sets it) and then on a fresh PostgreSQL database; load-generator processes on the same
-machine drive many stations through complete battery-as-key swaps (Authorize by the returned
-pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
+A real ``swapd serve`` process (uvicorn) on a fresh SQLite file (WAL, each answer after the fsync
+of its commit: swapd.store.wal_sync) and then on a fresh PostgreSQL database; load-generator
+processes on the same machine drive many stations through complete battery-as-key swaps
+(Authorize by the returned pack's serial, BatterySwap BatteryIn, BatterySwap BatteryOut).
 
 1. Closed loop: every station swaps back to back -> the most complete swaps per second.
 2. Open loop at half the target load (250 swaps/s; half the closed-loop maximum when that is

@@ -17,6 +17,11 @@ def wal_autocheckpoint_pages(db: Database) -> int:
     return int(db.read(lambda tx: tx.repo.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar_one()))
 
 
+def synchronous(db: Database) -> int:
+    """PRAGMA synchronous of the connection the calls run on (1: NORMAL, 2: FULL)."""
+    return int(db.read(lambda tx: tx.repo.execute(sa.text("PRAGMA synchronous")).scalar_one()))
+
+
 def fail_with(error: BaseException) -> None:
     raise error
 
@@ -28,4 +33,5 @@ CALLS: Mapping[str, Callable[..., object]] = {
     "fail_with": fail_with,
     "add_pack_model": catalog.add_pack_model,
     "wal_autocheckpoint_pages": wal_autocheckpoint_pages,
+    "synchronous": synchronous,
 }

@@ -3,14 +3,17 @@ appended to the WAL into the database file when nudged, and goes on after a chec
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from swapd.store.checkpoints import Checkpointer
+from swapd.store.checkpoints import CHECKPOINT_NICE, Checkpointer
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
@@ -95,3 +98,28 @@ def test_stop_ends_the_thread_and_a_second_stop_is_harmless(tmp_path: Path) -> N
     checkpointer.stop()
     assert not thread.is_alive()
     checkpointer.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values")
+def test_the_thread_checkpoints_at_a_lower_cpu_priority_than_the_writer(
+    wal_file: tuple[Path, sqlite3.Connection],
+) -> None:
+    path, _ = wal_file
+    seen: list[int] = []
+    checkpointer = Checkpointer(str(path))
+    original = checkpointer._checkpoint
+
+    def checkpoint(connection: sqlite3.Connection) -> None:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        original(connection)
+
+    checkpointer._checkpoint = checkpoint  # type: ignore[method-assign]
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    checkpointer.start()
+    try:
+        checkpointer.nudge()
+        assert _wait_for(lambda: bool(seen))
+    finally:
+        checkpointer.stop()
+    assert seen[0] == min(mine + CHECKPOINT_NICE, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # this thread's unchanged

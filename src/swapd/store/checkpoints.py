@@ -14,14 +14,20 @@ That checkpoint is still needed: the WAL starts again from its beginning only at
 after a checkpoint that copied every frame, which the thread's checkpoints, racing the writer's
 next COMMIT, rarely achieve. It finds most frames copied already, so it is short.
 
+The thread runs at a lower CPU priority (``CHECKPOINT_NICE``): on a machine where the cores are
+busy, the writer, the event loop and the WAL's fsync come first, and the copying takes what is
+left. Should it fall behind, the writer's own checkpoint bounds the WAL as before.
+
 A PASSIVE checkpoint never waits for the writer or a reader: when it cannot copy a frame yet, it
 copies the ones it can and the next nudge goes on from there. Durability does not depend on it:
-every commit is in the WAL, fsynced (synchronous=FULL), before its calls are answered.
+every commit is in the WAL, fsynced, before its calls are answered (swapd.store.wal_sync).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 import threading
 
 import structlog
@@ -34,6 +40,9 @@ log = structlog.get_logger(__name__)
 # docs/perf-log.md, round 8).
 WRITER_AUTOCHECKPOINT_PAGES = 32_000
 CHECKPOINT_INTERVAL_S = 0.1  # at most one checkpoint of the thread per interval
+# Added to the thread's nice value (Linux: per thread; raising it needs no privilege). At +10 it
+# weighs about a tenth of a thread at the default when they contend for a core.
+CHECKPOINT_NICE = 10
 _STOP_TIMEOUT_S = 10.0
 # A checkpoint that cannot get at the file (another process holds it exclusively) gives up after
 # this and waits for the next nudge, rather than holding up stop().
@@ -72,6 +81,7 @@ class Checkpointer:
         self._thread = None
 
     def _run(self) -> None:
+        _lower_priority(CHECKPOINT_NICE)
         try:
             connection = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
@@ -104,3 +114,18 @@ class Checkpointer:
             # Nothing is lost: the frames stay in the WAL, for the next checkpoint or the writer's.
             self.failures += 1
             log.warning("wal_checkpoint_failed", error=str(error))
+
+
+def _lower_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by ``increment``. On Linux a thread's nice value is
+    its own (setpriority with the thread's id); elsewhere it would be the whole process's, so
+    nothing is changed there."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread_id = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, thread_id, os.getpriority(os.PRIO_PROCESS, thread_id) + increment
+        )
+    except OSError as error:
+        log.warning("wal_checkpointer_priority_unchanged", error=str(error))

@@ -1,7 +1,8 @@
 """Engines for the two supported databases, with the settings that keep money safe.
 
 SQLite (the default, one file): WAL with synchronous=FULL, because a swap acknowledged to a station
-must survive a power cut; every write transaction starts with BEGIN IMMEDIATE so concurrent writers
+must survive a power cut (the writer process fsyncs the WAL itself before it answers: see
+``wal_synced_by_caller``); every write transaction starts with BEGIN IMMEDIATE so concurrent writers
 queue instead of interleaving. PostgreSQL: READ COMMITTED with row locks taken by the services.
 """
 
@@ -95,17 +96,26 @@ def missing_sqlite_file(url: str | None = None) -> str | None:
 
 
 def make_engine(
-    url: str | None = None, *, pool_size: int = 10, wal_autocheckpoint_pages: int | None = None
+    url: str | None = None,
+    *,
+    pool_size: int = 10,
+    wal_autocheckpoint_pages: int | None = None,
+    wal_synced_by_caller: bool = False,
 ) -> Engine:
     """``wal_autocheckpoint_pages``: SQLite only, the WAL size at which a COMMIT checkpoints
-    (SQLite's default, 1,000 pages, when None); see swapd.store.checkpoints."""
+    (SQLite's default, 1,000 pages, when None); see swapd.store.checkpoints.
+
+    ``wal_synced_by_caller``: SQLite only, COMMIT does not fsync the WAL (synchronous=NORMAL):
+    for the writer process alone, which fsyncs the WAL itself before it answers any call of a
+    commit (swapd.store.wal_sync). Anyone else who answered after such a COMMIT could lose an
+    acknowledged write to a power cut."""
     resolved = database_url(url)
     try:
         sa.make_url(resolved)
     except ValueError as error:  # a port that is not a number; callers expect ArgumentError
         raise sa.exc.ArgumentError(f"{display_url(url)}: {error}") from error
     if resolved.startswith("sqlite"):
-        return _sqlite_engine(resolved, wal_autocheckpoint_pages)
+        return _sqlite_engine(resolved, wal_autocheckpoint_pages, wal_synced_by_caller)
     connect_args: dict[str, Any] = {}
     if sa.make_url(resolved).get_driver_name() == "psycopg":
         # psycopg's own automatic preparing stays off: the swap path prepares its statements
@@ -152,7 +162,9 @@ def _file_problem(path: str, error: BaseException) -> DatabaseFileError | None:
     return None
 
 
-def _sqlite_engine(url: str, wal_autocheckpoint_pages: int | None = None) -> Engine:
+def _sqlite_engine(
+    url: str, wal_autocheckpoint_pages: int | None = None, wal_synced_by_caller: bool = False
+) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     path = sqlite_file_path(url)
 
@@ -176,7 +188,10 @@ def _sqlite_engine(url: str, wal_autocheckpoint_pages: int | None = None) -> Eng
         dbapi_connection.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         _switch_to_wal(dbapi_connection)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA synchronous=FULL")
+        # FULL: a COMMIT returns once the WAL holding it is on disk. NORMAL (WAL mode): it
+        # returns before, the database stays consistent after a power cut, and the WAL is
+        # fsynced before each checkpoint; the caller must fsync it before it acknowledges.
+        cursor.execute(f"PRAGMA synchronous={'NORMAL' if wal_synced_by_caller else 'FULL'}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         if wal_autocheckpoint_pages is not None:

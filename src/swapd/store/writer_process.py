@@ -23,6 +23,7 @@ from typing import NoReturn
 from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, CallTable, load_calls
 from swapd.store.database import Database
+from swapd.store.wal_sync import DurableReplies, Reply, wal_syncer
 from swapd.store.wire import ThisDatabase, WireRefused, dumps, encode_outcomes, loads
 from swapd.store.writer import FrameReader, frame
 
@@ -77,13 +78,16 @@ def serve(
     db: Database,
     calls: CallTable,
     after_commit: Callable[[], None] = lambda: None,
+    reply: Reply | None = None,
 ) -> None:
     """Answer groups of calls until the gateway closes the socket. The groups that have arrived
     while one ran are run together, as one transaction (up to ``MAX_GROUP`` calls);
     ``after_commit`` is called after each (the WAL checkpoints). Every request frame gets one
-    answer frame, in order: a refused frame is answered with why."""
+    answer frame, in order: a refused frame is answered with why. ``reply`` sends them (a
+    DurableReplies' once the WAL is on disk); by default they are sent here, at once."""
     sock.sendall(frame(b""))  # ready
     reader = FrameReader(sock)
+    send = reply or functools.partial(_send_now, sock)
     waiting: deque[list[_RemoteCall] | WireRefused] = deque()
     while True:
         try:
@@ -115,9 +119,13 @@ def serve(
                     call.context.run(log.error, "call_failed", exc_info=call.error)
             answers.append(frame(encode_outcomes(group)))
         try:
-            sock.sendall(b"".join(answers))
+            send(b"".join(answers), bool(ran))  # ran: maybe committed (a spare fsync costs little)
         except OSError:
             return  # the gateway is gone; what committed stays committed
+
+
+def _send_now(sock: socket.socket, answers: bytes, _committed: bool) -> None:
+    sock.sendall(answers)
 
 
 def _expected(error: BaseException) -> bool:
@@ -141,20 +149,27 @@ def main(argv: list[str]) -> int:
     configure_logging(json_logs=log_format == "json")
     sock = socket.socket(fileno=fd)
     calls = load_calls(calls_module)
-    # The gateway has migrated the schema. Checkpoints: see swapd.store.checkpoints.
-    db = Database(make_engine(url, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES))
+    # The gateway has migrated the schema. Checkpoints: see swapd.store.checkpoints; the WAL's
+    # fsync before each answer: swapd.store.wal_sync.
+    engine = make_engine(
+        url, wal_autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES, wal_synced_by_caller=True
+    )
+    db = Database(engine)
     path = sqlite_file_path(url)
     assert path is not None, "the gateway starts a writer process for a SQLite file only"
     checkpointer = Checkpointer(path)
     checkpointer.start()
+    replies = DurableReplies(sock, wal_syncer(path))
+    replies.start()
     settle_heap()
     try:
-        serve(sock, db, calls, checkpointer.nudge)
+        serve(sock, db, calls, checkpointer.nudge, replies.send)
     finally:
+        answered = replies.close()  # the answers queued go out before the socket closes
         checkpointer.stop()
         db.dispose()
         sock.close()
-    return 0
+    return 0 if answered else 1
 
 
 if __name__ == "__main__":
