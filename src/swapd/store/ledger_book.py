@@ -165,13 +165,10 @@ def _dialect_insert(dialect_name: str) -> Any:
     return sqlite.insert
 
 
-_BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 _ADD_TO_ACCOUNT = Prepared(
     sa.update(accounts)
     .where(_c.id == sa.bindparam("account_id"))
-    .values(
-        {name: _c[name] + sa.bindparam(f"add_{name}", type_=sa.BigInteger) for name in _BALANCE_COLUMNS}
-    )
+    .values(ledger_pg.balance_additions("add_"))
 )
 
 
@@ -397,8 +394,7 @@ class Book:
                 limited[side] = account.flags != AccountFlags.NONE
                 if limited[side]:
                     parameters[f"{side}_id"] = account.id
-                    for name in ledger_pg.BALANCE_COLUMNS:
-                        parameters[f"{side}_{name}"] = getattr(delta, name)
+                    parameters.update(_delta_parameters(delta, f"{side}_"))
             statement = ledger_pg.insert_transfer(
                 debit_limited=limited["debit"], credit_limited=limited["credit"]
             )
@@ -474,13 +470,9 @@ class Book:
 
 
 def _add_to_account(connection: sa.Connection, account_id: int, delta: Delta) -> None:
-    _ADD_TO_ACCOUNT.run(
-        connection,
-        {
-            "account_id": account_id,
-            "add_debits_pending": delta.debits_pending,
-            "add_debits_posted": delta.debits_posted,
-            "add_credits_pending": delta.credits_pending,
-            "add_credits_posted": delta.credits_posted,
-        },
-    )
+    _ADD_TO_ACCOUNT.run(connection, {"account_id": account_id, **_delta_parameters(delta, "add_")})
+
+
+def _delta_parameters(delta: Delta, prefix: str) -> dict[str, int]:
+    """The parameters of ``ledger_pg.balance_additions(prefix)`` that add ``delta``."""
+    return {f"{prefix}{name}": getattr(delta, name) for name in ledger_pg.BALANCE_COLUMNS}

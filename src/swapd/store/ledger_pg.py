@@ -62,19 +62,21 @@ def _build(debit_limited: bool, credit_limited: bool) -> Prepared:
     return Prepared(statement)
 
 
-def _add_to_balance(side: str, claimed: sa.CTE) -> sa.CTE:
+def balance_additions(prefix: str) -> dict[str, sa.ColumnElement[Any]]:
+    """SET each balance column to itself plus the parameter ``<prefix><column>``."""
     c = accounts.c
+    return {
+        name: c[name] + sa.bindparam(f"{prefix}{name}", type_=sa.BigInteger) for name in BALANCE_COLUMNS
+    }
+
+
+def _add_to_balance(side: str, claimed: sa.CTE) -> sa.CTE:
     return (
         sa.update(accounts)
         .where(
-            c.id == sa.bindparam(f"{side}_id", type_=sa.BigInteger),
+            accounts.c.id == sa.bindparam(f"{side}_id", type_=sa.BigInteger),
             sa.exists(sa.select(claimed.c.id)),
         )
-        .values(
-            {
-                name: c[name] + sa.bindparam(f"{side}_{name}", type_=sa.BigInteger)
-                for name in BALANCE_COLUMNS
-            }
-        )
+        .values(balance_additions(f"{side}_"))
         .cte(f"{side}_balance")
     )

@@ -53,7 +53,38 @@ def move(
     statement = move_statement(tuple(sorted(values)), leaves=leaves, fills=fills)
     row = statement.run(connection, parameters).one()
     if fills and row.filled != 1:
-        raise Retry(f"slot {moved.slot_no} of station {moved.station_id} was taken meanwhile")
+        assert moved.station_id is not None and moved.slot_no is not None
+        raise slot_taken(moved.station_id, moved.slot_no)
+
+
+def empty_slot(station: str, slot: str) -> sa.Update:
+    """Empty the slot named by the parameters ``station`` and ``slot``."""
+    return (
+        sa.update(t.slots)
+        .where(_s.station_id == _B(station), _s.slot_no == _B(slot))
+        .values(pack_serial=None, state=SlotState.AVAILABLE.value)
+    )
+
+
+def fill_slot(station: str, slot: str) -> sa.Update:
+    """Put the pack ``p_serial`` into the slot named by the parameters ``station`` and ``slot``,
+    if it is empty or holds that pack already: the condition sits in the UPDATE itself because
+    two transactions can both have read the slot as empty; on PostgreSQL the second one
+    re-checks it against the first one's committed row and matches nothing (``slot_taken``)."""
+    return (
+        sa.update(t.slots)
+        .where(
+            _s.station_id == _B(station),
+            _s.slot_no == _B(slot),
+            sa.or_(_s.pack_serial.is_(None), _s.pack_serial == _B("p_serial")),
+        )
+        .values(pack_serial=_B("p_serial"), state=SlotState.OCCUPIED.value)
+    )
+
+
+def slot_taken(station_id: str, slot_no: int) -> Retry:
+    """What a fill that matched no row raises: the caller's transaction runs again."""
+    return Retry(f"slot {slot_no} of station {station_id} was taken meanwhile")
 
 
 def move_statement(columns: tuple[str, ...], *, leaves: bool, fills: bool) -> Prepared:
@@ -71,13 +102,7 @@ def move_statement(columns: tuple[str, ...], *, leaves: bool, fills: bool) -> Pr
 def _build(columns: tuple[str, ...], leaves: bool, fills: bool) -> Prepared:
     counts: list[Any] = []
     if leaves:
-        left = (
-            sa.update(t.slots)
-            .where(_s.station_id == _B("l_station"), _s.slot_no == _B("l_slot"))
-            .values(pack_serial=None, state=SlotState.AVAILABLE.value)
-            .returning(_s.slot_no)
-            .cte("left_slot")
-        )
+        left = empty_slot("l_station", "l_slot").returning(_s.slot_no).cte("left_slot")
         counts.append(_count(left).label("left"))
     pack = (
         sa.update(t.packs)
@@ -88,17 +113,7 @@ def _build(columns: tuple[str, ...], leaves: bool, fills: bool) -> Prepared:
     )
     counts.append(_count(pack).label("moved"))
     if fills:
-        filled = (
-            sa.update(t.slots)
-            .where(
-                _s.station_id == _B("f_station"),
-                _s.slot_no == _B("f_slot"),
-                sa.or_(_s.pack_serial.is_(None), _s.pack_serial == _B("p_serial")),
-            )
-            .values(pack_serial=_B("p_serial"), state=SlotState.OCCUPIED.value)
-            .returning(_s.slot_no)
-            .cte("filled_slot")
-        )
+        filled = fill_slot("f_station", "f_slot").returning(_s.slot_no).cte("filled_slot")
         counts.append(_count(filled).label("filled"))
     mark = sa.insert(t.local_list_changes).values(at=_B("mark_at")).cte("list_change")
     return Prepared(sa.select(*counts).add_cte(mark))

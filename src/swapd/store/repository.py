@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -109,20 +108,8 @@ _SLOT = Prepared(
         t.slots.c.station_id == _B("station_id"), t.slots.c.slot_no == _B("slot_no")
     )
 )
-_EMPTY_SLOT = Prepared(
-    sa.update(t.slots)
-    .where(t.slots.c.station_id == _B("p_station"), t.slots.c.slot_no == _B("p_slot"))
-    .values(pack_serial=None, state=SlotState.AVAILABLE.value)
-)
-_FILL_SLOT = Prepared(
-    sa.update(t.slots)
-    .where(
-        t.slots.c.station_id == _B("p_station"),
-        t.slots.c.slot_no == _B("p_slot"),
-        sa.or_(t.slots.c.pack_serial.is_(None), t.slots.c.pack_serial == _B("p_serial")),
-    )
-    .values(pack_serial=_B("p_serial"), state=SlotState.OCCUPIED.value)
-)
+_EMPTY_SLOT = Prepared(pack_moves.empty_slot("p_station", "p_slot"))
+_FILL_SLOT = Prepared(pack_moves.fill_slot("p_station", "p_slot"))
 _PLAN = Prepared(sa.select(t.plans).where(t.plans.c.id == _B("plan_id")))
 _RIDER_Q = sa.select(*_RIDER_COLUMNS).where(t.riders.c.id == _B("rider_id"))
 _RIDER = Prepared(_RIDER_Q)
@@ -366,17 +353,15 @@ class Repository(OfflineRecords):
         )
 
     def set_slot(self, station_id: str, slot_no: int, pack_serial: str | None) -> None:
-        """Empty a slot, or put a pack into it. A pack only goes into a slot that is empty (or
-        already holds it): the condition sits in the UPDATE itself because two transactions can
-        both have read the slot as empty; on PostgreSQL the second one re-checks the condition
-        against the first one's committed row, matches nothing, and retries from the start."""
+        """Empty a slot, or put a pack into it: only into a slot that is empty or holds it
+        already, else Retry (the condition and why it sits in the UPDATE: ``pack_moves.fill_slot``)."""
         where = {"p_station": station_id, "p_slot": slot_no}
         if pack_serial is None:
             self.run(_EMPTY_SLOT, where)
             return
         result = self.run(_FILL_SLOT, {**where, "p_serial": pack_serial})
         if result.rowcount != 1:
-            raise Retry(f"slot {slot_no} of station {station_id} was taken meanwhile")
+            raise pack_moves.slot_taken(station_id, slot_no)
 
     # -- plans, riders, tokens -------------------------------------------------------------
 

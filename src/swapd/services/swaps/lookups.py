@@ -12,7 +12,11 @@ from swapd.services.ports import UnitOfWork
 
 
 def known_station(uow: UnitOfWork, station_id: str) -> Station:
-    station = uow.repo.station(station_id)
+    return found_station(uow.repo.station(station_id), station_id)
+
+
+def found_station(station: Station | None, station_id: str) -> Station:
+    """The station read, or NotFound if there is none of that id."""
     if station is None:
         raise NotFound(f"unknown station {station_id}")
     return station
@@ -26,9 +30,7 @@ def known_station_and_request(
     if request_id is None:
         return known_station(uow, station_id), None
     station, swap = uow.repo.station_and_request(station_id, request_id)
-    if station is None:
-        raise NotFound(f"unknown station {station_id}")
-    return station, swap
+    return found_station(station, station_id), swap
 
 
 def is_operator(uow: UnitOfWork, token: IdToken | None) -> bool:
