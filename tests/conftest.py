@@ -22,6 +22,7 @@ from swapd import security
 from swapd.payments import config as payments_config
 from swapd.store.database import Database, ManualClock
 from swapd.store.engine import make_engine, upgrade
+from swapd.store.prepared import Prepared
 from swapd.store.schema import metadata
 from tests.pg_databases import require_postgres, temporary_database
 
@@ -78,6 +79,21 @@ def sandbox_payments(monkeypatch: pytest.MonkeyPatch) -> None:
     servers they start, which inherit the environment) opt in to the sandbox. A test of the
     unconfigured default deletes the variable with its own monkeypatch."""
     monkeypatch.setenv(payments_config.ENV_PROVIDER, "sandbox")
+
+
+@pytest.fixture
+def prepared_runs(monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
+    """Every statement of the swap path run from now on in this test, in order (one entry a
+    round trip): for the tests that count what a step sends to the database."""
+    runs: list[Prepared] = []
+    run = Prepared.run
+
+    def counted(self: Prepared, connection: sa.Connection, parameters: Any = None) -> Any:
+        runs.append(self)
+        return run(self, connection, parameters)
+
+    monkeypatch.setattr(Prepared, "run", counted)
+    return runs
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from swapd.ledger.model import (
 from swapd.store import ledger_book
 from swapd.store.database import Database, Tx
 from swapd.store.ledger_book import Book
+from swapd.store.prepared import Prepared
 
 LEDGER = "Wh"
 
@@ -76,21 +77,24 @@ def _use(db: Database, units: int, key: str, flags: TransferFlags = TransferFlag
     return result
 
 
+def _resolution(pending: Transfer, amount: int, key: str, flags: TransferFlags) -> TransferRequest:
+    """The post or void of ``pending`` under ``key``."""
+    return TransferRequest(
+        key,
+        LEDGER,
+        pending.debit_account_id,
+        pending.credit_account_id,
+        amount,
+        TransferCode.USAGE,
+        flags,
+        pending_id=pending.id,
+        rider_id="R1",
+    )
+
+
 def _resolve(db: Database, pending: Transfer, amount: int, key: str, flags: TransferFlags) -> Transfer:
     def work(book: Book) -> Transfer:
-        return book.transfer(
-            TransferRequest(
-                key,
-                LEDGER,
-                pending.debit_account_id,
-                pending.credit_account_id,
-                amount,
-                TransferCode.USAGE,
-                flags,
-                pending_id=pending.id,
-                rider_id="R1",
-            )
-        )
+        return book.transfer(_resolution(pending, amount, key, flags))
 
     result: Transfer = _write(db, work)
     return result
@@ -153,55 +157,24 @@ def test_a_refused_first_attempt_leaves_the_key_free(db: Database) -> None:
 
 
 def test_a_hold_read_by_id_carries_its_resolution_into_the_post_and_the_repeat(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, request: pytest.FixtureRequest
 ) -> None:
     """A hold read by id comes with whether it is resolved: posting it then needs no statement
     of its own to ask, and the book knows, in the same transaction and in the next, that it
     was posted (a second post or a void is refused)."""
     _grant(db, 1_000)
     hold = _use(db, 300, "hold", TransferFlags.PENDING)
-    sent: list[object] = []
-    run = Book._run
-
-    def counted(self: Book, statement: Any, parameters: dict[str, Any]) -> Any:
-        sent.append(statement)
-        return run(self, statement, parameters)
-
-    monkeypatch.setattr(Book, "_run", counted)
+    sent: list[Prepared] = request.getfixturevalue("prepared_runs")
 
     def read_post_and_post_again(book: Book) -> tuple[bool, bool, str]:
         read = book.transfer_by_id(hold.id)
         assert read == hold
         unresolved = not book.is_resolved(hold.id)
         before = len(sent)
-        book.transfer(
-            TransferRequest(
-                "post",
-                LEDGER,
-                hold.debit_account_id,
-                hold.credit_account_id,
-                200,
-                TransferCode.USAGE,
-                TransferFlags.POST_PENDING,
-                pending_id=hold.id,
-                rider_id="R1",
-            )
-        )
+        book.transfer(_resolution(hold, 200, "post", TransferFlags.POST_PENDING))
         posting = sent[before:]
         with pytest.raises(LedgerError) as refused:
-            book.transfer(
-                TransferRequest(
-                    "void",
-                    LEDGER,
-                    hold.debit_account_id,
-                    hold.credit_account_id,
-                    300,
-                    TransferCode.USAGE,
-                    TransferFlags.VOID_PENDING,
-                    pending_id=hold.id,
-                    rider_id="R1",
-                )
-            )
+            book.transfer(_resolution(hold, 300, "void", TransferFlags.VOID_PENDING))
         asked = {ledger_book._RESOLUTION_FLAGS, ledger_book._RESOLUTION_ID}
         assert not asked & set(posting), "the post asked again whether the hold is resolved"
         return unresolved, book.is_resolved(hold.id), refused.value.code

@@ -75,19 +75,12 @@ def test_a_pack_put_back_into_its_own_slot_stays_there(station: Database) -> Non
 
 
 def test_a_move_is_one_statement_on_postgresql_and_four_on_sqlite(
-    station: Database, monkeypatch: pytest.MonkeyPatch
+    station: Database, request: pytest.FixtureRequest
 ) -> None:
     """Every swap moves two packs: on PostgreSQL each move is one round trip, not four."""
-    sent: list[str] = []
-    run = Prepared.run
-
-    def counted(self: Prepared, connection: Any, parameters: Any = None) -> Any:
-        sent.append(str(self.statement)[:30])
-        return run(self, connection, parameters)
-
     catalog.add_plan(station, ENERGY)
     catalog.add_rider(station, "R1", ENERGY.id)
-    monkeypatch.setattr(Prepared, "run", counted)
+    sent: list[Prepared] = request.getfixturevalue("prepared_runs")
     _move(station, PackMoved("B1", PackStatus.WITH_RIDER, None, None, "R1", left=("ST1", 1)))
     assert len(sent) == (1 if station.dialect == "postgresql" else 3), sent
     assert _slots(station)[1] is None

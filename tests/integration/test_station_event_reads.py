@@ -15,7 +15,7 @@ from swapd.store.prepared import Prepared
 
 
 def test_the_station_and_its_event_read_together_answer_as_read_apart(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, request: pytest.FixtureRequest
 ) -> None:
     catalog.add_station(db, "ST1", 4)
 
@@ -33,14 +33,7 @@ def test_the_station_and_its_event_read_together_answer_as_read_apart(
         tx.repo.insert_station_event("ST1", "req-1", "BatteryIn", tx.now, {"swap_id": 7})
 
     db.write(record)
-    sent: list[str] = []
-    run = Prepared.run
-
-    def counted(self: Prepared, connection: Any, parameters: Any = None) -> Any:
-        sent.append(str(self.statement)[:40])
-        return run(self, connection, parameters)
-
-    monkeypatch.setattr(Prepared, "run", counted)
+    sent: list[Prepared] = request.getfixturevalue("prepared_runs")
     station, recorded = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryIn"))
     assert station == apart[0]
     assert recorded is not None and dict(recorded) == {"swap_id": 7}
@@ -50,7 +43,7 @@ def test_the_station_and_its_event_read_together_answer_as_read_apart(
 
 
 def test_the_station_and_a_requests_swap_read_together_answer_as_read_apart(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, request: pytest.FixtureRequest
 ) -> None:
     """An Authorize's first read: its station and the swap its requestId names there already."""
     catalog.add_station(db, "ST1", 4)
@@ -63,14 +56,7 @@ def test_the_station_and_a_requests_swap_read_together_answer_as_read_apart(
         )
 
     swap_id = db.write(insert)
-    sent: list[object] = []
-    run = Prepared.run
-
-    def counted(self: Prepared, connection: Any, parameters: Any = None) -> Any:
-        sent.append(self)
-        return run(self, connection, parameters)
-
-    monkeypatch.setattr(Prepared, "run", counted)
+    sent: list[Prepared] = request.getfixturevalue("prepared_runs")
     station, swap = db.read(lambda tx: tx.repo.station_and_request("ST1", "req-1"))
     assert len(sent) == 1
     assert station is not None and station.id == "ST1"
