@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench._serve import free_port
 
 from swapd.store.engine import make_engine, upgrade
 
 START_TIMEOUT_S = 120.0  # a loaded 2-core CI machine has taken over 60 s to start a server
 STOP_TIMEOUT_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
