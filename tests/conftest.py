@@ -9,6 +9,7 @@ Every test runs with the sandbox payment provider chosen, as an operator chooses
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,16 +84,29 @@ def sandbox_payments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def prepared_runs(monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
-    """Every statement of the swap path run from now on in this test, in order (one entry a
-    round trip): for the tests that count what a step sends to the database."""
+    """Every statement of the swap path run or deferred from now on in this test, in order, each
+    once: for the tests that count what a step sends to the database."""
     runs: list[Prepared] = []
-    run = Prepared.run
+    run, defer = Prepared.run, Prepared.defer
+    deferring = threading.local()  # Prepared.defer runs the statement itself off PostgreSQL
 
     def counted(self: Prepared, connection: sa.Connection, parameters: Any = None) -> Any:
-        runs.append(self)
+        if not getattr(deferring, "active", False):
+            runs.append(self)
         return run(self, connection, parameters)
 
+    def counted_deferred(
+        self: Prepared, connection: sa.Connection, parameters: Any = None, check: Any = None
+    ) -> None:
+        runs.append(self)
+        deferring.active = True
+        try:
+            defer(self, connection, parameters, check)
+        finally:
+            deferring.active = False
+
     monkeypatch.setattr(Prepared, "run", counted)
+    monkeypatch.setattr(Prepared, "defer", counted_deferred)
     return runs
 
 

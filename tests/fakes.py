@@ -136,12 +136,11 @@ class MemoryRecords:
             (p for p in self._s.packs.values() if p.rider_id == rider_id), key=lambda p: p.serial
         )
 
-    def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> bool:
+    def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
         pack = self._s.packs.get(serial)
         if pack is None or pack.status is not PackStatus.IN_SLOT or pack.reserved_swap_id is not None:
-            return False
+            raise Retry()
         self._s.packs[serial] = replace(pack, reserved_swap_id=swap_id)
-        return True
 
     def unreserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
         pack = self._s.packs.get(serial)

@@ -27,7 +27,7 @@ from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.ledger_book import Book
-from swapd.store.prepared import run_commands
+from swapd.store.prepared import commit, discard, flush, run_commands
 from swapd.store.repository import Repository
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
@@ -234,6 +234,7 @@ class Database:
                     tx = self._new_tx(connection)
                     result = work(tx)
                     tx.book.flush()
+                    commit(connection)  # PostgreSQL: with the statements still deferred
                 self._plans.update(tx.repo.plans_read)
                 return result
             except Exception as error:
@@ -282,6 +283,8 @@ class Database:
             deferred: defaultdict[int, Delta] = defaultdict(Delta)
             self._in_group.deferred = deferred
             self._in_group.unreleased = False  # no savepoint of this transaction yet
+            self._in_group.unflushed = False
+            self._in_group.poisoned = None
             try:
                 with (
                     self._turns.turn() if self._turns is not None else contextlib.nullcontext(),
@@ -289,7 +292,10 @@ class Database:
                     connection.begin(),
                 ):
                     run(connection)
+                    if self._in_group.poisoned is not None:
+                        raise self._in_group.poisoned
                     Book.write_deltas(connection, deferred)
+                    commit(connection)  # PostgreSQL: with the statements still deferred
             except Exception as error:
                 if attempt == MAX_ATTEMPTS or not _retryable(error):
                     return error
@@ -324,17 +330,28 @@ class Database:
         # name may repeat: SQLite and PostgreSQL release and roll back to the innermost one of
         # that name. On PostgreSQL, where each is a round trip, a call's RELEASE goes with the
         # next call's SAVEPOINT, and the group's COMMIT releases the last one.
+        #
+        # PostgreSQL: the writes a call deferred (swapd.store.prepared.Prepared.defer) are sent
+        # before its savepoint can be released, so that a failure among them rolls back that
+        # call alone. A call that is its group's only one leaves them for the group's COMMIT
+        # (one round trip fewer); should it write or read again first, they go before that,
+        # and a failure among them then fails the whole transaction (``_flush_earlier``).
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            self._flush_earlier(connection)
             if getattr(self._in_group, "unreleased", False):
                 run_commands(connection, "RELEASE SAVEPOINT swapd_call", "SAVEPOINT swapd_call")
             else:
                 run_commands(connection, "SAVEPOINT swapd_call")
             self._in_group.unreleased = False
+            alone = getattr(self._in_group, "alone", False)
             try:
                 tx = self._new_tx(connection)
                 result = item.work(tx)
                 deltas = tx.book.take_deferred()
+                if not alone:
+                    flush(connection)
             except Exception as error:
+                discard(connection)
                 run_commands(
                     connection, "ROLLBACK TO SAVEPOINT swapd_call", "RELEASE SAVEPOINT swapd_call"
                 )
@@ -347,15 +364,30 @@ class Database:
                 run_commands(connection, "RELEASE SAVEPOINT swapd_call")
             else:
                 self._in_group.unreleased = True
+                self._in_group.unflushed = alone
             self._in_group.plans_read.append(tx.repo.plans_read)
             for account_id, delta in deltas.items():
                 self._in_group.deferred[account_id] += delta
             item.result, item.error = result, None
             return
 
+    def _flush_earlier(self, connection: sa.Connection) -> None:
+        """Send what an earlier write of this transaction left deferred (a lone call's, see
+        ``_run_savepoint``). That write has answered its caller already, so a failure here
+        can only be undone with the whole transaction: it is kept, and the group fails."""
+        if not getattr(self._in_group, "unflushed", False):
+            return
+        self._in_group.unflushed = False
+        try:
+            flush(connection)
+        except Exception as error:
+            self._in_group.poisoned = error
+            raise
+
     def read(self, work: Callable[[Tx], T]) -> T:
         connection = getattr(self._in_group, "connection", None)
         if connection is not None:  # inside a call group: read on its transaction
+            self._flush_earlier(connection)
             tx = self._new_tx(connection)
             result = work(tx)
             self._in_group.plans_read.append(tx.repo.plans_read)
@@ -486,6 +518,7 @@ class Database:
         def run(connection: sa.Connection) -> None:
             # The calls' own write() and read() find the group's connection here.
             self._in_group.connection = connection
+            self._in_group.alone = len(group) == 1
             try:
                 for call in group:
                     try:
@@ -494,6 +527,7 @@ class Database:
                         call.result, call.error = None, error
             finally:
                 self._in_group.connection = None
+                self._in_group.alone = False
 
         # SQLite: one writer at a time in this process; PostgreSQL: each call thread's group
         # on a connection of its own, concurrently.

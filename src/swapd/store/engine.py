@@ -130,7 +130,22 @@ def make_engine(
         connect_args=connect_args,
     )
     ping_when_idle(engine, PING_AFTER_IDLE_S)
+    if sa.make_url(resolved).get_driver_name() == "psycopg":
+        _never_commit_unsent(engine)
     return engine
+
+
+def _never_commit_unsent(engine: Engine) -> None:
+    """Statements deferred on a connection (swapd.store.prepared_pg) go before any statement,
+    COMMIT or savepoint through SQLAlchemy (which would otherwise overtake them), and are
+    dropped with the rollback that undoes them and when the connection goes back to the pool."""
+    from swapd.store import prepared, prepared_pg
+
+    for sent_before in ("before_execute", "commit", "savepoint"):
+        sa.event.listen(engine, sent_before, lambda conn, *_: prepared.flush(conn))
+    for dropped_by in ("rollback", "rollback_savepoint"):
+        sa.event.listen(engine, dropped_by, lambda conn, *_: prepared.discard(conn))
+    sa.event.listen(engine, "checkin", lambda _dbapi, record: prepared_pg.discard_record(record.info))
 
 
 # PostgreSQL: a pooled connection that has been back in the pool this long is pinged before it

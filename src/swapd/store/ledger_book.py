@@ -470,7 +470,7 @@ class Book:
 
 
 def _add_to_account(connection: sa.Connection, account_id: int, delta: Delta) -> None:
-    _ADD_TO_ACCOUNT.run(connection, {"account_id": account_id, **_delta_parameters(delta, "add_")})
+    _ADD_TO_ACCOUNT.defer(connection, {"account_id": account_id, **_delta_parameters(delta, "add_")})
 
 
 def _delta_parameters(delta: Delta, prefix: str) -> dict[str, int]:

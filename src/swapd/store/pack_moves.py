@@ -24,7 +24,7 @@ from swapd.domain.errors import Retry
 from swapd.domain.packs import PackMoved
 from swapd.domain.stations import SlotState
 from swapd.store import schema as t
-from swapd.store.prepared import Prepared
+from swapd.store.prepared import Prepared, PreparedResult
 
 _B = sa.bindparam
 _s = t.slots.c
@@ -42,7 +42,8 @@ def move(
     now: datetime,
 ) -> None:
     """Run the move: ``values`` of the pack's row, the slot ``moved.left`` emptied if ``leaves``,
-    the slot it goes to filled if ``fills``; Retry if another transaction filled that slot."""
+    the slot it goes to filled if ``fills``; Retry if another transaction filled that slot
+    (deferred: raised at the transaction's next round trip, see ``Prepared.defer``)."""
     parameters: dict[str, Any] = {f"v_{name}": value for name, value in values.items()}
     parameters.update(p_serial=moved.serial, mark_at=now)
     if leaves:
@@ -51,10 +52,13 @@ def move(
     if fills:
         parameters.update(f_station=moved.station_id, f_slot=moved.slot_no)
     statement = move_statement(tuple(sorted(values)), leaves=leaves, fills=fills)
-    row = statement.run(connection, parameters).one()
-    if fills and row.filled != 1:
-        assert moved.station_id is not None and moved.slot_no is not None
-        raise slot_taken(moved.station_id, moved.slot_no)
+
+    def filled(result: PreparedResult) -> None:
+        if fills and result.one().filled != 1:
+            assert moved.station_id is not None and moved.slot_no is not None
+            raise slot_taken(moved.station_id, moved.slot_no)
+
+    statement.defer(connection, parameters, filled)
 
 
 def empty_slot(station: str, slot: str) -> sa.Update:

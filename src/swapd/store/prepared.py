@@ -34,7 +34,17 @@ from swapd.store.statement_results import PreparedResult, PreparedRow
 if TYPE_CHECKING:
     from swapd.store.prepared_pg import PgStatement
 
-__all__ = ["Compiled", "Prepared", "PreparedResult", "PreparedRow", "run_commands", "update_statement"]
+__all__ = [
+    "Compiled",
+    "Prepared",
+    "PreparedResult",
+    "PreparedRow",
+    "commit",
+    "discard",
+    "flush",
+    "run_commands",
+    "update_statement",
+]
 
 Processor = Callable[[Any], Any]
 Statement = sa.Select[Any] | sa.CompoundSelect[Any] | sa.Insert | sa.Update | sa.Delete
@@ -98,7 +108,36 @@ class Prepared:
         self, connection: sa.Connection, parameters: Mapping[str, Any] | None = None
     ) -> PreparedResult:
         given = parameters or {}
-        dialect = connection.dialect
+        compiled = self._compiled_for(connection.dialect, given)
+        if not isinstance(compiled, Compiled):
+            return _through_sqlalchemy(connection, self.statement, given)
+        if compiled.pg is not None:
+            return compiled.pg.run(connection, compiled, given)
+        return _run(connection, compiled, given)
+
+    def defer(
+        self,
+        connection: sa.Connection,
+        parameters: Mapping[str, Any] | None = None,
+        check: Callable[[PreparedResult], None] | None = None,
+    ) -> None:
+        """Run the statement for its effect alone; ``check`` sees its result and may raise.
+
+        On PostgreSQL it waits for the transaction's next round trip (the next ``run``,
+        ``flush`` or ``commit``: swapd.store.prepared_pg), so its error, or what ``check``
+        raises, is raised there; elsewhere it runs at once. For writes whose result the caller
+        does not need before its next statement, in a transaction that flushes before it
+        answers anybody (swapd.store.database does, for every call)."""
+        given = parameters or {}
+        compiled = self._compiled_for(connection.dialect, given)
+        if isinstance(compiled, Compiled) and compiled.pg is not None:
+            compiled.pg.defer(connection, compiled, given, check)
+            return
+        result = self.run(connection, given)
+        if check is not None:
+            check(result)
+
+    def _compiled_for(self, dialect: Dialect, given: Mapping[str, Any]) -> Compiled | object:
         # An INSERT or UPDATE compiles to the columns it is given; a SELECT to one statement.
         columns = tuple(sorted(given)) if self._dml else None
         key = (dialect.name, columns)
@@ -109,11 +148,7 @@ class Prepared:
                 if compiled is None:
                     compiled = _compile(self.statement, dialect, columns)
                     self._compiled[key] = compiled
-        if not isinstance(compiled, Compiled):
-            return _through_sqlalchemy(connection, self.statement, given)
-        if compiled.pg is not None:
-            return compiled.pg.run(connection, compiled, given)
-        return _run(connection, compiled, given)
+        return compiled
 
 
 _UPDATES: dict[tuple[str, str, tuple[str, ...]], Prepared] = {}
@@ -264,12 +299,42 @@ def _result_shape(
     return row, tuple(processors)
 
 
+def _on_libpq(connection: sa.Connection) -> bool:
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+
+
+def flush(connection: sa.Connection) -> None:
+    """Send the statements ``Prepared.defer`` left waiting (PostgreSQL) and raise what the first
+    of them that failed raised; nothing waits elsewhere."""
+    if _on_libpq(connection):
+        from swapd.store import prepared_pg
+
+        prepared_pg.flush(connection)
+
+
+def commit(connection: sa.Connection) -> None:
+    """PostgreSQL: the deferred statements and the COMMIT in one round trip (the transaction's
+    own commit then finds nothing to do); elsewhere nothing: the transaction commits as usual."""
+    if _on_libpq(connection):
+        from swapd.store import prepared_pg
+
+        prepared_pg.commit(connection)
+
+
+def discard(connection: sa.Connection) -> None:
+    """Drop the deferred statements of a transaction or savepoint about to be rolled back."""
+    if _on_libpq(connection):
+        from swapd.store import prepared_pg
+
+        prepared_pg.discard(connection)
+
+
 def run_commands(connection: sa.Connection, *statements: str) -> None:
     """Statements with no parameters and no rows (SAVEPOINT, RELEASE) on the driver's
     connection, inside the transaction in progress. On PostgreSQL they go as one message, a
     single round trip (swapd.store.prepared_pg); elsewhere each through the driver's
     ``execute``."""
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    if _on_libpq(connection):
         from swapd.store.prepared_pg import run_commands as run_on_libpq
 
         run_on_libpq(connection, *statements)

@@ -8,12 +8,13 @@ needed there. Services lock in one order: riders, then packs, then accounts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -225,11 +226,21 @@ class Repository(OfflineRecords):
         """A statement of the swap path, on the driver's cursor (see ``store.prepared``)."""
         return statement.run(self.conn, parameters)
 
+    def defer(
+        self,
+        statement: Prepared,
+        parameters: dict[str, Any] | None = None,
+        check: Callable[[PreparedResult], None] | None = None,
+    ) -> None:
+        """A write of the swap path whose result nobody reads: on PostgreSQL it goes with the
+        transaction's next round trip (``Prepared.defer``), and ``check`` then sees it."""
+        statement.defer(self.conn, parameters, check)
+
     def update(self, table: sa.Table, key: str, key_value: Any, values: dict[str, Any]) -> None:
         """``UPDATE table SET values WHERE key = key_value``, one prepared statement per set of
-        columns."""
+        columns; deferred (``defer``): nobody reads what it returns."""
         statement = update_statement(table, key, tuple(sorted(values)))
-        self.run(statement, {f"p_{key}": key_value, **{f"v_{k}": v for k, v in values.items()}})
+        self.defer(statement, {f"p_{key}": key_value, **{f"v_{k}": v for k, v in values.items()}})
 
     # -- pack models, packs ----------------------------------------------------------------
 
@@ -318,16 +329,20 @@ class Repository(OfflineRecords):
 
     def note_list_change(self, now: datetime) -> None:
         """Something a local list is made of changed (swapd.services.local_lists)."""
-        self.run(_LIST_CHANGE, {"at": now})
+        self.defer(_LIST_CHANGE, {"at": now})
 
     def unreserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
         """End the pack's reservation for that swap (none other)."""
         self.run(swap_rows.UNRESERVE_PACK, {"p_serial": serial, "p_swap_id": swap_id, "now": now})
 
-    def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> bool:
-        """Reserve a charged pack for a swap offer; False if another swap took it first."""
-        result = self.run(_RESERVE_PACK, {"p_serial": serial, "swap_id": swap_id, "now": now})
-        return result.rowcount == 1
+    def reserve_pack(self, serial: str, swap_id: int, now: datetime) -> None:
+        """Reserve a charged pack for a swap offer; Retry if another swap took it first."""
+
+        def reserved(result: PreparedResult) -> None:
+            if result.rowcount != 1:
+                raise Retry(f"pack {serial} was reserved by another swap meanwhile")
+
+        self.defer(_RESERVE_PACK, {"p_serial": serial, "swap_id": swap_id, "now": now}, reserved)
 
     # -- stations and slots ----------------------------------------------------------------
 
@@ -451,7 +466,7 @@ class Repository(OfflineRecords):
         return [int(r.id) for r in self.conn.execute(swap_rows.STALE_OFFERS, parameters)]
 
     def insert_choice(self, record: ChoiceRecord) -> None:
-        self.run(swap_rows.INSERT_CHOICE, {**dataclasses.asdict(record), "rule": record.rule.value})
+        self.defer(swap_rows.INSERT_CHOICE, {**dataclasses.asdict(record), "rule": record.rule.value})
 
     def choice(self, swap_id: int) -> ChoiceRecord | None:
         row = self.run(swap_rows.CHOICE, {"swap_id": swap_id}).first()
@@ -504,11 +519,11 @@ class Repository(OfflineRecords):
             "hold_transfer_id": offer.hold_transfer_id,
             "state": offer.state.value,
         }
-        self.run(swap_rows.INSERT_OFFER, values)
+        self.defer(swap_rows.INSERT_OFFER, values)
 
     def set_offer_state(self, swap_id: int, serial: str, state: OfferState) -> None:
         values = {"p_swap_id": swap_id, "p_serial": serial, "v_state": state.value}
-        self.run(swap_rows.SET_OFFER_STATE, values)
+        self.defer(swap_rows.SET_OFFER_STATE, values)
 
     # -- possessions -----------------------------------------------------------------------
 
@@ -517,7 +532,7 @@ class Repository(OfflineRecords):
         return None if row is None else swap_rows.possession_of(row)
 
     def insert_possession(self, opened: PossessionOpened) -> None:
-        self.run(swap_rows.INSERT_POSSESSION, _fields(opened))
+        self.defer(swap_rows.INSERT_POSSESSION, _fields(opened))
 
     def close_possession(self, closed: PossessionClosed) -> None:
         values = _fields(closed)
@@ -560,7 +575,9 @@ class Repository(OfflineRecords):
         }
         if self._lockable:  # PostgreSQL: one statement, one round trip
             keyed = {f"v_{name}": value for name, value in values.items()}
-            self.run(swap_rows.INSERT_EVENT_KEYED, {**keyed, "v_result": result})
+            # A repeat racing this one fails it with a unique violation: the retry answers
+            # from the winner's record.
+            self.defer(swap_rows.INSERT_EVENT_KEYED, {**keyed, "v_result": result})
             return
         self.run(swap_rows.INSERT_EVENT_KEY, values)
         self.run(swap_rows.INSERT_EVENT, {**values, "result": result})

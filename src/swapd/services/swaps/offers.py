@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import Offer, OfferState, PackOutcomeKind, Swap
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken
@@ -21,8 +20,7 @@ def place_offer(
 ) -> Offer:
     """Reserve the pack in ``slot_no`` for the swap and hold ``hold_units`` of the rider's
     allowance for it (R2). Raises Retry when another swap reserved the pack since it was read."""
-    if not uow.repo.reserve_pack(serial, swap_id, uow.now):
-        raise Retry()
+    uow.repo.reserve_pack(serial, swap_id, uow.now)
     hold_id = hold(uow, f"offer:{swap_id}:{serial}", rider_id, plan, hold_units)
     offer = Offer(swap_id, serial, slot_no, hold_units, hold_id, OfferState.OFFERED)
     uow.repo.insert_offer(offer)
