@@ -201,6 +201,16 @@ def call_db(db_url: str) -> Iterator[Database]:
     db.dispose()
 
 
+def _alone(db: Database, function: Any, *args: Any) -> object:
+    """``function(*args)`` as the only call of its group (``Database.call``): its result, or
+    the exception it ended with."""
+
+    async def one_call() -> list[object]:
+        return await asyncio.gather(db.call(function, *args), return_exceptions=True)
+
+    return asyncio.run(one_call())[0]
+
+
 def _insert_deferred(code: str) -> Any:
     def work(tx: Tx) -> str:
         _INSERT_MODEL.defer(tx.repo.conn, _model(code))
@@ -213,13 +223,7 @@ def test_a_lone_calls_failing_deferred_write_fails_that_call_and_commits_nothing
     call_db: Database, db_url: str
 ) -> None:
     call_db.write(_insert_deferred("TAKEN"))
-
-    async def scenario() -> object:
-        return await asyncio.gather(
-            call_db.call(call_db.write, _insert_deferred("TAKEN")), return_exceptions=True
-        )
-
-    (outcome,) = asyncio.run(scenario())  # type: ignore[misc]
+    outcome = _alone(call_db, call_db.write, _insert_deferred("TAKEN"))
     assert isinstance(outcome, sa.exc.IntegrityError)
     assert _committed_codes(db_url) == {"TAKEN"}
 
@@ -238,10 +242,7 @@ def test_a_lone_call_whose_first_writes_deferred_statement_fails_commits_nothing
         except sa.exc.IntegrityError:
             return "swallowed"  # a caller that catches it must not commit the rest
 
-    async def scenario() -> object:
-        return await asyncio.gather(call_db.call(two_writes), return_exceptions=True)
-
-    (outcome,) = asyncio.run(scenario())  # type: ignore[misc]
+    outcome = _alone(call_db, two_writes)
     # PostgreSQL: the group failed; SQLite: the first write failed at once.
     assert isinstance(outcome, sa.exc.IntegrityError)
     assert _committed_codes(db_url) == {"TAKEN"}

@@ -37,6 +37,15 @@ def killer(pg_url: str) -> Iterator[sa.Engine]:
     other.dispose()
 
 
+def _use_rest_and_use_again(engine: sa.Engine) -> None:
+    """A statement, a rest longer than the tests' 0.05 s limit, and another statement."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    time.sleep(0.1)
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
 def _backend_pid(connection: sa.Connection) -> int:
     return int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
 
@@ -60,11 +69,7 @@ def test_a_connection_idle_past_the_limit_is_pinged_once_on_checkout(
     engine = sa.create_engine(pg_url, pool_size=1, max_overflow=0)
     ping_when_idle(engine, 0.05)
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        time.sleep(0.1)
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        _use_rest_and_use_again(engine)
         assert len(pings) == 1
     finally:
         engine.dispose()
@@ -94,11 +99,7 @@ def test_the_servers_engine_pings_after_its_rest_limit(
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.05)
     engine = make_engine(pg_url, pool_size=1)
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        time.sleep(0.1)
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        _use_rest_and_use_again(engine)
         assert len(pings) == 1
     finally:
         engine.dispose()

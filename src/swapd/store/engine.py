@@ -117,7 +117,8 @@ def make_engine(
     if resolved.startswith("sqlite"):
         return _sqlite_engine(resolved, wal_autocheckpoint_pages, wal_synced_by_caller)
     connect_args: dict[str, Any] = {}
-    if sa.make_url(resolved).get_driver_name() == "psycopg":
+    on_psycopg = sa.make_url(resolved).get_driver_name() == "psycopg"
+    if on_psycopg:
         # psycopg's own automatic preparing stays off: the swap path prepares its statements
         # itself (swapd.store.prepared), and psycopg answers a ROLLBACK after preparing any
         # statement of its own with DEALLOCATE ALL, which would drop those too.
@@ -130,7 +131,7 @@ def make_engine(
         connect_args=connect_args,
     )
     ping_when_idle(engine, PING_AFTER_IDLE_S)
-    if sa.make_url(resolved).get_driver_name() == "psycopg":
+    if on_psycopg:
         _never_commit_unsent(engine)
     return engine
 
@@ -139,12 +140,12 @@ def _never_commit_unsent(engine: Engine) -> None:
     """Statements deferred on a connection (swapd.store.prepared_pg) go before any statement,
     COMMIT or savepoint through SQLAlchemy (which would otherwise overtake them), and are
     dropped with the rollback that undoes them and when the connection goes back to the pool."""
-    from swapd.store import prepared, prepared_pg
+    from swapd.store import prepared_pg
 
     for sent_before in ("before_execute", "commit", "savepoint"):
-        sa.event.listen(engine, sent_before, lambda conn, *_: prepared.flush(conn))
+        sa.event.listen(engine, sent_before, lambda conn, *_: prepared_pg.flush(conn))
     for dropped_by in ("rollback", "rollback_savepoint"):
-        sa.event.listen(engine, dropped_by, lambda conn, *_: prepared.discard(conn))
+        sa.event.listen(engine, dropped_by, lambda conn, *_: prepared_pg.discard(conn))
     sa.event.listen(engine, "checkin", lambda _dbapi, record: prepared_pg.discard_record(record.info))
 
 

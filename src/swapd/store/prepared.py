@@ -243,8 +243,7 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...] | Non
         row if isinstance(row, type) else None,
         results,
     )
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        # Imported here: a command on SQLite never loads the PostgreSQL driver.
+    if _on_libpq(dialect):
         from swapd.store.prepared_pg import PgStatement
 
         prepared.pg = PgStatement(prepared)
@@ -299,14 +298,16 @@ def _result_shape(
     return row, tuple(processors)
 
 
-def _on_libpq(connection: sa.Connection) -> bool:
-    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+def _on_libpq(dialect: Dialect) -> bool:
+    """PostgreSQL through psycopg: the statements run on libpq (swapd.store.prepared_pg), which
+    is imported only then, so that a command on SQLite never loads the PostgreSQL driver."""
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
 def flush(connection: sa.Connection) -> None:
     """Send the statements ``Prepared.defer`` left waiting (PostgreSQL) and raise what the first
     of them that failed raised; nothing waits elsewhere."""
-    if _on_libpq(connection):
+    if _on_libpq(connection.dialect):
         from swapd.store import prepared_pg
 
         prepared_pg.flush(connection)
@@ -315,7 +316,7 @@ def flush(connection: sa.Connection) -> None:
 def commit(connection: sa.Connection) -> None:
     """PostgreSQL: the deferred statements and the COMMIT in one round trip (the transaction's
     own commit then finds nothing to do); elsewhere nothing: the transaction commits as usual."""
-    if _on_libpq(connection):
+    if _on_libpq(connection.dialect):
         from swapd.store import prepared_pg
 
         prepared_pg.commit(connection)
@@ -323,7 +324,7 @@ def commit(connection: sa.Connection) -> None:
 
 def discard(connection: sa.Connection) -> None:
     """Drop the deferred statements of a transaction or savepoint about to be rolled back."""
-    if _on_libpq(connection):
+    if _on_libpq(connection.dialect):
         from swapd.store import prepared_pg
 
         prepared_pg.discard(connection)
@@ -334,7 +335,7 @@ def run_commands(connection: sa.Connection, *statements: str) -> None:
     connection, inside the transaction in progress. On PostgreSQL they go as one message, a
     single round trip (swapd.store.prepared_pg); elsewhere each through the driver's
     ``execute``."""
-    if _on_libpq(connection):
+    if _on_libpq(connection.dialect):
         from swapd.store.prepared_pg import run_commands as run_on_libpq
 
         run_on_libpq(connection, *statements)

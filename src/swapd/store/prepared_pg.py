@@ -185,16 +185,14 @@ def _run_pg(
 ) -> PreparedResult:
     values = _values(compiled, statement, given)
     driver, state = _connection_state(connection)
-    pgconn = driver.pgconn
+    parameters = _dumped(connection, driver, state, compiled, statement, values)
     if state.queue:
-        dumped = _dumped(connection, driver, state, compiled, statement, values)
-        last = _Step(statement, compiled, values, dumped, None)
+        last = _Step(statement, compiled, values, parameters, None)
         answer = _pipeline(connection, driver, state, [*_take(state), last], ())
         assert answer is not None
         return answer
+    pgconn = driver.pgconn
     try:
-        transformer = state.transformer
-        parameters = transformer.dump_sequence(values, statement.text_formats)
         _begin_if_idle(driver)
         if state.named:
             if statement.name not in state.prepared:
@@ -255,8 +253,9 @@ def _take(state: _PgConnection) -> list[_Step]:
 def flush(connection: sa.Connection, *commands: bytes) -> None:
     """Send the deferred statements, then ``commands`` (statements without parameters or rows:
     RELEASE, COMMIT), in one round trip; raise the first error or failed check among them."""
-    driver, state = _connection_state(connection)
-    if state.queue or commands:
+    known: _PgConnection | None = connection.connection.info.get(_STATE_KEY)
+    if commands or (known is not None and known.queue):
+        driver, state = _connection_state(connection)
         _then_commands(connection, driver, state, _take(state), commands)
 
 
@@ -288,9 +287,7 @@ def _then_commands(
 
 def discard(connection: sa.Connection) -> None:
     """Drop the deferred statements: their transaction or savepoint is being rolled back."""
-    state: _PgConnection | None = connection.connection.info.get(_STATE_KEY)
-    if state is not None:
-        state.queue.clear()
+    discard_record(connection.connection.info)
 
 
 def discard_record(record_info: dict[Any, Any]) -> None:
