@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from swapd.domain.riders import IdToken, TokenType
-from swapd.ledger.model import TransferCode
+from swapd.ledger.model import AccountCode, LedgerError, TransferCode, TransferRequest
 from swapd.readmodels.money import rider_balance, transfers_of
 from swapd.services import catalog, payments, swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import schema as t
-from swapd.store.database import Database, ManualClock
+from swapd.store.database import Database, ManualClock, Tx
 from swapd.store.engine import make_engine
 from swapd.store.ledger_check import check_ledger
 from tests.plans import ENERGY
@@ -231,3 +231,47 @@ def _occupied(db: Database, station: str) -> set[int]:
             )
         )
         return {r.slot_no for r in rows}
+
+
+def test_transfers_between_accounts_by_id_never_overdraw(
+    db: Database, databases: list[Database]
+) -> None:
+    """The ledger's own entry (``Book.transfer`` with account ids, as the money use cases call
+    it): the rider's account is locked in the statement that reads the two accounts, so of
+    transfers racing for the last of a balance only as many pass as it pays for."""
+    catalog.add_plan(db, ENERGY)
+    catalog.add_rider(db, "R1", "energy")
+
+    def accounts(tx: Tx) -> tuple[int, int]:
+        allowance = tx.book.account("Wh", AccountCode.ALLOWANCE, "R1")
+        issued = tx.book.account("Wh", AccountCode.ALLOWANCE_ISSUED)
+        consumed = tx.book.account("Wh", AccountCode.ALLOWANCE_CONSUMED)
+        tx.book.transfer(_request("fund", issued.id, allowance.id, 3 * 100, TransferCode.TOP_UP))
+        return allowance.id, consumed.id
+
+    allowance_id, consumed_id = db.write(accounts)
+
+    def spend(n: int, worker: Database) -> str:
+        request = _request(f"use-{n}", allowance_id, consumed_id, 100, TransferCode.USAGE)
+        worker.write(lambda tx: tx.book.transfer(request))
+        return "spent"
+
+    outcomes = race(databases, spend)
+    assert sorted(map(str, outcomes)).count("spent") == 3, outcomes
+    refused = [o for o in outcomes if isinstance(o, LedgerError)]
+    assert len(refused) == WORKERS - 3 and {o.code for o in refused} == {"exceeds_credits"}
+    _ledger_ok(db)
+
+
+def _request(
+    key: str, debit_id: int, credit_id: int, amount: int, code: TransferCode
+) -> TransferRequest:
+    return TransferRequest(
+        key=key,
+        ledger="Wh",
+        debit_account_id=debit_id,
+        credit_account_id=credit_id,
+        amount=amount,
+        code=code,
+        rider_id="R1",
+    )

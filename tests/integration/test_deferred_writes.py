@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from swapd.domain.errors import Retry
+from swapd.domain.errors import Conflict, Retry
 from swapd.store import prepared as prepared_module
 from swapd.store import prepared_pg
 from swapd.store import schema as t
@@ -86,7 +86,7 @@ def test_writes_still_deferred_at_the_commit_are_committed_with_it(
         prepared_module.commit(connection)
     assert _committed_codes(db_url) == {"C"}
     if engine.dialect.name == "postgresql":
-        assert pipelines == [2]  # the write and the COMMIT
+        assert pipelines == [1, 2]  # BEGIN with the read; the write and the COMMIT
 
 
 def test_a_commit_through_sqlalchemy_sends_what_waits_first(engine: sa.Engine, db_url: str) -> None:
@@ -248,10 +248,9 @@ def test_a_lone_call_whose_first_writes_deferred_statement_fails_commits_nothing
     assert _committed_codes(db_url) == {"TAKEN"}
 
 
-def test_in_a_group_a_call_whose_deferred_write_fails_fails_alone(
-    call_db: Database, db_url: str
-) -> None:
-    call_db.write(_insert_deferred("TAKEN"))
+def _in_one_group(db: Database, *works: Any) -> list[object]:
+    """Each of ``works`` as a ``write`` of its own call, all of them in one group (queued behind
+    a call that holds the call thread): each call's result, or the exception it ended with."""
     hold, release = threading.Event(), threading.Event()
 
     def slow() -> str:
@@ -260,17 +259,64 @@ def test_in_a_group_a_call_whose_deferred_write_fails_fails_alone(
         return "slow"
 
     async def scenario() -> list[object]:
-        first = asyncio.ensure_future(call_db.call(slow))
+        first = asyncio.ensure_future(db.call(slow))
         await asyncio.to_thread(hold.wait, 5)
-        queued = [
-            asyncio.ensure_future(call_db.call(call_db.write, _insert_deferred(code)))
-            for code in ("GOOD", "TAKEN", "ALSO")
-        ]
-        await asyncio.sleep(0.05)  # all three are queued behind the slow call: one group
+        queued = [asyncio.ensure_future(db.call(db.write, work)) for work in works]
+        await asyncio.sleep(0.05)  # all of them are queued behind the slow call: one group
         release.set()
         return await asyncio.gather(first, *queued, return_exceptions=True)
 
     outcomes = asyncio.run(scenario())
-    assert outcomes[0] == "slow" and outcomes[1] == "GOOD" and outcomes[3] == "ALSO"
-    assert isinstance(outcomes[2], sa.exc.IntegrityError)
+    assert outcomes[0] == "slow"
+    return outcomes[1:]
+
+
+def test_in_a_group_a_call_whose_deferred_write_fails_fails_alone(
+    call_db: Database, db_url: str
+) -> None:
+    call_db.write(_insert_deferred("TAKEN"))
+    codes = ("GOOD", "TAKEN", "ALSO")
+    outcomes = _in_one_group(call_db, *(_insert_deferred(code) for code in codes))
+    assert outcomes[0] == "GOOD" and outcomes[2] == "ALSO"
+    assert isinstance(outcomes[1], sa.exc.IntegrityError)
     assert _committed_codes(db_url) == {"TAKEN", "GOOD", "ALSO"}
+
+
+def test_in_a_group_calls_failing_before_or_after_their_savepoint_left_fail_alone(
+    call_db: Database, db_url: str, pipelines: list[int]
+) -> None:
+    """On PostgreSQL a call's SAVEPOINT (and the RELEASE of the call before) waits to go with
+    its first statement. A call that fails before sending anything never sends it, and the
+    calls around it are kept; one that fails after it is rolled back to it."""
+    attempts: list[int] = []
+
+    def refused_at_once(tx: Tx) -> str:
+        raise Conflict("refused before any statement")
+
+    def retried_once(tx: Tx) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Retry("again, before any statement")
+        return str(_insert_deferred("RETRIED")(tx))
+
+    def refused_after_a_read(tx: Tx) -> str:
+        _INSERT_MODEL.defer(tx.repo.conn, _model("HALF"))
+        _MODEL.run(tx.repo.conn, {"code": "HALF"})  # the write, and the savepoint, sent
+        raise Conflict("refused after its statements")
+
+    works = [
+        _insert_deferred("GOOD"),
+        refused_at_once,
+        retried_once,
+        refused_after_a_read,
+        _insert_deferred("ALSO"),
+    ]
+    outcomes = _in_one_group(call_db, *works)
+    assert outcomes[0] == "GOOD" and outcomes[2] == "RETRIED" and outcomes[4] == "ALSO"
+    assert isinstance(outcomes[1], Conflict) and isinstance(outcomes[3], Conflict)
+    assert len(attempts) == 2
+    assert _committed_codes(db_url) == {"GOOD", "RETRIED", "ALSO"}
+    if call_db.dialect == "postgresql":
+        # GOOD, RETRIED, the HALF write with its read, ALSO (each call's writes flushed before
+        # the next call's), the operator balances with the COMMIT.
+        assert len(pipelines) == 5, pipelines

@@ -62,6 +62,7 @@ def swapped(db: Database) -> dict[str, object]:
         swap_id = tx.repo.execute(sa.select(sa.func.max(t.swaps.c.id))).scalar_one()
         transfer_id = tx.repo.execute(sa.select(sa.func.min(t.transfers.c.id))).scalar_one()
         account = tx.repo.execute(sa.select(t.accounts).where(t.accounts.c.owner == "R1")).first()
+        shared = tx.repo.execute(sa.select(t.accounts).where(t.accounts.c.owner == OPERATOR)).first()
         return {
             "serial": "P1",
             "station_id": "ST1",
@@ -77,6 +78,10 @@ def swapped(db: Database) -> dict[str, object]:
             "resolved_id": transfer_id,
             "transfer_key": "pay-1",
             "account_id": account.id,
+            # A transfer's two accounts by id: the rider's (locked on PostgreSQL) and one of the
+            # operator's (read without a lock).
+            "id_0": account.id,
+            "id_1": shared.id,
             "ledger_name": account.ledger,
             "account_code": account.code,
             "account_owner": "R1",

@@ -14,10 +14,11 @@ import pytest
 from swapd.domain.plans import Plan, PlanKind
 from swapd.domain.quantities import Unit
 from swapd.domain.riders import IdToken, TokenType
+from swapd.ledger.model import AccountCode, TransferCode, TransferRequest
 from swapd.services import swaps
 from swapd.services.swaps import BatteryReading
 from swapd.store import prepared_pg
-from swapd.store.database import Database, ManualClock
+from swapd.store.database import Database, ManualClock, Tx
 from swapd.store.engine import make_engine
 from tests import network as net
 from tests.conftest import START, _empty_tables
@@ -27,8 +28,9 @@ pytestmark = pytest.mark.postgres
 PLAN = Plan("energy", PlanKind.PREPAID_ENERGY, Unit.ENERGY_WH, "KRW", 300, 1000)
 # A battery-as-key swap's three calls (Authorize, BatteryIn, BatteryOut), each its group's only
 # one, made 53 round trips before statements were deferred (counted with pg_stat_statements:
-# statements, savepoint commands, COMMITs and a ping a transaction); 37 after.
-MAX_ROUND_TRIPS_A_SWAP = 37
+# statements, savepoint commands, COMMITs and a ping a transaction); 37 after; 34 since each
+# call's BEGIN and SAVEPOINT go with its first statement.
+MAX_ROUND_TRIPS_A_SWAP = 34
 
 
 @pytest.fixture
@@ -43,21 +45,16 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return counted
 
-    run_pg, begin = prepared_pg._run_pg, prepared_pg._begin_if_idle
+    run_pg = prepared_pg._run_pg
 
     def run_one(connection: Any, compiled: Any, statement: Any, given: Any) -> Any:
-        _, state = prepared_pg._connection_state(connection)
-        if not state.queue:  # else it goes in a pipeline, counted there
+        driver, state = prepared_pg._connection_state(connection)
+        idle = driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not state.queue and not idle:  # else it goes in a pipeline, counted there
             trips.append("statement")
         return run_pg(connection, compiled, statement, given)
 
-    def begin_if_idle(driver: psycopg.Connection[Any]) -> None:
-        if driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            trips.append("BEGIN")
-        begin(driver)
-
     monkeypatch.setattr(prepared_pg, "_run_pg", run_one)
-    monkeypatch.setattr(prepared_pg, "_begin_if_idle", begin_if_idle)
     monkeypatch.setattr(prepared_pg, "_pipeline", counting("pipeline", prepared_pg._pipeline))
     commands = prepared_pg.run_commands
 
@@ -110,3 +107,39 @@ def test_a_battery_as_key_swap_makes_few_round_trips(pg_url: str, round_trips: l
     finally:
         db.dispose()
     assert len(round_trips) <= MAX_ROUND_TRIPS_A_SWAP, round_trips
+
+
+# A transfer on its own (Database.write, as the money use cases and bench.ledger_transfers run
+# it) made 6 round trips: BEGIN, the debit account, its lock, the credit account, the transfer,
+# the operator's balance with COMMIT. Now BEGIN and both accounts go in one.
+MAX_ROUND_TRIPS_A_TRANSFER = 3
+
+
+def test_a_transfer_makes_few_round_trips(pg_url: str, round_trips: list[str]) -> None:
+    _empty_tables(pg_url)
+    db = Database(make_engine(pg_url), ManualClock(START), call_threads=1)
+    try:
+        net.plans(db, PLAN)
+        net.rider(db, "R1", plan_id=PLAN.id, top_up_minor=100_000, payment_ref="pay-1")
+
+        def accounts(tx: Tx) -> tuple[int, int]:
+            allowance = tx.book.existing("Wh", AccountCode.ALLOWANCE, "R1")
+            consumed = tx.book.account("Wh", AccountCode.ALLOWANCE_CONSUMED)
+            assert allowance is not None
+            return allowance.id, consumed.id
+
+        debit_id, credit_id = db.write(accounts)
+
+        def use(key: str) -> Callable[[Tx], Any]:
+            request = TransferRequest(
+                key, "Wh", debit_id, credit_id, 100, TransferCode.USAGE, rider_id="R1"
+            )
+            return lambda tx: tx.book.transfer(request)
+
+        db.write(use("warm"))  # its statements prepared on the connection
+        round_trips.clear()
+        transfer = db.write(use("counted"))
+    finally:
+        db.dispose()
+    assert transfer.key == "counted"
+    assert len(round_trips) <= MAX_ROUND_TRIPS_A_TRANSFER, round_trips

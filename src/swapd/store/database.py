@@ -27,7 +27,13 @@ from swapd.logger import get_logger
 from swapd.store.calls import MAX_GROUP, Work
 from swapd.store.engine import WRITE, open_database, sqlite_file_path
 from swapd.store.ledger_book import Book
-from swapd.store.prepared import commit, discard, flush, run_commands
+from swapd.store.prepared import (
+    commit,
+    defer_commands,
+    flush,
+    rollback_savepoint,
+    run_commands,
+)
 from swapd.store.repository import Repository
 from swapd.store.turns import for_url
 from swapd.store.writer import WriterClient
@@ -328,8 +334,9 @@ class Database:
         # SQLAlchemy compiles its SAVEPOINT and RELEASE afresh each time (they are not cached),
         # which cost more than all of a swap's prepared statements together (profiled). The
         # name may repeat: SQLite and PostgreSQL release and roll back to the innermost one of
-        # that name. On PostgreSQL, where each is a round trip, a call's RELEASE goes with the
-        # next call's SAVEPOINT, and the group's COMMIT releases the last one.
+        # that name. On PostgreSQL, where each is a round trip, a call's RELEASE and the next
+        # call's SAVEPOINT wait to go with that call's first statement, and the group's COMMIT
+        # releases the last one.
         #
         # PostgreSQL: the writes a call deferred (swapd.store.prepared.Prepared.defer) are sent
         # before its savepoint can be released, so that a failure among them rolls back that
@@ -339,9 +346,9 @@ class Database:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self._flush_earlier(connection)
             if getattr(self._in_group, "unreleased", False):
-                run_commands(connection, "RELEASE SAVEPOINT swapd_call", "SAVEPOINT swapd_call")
+                defer_commands(connection, "RELEASE SAVEPOINT swapd_call", "SAVEPOINT swapd_call")
             else:
-                run_commands(connection, "SAVEPOINT swapd_call")
+                defer_commands(connection, "SAVEPOINT swapd_call")
             self._in_group.unreleased = False
             alone = getattr(self._in_group, "alone", False)
             try:
@@ -351,10 +358,7 @@ class Database:
                 if not alone:
                     flush(connection)
             except Exception as error:
-                discard(connection)
-                run_commands(
-                    connection, "ROLLBACK TO SAVEPOINT swapd_call", "RELEASE SAVEPOINT swapd_call"
-                )
+                rollback_savepoint(connection, "swapd_call")
                 if attempt < MAX_ATTEMPTS and _retryable(error):
                     log.info("transaction_retry", attempt=attempt, error=type(error).__name__)
                     continue

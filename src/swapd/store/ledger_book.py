@@ -50,9 +50,16 @@ from swapd.store.schema import accounts, transfer_keys, transfers
 # a Core statement and computing its cache key cost more CPU than the database's own work for a
 # transfer (profiled: about 40 % of a transfer's time on SQLite, where the database is in-process).
 _c, _x = accounts.c, transfers.c
-_ACCOUNT_BY_ID_Q = sa.select(accounts).where(_c.id == sa.bindparam("account_id"))
-_ACCOUNT_BY_ID = Prepared(_ACCOUNT_BY_ID_Q)
-_ACCOUNT_BY_ID_LOCKED = Prepared(_ACCOUNT_BY_ID_Q.with_for_update())
+# The two accounts of a transfer by id, in one statement. On PostgreSQL those with a balance
+# limit (flags set: a rider's) are locked and returned from the locking CTE, the others (the
+# operator's shared ones) read without a lock, as ``Book.load`` does by name. An account's flags
+# are set when it is made and never change, so each id is in exactly one of the two halves.
+_BY_IDS = _c.id.in_([sa.bindparam("id_0"), sa.bindparam("id_1")])
+_ACCOUNTS_BY_IDS = Prepared(sa.select(accounts).where(_BY_IDS))
+_LOCKED_BY_IDS = sa.select(accounts).where(_BY_IDS, _c.flags != 0).with_for_update().cte("locked_by_id")
+_ACCOUNTS_BY_IDS_SPLIT = Prepared(
+    sa.union_all(sa.select(_LOCKED_BY_IDS), sa.select(accounts).where(_BY_IDS, _c.flags == 0))
+)
 _ACCOUNT_BY_NAME_Q = sa.select(accounts).where(
     _c.ledger == sa.bindparam("ledger_name"),
     _c.code == sa.bindparam("account_code"),
@@ -280,16 +287,24 @@ class Book:
     def get(self, account_id: int) -> Account:
         cached = self._accounts.get(account_id)
         if cached is None:
-            key = {"account_id": account_id}
-            row = self._run(_ACCOUNT_BY_ID, key).first()
-            if row is None:
+            self._load_ids(account_id, account_id)
+            cached = self._accounts.get(account_id)
+            if cached is None:
                 raise LedgerError("account_not_found", f"no account {account_id}")
-            cached = _account(row)
-            if cached.flags != AccountFlags.NONE and self._lockable:
-                cached = _account(self._run(_ACCOUNT_BY_ID_LOCKED, key).one())
-            self._keep(cached)
         delta = self._deferred.get(account_id)
         return cached.with_delta(delta) if delta else cached
+
+    def _load_ids(self, first_id: int, second_id: int) -> None:
+        """Read the two accounts (those not read yet) in one statement, locking those with a
+        balance limit on PostgreSQL; an id with no account is left out."""
+        wanted = [i for i in (first_id, second_id) if i not in self._accounts]
+        if not wanted:
+            return
+        ids = {"id_0": wanted[0], "id_1": wanted[-1]}
+        statement = _ACCOUNTS_BY_IDS_SPLIT if self._lockable else _ACCOUNTS_BY_IDS
+        for row in self._run(statement, ids):
+            if row.id not in self._accounts:
+                self._keep(_account(row))
 
     def _select_account(self, ledger: str, code: AccountCode, owner: str, *, lock: bool) -> Any:
         name = {"ledger_name": ledger, "account_code": code.value, "account_owner": owner}
@@ -325,6 +340,7 @@ class Book:
         its hold is resolved already: by this very transfer) or as an INSERT that finds the key
         taken; either way the transfer under that key is the answer."""
         try:
+            self._load_ids(request.debit_account_id, request.credit_account_id)
             debit = self.get(request.debit_account_id)
             credit = self.get(request.credit_account_id)
             validate_request(request, debit, credit)

@@ -330,6 +330,29 @@ def discard(connection: sa.Connection) -> None:
         prepared_pg.discard(connection)
 
 
+def defer_commands(connection: sa.Connection, *statements: str) -> None:
+    """``run_commands``, but on PostgreSQL they wait for the transaction's next round trip (a
+    call's SAVEPOINT goes with its first statement); elsewhere they run now."""
+    if _on_libpq(connection.dialect):
+        from swapd.store import prepared_pg
+
+        prepared_pg.defer_commands(connection, *statements)
+        return
+    run_commands(connection, *statements)
+
+
+def rollback_savepoint(connection: sa.Connection, name: str) -> None:
+    """Roll back to the savepoint ``name`` (opened with ``defer_commands``) and release it,
+    dropping what waits to be sent after it (PostgreSQL: a SAVEPOINT still waiting is simply
+    never sent)."""
+    if _on_libpq(connection.dialect):
+        from swapd.store import prepared_pg
+
+        prepared_pg.rollback_savepoint(connection, name)
+        return
+    run_commands(connection, f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
+
+
 def run_commands(connection: sa.Connection, *statements: str) -> None:
     """Statements with no parameters and no rows (SAVEPOINT, RELEASE) on the driver's
     connection, inside the transaction in progress. On PostgreSQL they go as one message, a

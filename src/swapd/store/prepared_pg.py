@@ -6,8 +6,9 @@ adapters, the non-blocking wait loop), libpq's own blocking call with psycopg's 
 connection's ``PGconn``: prepared once per connection under a name of its own (the names kept in
 the pool's record of that connection, which is forgotten with it), parameters dumped as text by
 psycopg's Transformer, rows loaded by the same loaders a cursor would use. The transaction is
-psycopg's: a statement on an idle connection first sends the BEGIN psycopg would have sent, so
-SQLAlchemy's COMMIT and ROLLBACK and psycopg's own statements see one transaction. With
+psycopg's: a statement on an idle connection first sends the BEGIN psycopg would have sent (in
+the statement's round trip, as a pipeline), so SQLAlchemy's COMMIT and ROLLBACK and psycopg's own
+statements see one transaction. With
 ``SWAPD_PG_PREPARE=off`` nothing is prepared by name (PgBouncer in transaction mode hands each
 transaction any server connection, which would not hold the statement): each run sends its SQL,
 unnamed. psycopg's own automatic preparing is off (swapd.store.engine): it answers a ROLLBACK
@@ -16,7 +17,9 @@ with DEALLOCATE ALL, which would drop these statements too.
 Deferred statements (``defer``): a write whose result its caller does not need at once waits in
 the connection's queue and goes, in libpq's pipeline mode, in one round trip with the next
 statement run, with ``flush``, or with the COMMIT (``commit``): each round trip costs some 70 us
-of CPU on the two sides here, as much as the statement itself. The order of statements is kept,
+of CPU on the two sides here, as much as the statement itself. A call's SAVEPOINT and the RELEASE
+before it wait the same way (``defer_commands``); ``rollback_savepoint`` knows whether its
+SAVEPOINT was sent. The order of statements is kept,
 so later statements see what the deferred ones wrote. A deferred statement's error, or what its
 check raises, is raised at that later point: the caller flushes before it answers anybody
 (swapd.store.database flushes each call of a group before its savepoint is released). Nothing
@@ -153,7 +156,8 @@ class _PgConnection:
         self.named = prepare_by_name()
         self.prepared: set[bytes] = set()
         self.transformer = Transformer.from_context(driver)
-        self.queue: list[_Step] = []  # deferred statements, not sent yet
+        # Deferred statements and commands (SAVEPOINT, RELEASE), not sent yet, in order.
+        self.queue: list[_Step | bytes] = []
 
 
 def _connection_state(connection: sa.Connection) -> tuple[psycopg.Connection[Any], _PgConnection]:
@@ -186,14 +190,14 @@ def _run_pg(
     values = _values(compiled, statement, given)
     driver, state = _connection_state(connection)
     parameters = _dumped(connection, driver, state, compiled, statement, values)
-    if state.queue:
+    pgconn = driver.pgconn
+    if state.queue or (pgconn.transaction_status == _IDLE and not driver.autocommit):
+        # What waits, or the BEGIN psycopg would send first, goes in the statement's round trip.
         last = _Step(statement, compiled, values, parameters, None)
         answer = _pipeline(connection, driver, state, [*_take(state), last], ())
         assert answer is not None
         return answer
-    pgconn = driver.pgconn
     try:
-        _begin_if_idle(driver)
         if state.named:
             if statement.name not in state.prepared:
                 _check(pgconn.prepare(statement.name, statement.sql))
@@ -245,7 +249,7 @@ def _result_of(compiled: Compiled, state: _PgConnection, result: Any) -> Prepare
     return PreparedResult(rows, rowcount)
 
 
-def _take(state: _PgConnection) -> list[_Step]:
+def _take(state: _PgConnection) -> list[_Step | bytes]:
     queued, state.queue = state.queue, []
     return queued
 
@@ -271,18 +275,45 @@ def _then_commands(
     connection: sa.Connection,
     driver: psycopg.Connection[Any],
     state: _PgConnection,
-    steps: list[_Step],
+    steps: list[_Step | bytes],
     commands: Sequence[bytes],
 ) -> None:
     """``steps``, then ``commands``. A statement's error stops the pipeline before the commands,
     but a check runs only once its result is back: so a step with a check goes (with every
     step before it) in a round trip of its own first, lest a COMMIT or RELEASE sent with it
     keep what the check refuses."""
-    checked = max((i for i, step in enumerate(steps) if step.check is not None), default=-1)
+    checked = max(
+        (i for i, step in enumerate(steps) if isinstance(step, _Step) and step.check is not None),
+        default=-1,
+    )
     if checked >= 0 and commands:
         _pipeline(connection, driver, state, steps[: checked + 1], ())
         steps = steps[checked + 1 :]
     _pipeline(connection, driver, state, steps, commands)
+
+
+def defer_commands(connection: sa.Connection, *statements: str) -> None:
+    """Queue statements without parameters or rows (SAVEPOINT, RELEASE) for the connection's
+    next round trip, as ``defer`` queues a statement."""
+    _, state = _connection_state(connection)
+    state.queue.extend(statement.encode() for statement in statements)
+    if len(state.queue) >= MAX_DEFERRED:
+        flush(connection)
+
+
+def rollback_savepoint(connection: sa.Connection, name: str) -> None:
+    """Undo what was done since ``SAVEPOINT name`` (queued by ``defer_commands``) and release
+    it. If that SAVEPOINT is still waiting, nothing after it reached the server: the queue is
+    cut there, what came before it still to go. Otherwise everything queued came after it and
+    is dropped, and ROLLBACK TO and RELEASE go now."""
+    _, state = _connection_state(connection)
+    opened = f"SAVEPOINT {name}".encode()
+    for index, step in enumerate(state.queue):
+        if isinstance(step, bytes) and step == opened:
+            del state.queue[index:]
+            return
+    state.queue.clear()
+    run_commands(connection, f"ROLLBACK TO SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}")
 
 
 def discard(connection: sa.Connection) -> None:
@@ -301,7 +332,7 @@ def _pipeline(
     connection: sa.Connection,
     driver: psycopg.Connection[Any],
     state: _PgConnection,
-    steps: Sequence[_Step],
+    steps: Sequence[_Step | bytes],
     commands: Sequence[bytes],
 ) -> PreparedResult | None:
     """Send ``steps`` and then ``commands`` in one pipeline (begun with BEGIN outside a
@@ -338,7 +369,7 @@ def _pipeline(
 def _send(
     driver: psycopg.Connection[Any],
     state: _PgConnection,
-    steps: Sequence[_Step],
+    steps: Sequence[_Step | bytes],
     commands: Sequence[bytes],
 ) -> tuple[list[_Step | bytes], list[bytes]]:
     """Queue the pipeline's messages; what each result will answer, in order, and the names
@@ -351,6 +382,10 @@ def _send(
         pgconn.send_query_params(begin, None)
         sent.append(begin)
     for step in steps:
+        if isinstance(step, bytes):  # a deferred command
+            pgconn.send_query_params(step, None)
+            sent.append(step)
+            continue
         name = step.statement.name
         if not state.named:
             pgconn.send_query_params(step.statement.sql, step.parameters, result_format=_BINARY)
@@ -425,13 +460,6 @@ def run_commands(connection: sa.Connection, *statements: str) -> None:
         _check(pgconn.exec_(script))
     except psycopg.Error as error:
         raise _dbapi_error(connection, driver, script.decode(), (), error) from error
-
-
-def _begin_if_idle(driver: psycopg.Connection[Any]) -> None:
-    """Send the BEGIN psycopg would send before a statement outside a transaction."""
-    pgconn = driver.pgconn
-    if pgconn.transaction_status == _IDLE and not driver.autocommit:
-        _check(pgconn.exec_(driver._get_tx_start_command()))
 
 
 def _check(result: Any) -> None:
