@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from swapd.domain.decision import RiderAtStation
 from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import (
     Offer,
@@ -182,6 +183,16 @@ class MemoryRecords:
 
     def lock_riders(self, rider_ids: Sequence[str]) -> dict[str, Rider]:
         return {r: self._s.riders[r] for r in sorted(set(rider_ids)) if r in self._s.riders}
+
+    def rider_at_station(self, rider_id: str, station_id: str, key_serial: str | None) -> RiderAtStation:
+        return RiderAtStation(
+            rider=self.lock_riders([rider_id]).get(rider_id),
+            offered=self.offered_to_rider(rider_id),
+            key_pack=None if key_serial is None else self.pack(key_serial, lock=True),
+            held=self.packs_of_rider(rider_id),
+            stock=self.packs_at(station_id),
+            out_of_service=self.slots_out_of_service(station_id),
+        )
 
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None:
         return self._s.tokens.get((token_type, value))

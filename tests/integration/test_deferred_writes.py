@@ -89,6 +89,24 @@ def test_writes_still_deferred_at_the_commit_are_committed_with_it(
         assert pipelines == [1, 2]  # BEGIN with the read; the write and the COMMIT
 
 
+def test_statements_run_together_see_what_waits_and_answer_in_order(
+    engine: sa.Engine, pipelines: list[int]
+) -> None:
+    with engine.connect() as connection, connection.begin():
+        _INSERT_MODEL.defer(connection, _model("T", nominal_wh=1200))
+        results = prepared_module.run_together(
+            connection,
+            [(_MODEL, {"code": "T"}), (_MODEL, {"code": "none"}), (_MODEL, {"code": "T"})],
+        )
+    assert [[tuple(row) for row in result.all()] for result in results] == [
+        [("T", 1200)],
+        [],
+        [("T", 1200)],
+    ]
+    if engine.dialect.name == "postgresql":
+        assert pipelines == [4]  # the write and the three reads: one round trip
+
+
 def test_a_commit_through_sqlalchemy_sends_what_waits_first(engine: sa.Engine, db_url: str) -> None:
     with engine.connect() as connection, connection.begin():
         _INSERT_MODEL.defer(connection, _model("D"))

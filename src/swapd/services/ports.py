@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from swapd.domain.decision import RiderAtStation
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -67,6 +68,11 @@ class SwapRecords(Protocol):
     def plan(self, plan_id: str) -> Plan | None: ...
     def rider(self, rider_id: str, *, lock: bool = False) -> Rider | None: ...
     def lock_riders(self, rider_ids: Sequence[str]) -> dict[str, Rider]: ...
+    def rider_at_station(self, rider_id: str, station_id: str, key_serial: str | None) -> RiderAtStation:
+        """The rider locked, then the key pack (``key_serial``) locked, and the other reads of
+        ``RiderAtStation``, in that order: one round trip where the store can send several
+        statements at once (PostgreSQL)."""
+
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None: ...
     def add_consumed(self, rider_id: str, units: int) -> None: ...
 

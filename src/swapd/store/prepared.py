@@ -330,6 +330,24 @@ def discard(connection: sa.Connection) -> None:
         prepared_pg.discard(connection)
 
 
+def run_together(
+    connection: sa.Connection, runs: Sequence[tuple[Prepared, Mapping[str, Any]]]
+) -> list[PreparedResult]:
+    """Statements whose parameters are all known before the first runs (reads that do not need
+    each other's rows), in order: on PostgreSQL in one round trip, with what waits to be sent
+    (a pipeline); elsewhere one after another. Each still sees what those before it wrote, and
+    row locks are taken in the order given. Their results, in the same order."""
+    pg_runs = []
+    for prepared, given in runs:
+        compiled = prepared._compiled_for(connection.dialect, given)
+        if not isinstance(compiled, Compiled) or compiled.pg is None:
+            return [prepared.run(connection, given) for prepared, given in runs]
+        pg_runs.append((compiled, compiled.pg, given))
+    from swapd.store import prepared_pg
+
+    return prepared_pg.run_together(connection, pg_runs)
+
+
 def defer_commands(connection: sa.Connection, *statements: str) -> None:
     """``run_commands``, but on PostgreSQL they wait for the transaction's next round trip (a
     call's SAVEPOINT goes with its first statement); elsewhere they run now."""

@@ -194,9 +194,7 @@ def _run_pg(
     if state.queue or (pgconn.transaction_status == _IDLE and not driver.autocommit):
         # What waits, or the BEGIN psycopg would send first, goes in the statement's round trip.
         last = _Step(statement, compiled, values, parameters, None)
-        answer = _pipeline(connection, driver, state, [*_take(state), last], ())
-        assert answer is not None
-        return answer
+        return _pipeline(connection, driver, state, [*_take(state), last], ())[-1]
     try:
         if state.named:
             if statement.name not in state.prepared:
@@ -215,6 +213,20 @@ def _run_pg(
     except psycopg.Error as error:
         _forget_if_deallocated(state, error)
         raise _dbapi_error(connection, driver, compiled.sql, values, error) from error
+
+
+def run_together(
+    connection: sa.Connection, runs: Sequence[tuple[Compiled, PgStatement, Mapping[str, Any]]]
+) -> list[PreparedResult]:
+    """The statements of ``runs``, in order, in one round trip with what waits: their results."""
+    driver, state = _connection_state(connection)
+    steps: list[_Step | bytes] = []
+    for compiled, statement, given in runs:
+        values = _values(compiled, statement, given)
+        parameters = _dumped(connection, driver, state, compiled, statement, values)
+        steps.append(_Step(statement, compiled, values, parameters, None))
+    results = _pipeline(connection, driver, state, [*_take(state), *steps], ())
+    return results[len(results) - len(runs) :]
 
 
 def _forget_if_deallocated(state: _PgConnection, error: psycopg.Error) -> None:
@@ -334,11 +346,11 @@ def _pipeline(
     state: _PgConnection,
     steps: Sequence[_Step | bytes],
     commands: Sequence[bytes],
-) -> PreparedResult | None:
+) -> list[PreparedResult]:
     """Send ``steps`` and then ``commands`` in one pipeline (begun with BEGIN outside a
     transaction) and wait for all of their results: one round trip. Each step's check sees its
     result in order; the first error or failed check is raised once every result is in. What
-    it returns is the last step's result (None without steps)."""
+    it returns is the result of each statement among the steps, in order."""
     pgconn = driver.pgconn
     try:
         pgconn.enter_pipeline_mode()
@@ -353,17 +365,17 @@ def _pipeline(
         raise _dbapi_error(connection, driver, "(pipeline)", (), error) from error
     if all(result.status in _OK for result in results):
         state.prepared.update(newly_prepared)
-    last: PreparedResult | None = None
+    answers: list[PreparedResult] = []
     for what, result in zip(sent, results, strict=True):
         if result.status == _ABORTED:
             continue  # after an earlier failure, which is raised below
         if result.status not in _OK:
             _raise_failed(connection, driver, state, what, result)
         if isinstance(what, _Step):
-            last = _result_of(what.compiled, state, result)
+            answers.append(_result_of(what.compiled, state, result))
             if what.check is not None:
-                what.check(last)
-    return last
+                what.check(answers[-1])
+    return answers
 
 
 def _send(

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from swapd.domain.decision import RiderAtStation
 from swapd.domain.errors import Retry
 from swapd.domain.lifecycle import (
     Offer,
@@ -34,7 +35,7 @@ from swapd.domain.stations import Slot, SlotState, Station
 from swapd.store import pack_moves, swap_rows
 from swapd.store import schema as t
 from swapd.store.offline_records import OfflineRecords
-from swapd.store.prepared import Prepared, PreparedResult, update_statement
+from swapd.store.prepared import Prepared, PreparedResult, run_together, update_statement
 
 # A result row: ``sqlalchemy.Row`` or, for the prepared statements of the swap path,
 # ``PreparedRow``; both give columns as attributes (``row.id``) and as ``row._mapping``.
@@ -418,6 +419,30 @@ class Repository(OfflineRecords):
     def riders(self) -> list[Rider]:
         rows = self.conn.execute(sa.select(*_RIDER_COLUMNS).order_by(t.riders.c.id))
         return [_rider(r) for r in rows]
+
+    def rider_at_station(self, rider_id: str, station_id: str, key_serial: str | None) -> RiderAtStation:
+        lock = self._lockable
+        runs: list[tuple[Prepared, Mapping[str, Any]]] = [
+            (_RIDER_LOCKED if lock else _RIDER, {"rider_id": rider_id}),
+            (swap_rows.OFFERED_TO_RIDER, {"rider_id": rider_id}),
+            (_PACKS_OF_RIDER, {"rider_id": rider_id}),
+            (_PACKS_AT, {"station_id": station_id}),
+            (_SLOTS_OUT_OF_SERVICE, {"station_id": station_id}),
+        ]
+        if key_serial is not None:  # locked after the rider, as every write locks them
+            runs.insert(1, (_PACK_LOCKED if lock else _PACK, {"serial": key_serial}))
+        results = iter(run_together(self.conn, runs))
+        rider = next(results).first()
+        key = next(results).first() if key_serial is not None else None
+        offered, held, stock, out_of_service = results
+        return RiderAtStation(
+            rider=None if rider is None else _rider(rider),
+            offered=[swap_rows.swap_of(r) for r in offered],
+            key_pack=None if key is None else _pack(key),
+            held=[_pack(r) for r in held],
+            stock=[dataclasses.replace(_pack(r), placed_at=r.placed_at) for r in stock],
+            out_of_service=frozenset(r.slot_no for r in out_of_service),
+        )
 
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None:
         row = self.run(_TOKEN, {"token_type": token_type, "value": value}).first()

@@ -141,3 +141,23 @@ def test_a_rider_who_tops_up_after_the_question_gets_the_full_pack(network: Netw
     assert full.swap_id != asked.swap_id
     assert pack(network, "HALF").reserved_swap_id is None
     assert balance(network, "R9").held_units == 1_700
+
+
+def test_a_question_let_go_when_the_full_pack_went_to_another_rider(network: Network) -> None:
+    """The rider topped up enough for a full pack, but another rider took the only full one
+    meanwhile: the question's offer is let go (its pack free, its hold released) and the
+    decision made anew finds no charged pack: the rider can pay for a full one, so no
+    right-sized pack is offered instead."""
+    short_rider_network(network)
+    asked = swaps.authorize(network.db, "ST1", app("R9"))
+    network.rider("R8", top_up_minor=10_000)
+    other = swaps.authorize(network.db, "ST1", app("R8"))
+    assert other.accepted and other.offered_slots == [1]
+    payments.top_up(network.db, "R9", 300, "pay-R9-more")  # +1,000 Wh: 816 + 1,184 >= 1,700
+    again = swaps.authorize(network.db, "ST1", app("R9"))
+    assert (again.accepted, again.reason, again.asks) == (False, "no_charged_pack", False)
+    assert again.available_units == 2_000
+    assert pack(network, "HALF").reserved_swap_id is None
+    assert balance(network, "R9").held_units == 0
+    swap = network.db.read(lambda uow: uow.repo.swap(asked.swap_id or 0))
+    assert swap is not None and swap.state is SwapState.ABANDONED

@@ -4,13 +4,13 @@ packs, reserve them and hold their allowance (R2); the pack itself can be the ke
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from datetime import datetime
 
 from swapd.domain.decision import (
     REFUSAL_TEXT,
     Decision,
     RefusalReason,
+    RiderAtStation,
     check_returned_pack,
     decide,
 )
@@ -73,12 +73,11 @@ def authorize(
         if refusal is not None:
             return _refuse(uow, station_id, token, refusal, rider_id=rider_id, request_id=request_id)
         assert rider_id is not None
-        rider = uow.repo.lock_riders([rider_id]).get(rider_id)
+        key_serial = token.value if token.type is TokenType.BATTERY_SERIAL else None
+        seen = uow.repo.rider_at_station(rider_id, station_id, key_serial)
+        rider, offered = seen.rider, seen.offered
         assert rider is not None
-        offered = uow.repo.offered_to_rider(rider_id)
-        if token.type is TokenType.BATTERY_SERIAL and _pack_at_other_station(
-            uow, station_id, token, rider_id, offered
-        ):
+        if key_serial is not None and _pack_at_other_station(station_id, token, rider_id, seen):
             return _refuse(
                 uow,
                 station_id,
@@ -93,7 +92,9 @@ def authorize(
             answer = _open_offer_answer(uow, open_offer, request_id, plan)
             if answer is not None:
                 return answer
-        held = uow.repo.packs_of_rider(rider_id)
+            # What it wrote (an offer abandoned: its packs free again) is read anew.
+            seen = uow.repo.rider_at_station(rider_id, station_id, None)
+        held = seen.held
         accounts = rider_accounts(uow.book, rider_id, plan)
         decision = decide(
             station=station,
@@ -102,9 +103,9 @@ def authorize(
             available_units=accounts.allowance.available,
             held_count=len(held),
             returning=held,
-            stock=uow.repo.packs_at(station_id),
+            stock=seen.stock,
             wanted=wanted,
-            out_of_service=uow.repo.slots_out_of_service(station_id),
+            out_of_service=seen.out_of_service,
             now=uow.now,
             consented=consented,
         )
@@ -201,17 +202,14 @@ def _open_offer_answer(
     return _result_of(uow, open_offer)
 
 
-def _pack_at_other_station(
-    uow: UnitOfWork, station_id: str, token: IdToken, rider_id: str, offered: Sequence[Swap]
-) -> bool:
+def _pack_at_other_station(station_id: str, token: IdToken, rider_id: str, seen: RiderAtStation) -> bool:
     """The pack presented as the key is the key of a swap still offered at another station (R3:
     one pack, one place). Checked under the rider's lock, so of two stations asking at once one
     sees the other."""
-    if uow.repo.locks_rows:  # SQLite has one writer: nothing moved since _identify read it
-        pack = uow.repo.pack(token.value, lock=True)
-        if pack is None or pack.rider_id != rider_id:
-            raise Retry()  # the pack moved between reading it and locking its rider
-    return any(s.station_id != station_id and s.token == token for s in offered)
+    pack = seen.key_pack  # read again, locked after the rider
+    if pack is None or pack.rider_id != rider_id:
+        raise Retry()  # the pack moved between reading it and locking its rider
+    return any(s.station_id != station_id and s.token == token for s in seen.offered)
 
 
 def _identify(
