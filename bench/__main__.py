@@ -1,6 +1,7 @@
 """Run the benchmarks and write BENCHMARKS.md.
 
     uv run python -m bench run [--quick] [--only swaps,raw_limit] [--output BENCHMARKS.md]
+        [--pgledger-sql PATH]
 
 Each benchmark runs as its own subprocess (``python -m bench.<name> [--quick]``); the last line
 it prints is its JSON result. A module listed here that does not exist yet is skipped with a note.
@@ -69,6 +70,18 @@ def run_module(name: str, quick: bool, extra: list[str]) -> dict[str, Any]:
     return result
 
 
+def module_arguments(name: str, rates: dict[str, float], pgledger_sql: str | None) -> list[str]:
+    """What one benchmark is told beyond --quick: raw_limit swapd's rates (from swaps in this
+    run or from the file), ledger_transfers where pgledger's SQL is."""
+    extra: list[str] = []
+    if name == "raw_limit":
+        for kind, rate in rates.items():
+            extra += [f"--swapd-{kind}", str(rate)]
+    if name == "ledger_transfers" and pgledger_sql:
+        extra += ["--pgledger-sql", pgledger_sql]
+    return extra
+
+
 def _known_rates(output: Path) -> dict[str, float]:
     """swapd's max swaps/s from the swaps section of an existing file, for raw_limit run alone."""
     if not output.exists():
@@ -88,6 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated benchmark names (default: all); the other sections of --output are kept",
     )
     run.add_argument("--output", default="BENCHMARKS.md", type=Path)
+    run.add_argument(
+        "--pgledger-sql",
+        metavar="PATH",
+        help="a local checkout of pgledger: bench.ledger_transfers measures it beside swapd",
+    )
     args = parser.parse_args(argv)
     only = [n for n in MODULES if n in args.only.split(",")] if args.only else []
     if args.only and not only:
@@ -101,10 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         overall = progress.add_task(f"{len(names)} benchmarks", total=len(names))
         for name in names:
             task = progress.add_task(f"bench.{name}", total=None)
-            extra: list[str] = []
-            if name == "raw_limit":
-                for kind, rate in rates.items():
-                    extra += [f"--swapd-{kind}", str(rate)]
+            extra = module_arguments(name, rates, args.pgledger_sql)
             result = run_module(name, args.quick, extra)
             if name == "swaps":
                 for kind in DATABASES:

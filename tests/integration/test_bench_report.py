@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import report
+from bench.__main__ import module_arguments
 
 ORDER = ("swaps", "raw_limit", "startup")
 LOAD = {"loadavg_1m": 0.5, "loadavg_5m": 0.4, "loadavg_15m": 0.3}
@@ -82,3 +83,14 @@ def test_the_swaps_rate_is_read_back_for_raw_limit() -> None:
     assert report.metric(text, "swaps", "swaps_per_s") == 600.0
     assert report.metric(text, "swaps", "no_such_metric") is None
     assert report.metric(text, "startup", "startup_per_s") is None
+
+
+def test_bench_run_names_pgledgers_sql_to_the_ledger_benchmark_alone() -> None:
+    rates = {"sqlite": 600.0}
+    assert module_arguments("ledger_transfers", rates, "/src/pgledger") == [
+        "--pgledger-sql",
+        "/src/pgledger",
+    ]
+    assert module_arguments("ledger_transfers", rates, None) == []
+    assert module_arguments("swaps", rates, "/src/pgledger") == []
+    assert module_arguments("raw_limit", rates, "/src/pgledger") == ["--swapd-sqlite", "600.0"]
