@@ -48,6 +48,8 @@ PostgreSQL phases use the server of `SWAPD_BENCH_PG_URL` (default
 `raw_limit` compares swapd with the bare database driver and needs swapd's rates: in a run
 with `swaps` it takes them from it, alone it takes them from the swaps section of this file.
 `SWAPD_BENCH_PROFILE=DIR` makes `bench.swaps` sample the server with py-spy into DIR.
+`bench run --pgledger-sql DIR` (a local checkout of https://github.com/pgr0ss/pgledger, not
+shipped here) has `ledger_transfers` measure pgledger beside swapd on the same server.
 `uv run python -m bench.swaps --databases postgresql_2_servers` runs two server processes
 (`swapd serve --workers 2`) on one database, then the fault drills' verifier.
 `uv run python -m bench.rightsizing --days 30` (about 15 minutes) compares a simulated month

@@ -502,11 +502,22 @@ def _verdict_metrics(verdict: Verdict) -> dict[str, Any]:
 
 
 def _stations_by_worker(log_path: Path) -> Counter[int]:
-    """Station connections by the worker that accepted them (``station_connected`` log lines)."""
+    """Station connections by the worker that accepted them (``station_connected`` log records).
+    Two workers share the log file, and a line can hold two records (seen in a full run): each
+    record is decoded on its own, and text that is not one is skipped."""
     workers: Counter[int] = Counter()
+    decoder = json.JSONDecoder()
     for line in log_path.read_text(errors="replace").splitlines():
-        if '"station_connected"' in line:
-            workers[int(json.loads(line).get("worker", -1))] += 1
+        at = line.find("{")
+        while at >= 0:
+            try:
+                record, end = decoder.raw_decode(line, at)
+            except ValueError:
+                at = line.find("{", at + 1)
+                continue
+            if isinstance(record, dict) and record.get("event") == "station_connected":
+                workers[int(record.get("worker", -1))] += 1
+            at = line.find("{", end)
     return workers
 
 

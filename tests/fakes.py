@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from swapd.domain.decision import RiderAtStation
 from swapd.domain.errors import Retry
+from swapd.domain.event_reads import ReturnAtStation, RiderAtStation
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -192,6 +192,26 @@ class MemoryRecords:
             held=self.packs_of_rider(rider_id),
             stock=self.packs_at(station_id),
             out_of_service=self.slots_out_of_service(station_id),
+        )
+
+    def return_at_station(
+        self,
+        station_id: str,
+        request_id: str,
+        serials: Sequence[str],
+        *,
+        holders: Sequence[str],
+        slot_nos: Sequence[int],
+        offer_rider: str | None,
+    ) -> ReturnAtStation:
+        self.lock_riders(holders)
+        possessions = {s: self.open_possession(s) for s in sorted(set(serials))}
+        return ReturnAtStation(
+            packs=self.packs(serials, lock=True),
+            slots={n: self.slot(station_id, n) for n in slot_nos},
+            possessions={s: p for s, p in possessions.items() if p is not None},
+            by_request=self.swap_by_request(station_id, request_id),
+            offer=None if offer_rider is None else self.open_offer(station_id, offer_rider),
         )
 
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None:

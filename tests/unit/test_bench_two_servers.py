@@ -43,3 +43,13 @@ def test_stations_are_counted_by_worker_and_as_moved_when_their_last_two_workers
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert _stations_by_worker(log) == {0: 1, 1: 4}
     assert _stations_moved(log) == 1
+
+
+def test_records_two_workers_wrote_on_one_line_are_each_counted(tmp_path: Path) -> None:
+    """A full run's log held a line with two records (the JSON decoder failed on it, and the
+    whole swaps benchmark with it); a cut-off record is skipped."""
+    log = tmp_path / "serve.log"
+    first = json.dumps({"event": "station_connected", "station": "A", "worker": 0})
+    second = json.dumps({"event": "station_connected", "station": "B", "worker": 1})
+    log.write_text(first + second + '\n{"event": "station_conn\n' + second + "\n")
+    assert _stations_by_worker(log) == {0: 1, 1: 2}

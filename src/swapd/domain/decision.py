@@ -7,7 +7,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from swapd.domain.lifecycle import Swap
 from swapd.domain.pack_choice import Pick, choose
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
@@ -234,16 +233,3 @@ def _right_size(
         asks=True,
         full_required_units=full_required,
     )
-
-
-@dataclass(frozen=True)
-class RiderAtStation:
-    """What an Authorize decides on, read together once the rider is known (the swap path's port
-    ``SwapRecords.rider_at_station`` reads it)."""
-
-    rider: Rider | None  # locked
-    offered: list[Swap]  # every swap still offered to the rider, newest first
-    key_pack: Pack | None  # the pack presented as the key, locked after the rider (None: none)
-    held: list[Pack]  # the packs the rider holds
-    stock: list[Pack]  # the packs at the station
-    out_of_service: frozenset[int]  # the station's slots out of use

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from swapd.domain.decision import RiderAtStation
+from swapd.domain.event_reads import ReturnAtStation, RiderAtStation
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -72,6 +72,21 @@ class SwapRecords(Protocol):
         """The rider locked, then the key pack (``key_serial``) locked, and the other reads of
         ``RiderAtStation``, in that order: one round trip where the store can send several
         statements at once (PostgreSQL)."""
+
+    def return_at_station(
+        self,
+        station_id: str,
+        request_id: str,
+        serials: Sequence[str],
+        *,
+        holders: Sequence[str],
+        slot_nos: Sequence[int],
+        offer_rider: str | None,
+    ) -> ReturnAtStation:
+        """The riders ``holders`` locked (in id order), then the packs ``serials`` locked (in
+        serial order) and read again, then the slots ``slot_nos`` of the station, the packs'
+        open possessions, the swap ``request_id`` names there and ``offer_rider``'s open offer
+        there: in one round trip where the store can (one pack and at most one holder)."""
 
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None: ...
     def add_consumed(self, rider_id: str, units: int) -> None: ...

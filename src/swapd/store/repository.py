@@ -14,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from swapd.domain.decision import RiderAtStation
 from swapd.domain.errors import Retry
+from swapd.domain.event_reads import ReturnAtStation, RiderAtStation
 from swapd.domain.lifecycle import (
     Offer,
     OfferState,
@@ -130,6 +130,10 @@ _TOKEN = Prepared(
 _ALERT = Prepared(sa.insert(t.alerts))
 _LIST_CHANGE = Prepared(sa.insert(t.local_list_changes))
 _PLACED_AT = Prepared(sa.select(t.packs.c.placed_at).where(t.packs.c.serial == _B("serial")))
+
+
+def _slot(row: Any) -> Slot:
+    return Slot(row.station_id, row.slot_no, SlotState(row.state), row.pack_serial)
 
 
 def _pack(row: Row) -> Pack:
@@ -362,11 +366,7 @@ class Repository(OfflineRecords):
 
     def slot(self, station_id: str, slot_no: int) -> Slot | None:
         row = self.run(_SLOT, {"station_id": station_id, "slot_no": slot_no}).first()
-        return (
-            None
-            if row is None
-            else Slot(row.station_id, row.slot_no, SlotState(row.state), row.pack_serial)
-        )
+        return None if row is None else _slot(row)
 
     def set_slot(self, station_id: str, slot_no: int, pack_serial: str | None) -> None:
         """Empty a slot, or put a pack into it: only into a slot that is empty or holds it
@@ -442,6 +442,53 @@ class Repository(OfflineRecords):
             held=[_pack(r) for r in held],
             stock=[dataclasses.replace(_pack(r), placed_at=r.placed_at) for r in stock],
             out_of_service=frozenset(r.slot_no for r in out_of_service),
+        )
+
+    def return_at_station(
+        self,
+        station_id: str,
+        request_id: str,
+        serials: Sequence[str],
+        *,
+        holders: Sequence[str],
+        slot_nos: Sequence[int],
+        offer_rider: str | None,
+    ) -> ReturnAtStation:
+        if len(set(serials)) != 1 or len(set(holders)) > 1:  # several packs: one by one
+            self.lock_riders(holders)
+            packs = self.packs(serials, lock=True)
+            slots = {n: self.slot(station_id, n) for n in slot_nos}
+            possessions = {s: self.open_possession(s) for s in sorted(set(serials))}
+            return ReturnAtStation(
+                packs=packs,
+                slots=slots,
+                possessions={s: p for s, p in possessions.items() if p is not None},
+                by_request=self.swap_by_request(station_id, request_id),
+                offer=None if offer_rider is None else self.open_offer(station_id, offer_rider),
+            )
+        serial, lock = serials[0], self._lockable
+        runs: list[tuple[Prepared, Mapping[str, Any]]] = []
+        if holders and lock:  # nothing to lock where the transaction holds the whole database
+            runs.append((_RIDER_LOCKED, {"rider_id": holders[0]}))
+        runs.append((_PACK_LOCKED if lock else _PACK, {"serial": serial}))
+        runs += [(_SLOT, {"station_id": station_id, "slot_no": n}) for n in slot_nos]
+        runs.append((swap_rows.OPEN_POSSESSION, {"serial": serial}))
+        runs.append((swap_rows.SWAP_BY_REQUEST, {"station_id": station_id, "request_id": request_id}))
+        if offer_rider is not None:
+            runs.append((swap_rows.OPEN_OFFER, {"station_id": station_id, "rider_id": offer_rider}))
+        results = run_together(self.conn, runs)[1 if holders and lock else 0 :]
+        pack = results[0].first()
+        slots = {}
+        for n, result in zip(slot_nos, results[1 : 1 + len(slot_nos)], strict=True):
+            row = result.first()
+            slots[n] = None if row is None else _slot(row)
+        possession, by_request, *offer = (r.first() for r in results[1 + len(slot_nos) :])
+        return ReturnAtStation(
+            packs={} if pack is None else {serial: _pack(pack)},
+            slots=slots,
+            possessions={} if possession is None else {serial: swap_rows.possession_of(possession)},
+            by_request=None if by_request is None else swap_rows.swap_of(by_request),
+            offer=swap_rows.swap_of(offer[0]) if offer and offer[0] is not None else None,
         )
 
     def token_owner(self, token_type: str, value: str) -> TokenOwner | None:

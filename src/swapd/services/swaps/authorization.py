@@ -10,11 +10,11 @@ from swapd.domain.decision import (
     REFUSAL_TEXT,
     Decision,
     RefusalReason,
-    RiderAtStation,
     check_returned_pack,
     decide,
 )
 from swapd.domain.errors import Conflict, InvalidInput, NotFound, Retry
+from swapd.domain.event_reads import RiderAtStation
 from swapd.domain.lifecycle import Swap, SwapState
 from swapd.domain.pack_choice import ChoiceRecord
 from swapd.domain.plans import Plan

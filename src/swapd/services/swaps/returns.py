@@ -12,19 +12,20 @@ post the ledger transfers and write the rows, in the same order for every event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from swapd.domain.charge import ChargeSplit, split_for_plan
 from swapd.domain.decision import is_token_pack_mismatch
 from swapd.domain.errors import Conflict, Retry
+from swapd.domain.event_reads import ReturnAtStation
 from swapd.domain.lifecycle import PackOutcomeKind, Possession, PossessionClosed, Swap, SwapState
 from swapd.domain.metering import Usage, meter
 from swapd.domain.packs import Pack, PackStatus
 from swapd.domain.plans import Plan
 from swapd.domain.riders import IdToken, TokenType
-from swapd.domain.stations import Station
+from swapd.domain.stations import Slot, Station
 from swapd.services.money import rider_accounts
 from swapd.services.ports import Transactions, UnitOfWork
 from swapd.services.swaps import offline
@@ -121,20 +122,33 @@ def _load(
     """``replayed_at``: the time of a replayed event, whose packs name the riders who held them
     then (a later reading may have moved one since: offline.resolve_return)."""
     serials = [b.serial for b in batteries]
-    packs = _load_packs(uow, serials)
-    holders = _holders(packs)
+    first = uow.repo.packs(serials)  # unlocked: who to lock first
+    holders = _holders(first)
     then = dict(holders)
-    if replayed_at is None:
-        _check_slots_free(uow, station.id, batteries)
-    else:
+    if replayed_at is not None:
         for serial in serials:
             holder = None if serial in holders else uow.repo.holder_at(serial, replayed_at)
             if holder is not None:
                 then[serial] = holder
-    possessions = _load_possessions(uow, packs.values())
+    offer_rider = next((then[s] for s in serials if s in then), None)
+    seen = uow.repo.return_at_station(
+        station.id,
+        request_id,
+        serials,
+        holders=sorted(set(holders.values())),
+        # A replay's slots are checked pack by pack (offline.resolve_return), not refused whole.
+        slot_nos=[b.slot_no for b in batteries] if replayed_at is None else [],
+        offer_rider=offer_rider,
+    )
+    packs = seen.packs
+    if _holders(packs) != holders:  # a holder changed between the read and the locks
+        raise Retry()
+    if replayed_at is None:
+        _check_slots_free(station.id, batteries, seen.slots)
+    possessions = _possessions(packs.values(), seen.possessions)
     plans = _load_plans(uow, possessions.values())
     operator = is_operator(uow, token)
-    swap = _load_swap(uow, station.id, request_id, token, then, serials)
+    swap = _found_swap(uow, station.id, token, then, offer_rider, seen)
     return _Loaded(packs, holders, possessions, plans, operator, swap, then)
 
 
@@ -142,22 +156,11 @@ def _holders(packs: dict[str, Pack]) -> dict[str, str]:
     return {serial: p.rider_id for serial, p in packs.items() if p.rider_id}
 
 
-def _load_packs(uow: UnitOfWork, serials: Sequence[str]) -> dict[str, Pack]:
-    """The packs, locked the way every writer locks: riders first, then packs."""
-    packs = uow.repo.packs(serials)
-    if uow.repo.locks_rows:  # the holders may have changed between the read and the locks
-        # (SQLite's write transaction holds the whole database: nothing to lock or re-read.)
-        holders = _holders(packs)
-        uow.repo.lock_riders(sorted(set(holders.values())))
-        packs = uow.repo.packs(serials, lock=True)
-        if _holders(packs) != holders:
-            raise Retry()
-    return packs
-
-
-def _check_slots_free(uow: UnitOfWork, station_id: str, batteries: Sequence[BatteryReading]) -> None:
+def _check_slots_free(
+    station_id: str, batteries: Sequence[BatteryReading], slots: Mapping[int, Slot | None]
+) -> None:
     for battery in batteries:
-        slot = uow.repo.slot(station_id, battery.slot_no)
+        slot = slots[battery.slot_no]
         assert slot is not None
         if slot.pack_serial is not None and slot.pack_serial != battery.serial:
             raise Conflict(
@@ -166,11 +169,11 @@ def _check_slots_free(uow: UnitOfWork, station_id: str, batteries: Sequence[Batt
             )
 
 
-def _load_possessions(uow: UnitOfWork, packs: Iterable[Pack]) -> dict[str, Possession]:
+def _possessions(packs: Iterable[Pack], found: Mapping[str, Possession]) -> dict[str, Possession]:
     possessions = {}
     for pack in packs:
         if pack.status is PackStatus.WITH_RIDER:
-            possession = uow.repo.open_possession(pack.serial)
+            possession = found.get(pack.serial)
             assert possession is not None, "a pack with a rider has an open possession"
             possessions[pack.serial] = possession
     return possessions
@@ -185,21 +188,21 @@ def _load_plans(uow: UnitOfWork, possessions: Iterable[Possession]) -> dict[str,
     return plans
 
 
-def _load_swap(
+def _found_swap(
     uow: UnitOfWork,
     station_id: str,
-    request_id: str,
     token: IdToken | None,
     holders: dict[str, str],
-    serials: Sequence[str],
+    rider_id: str | None,
+    seen: ReturnAtStation,
 ) -> _SwapFound:
-    existing = uow.repo.swap_by_request(station_id, request_id)
-    if existing is not None:
-        return _SwapFound(existing.id, None, None)
-    rider_id = next((holders[s] for s in serials if s in holders), None)
+    """The swap this event belongs to: the one its requestId names already, the offer its
+    packs' holder (``rider_id``) has here, or a new one."""
+    if seen.by_request is not None:
+        return _SwapFound(seen.by_request.id, None, None)
     if rider_id is None:
         return _SwapFound(None, None, None)
-    offer = uow.repo.open_offer(station_id, rider_id)
+    offer = seen.offer
     if offer is not None and offer.request_id is None:
         return _SwapFound(None, offer.id, rider_id)
     # Rare: the packs' holder has no offer here, yet a card or app token names someone.
