@@ -23,7 +23,10 @@ def configure_logging(*, json_logs: bool | None = None, level: str = "INFO") -> 
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write a record (PrintLogger's print() wrote the newline apart): the workers of
+        # `swapd serve --workers N` share one stderr, and a pipe keeps a write of up to
+        # PIPE_BUF (4 KiB) whole, so their records never share a line.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     # Libraries (uvicorn, alembic, ocpp) log through the standard library: render their records
