@@ -33,6 +33,7 @@ from bench._common import console, load_average, machine_facts
 MODULES = (
     "swaps",
     "raw_limit",
+    "swap_cost",
     "idle_connections",
     "ledger_transfers",
     "rider_history",

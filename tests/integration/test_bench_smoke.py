@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from bench import history as history_bench
-from bench import rider_history, statements
+from bench import rider_history, statements, swap_cost
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
@@ -166,3 +166,23 @@ def test_history_smoke(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert metrics[f"empty_{key}"] > 0 and metrics[f"filled_{key}"] > 0
         assert metrics[f"ratio_{key}"] > 0
     assert metrics["filled_export_rows"] > metrics["empty_export_rows"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_swap_cost_smoke(
+    kind: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if kind == "postgresql":
+        request.getfixturevalue("pg_url")
+    data = _run_here(swap_cost.main, kind, capsys)
+    metrics = data["metrics"]
+    assert data["name"] == "swap_cost"
+    # Every swap went through (a refusal raises), and cost something of the process.
+    assert metrics[f"cpu_ms_per_swap_{kind}"] > 0
+    assert metrics[f"wall_ms_per_swap_{kind}"] >= metrics[f"cpu_ms_per_swap_{kind}"] / 2
+    if kind == "sqlite":
+        # The trace callback saw each call's transaction: BEGIN, SAVEPOINT, RELEASE, COMMIT
+        # for three calls, and the swap's reads and writes.
+        assert metrics["statements_per_swap_sqlite"] >= 12 + 20
+    else:
+        assert metrics["db_cpu_ms_per_swap_postgresql"] > 0
