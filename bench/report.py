@@ -54,6 +54,9 @@ shipped here) has `ledger_transfers` measure pgledger beside swapd on the same s
 (`swapd serve --workers 2`) on one database, then the fault drills' verifier.
 `uv run python -m bench.rightsizing --days 30` (about 15 minutes) compares a simulated month
 with right-sizing and the fleet policy off and on: [docs/rightsizing.md](docs/rightsizing.md).
+`uv run python -m bench.swap_cost` (in the run) measures one swap at a time in process: CPU of
+swapd and of PostgreSQL's backends, statements a swap. The work itself, steadier than the closed
+loop's rate on a shared machine: the number to compare two versions with.
 `uv run python -m bench.history --swaps 10000000` (about 35 minutes, 25 GB) fills PostgreSQL with
 a history made by `generate_series` and compares the decision and a statement with an empty
 database: [docs/PARTITIONING.md](docs/PARTITIONING.md).
