@@ -74,3 +74,16 @@ def test_a_lookup_executes_the_one_partition_its_key_row_names(
     executed = [line for line in scans if "never executed" not in line]
     assert len(scans) > 3, plan  # every month is in the plan ...
     assert len(executed) == 1 and partition in executed[0], plan  # ... one is executed
+
+
+def test_a_station_and_its_event_key_read_no_month_of_the_events(url: str) -> None:
+    """Every BatteryIn and BatteryOut reads its station and whether it was applied: from the key
+    table only (a generic plan that reads a partitioned table locks every month attached, on
+    each run); only a repeat reads its recorded result (STATION_EVENT, above)."""
+    statement = swap_rows.STATION_WITH_EVENT.statement
+    sql = str(statement.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    parameters = {"station_id": "ST1", "request_id": "r1", "event_type": "BatteryIn"}
+    with psycopg.connect(url) as conn:
+        plan = [row[0] for row in conn.execute(f"EXPLAIN (COSTS OFF) {sql}", parameters)]
+    assert any(" on station_event_keys" in line for line in plan), plan
+    assert not any(" on station_events" in line for line in plan), plan

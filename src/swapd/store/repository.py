@@ -626,12 +626,15 @@ class Repository(OfflineRecords):
     def station_and_event(
         self, station_id: str, request_id: str, event_type: str
     ) -> tuple[Station | None, Mapping[str, Any] | None]:
-        """``station(station_id)`` and ``station_event(...)`` in one statement."""
+        """``station(station_id)`` and ``station_event(...)``: one statement for a new event,
+        a second for a repeat."""
         where = {"station_id": station_id, "request_id": request_id, "event_type": event_type}
         row = self.run(swap_rows.STATION_WITH_EVENT, where).first()
         if row is None:
             return None, None
-        return _station(row), swap_rows.recorded_result(row.event_received_at, row.event_result, where)
+        if row.event_received_at is None:  # the common case: a new event
+            return _station(row), None
+        return _station(row), self.station_event(station_id, request_id, event_type)
 
     def insert_station_event(
         self,
