@@ -1,5 +1,6 @@
 """A station event's first read: the station and whether the event was applied already, in one
-statement (``Repository.station_and_event``), answering as ``station`` and ``station_event``."""
+statement for a new event (``Repository.station_and_event``; a repeat reads its recorded result
+in a second), answering as ``station`` and ``station_event``."""
 
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ def test_the_station_and_its_event_read_together_answer_as_read_apart(
 
     db.write(record)
     sent: list[Prepared] = request.getfixturevalue("prepared_runs")
+    other = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryOut"))
+    assert other == (apart[0], None)
+    assert len(sent) == 1  # a new event: the station and the key table, one statement
     station, recorded = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryIn"))
     assert station == apart[0]
     assert recorded is not None and dict(recorded) == {"swap_id": 7}
-    assert len(sent) == 1
-    other = db.read(lambda tx: tx.repo.station_and_event("ST1", "req-1", "BatteryOut"))
-    assert other == (apart[0], None)
+    assert len(sent) == 3  # a repeat: and its recorded result, from the events' own table
 
 
 def test_the_station_and_a_requests_swap_read_together_answer_as_read_apart(
