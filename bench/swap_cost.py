@@ -30,8 +30,7 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -188,14 +187,8 @@ def _backend_pids(url: str) -> list[int]:
     return pids
 
 
-@contextmanager
-def _database(kind: str) -> Iterator[str]:
-    with fresh_database(kind, f"cost_{os.getpid()}") as url:
-        yield url
-
-
 def measure(kind: str, warmup: int, count: int, progress: Progress) -> Cost:
-    with _database(kind) as url:
+    with fresh_database(kind, f"cost_{os.getpid()}") as url:
         engine = make_engine(url)
         statements = Statements(engine, kind)  # before the first connection: SQLite's trace
         upgrade(engine)
